@@ -53,3 +53,26 @@ const char *xm_hv_backend_name(const xm_hv_t *hv)
 {
     return hv->ops->name;
 }
+
+int xm_hv_host_id(xm_hv_t *hv, char *buf, size_t len)
+{
+    const char *env = getenv("XENMPI_HOST_ID");
+    int rc;
+
+    if (env && *env) {
+        if (strlen(env) >= len) {
+            xm_error("XENMPI_HOST_ID is longer than %zu characters", len - 1);
+            return -ENAMETOOLONG;
+        }
+        strcpy(buf, env);
+        return 0;
+    }
+    rc = hv->ops->host_id(hv, buf, len);
+    if (rc == -ENOENT)
+        xm_error("no host identity for domain %u: in dom0 run "
+                 "'xenstore-write /local/domain/%u/" XM_HOSTID_KEY " <host name>' and "
+                 "'xenstore-chmod /local/domain/%u/" XM_HOSTID_KEY " n0 r%u', or set "
+                 "XENMPI_HOST_ID=<host name> in every VM of this host",
+                 hv->domid, hv->domid, hv->domid, hv->domid);
+    return rc;
+}

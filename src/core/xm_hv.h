@@ -130,8 +130,6 @@ const char *xm_hv_backend_name(const xm_hv_t *hv);
 
 /* Thin dispatchers so callers read naturally. */
 static inline uint32_t xm_hv_domid(const xm_hv_t *hv) { return hv->domid; }
-static inline int xm_hv_host_id(xm_hv_t *hv, char *buf, size_t len)
-{ return hv->ops->host_id(hv, buf, len); }
 static inline int xm_hv_share(xm_hv_t *hv, uint32_t peer, unsigned count,
                               int writable, int notify_off, int notify_port,
                               void **addr, uint32_t *refs)
@@ -180,6 +178,7 @@ static inline int xm_store_read_watch(xm_hv_t *hv, char **path, char **token)
  * (xen: the store key XM_HOSTID_KEY below the domain's home, written by
  * dom0).  Missing -> -ENOENT with an error naming both ways to provide it. */
 #define XM_HOSTID_KEY "xenmpi/host-id"
+int xm_hv_host_id(xm_hv_t *hv, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,1460 @@
+/*
+ * xm_hv_sim.c - the sim backend: Xen's grant, event-channel and xenstore
+ * semantics between plain Linux processes.
+ *
+ * A simulated host is a directory /dev/shm/xenmpi-sim-<XENMPI_SIM_HOST>.
+ * Each domain has a grant table file and an event-channel port file there;
+ * the host has one store file.  Every file is created by ftruncate and an
+ * all-zero file is a valid empty table, so there is no initialisation race
+ * between the processes of one host.
+ *
+ * Granted memory lives in a memfd per share.  A peer reaches it through
+ * /proc/<owner pid>/fd/<n> and proves it opened the right file by comparing
+ * the inode recorded in the grant entry; the entry's sequence number is
+ * re-read after opening so a grant ended (and its fd number reused) in
+ * between is refused.  A stale ref therefore never reaches memory it no
+ * longer covers.
+ *
+ * Process death stands in for Xen's unmap-notify: a thread per process
+ * watches (pidfd) the owners of its peers' ports and mappings; when one
+ * dies it clears the registered notify bytes in the mappings it holds and
+ * raises the local ends of the dead process's ports.
+ */
+#include "xm_hv.h"
+#include "xm_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SIM_MAX_GRANTS 32768u     /* Xen default: 64 frames of v1 entries */
+#define SIM_MAX_PORTS 4096u
+#define SIM_STORE_NODES 4096u
+#define SIM_STORE_WATCHES 512u
+#define SIM_WATCH_QUEUE 16u
+#define SIM_TOKEN_MAX 64u
+#define SIM_FDCACHE 64u
+
+/* ---- shared layouts (all-zero = empty) ---- */
+
+struct sim_gnt {
+    _Atomic uint32_t seq; /* odd while being changed */
+    uint32_t active;
+    uint32_t peer;
+    uint32_t readonly;
+    int32_t pid;          /* owning process */
+    int32_t fd;           /* its memfd */
+    uint64_t ino;         /* identity of that memfd */
+    uint32_t page;        /* page inside the memfd */
+    int32_t notify_off;   /* byte cleared on unshare/death, -1 none (stored +1) */
+};
+
+struct sim_gnttab {
+    _Atomic uint32_t nr_entries; /* fixed by the domain's first process */
+    _Atomic uint32_t hint;
+    uint32_t pad[14];
+    struct sim_gnt e[SIM_MAX_GRANTS];
+};
+
+enum { PORT_FREE = 0, PORT_CLAIMED, PORT_UNBOUND, PORT_BINDING, PORT_INTERDOMAIN };
+
+struct sim_port {
+    _Atomic uint32_t state;
+    uint32_t remote_dom;
+    _Atomic uint32_t remote_port;
+    int32_t pid;
+    int32_t efd;
+    _Atomic uint32_t pending;
+    _Atomic uint32_t masked;
+    uint32_t pad;
+};
+
+struct sim_evtab {
+    struct sim_port p[SIM_MAX_PORTS];
+};
+
+struct sim_node {
+    uint32_t used;
+    uint32_t len;
+    uint32_t nperms;
+    uint32_t pad;
+    xm_store_perm_t perms[XM_STORE_MAX_PERMS];
+    char path[XM_STORE_MAX_PATH];
+    char value[XM_STORE_MAX_VALUE];
+};
+
+struct sim_watch {
+    uint32_t used;
+    int32_t pid;
+    int32_t efd;
+    uint32_t domid;
+    uint32_t head, tail; /* queue of fired paths */
+    uint32_t overflow;
+    uint32_t pad;
+    char path[XM_STORE_MAX_PATH];
+    char token[SIM_TOKEN_MAX];
+    char q[SIM_WATCH_QUEUE][XM_STORE_MAX_PATH];
+};
+
+struct sim_store {
+    _Atomic int32_t lock_pid;
+    uint32_t pad[15];
+    struct sim_node n[SIM_STORE_NODES];
+    struct sim_watch w[SIM_STORE_WATCHES];
+};
+
+struct sim_domains {
+    _Atomic uint32_t next_domid;
+};
+
+/* ---- per-process state ---- */
+
+struct sim_share {
+    struct sim_share *next;
+    void *addr;
+    unsigned count;
+    int fd;
+    int notify_off;
+    int notify_port;
+    uint32_t refs[];
+};
+
+struct sim_mapping {
+    struct sim_mapping *next;
+    void *addr;
+    unsigned count;
+    uint32_t owner;
+    int32_t owner_pid;
+    int fd0;          /* page 0's file, kept for notify-byte clearing */
+    uint64_t off0;
+    int notify_off;   /* owner's registered byte, -1 none */
+    int notify_port;  /* my port to raise when I unmap, -1 none */
+};
+
+struct fdcache_ent {
+    int32_t pid, fd;
+    int ofd;
+};
+
+typedef struct sim_hv {
+    struct xm_hv base;
+    char dir[PATH_MAX];
+    char host[128];
+    struct sim_gnttab *gnt;        /* my domain's grant table */
+    struct sim_evtab *ev;          /* my domain's ports */
+    struct sim_store *store;
+    int efd;                       /* event channel fd */
+    int wfd;                       /* store watch fd */
+    pid_t pid;
+    pthread_mutex_t lock;          /* local lists, fd cache, foreign tables */
+    struct sim_share *shares;
+    struct sim_mapping *maps;
+    struct { uint32_t domid; struct sim_gnttab *gnt; struct sim_evtab *ev; } foreign[64];
+    unsigned nforeign;
+    struct fdcache_ent fdc[SIM_FDCACHE];
+    unsigned fdc_next;
+    /* reaper */
+    pthread_t reaper;
+    int reaper_ep, reaper_wake;
+    int reaper_started;
+    struct { int32_t pid; int pidfd; } watched[256];
+    unsigned nwatched;
+    /* fault injection */
+    unsigned drop_every, notify_count;
+    unsigned delay_us;
+} sim_hv_t;
+
+static sim_hv_t *sim(xm_hv_t *hv) { return (sim_hv_t *)hv; }
+
+static int env_uint(const char *name, unsigned dflt)
+{
+    const char *s = getenv(name);
+    char *end;
+    unsigned long v;
+
+    if (!s || !*s)
+        return (int)dflt;
+    v = strtoul(s, &end, 0);
+    if (*end || v > INT_MAX) {
+        xm_warn("%s=%s is not a number, using %u", name, s, dflt);
+        return (int)dflt;
+    }
+    return (int)v;
+}
+
+static void *map_file(sim_hv_t *s, const char *name, size_t size)
+{
+    char path[PATH_MAX + 64];
+    void *p;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/%s", s->dir, name);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        xm_error("sim: open %s: %m (is /dev/shm writable?)", path);
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (size_t)st.st_size < size && ftruncate(fd, (off_t)size)) {
+        xm_error("sim: ftruncate %s: %m", path);
+        close(fd);
+        return NULL;
+    }
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        xm_error("sim: mmap %s: %m", path);
+        return NULL;
+    }
+    return p;
+}
+
+static int pid_alive(int32_t pid)
+{
+    return pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH);
+}
+
+/* Foreign domain tables, mapped on first use and kept. */
+static int foreign_tables(sim_hv_t *s, uint32_t domid, struct sim_gnttab **g,
+                          struct sim_evtab **e)
+{
+    char name[64];
+    unsigned i;
+
+    if (domid == s->base.domid) {
+        if (g) *g = s->gnt;
+        if (e) *e = s->ev;
+        return 0;
+    }
+    for (i = 0; i < s->nforeign; i++)
+        if (s->foreign[i].domid == domid)
+            goto found;
+    if (s->nforeign == sizeof(s->foreign) / sizeof(s->foreign[0])) {
+        xm_error("sim: more than %u peer domains in one process", i);
+        return -ENOSPC;
+    }
+    snprintf(name, sizeof(name), "gnttab-%u", domid);
+    s->foreign[i].gnt = map_file(s, name, sizeof(struct sim_gnttab));
+    snprintf(name, sizeof(name), "evtchn-%u", domid);
+    s->foreign[i].ev = map_file(s, name, sizeof(struct sim_evtab));
+    if (!s->foreign[i].gnt || !s->foreign[i].ev)
+        return -EIO;
+    s->foreign[i].domid = domid;
+    s->nforeign++;
+found:
+    if (g) *g = s->foreign[i].gnt;
+    if (e) *e = s->foreign[i].ev;
+    return 0;
+}
+
+/* open /proc/<pid>/fd/<fd> once, keep it; -1 when the process is gone */
+static int fdcache_get(sim_hv_t *s, int32_t pid, int32_t fd)
+{
+    char path[64];
+    unsigned i;
+    int ofd;
+
+    for (i = 0; i < SIM_FDCACHE; i++)
+        if (s->fdc[i].ofd > 0 && s->fdc[i].pid == pid && s->fdc[i].fd == fd)
+            return s->fdc[i].ofd;
+    snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
+    ofd = open(path, O_RDWR | O_CLOEXEC);
+    if (ofd < 0)
+        return -1;
+    i = s->fdc_next++ % SIM_FDCACHE;
+    if (s->fdc[i].ofd > 0)
+        close(s->fdc[i].ofd);
+    s->fdc[i].pid = pid;
+    s->fdc[i].fd = fd;
+    s->fdc[i].ofd = ofd;
+    return ofd;
+}
+
+static void fdcache_drop_pid(sim_hv_t *s, int32_t pid)
+{
+    for (unsigned i = 0; i < SIM_FDCACHE; i++)
+        if (s->fdc[i].ofd > 0 && s->fdc[i].pid == pid) {
+            close(s->fdc[i].ofd);
+            s->fdc[i].ofd = 0;
+        }
+}
+
+static void signal_fd(sim_hv_t *s, int32_t pid, int32_t fd)
+{
+    uint64_t one = 1;
+    int ofd;
+
+    if (pid == s->pid) {
+        if (write(fd, &one, sizeof(one)) < 0)
+            xm_debug("sim: eventfd write: %m");
+        return;
+    }
+    ofd = fdcache_get(s, pid, fd);
+    if (ofd >= 0 && write(ofd, &one, sizeof(one)) < 0)
+        xm_debug("sim: eventfd write to pid %d: %m", pid);
+}
+
+/* ---- grants ---- */
+
+/* Read a grant entry as a consistent snapshot (seqlock). */
+static int gnt_snapshot(struct sim_gnttab *t, uint32_t ref, struct sim_gnt *out)
+{
+    uint32_t nr = atomic_load(&t->nr_entries);
+
+    if (ref == 0 || ref >= nr)
+        return -ENOENT;
+    for (;;) {
+        uint32_t s1 = atomic_load_explicit(&t->e[ref].seq, memory_order_acquire);
+        if (s1 & 1) {
+            sched_yield();
+            continue;
+        }
+        memcpy(out, (const void *)&t->e[ref], sizeof(*out));
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&t->e[ref].seq, memory_order_relaxed) == s1) {
+            out->seq = s1;
+            return 0;
+        }
+    }
+}
+
+static int gnt_alloc(sim_hv_t *s, uint32_t peer, int ro, int fd, uint64_t ino,
+                     uint32_t page, int notify_off, uint32_t *ref)
+{
+    struct sim_gnttab *t = s->gnt;
+    uint32_t nr = atomic_load(&t->nr_entries);
+    uint32_t start = atomic_fetch_add(&t->hint, 1);
+
+    for (uint32_t k = 0; k < nr; k++) {
+        uint32_t r = 1 + (start + k) % (nr - 1);
+        struct sim_gnt *e = &t->e[r];
+        uint32_t sq = atomic_load(&e->seq);
+
+        if (sq & 1)
+            continue;
+        if (e->active && pid_alive(e->pid))
+            continue;
+        /* free, or left behind by a dead process (Xen ends those too) */
+        if (!atomic_compare_exchange_strong(&e->seq, &sq, sq + 1))
+            continue;
+        e->active = 1;
+        e->peer = peer;
+        e->readonly = !!ro;
+        e->pid = s->pid;
+        e->fd = fd;
+        e->ino = ino;
+        e->page = page;
+        e->notify_off = notify_off + 1;
+        atomic_store_explicit(&e->seq, sq + 2, memory_order_release);
+        *ref = r;
+        return 0;
+    }
+    return -ENOSPC;
+}
+
+static void gnt_end(sim_hv_t *s, uint32_t ref)
+{
+    struct sim_gnt *e = &s->gnt->e[ref];
+    uint32_t sq = atomic_load(&e->seq);
+
+    /* only this process writes its own entries; odd while changing */
+    atomic_store(&e->seq, sq + 1);
+    e->active = 0;
+    atomic_store_explicit(&e->seq, sq + 2, memory_order_release);
+}
+
+static int sim_share(xm_hv_t *hv, uint32_t peer, unsigned count, int writable,
+                     int notify_off, int notify_port, void **addr, uint32_t *refs)
+{
+    sim_hv_t *s = sim(hv);
+    struct sim_share *sh;
+    struct stat st;
+    unsigned i;
+    int fd, rc;
+
+    if (count == 0 || count > SIM_MAX_GRANTS ||
+        ((notify_off >= 0 || notify_port >= 0) && count != 1) ||
+        notify_off >= (int)XM_PAGE_SIZE)
+        return -EINVAL;
+    sh = calloc(1, sizeof(*sh) + count * sizeof(uint32_t));
+    if (!sh)
+        return -ENOMEM;
+    fd = memfd_create("xenmpi-grant", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)count * XM_PAGE_SIZE) || fstat(fd, &st)) {
+        rc = -errno;
+        xm_error("sim: memfd for %u pages: %m", count);
+        goto err_fd;
+    }
+    sh->addr = mmap(NULL, (size_t)count * XM_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                    MAP_SHARED, fd, 0);
+    if (sh->addr == MAP_FAILED) {
+        rc = -errno;
+        xm_error("sim: mmap %u shared pages: %m", count);
+        goto err_fd;
+    }
+    sh->count = count;
+    sh->fd = fd;
+    sh->notify_off = notify_off;
+    sh->notify_port = notify_port;
+    for (i = 0; i < count; i++) {
+        rc = gnt_alloc(s, peer, !writable, fd, st.st_ino, i, notify_off, &sh->refs[i]);
+        if (rc) {
+            xm_error("sim: grant table of domain %u is full (%u entries, "
+                     "XENMPI_SIM_GNTTAB_SIZE)", s->base.domid,
+                     atomic_load(&s->gnt->nr_entries));
+            goto err_refs;
+        }
+    }
+    memcpy(refs, sh->refs, count * sizeof(uint32_t));
+    pthread_mutex_lock(&s->lock);
+    sh->next = s->shares;
+    s->shares = sh;
+    pthread_mutex_unlock(&s->lock);
+    *addr = sh->addr;
+    return 0;
+
+err_refs:
+    while (i-- > 0)
+        gnt_end(s, sh->refs[i]);
+    munmap(sh->addr, (size_t)count * XM_PAGE_SIZE);
+err_fd:
+    if (fd >= 0)
+        close(fd);
+    free(sh);
+    return rc;
+}
+
+static int sim_unshare(xm_hv_t *hv, void *addr, unsigned count)
+{
+    sim_hv_t *s = sim(hv);
+    struct sim_share **pp, *sh;
+
+    pthread_mutex_lock(&s->lock);
+    for (pp = &s->shares; (sh = *pp); pp = &sh->next)
+        if (sh->addr == addr && sh->count == count)
+            break;
+    if (sh)
+        *pp = sh->next;
+    pthread_mutex_unlock(&s->lock);
+    if (!sh)
+        return -EINVAL;
+    for (unsigned i = 0; i < count; i++)
+        gnt_end(s, sh->refs[i]);
+    if (sh->notify_off >= 0)
+        ((volatile uint8_t *)sh->addr)[sh->notify_off] = 0;
+    if (sh->notify_port >= 0)
+        hv->ops->evt_notify(hv, (uint32_t)sh->notify_port);
+    munmap(sh->addr, (size_t)count * XM_PAGE_SIZE);
+    close(sh->fd);
+    free(sh);
+    return 0;
+}
+
+/* Open the file behind a foreign grant after checking the rules.  Returns
+ * an fd the caller owns, and the entry snapshot. */
+static int gnt_open_foreign(sim_hv_t *s, uint32_t owner, uint32_t ref, int write,
+                            struct sim_gnt *snap)
+{
+    struct sim_gnttab *t;
+    struct stat st;
+    char path[64];
+    int rc, fd;
+
+    rc = foreign_tables(s, owner, &t, NULL);
+    if (rc)
+        return rc;
+    rc = gnt_snapshot(t, ref, snap);
+    if (rc)
+        return rc;
+    if (!snap->active || snap->peer != s->base.domid)
+        return -EPERM;   /* not granted to us, or ended */
+    if (write && snap->readonly)
+        return -EPERM;
+    snprintf(path, sizeof(path), "/proc/%d/fd/%d", snap->pid, snap->fd);
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -EPERM;   /* owner gone: its grants died with it */
+    if (fstat(fd, &st) || st.st_ino != snap->ino ||
+        atomic_load_explicit(&t->e[ref].seq, memory_order_acquire) != snap->seq) {
+        close(fd);
+        return -EPERM;   /* ended (and the fd reused) while we looked */
+    }
+    return fd;
+}
+
+static int sim_map(xm_hv_t *hv, uint32_t owner, unsigned count, const uint32_t *refs,
+                   int writable, int notify_port, void **addr)
+{
+    sim_hv_t *s = sim(hv);
+    struct sim_mapping *m;
+    struct sim_gnt snap;
+    int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+    uint8_t *base;
+    int rc = 0;
+
+    if (count == 0 || count > SIM_MAX_GRANTS || (notify_port >= 0 && count != 1))
+        return -EINVAL;
+    m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    base = mmap(NULL, (size_t)count * XM_PAGE_SIZE, PROT_NONE,
+                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) {
+        free(m);
+        return -ENOMEM;
+    }
+    m->fd0 = -1;
+    pthread_mutex_lock(&s->lock);
+    for (unsigned i = 0; i < count; i++) {
+        int fd = gnt_open_foreign(s, owner, refs[i], writable, &snap);
+        if (fd < 0) {
+            rc = fd;
+            xm_debug("sim: map of ref %u from domain %u refused: %d", refs[i], owner, rc);
+            break;
+        }
+        if (mmap(base + (size_t)i * XM_PAGE_SIZE, XM_PAGE_SIZE, prot,
+                 MAP_SHARED | MAP_FIXED, fd, (off_t)snap.page * XM_PAGE_SIZE) == MAP_FAILED) {
+            rc = -errno;
+            close(fd);
+            break;
+        }
+        if (i == 0) {
+            m->fd0 = fd;
+            m->off0 = (uint64_t)snap.page * XM_PAGE_SIZE;
+            m->owner_pid = snap.pid;
+            m->notify_off = snap.notify_off - 1;
+        } else
+            close(fd);
+    }
+    if (rc) {
+        pthread_mutex_unlock(&s->lock);
+        if (m->fd0 >= 0)
+            close(m->fd0);
+        munmap(base, (size_t)count * XM_PAGE_SIZE);
+        free(m);
+        return rc;
+    }
+    m->addr = base;
+    m->count = count;
+    m->owner = owner;
+    m->notify_port = notify_port;
+    m->next = s->maps;
+    s->maps = m;
+    pthread_mutex_unlock(&s->lock);
+    if (s->reaper_started) {
+        uint64_t one = 1;
+        if (write(s->reaper_wake, &one, sizeof(one)) < 0)
+            xm_debug("sim: reaper wake: %m");
+    }
+    *addr = base;
+    return 0;
+}
+
+static int sim_unmap(xm_hv_t *hv, void *addr, unsigned count)
+{
+    sim_hv_t *s = sim(hv);
+    struct sim_mapping **pp, *m;
+
+    pthread_mutex_lock(&s->lock);
+    for (pp = &s->maps; (m = *pp); pp = &m->next)
+        if (m->addr == addr && m->count == count)
+            break;
+    if (m)
+        *pp = m->next;
+    pthread_mutex_unlock(&s->lock);
+    if (!m)
+        return -EINVAL;
+    munmap(m->addr, (size_t)count * XM_PAGE_SIZE);
+    if (m->fd0 >= 0)
+        close(m->fd0);
+    if (m->notify_port >= 0)
+        hv->ops->evt_notify(hv, (uint32_t)m->notify_port);
+    free(m);
+    return 0;
+}
+
+static int sim_copy(xm_hv_t *hv, xm_copy_seg_t *segs, unsigned count)
+{
+    sim_hv_t *s = sim(hv);
+    struct sim_gnt snap;
+    int first = 0;
+
+    for (unsigned i = 0; i < count; i++) {
+        xm_copy_seg_t *g = &segs[i];
+        int to = g->dir == XM_COPY_TO_FOREIGN;
+        int fd;
+        ssize_t n;
+
+        if (g->dir > XM_COPY_TO_FOREIGN || (unsigned)g->offset + g->len > XM_PAGE_SIZE) {
+            g->status = -EINVAL;
+            goto next;
+        }
+        pthread_mutex_lock(&s->lock);
+        fd = gnt_open_foreign(s, g->domid, g->ref, to, &snap);
+        pthread_mutex_unlock(&s->lock);
+        if (fd < 0) {
+            g->status = (int16_t)fd;
+            goto next;
+        }
+        off_t off = (off_t)snap.page * XM_PAGE_SIZE + g->offset;
+        n = to ? pwrite(fd, g->local, g->len, off) : pread(fd, g->local, g->len, off);
+        g->status = n == (ssize_t)g->len ? 0 : -EIO;
+        close(fd);
+next:
+        if (g->status && !first)
+            first = g->status;
+    }
+    return first;
+}
+
+/* ---- event channels ---- */
+
+static int port_claim(sim_hv_t *s, uint32_t *port)
+{
+    for (uint32_t p = 1; p < SIM_MAX_PORTS; p++) {
+        struct sim_port *e = &s->ev->p[p];
+        uint32_t st = atomic_load(&e->state);
+
+        if (st != PORT_FREE && pid_alive(e->pid))
+            continue;
+        if (!atomic_compare_exchange_strong(&e->state, &st, PORT_CLAIMED))
+            continue;
+        e->pid = s->pid;
+        e->efd = s->efd;
+        atomic_store(&e->pending, 0);
+        atomic_store(&e->masked, 0);
+        *port = p;
+        return 0;
+    }
+    xm_error("sim: no free event channel port in domain %u", s->base.domid);
+    return -ENOSPC;
+}
+
+static struct sim_port *my_port(sim_hv_t *s, uint32_t port)
+{
+    if (port == 0 || port >= SIM_MAX_PORTS || s->ev->p[port].pid != s->pid ||
+        atomic_load(&s->ev->p[port].state) == PORT_FREE)
+        return NULL;
+    return &s->ev->p[port];
+}
+
+static int sim_evt_alloc_unbound(xm_hv_t *hv, uint32_t remote, uint32_t *port)
+{
+    sim_hv_t *s = sim(hv);
+    int rc = port_claim(s, port);
+
+    if (rc)
+        return rc;
+    s->ev->p[*port].remote_dom = remote;
+    atomic_store(&s->ev->p[*port].state, PORT_UNBOUND);
+    return 0;
+}
+
+/* raise a port of some domain: pending, then a wakeup unless masked */
+static void port_raise(sim_hv_t *s, struct sim_port *e)
+{
+    atomic_store(&e->pending, 1);
+    if (!atomic_load(&e->masked))
+        signal_fd(s, e->pid, e->efd);
+}
+
+static int sim_evt_bind(xm_hv_t *hv, uint32_t remote, uint32_t rport, uint32_t *lport)
+{
+    sim_hv_t *s = sim(hv);
+    struct sim_evtab *rt;
+    struct sim_port *r;
+    uint32_t st = PORT_UNBOUND;
+    int rc;
+
+    if (rport == 0 || rport >= SIM_MAX_PORTS)
+        return -EINVAL;
+    pthread_mutex_lock(&s->lock);
+    rc = foreign_tables(s, remote, NULL, &rt);
+    pthread_mutex_unlock(&s->lock);
+    if (rc)
+        return rc;
+    r = &rt->p[rport];
+    if (r->remote_dom != s->base.domid || !pid_alive(r->pid) ||
+        !atomic_compare_exchange_strong(&r->state, &st, PORT_BINDING))
+        return -EINVAL;  /* not unbound for us: Xen says EINVAL too */
+    rc = port_claim(s, lport);
+    if (rc) {
+        atomic_store(&r->state, PORT_UNBOUND);
+        return rc;
+    }
+    struct sim_port *l = &s->ev->p[*lport];
+    l->remote_dom = remote;
+    atomic_store(&l->remote_port, rport);
+    atomic_store(&l->state, PORT_INTERDOMAIN);
+    atomic_store(&r->remote_port, *lport);
+    atomic_store(&r->state, PORT_INTERDOMAIN);
+    /* Xen marks a freshly bound port pending at once. */
+    port_raise(s, l);
+    if (s->reaper_started) {
+        uint64_t one = 1;
+        if (write(s->reaper_wake, &one, sizeof(one)) < 0)
+            xm_debug("sim: reaper wake: %m");
+    }
+    return 0;
+}
+
+static int sim_evt_notify(xm_hv_t *hv, uint32_t port)
+{
+    sim_hv_t *s = sim(hv);
+    struct sim_port *l = my_port(s, port), *r;
+    struct sim_evtab *rt;
+    uint32_t rp;
+
+    if (!l)
+        return -EINVAL;
+    if (atomic_load(&l->state) != PORT_INTERDOMAIN)
+        return 0;  /* unbound: Xen drops it silently */
+    if (s->drop_every && ++s->notify_count % s->drop_every == 0)
+        return 0;  /* fault injection: lost notification */
+    if (s->delay_us)
+        usleep(s->delay_us);
+    pthread_mutex_lock(&s->lock);
+    if (foreign_tables(s, l->remote_dom, NULL, &rt)) {
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+    }
+    rp = atomic_load(&l->remote_port);
+    r = rp && rp < SIM_MAX_PORTS ? &rt->p[rp] : NULL;
+    if (r && atomic_load(&r->state) == PORT_INTERDOMAIN &&
+        r->remote_dom == s->base.domid && atomic_load(&r->remote_port) == port)
+        port_raise(s, r);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+static int sim_evt_fd(xm_hv_t *hv) { return sim(hv)->efd; }
+
+static int sim_evt_pending(xm_hv_t *hv, uint32_t *port)
+{
+    sim_hv_t *s = sim(hv);
+    uint64_t cnt;
+    int found = 0, more = 0;
+
+    if (read(s->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+        return -errno;
+    for (uint32_t p = 1; p < SIM_MAX_PORTS; p++) {
+        struct sim_port *e = &s->ev->p[p];
+        if (e->pid != s->pid || !atomic_load(&e->pending) || atomic_load(&e->masked))
+            continue;
+        if (found) {
+            more = 1;
+            break;
+        }
+        /* delivered: masked until unmask, as the evtchn driver does */
+        atomic_store(&e->masked, 1);
+        atomic_store(&e->pending, 0);
+        *port = p;
+        found = 1;
+    }
+    if (more)
+        signal_fd(s, s->pid, s->efd);
+    return found ? 0 : -EAGAIN;
+}
+
+static int sim_evt_unmask(xm_hv_t *hv, uint32_t port)
+{
+    sim_hv_t *s = sim(hv);
+    struct sim_port *l = my_port(s, port);
+
+    if (!l)
+        return -EINVAL;
+    atomic_store(&l->masked, 0);
+    if (atomic_load(&l->pending))
+        signal_fd(s, s->pid, s->efd);
+    return 0;
+}
+
+static int sim_evt_close(xm_hv_t *hv, uint32_t port)
+{
+    sim_hv_t *s = sim(hv);
+    struct sim_port *l = my_port(s, port);
+    struct sim_evtab *rt;
+
+    if (!l)
+        return -EINVAL;
+    if (atomic_load(&l->state) == PORT_INTERDOMAIN) {
+        uint32_t rp = atomic_load(&l->remote_port);
+        pthread_mutex_lock(&s->lock);
+        if (!foreign_tables(s, l->remote_dom, NULL, &rt) && rp && rp < SIM_MAX_PORTS) {
+            struct sim_port *r = &rt->p[rp];
+            uint32_t st = PORT_INTERDOMAIN;
+            /* the remote end falls back to unbound, as in Xen */
+            if (r->remote_dom == s->base.domid && atomic_load(&r->remote_port) == port)
+                atomic_compare_exchange_strong(&r->state, &st, PORT_UNBOUND);
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    l->pid = 0;
+    atomic_store(&l->state, PORT_FREE);
+    return 0;
+}
+
+/* ---- store ---- */
+
+static void store_lock(sim_hv_t *s)
+{
+    int32_t want = 0;
+    unsigned spins = 0;
+
+    while (!atomic_compare_exchange_weak(&s->store->lock_pid, &want, s->pid)) {
+        if (want && !pid_alive(want)) {
+            /* holder died: take it over */
+            if (atomic_compare_exchange_strong(&s->store->lock_pid, &want, s->pid))
+                return;
+        }
+        want = 0;
+        if (++spins > 100)
+            usleep(50);
+        else
+            sched_yield();
+    }
+}
+
+static void store_unlock(sim_hv_t *s)
+{
+    atomic_store(&s->store->lock_pid, 0);
+}
+
+static int path_ok(const char *path)
+{
+    size_t n = strlen(path);
+    return path[0] == '/' && n < XM_STORE_MAX_PATH && (n == 1 || path[n - 1] != '/') &&
+           !strstr(path, "//");
+}
+
+static struct sim_node *node_find(sim_hv_t *s, const char *path)
+{
+    for (unsigned i = 0; i < SIM_STORE_NODES; i++)
+        if (s->store->n[i].used && !strcmp(s->store->n[i].path, path))
+            return &s->store->n[i];
+    return NULL;
+}
+
+static uint32_t node_perm(const struct sim_node *n, uint32_t domid)
+{
+    if (domid == 0 || n->perms[0].domid == domid)
+        return XM_PERM_BOTH;   /* dom0 and the owner */
+    for (unsigned i = 1; i < n->nperms; i++)
+        if (n->perms[i].domid == domid)
+            return n->perms[i].perm;
+    return n->perms[0].perm;
+}
+
+/* is `path` equal to or below `top`? */
+static int path_under(const char *path, const char *top)
+{
+    size_t n = strlen(top);
+    if (n == 1)
+        return 1;
+    return !strncmp(path, top, n) && (path[n] == 0 || path[n] == '/');
+}
+
+static void watch_fire(sim_hv_t *s, const char *path, const struct sim_node *n)
+{
+    for (unsigned i = 0; i < SIM_STORE_WATCHES; i++) {
+        struct sim_watch *w = &s->store->w[i];
+        if (!w->used)
+            continue;
+        if (!path_under(path, w->path) && !path_under(w->path, path))
+            continue;
+        if (!pid_alive(w->pid)) {
+            w->used = 0;
+            continue;
+        }
+        if (n && !(node_perm(n, w->domid) & XM_PERM_READ))
+            continue;   /* watchers only hear of nodes they may read */
+        const char *fired = path_under(path, w->path) ? path : w->path;
+        if (w->head - w->tail >= SIM_WATCH_QUEUE) {
+            w->overflow = 1;  /* collapse: the watched path itself fires */
+        } else {
+            snprintf(w->q[w->head % SIM_WATCH_QUEUE], XM_STORE_MAX_PATH, "%s", fired);
+            w->head++;
+        }
+        signal_fd(s, w->pid, w->efd);
+    }
+}
+
+static struct sim_node *node_create(sim_hv_t *s, const char *path)
+{
+    char parent[XM_STORE_MAX_PATH];
+    struct sim_node *p = NULL, *n = NULL;
+    char *slash;
+
+    /* nearest existing ancestor decides, xenstored-style */
+    snprintf(parent, sizeof(parent), "%s", path);
+    while ((slash = strrchr(parent, '/')) && slash != parent) {
+        *slash = 0;
+        if ((p = node_find(s, parent)))
+            break;
+    }
+    if (!p && !(p = node_find(s, "/")))
+        return NULL;
+    if (!(node_perm(p, s->base.domid) & XM_PERM_WRITE)) {
+        errno = EACCES;
+        return NULL;
+    }
+    for (unsigned i = 0; i < SIM_STORE_NODES; i++)
+        if (!s->store->n[i].used) {
+            n = &s->store->n[i];
+            break;
+        }
+    if (!n) {
+        errno = ENOSPC;
+        return NULL;
+    }
+    memset(n, 0, sizeof(*n));
+    memcpy(n->perms, p->perms, sizeof(n->perms));
+    n->nperms = p->nperms;
+    n->perms[0].domid = s->base.domid;   /* creator owns it */
+    snprintf(n->path, sizeof(n->path), "%s", path);
+    n->used = 1;
+    /* intermediate nodes exist too, as in xenstore */
+    snprintf(parent, sizeof(parent), "%s", path);
+    while ((slash = strrchr(parent, '/')) && slash != parent) {
+        *slash = 0;
+        if (node_find(s, parent))
+            break;
+        struct sim_node *m = NULL;
+        for (unsigned i = 0; i < SIM_STORE_NODES; i++)
+            if (!s->store->n[i].used) {
+                m = &s->store->n[i];
+                break;
+            }
+        if (!m)
+            break;
+        memset(m, 0, sizeof(*m));
+        memcpy(m->perms, n->perms, sizeof(m->perms));
+        m->nperms = n->nperms;
+        snprintf(m->path, sizeof(m->path), "%s", parent);
+        m->used = 1;
+    }
+    return n;
+}
+
+static int sim_store_read(xm_hv_t *hv, const char *path, char **val, size_t *len)
+{
+    sim_hv_t *s = sim(hv);
+    struct sim_node *n;
+    int rc = 0;
+
+    if (!path_ok(path))
+        return -EINVAL;
+    store_lock(s);
+    n = node_find(s, path);
+    if (!n)
+        rc = -ENOENT;
+    else if (!(node_perm(n, hv->domid) & XM_PERM_READ))
+        rc = -EACCES;
+    else if (!(*val = malloc(n->len + 1)))
+        rc = -ENOMEM;
+    else {
+        memcpy(*val, n->value, n->len);
+        (*val)[n->len] = 0;
+        if (len)
+            *len = n->len;
+    }
+    store_unlock(s);
+    return rc;
+}
+
+static int sim_store_write(xm_hv_t *hv, const char *path, const void *val, size_t len)
+{
+    sim_hv_t *s = sim(hv);
+    struct sim_node *n;
+    int rc = 0;
+
+    if (!path_ok(path) || len > XM_STORE_MAX_VALUE)
+        return -EINVAL;
+    store_lock(s);
+    n = node_find(s, path);
+    if (n && !(node_perm(n, hv->domid) & XM_PERM_WRITE))
+        rc = -EACCES;
+    else if (!n && !(n = node_create(s, path)))
+        rc = -errno;
+    if (!rc) {
+        memcpy(n->value, val, len);
+        n->len = (uint32_t)len;
+        watch_fire(s, path, n);
+    }
+    store_unlock(s);
+    return rc;
+}
+
+static int sim_store_remove(xm_hv_t *hv, const char *path)
+{
+    sim_hv_t *s = sim(hv);
+    struct sim_node *n;
+    int rc = 0;
+
+    if (!path_ok(path))
+        return -EINVAL;
+    store_lock(s);
+    n = node_find(s, path);
+    if (!n)
+        rc = -ENOENT;
+    else if (!(node_perm(n, hv->domid) & XM_PERM_WRITE))
+        rc = -EACCES;
+    else {
+        for (unsigned i = 0; i < SIM_STORE_NODES; i++)
+            if (s->store->n[i].used && path_under(s->store->n[i].path, path))
+                s->store->n[i].used = 0;
+        watch_fire(s, path, NULL);
+    }
+    store_unlock(s);
+    return rc;
+}
+
+static int sim_store_set_perms(xm_hv_t *hv, const char *path,
+                               const xm_store_perm_t *perms, unsigned count)
+{
+    sim_hv_t *s = sim(hv);
+    struct sim_node *n;
+    int rc = 0;
+
+    if (!path_ok(path) || count == 0 || count > XM_STORE_MAX_PERMS)
+        return -EINVAL;
+    for (unsigned i = 0; i < count; i++)
+        if (perms[i].perm > XM_PERM_BOTH)
+            return -EINVAL;
+    store_lock(s);
+    n = node_find(s, path);
+    if (!n)
+        rc = -ENOENT;
+    else if (hv->domid != 0 && n->perms[0].domid != hv->domid)
+        rc = -EACCES;   /* only the owner (or dom0) changes permissions */
+    else {
+        memset(n->perms, 0, sizeof(n->perms));
+        memcpy(n->perms, perms, count * sizeof(*perms));
+        n->nperms = count;
+        watch_fire(s, path, n);
+    }
+    store_unlock(s);
+    return rc;
+}
+
+static int sim_store_watch(xm_hv_t *hv, const char *path, const char *token)
+{
+    sim_hv_t *s = sim(hv);
+    struct sim_watch *w = NULL;
+
+    if (!path_ok(path) || strlen(token) >= SIM_TOKEN_MAX)
+        return -EINVAL;
+    store_lock(s);
+    for (unsigned i = 0; i < SIM_STORE_WATCHES; i++) {
+        struct sim_watch *c = &s->store->w[i];
+        if (!c->used || !pid_alive(c->pid)) {
+            w = c;
+            break;
+        }
+    }
+    if (w) {
+        memset(w, 0, sizeof(*w));
+        w->pid = s->pid;
+        w->efd = s->wfd;
+        w->domid = hv->domid;
+        snprintf(w->path, sizeof(w->path), "%s", path);
+        snprintf(w->token, sizeof(w->token), "%s", token);
+        /* xenstore fires every new watch once */
+        snprintf(w->q[0], XM_STORE_MAX_PATH, "%s", path);
+        w->head = 1;
+        w->used = 1;
+        signal_fd(s, s->pid, s->wfd);
+    }
+    store_unlock(s);
+    return w ? 0 : -ENOSPC;
+}
+
+static int sim_store_unwatch(xm_hv_t *hv, const char *path, const char *token)
+{
+    sim_hv_t *s = sim(hv);
+    int rc = -ENOENT;
+
+    store_lock(s);
+    for (unsigned i = 0; i < SIM_STORE_WATCHES; i++) {
+        struct sim_watch *w = &s->store->w[i];
+        if (w->used && w->pid == s->pid && !strcmp(w->path, path) &&
+            !strcmp(w->token, token)) {
+            w->used = 0;
+            rc = 0;
+        }
+    }
+    store_unlock(s);
+    return rc;
+}
+
+static int sim_store_watch_fd(xm_hv_t *hv) { return sim(hv)->wfd; }
+
+static int sim_store_read_watch(xm_hv_t *hv, char **path, char **token)
+{
+    sim_hv_t *s = sim(hv);
+    uint64_t cnt;
+    int rc = -EAGAIN, more = 0;
+
+    if (read(s->wfd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+        return -errno;
+    store_lock(s);
+    for (unsigned i = 0; i < SIM_STORE_WATCHES; i++) {
+        struct sim_watch *w = &s->store->w[i];
+        if (!w->used || w->pid != s->pid || (w->head == w->tail && !w->overflow))
+            continue;
+        if (rc == 0) {
+            more = 1;
+            break;
+        }
+        const char *p;
+        if (w->head != w->tail)
+            p = w->q[w->tail++ % SIM_WATCH_QUEUE];
+        else {
+            p = w->path;
+            w->overflow = 0;
+        }
+        *path = strdup(p);
+        *token = strdup(w->token);
+        if (!*path || !*token) {
+            free(*path);
+            free(*token);
+            rc = -ENOMEM;
+            break;
+        }
+        rc = 0;
+        if (w->head != w->tail || w->overflow)
+            more = 1;
+    }
+    store_unlock(s);
+    if (more)
+        signal_fd(s, s->pid, s->wfd);
+    return rc;
+}
+
+static void store_ensure_home(sim_hv_t *s)
+{
+    char path[64], val[16];
+    struct sim_node *n;
+
+    store_lock(s);
+    if (!node_find(s, "/")) {
+        n = &s->store->n[0];
+        for (unsigned i = 0; i < SIM_STORE_NODES; i++)
+            if (!s->store->n[i].used) {
+                n = &s->store->n[i];
+                break;
+            }
+        memset(n, 0, sizeof(*n));
+        snprintf(n->path, sizeof(n->path), "/");
+        n->nperms = 1;     /* owned by dom0, others none */
+        n->used = 1;
+    }
+    /* the toolstack's job on Xen: a home the domain owns, others can't read */
+    snprintf(path, sizeof(path), "/local/domain/%u", s->base.domid);
+    if (!node_find(s, path)) {
+        uint32_t me = s->base.domid;
+        s->base.domid = 0;    /* created as the toolstack would */
+        n = node_create(s, path);
+        s->base.domid = me;
+        if (n) {
+            n->nperms = 1;
+            n->perms[0].domid = me;
+            n->perms[0].perm = XM_PERM_NONE;
+            snprintf(path, sizeof(path), "/local/domain/%u/domid", me);
+            struct sim_node *d = node_create(s, path);
+            if (d) {
+                d->len = (uint32_t)snprintf(val, sizeof(val), "%u", me);
+                memcpy(d->value, val, d->len);
+            }
+        }
+    }
+    store_unlock(s);
+}
+
+/* ---- reaper: process death as unmap-notify ---- */
+
+static void reaper_watch_pid(sim_hv_t *s, int32_t pid)
+{
+    if (pid <= 0 || pid == s->pid)
+        return;
+    for (unsigned i = 0; i < s->nwatched; i++)
+        if (s->watched[i].pid == pid)
+            return;
+    if (s->nwatched == sizeof(s->watched) / sizeof(s->watched[0]))
+        return;
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pfd < 0)
+        return;
+    struct epoll_event ev = { .events = EPOLLIN, .data.u32 = s->nwatched + 1 };
+    if (epoll_ctl(s->reaper_ep, EPOLL_CTL_ADD, pfd, &ev)) {
+        close(pfd);
+        return;
+    }
+    s->watched[s->nwatched].pid = pid;
+    s->watched[s->nwatched].pidfd = pfd;
+    s->nwatched++;
+}
+
+static void reaper_rescan(sim_hv_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    for (uint32_t p = 1; p < SIM_MAX_PORTS; p++) {
+        struct sim_port *e = &s->ev->p[p];
+        struct sim_evtab *rt;
+        if (e->pid != s->pid || atomic_load(&e->state) != PORT_INTERDOMAIN)
+            continue;
+        uint32_t rp = atomic_load(&e->remote_port);
+        if (rp && rp < SIM_MAX_PORTS && !foreign_tables(s, e->remote_dom, NULL, &rt))
+            reaper_watch_pid(s, rt->p[rp].pid);
+    }
+    for (struct sim_mapping *m = s->maps; m; m = m->next)
+        reaper_watch_pid(s, m->owner_pid);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void reaper_death(sim_hv_t *s, int32_t pid)
+{
+    static const uint8_t zero;
+
+    pthread_mutex_lock(&s->lock);
+    xm_debug("sim: process %d died: firing its unmap notifications", pid);
+    for (struct sim_mapping *m = s->maps; m; m = m->next)
+        if (m->owner_pid == pid && m->notify_off >= 0 && m->fd0 >= 0 &&
+            pwrite(m->fd0, &zero, 1, (off_t)(m->off0 + (uint64_t)m->notify_off)) != 1)
+            xm_debug("sim: clearing notify byte: %m");
+    for (uint32_t p = 1; p < SIM_MAX_PORTS; p++) {
+        struct sim_port *e = &s->ev->p[p];
+        struct sim_evtab *rt;
+        if (e->pid != s->pid || atomic_load(&e->state) != PORT_INTERDOMAIN)
+            continue;
+        uint32_t rp = atomic_load(&e->remote_port);
+        if (rp && rp < SIM_MAX_PORTS && !foreign_tables(s, e->remote_dom, NULL, &rt) &&
+            rt->p[rp].pid == pid)
+            port_raise(s, e);
+    }
+    fdcache_drop_pid(s, pid);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void *reaper_main(void *arg)
+{
+    sim_hv_t *s = arg;
+    struct epoll_event evs[16];
+    sigset_t all;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    for (;;) {
+        int n = epoll_wait(s->reaper_ep, evs, 16, 100);
+        for (int i = 0; i < n; i++) {
+            uint32_t k = evs[i].data.u32;
+            if (k == 0) {
+                uint64_t v;
+                if (read(s->reaper_wake, &v, sizeof(v)) < 0)
+                    continue;
+                if (v >= (1ull << 62))
+                    return NULL;     /* close() asked us to stop */
+                continue;
+            }
+            k--;
+            if (k >= s->nwatched || s->watched[k].pidfd < 0)
+                continue;
+            epoll_ctl(s->reaper_ep, EPOLL_CTL_DEL, s->watched[k].pidfd, NULL);
+            close(s->watched[k].pidfd);
+            s->watched[k].pidfd = -1;
+            reaper_death(s, s->watched[k].pid);
+        }
+        reaper_rescan(s);
+    }
+}
+
+/* ---- open/close ---- */
+
+static int sim_self_domid(xm_hv_t *hv, uint32_t *domid)
+{
+    *domid = hv->domid;
+    return 0;
+}
+
+static int sim_host_id(xm_hv_t *hv, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "sim:%s", sim(hv)->host);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static void sim_close(xm_hv_t *hv);
+
+static int sim_open(xm_hv_t **out)
+{
+    const char *host = getenv("XENMPI_SIM_HOST");
+    struct sim_domains *doms;
+    sim_hv_t *s;
+    char name[64];
+    int rc = -EIO, want;
+
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->base.ops = &xm_hv_sim_ops;
+    s->efd = s->wfd = s->reaper_ep = s->reaper_wake = -1;
+    s->pid = getpid();
+    pthread_mutex_init(&s->lock, NULL);
+    if (!host || !*host)
+        host = "default";
+    if (strchr(host, '/') || strlen(host) >= sizeof(s->host)) {
+        xm_error("XENMPI_SIM_HOST=%s: must be a plain name (a directory under /dev/shm)", host);
+        rc = -EINVAL;
+        goto err;
+    }
+    snprintf(s->host, sizeof(s->host), "%s", host);
+    snprintf(s->dir, sizeof(s->dir), "/dev/shm/xenmpi-sim-%s", host);
+    if (mkdir(s->dir, 0700) && errno != EEXIST) {
+        xm_error("sim: mkdir %s: %m", s->dir);
+        goto err;
+    }
+    doms = map_file(s, "domains", 4096);
+    if (!doms)
+        goto err;
+    want = env_uint("XENMPI_SIM_DOMID", UINT_MAX);
+    if (want >= 0 && want < 0x7ff0)
+        s->base.domid = (uint32_t)want;   /* several processes, one domain */
+    else
+        s->base.domid = 1 + atomic_fetch_add(&doms->next_domid, 1) % 0x7fe0;
+    munmap(doms, 4096);
+
+    snprintf(name, sizeof(name), "gnttab-%u", s->base.domid);
+    if (!(s->gnt = map_file(s, name, sizeof(struct sim_gnttab))))
+        goto err;
+    uint32_t zero = 0, nr = (uint32_t)env_uint("XENMPI_SIM_GNTTAB_SIZE", SIM_MAX_GRANTS);
+    if (nr < 2 || nr > SIM_MAX_GRANTS)
+        nr = SIM_MAX_GRANTS;
+    /* the domain's first process fixes the table size, as Xen does at boot */
+    atomic_compare_exchange_strong(&s->gnt->nr_entries, &zero, nr);
+    snprintf(name, sizeof(name), "evtchn-%u", s->base.domid);
+    if (!(s->ev = map_file(s, name, sizeof(struct sim_evtab))))
+        goto err;
+    if (!(s->store = map_file(s, "store", sizeof(struct sim_store))))
+        goto err;
+    s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    s->wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    s->reaper_ep = epoll_create1(EPOLL_CLOEXEC);
+    s->reaper_wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->efd < 0 || s->wfd < 0 || s->reaper_ep < 0 || s->reaper_wake < 0) {
+        xm_error("sim: eventfd/epoll: %m");
+        goto err;
+    }
+    s->drop_every = (unsigned)env_uint("XENMPI_SIM_DROP_NOTIFY", 0);
+    s->delay_us = (unsigned)env_uint("XENMPI_SIM_DELAY_NOTIFY_US", 0);
+    store_ensure_home(s);
+
+    struct epoll_event ev = { .events = EPOLLIN, .data.u32 = 0 };
+    if (epoll_ctl(s->reaper_ep, EPOLL_CTL_ADD, s->reaper_wake, &ev) ||
+        pthread_create(&s->reaper, NULL, reaper_main, s)) {
+        xm_error("sim: starting the liveness thread: %m");
+        goto err;
+    }
+    s->reaper_started = 1;
+    xm_debug("sim: domain %u on host %s (pid %d)", s->base.domid, s->host, s->pid);
+    *out = &s->base;
+    return 0;
+err:
+    sim_close(&s->base);
+    return rc;
+}
+
+static void sim_close(xm_hv_t *hv)
+{
+    sim_hv_t *s = sim(hv);
+
+    if (!s)
+        return;
+    if (s->reaper_started) {
+        uint64_t stop = 1ull << 62;
+        if (write(s->reaper_wake, &stop, sizeof(stop)) == sizeof(stop))
+            pthread_join(s->reaper, NULL);
+        s->reaper_started = 0;
+    }
+    while (s->maps)
+        sim_unmap(hv, s->maps->addr, s->maps->count);
+    while (s->shares)
+        sim_unshare(hv, s->shares->addr, s->shares->count);
+    if (s->ev)
+        for (uint32_t p = 1; p < SIM_MAX_PORTS; p++)
+            if (s->ev->p[p].pid == s->pid)
+                sim_evt_close(hv, p);
+    if (s->store) {
+        store_lock(s);
+        for (unsigned i = 0; i < SIM_STORE_WATCHES; i++)
+            if (s->store->w[i].used && s->store->w[i].pid == s->pid)
+                s->store->w[i].used = 0;
+        store_unlock(s);
+    }
+    for (unsigned i = 0; i < s->nwatched; i++)
+        if (s->watched[i].pidfd >= 0)
+            close(s->watched[i].pidfd);
+    for (unsigned i = 0; i < SIM_FDCACHE; i++)
+        if (s->fdc[i].ofd > 0)
+            close(s->fdc[i].ofd);
+    for (unsigned i = 0; i < s->nforeign; i++) {
+        munmap(s->foreign[i].gnt, sizeof(struct sim_gnttab));
+        munmap(s->foreign[i].ev, sizeof(struct sim_evtab));
+    }
+    if (s->gnt)
+        munmap(s->gnt, sizeof(struct sim_gnttab));
+    if (s->ev)
+        munmap(s->ev, sizeof(struct sim_evtab));
+    if (s->store)
+        munmap(s->store, sizeof(struct sim_store));
+    for (int *fd = &s->efd; fd <= &s->wfd; fd++)
+        if (*fd >= 0)
+            close(*fd);
+    if (s->reaper_ep >= 0)
+        close(s->reaper_ep);
+    if (s->reaper_wake >= 0)
+        close(s->reaper_wake);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+const xm_hv_ops_t xm_hv_sim_ops = {
+    .name = "sim",
+    .open = sim_open,
+    .close = sim_close,
+    .self_domid = sim_self_domid,
+    .host_id = sim_host_id,
+    .share = sim_share,
+    .unshare = sim_unshare,
+    .map = sim_map,
+    .unmap = sim_unmap,
+    .copy = sim_copy,
+    .evt_alloc_unbound = sim_evt_alloc_unbound,
+    .evt_bind = sim_evt_bind,
+    .evt_notify = sim_evt_notify,
+    .evt_fd = sim_evt_fd,
+    .evt_pending = sim_evt_pending,
+    .evt_unmask = sim_evt_unmask,
+    .evt_close = sim_evt_close,
+    .store_read = sim_store_read,
+    .store_write = sim_store_write,
+    .store_remove = sim_store_remove,
+    .store_set_perms = sim_store_set_perms,
+    .store_watch = sim_store_watch,
+    .store_unwatch = sim_store_unwatch,
+    .store_watch_fd = sim_store_watch_fd,
+    .store_read_watch = sim_store_read_watch,
+};
