@@ -53,7 +53,7 @@ typedef struct xm_store_perm {
 } xm_store_perm_t;
 
 #define XM_STORE_MAX_PERMS 8
-#define XM_STORE_MAX_VALUE 2048
+#define XM_STORE_MAX_VALUE 4096 /* xenstore payload limit */
 #define XM_STORE_MAX_PATH 256
 
 typedef struct xm_hv_ops {
@@ -100,6 +100,9 @@ typedef struct xm_hv_ops {
     int (*store_write)(xm_hv_t *hv, const char *path, const void *val,
                        size_t len);
     int (*store_remove)(xm_hv_t *hv, const char *path);
+    /* Names of the direct children of path: a malloc'ed array of malloc'ed
+     * strings (free each, then the array). */
+    int (*store_list)(xm_hv_t *hv, const char *path, char ***names, unsigned *count);
     int (*store_set_perms)(xm_hv_t *hv, const char *path,
                            const xm_store_perm_t *perms, unsigned count);
     /* A watch fires once when set, then on every change of path or of a
@@ -163,6 +166,8 @@ static inline int xm_store_write(xm_hv_t *hv, const char *path, const void *val,
 { return hv->ops->store_write(hv, path, val, len); }
 static inline int xm_store_remove(xm_hv_t *hv, const char *path)
 { return hv->ops->store_remove(hv, path); }
+static inline int xm_store_list(xm_hv_t *hv, const char *path, char ***names, unsigned *n)
+{ return hv->ops->store_list(hv, path, names, n); }
 static inline int xm_store_set_perms(xm_hv_t *hv, const char *path,
                                      const xm_store_perm_t *p, unsigned n)
 { return hv->ops->store_set_perms(hv, path, p, n); }

@@ -38,7 +38,9 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,7 +50,6 @@
 #define SIM_STORE_WATCHES 512u
 #define SIM_WATCH_QUEUE 16u
 #define SIM_TOKEN_MAX 64u
-#define SIM_FDCACHE 64u
 
 /* ---- shared layouts (all-zero = empty) ---- */
 
@@ -146,11 +147,6 @@ struct sim_mapping {
     int notify_port;  /* my port to raise when I unmap, -1 none */
 };
 
-struct fdcache_ent {
-    int32_t pid, fd;
-    int ofd;
-};
-
 typedef struct sim_hv {
     struct xm_hv base;
     char dir[PATH_MAX];
@@ -166,8 +162,8 @@ typedef struct sim_hv {
     struct sim_mapping *maps;
     struct { uint32_t domid; struct sim_gnttab *gnt; struct sim_evtab *ev; } foreign[64];
     unsigned nforeign;
-    struct fdcache_ent fdc[SIM_FDCACHE];
-    unsigned fdc_next;
+    int32_t efd_id, wfd_id;        /* wakeup socket names */
+    int sendsock;
     /* reaper */
     pthread_t reaper;
     int reaper_ep, reaper_wake;
@@ -176,6 +172,7 @@ typedef struct sim_hv {
     unsigned nwatched;
     /* fault injection */
     unsigned drop_every, notify_count;
+    uint32_t max_port;             /* highest port this handle claimed */
     unsigned delay_us;
 } sim_hv_t;
 
@@ -262,51 +259,53 @@ found:
     return 0;
 }
 
-/* open /proc/<pid>/fd/<fd> once, keep it; -1 when the process is gone */
-static int fdcache_get(sim_hv_t *s, int32_t pid, int32_t fd)
+/* Wakeups cross processes as datagrams to an abstract unix socket named
+ * after the host, the owning pid and a per-process id: nothing to clean up
+ * when a process dies, and a full queue simply means "already woken". */
+static void wake_addr(const sim_hv_t *s, int32_t pid, int32_t id, struct sockaddr_un *a,
+                      socklen_t *len)
 {
-    char path[64];
-    unsigned i;
-    int ofd;
+    memset(a, 0, sizeof(*a));
+    a->sun_family = AF_UNIX;
+    int n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "xenmpi-sim-%s-%d-%d",
+                     s->host, pid, id);
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
 
-    for (i = 0; i < SIM_FDCACHE; i++)
-        if (s->fdc[i].ofd > 0 && s->fdc[i].pid == pid && s->fdc[i].fd == fd)
-            return s->fdc[i].ofd;
-    snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
-    ofd = open(path, O_RDWR | O_CLOEXEC);
-    if (ofd < 0)
+static int wake_open(sim_hv_t *s, int32_t *id)
+{
+    static _Atomic int32_t next_id;
+    struct sockaddr_un a;
+    socklen_t len;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
         return -1;
-    i = s->fdc_next++ % SIM_FDCACHE;
-    if (s->fdc[i].ofd > 0)
-        close(s->fdc[i].ofd);
-    s->fdc[i].pid = pid;
-    s->fdc[i].fd = fd;
-    s->fdc[i].ofd = ofd;
-    return ofd;
-}
-
-static void fdcache_drop_pid(sim_hv_t *s, int32_t pid)
-{
-    for (unsigned i = 0; i < SIM_FDCACHE; i++)
-        if (s->fdc[i].ofd > 0 && s->fdc[i].pid == pid) {
-            close(s->fdc[i].ofd);
-            s->fdc[i].ofd = 0;
-        }
-}
-
-static void signal_fd(sim_hv_t *s, int32_t pid, int32_t fd)
-{
-    uint64_t one = 1;
-    int ofd;
-
-    if (pid == s->pid) {
-        if (write(fd, &one, sizeof(one)) < 0)
-            xm_debug("sim: eventfd write: %m");
-        return;
+    *id = atomic_fetch_add(&next_id, 1);
+    wake_addr(s, s->pid, *id, &a, &len);
+    if (bind(fd, (struct sockaddr *)&a, len)) {
+        close(fd);
+        return -1;
     }
-    ofd = fdcache_get(s, pid, fd);
-    if (ofd >= 0 && write(ofd, &one, sizeof(one)) < 0)
-        xm_debug("sim: eventfd write to pid %d: %m", pid);
+    return fd;
+}
+
+static void wake_drain(int fd)
+{
+    char buf[64];
+    while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+        ;
+}
+
+static void signal_fd(sim_hv_t *s, int32_t pid, int32_t id)
+{
+    struct sockaddr_un a;
+    socklen_t len;
+
+    wake_addr(s, pid, id, &a, &len);
+    if (sendto(s->sendsock, "", 1, MSG_DONTWAIT, (struct sockaddr *)&a, len) < 0 &&
+        errno != EAGAIN && errno != ECONNREFUSED && errno != ENOENT)
+        xm_debug("sim: wakeup of pid %d: %m", pid);
 }
 
 /* ---- grants ---- */
@@ -635,7 +634,9 @@ static int port_claim(sim_hv_t *s, uint32_t *port)
         if (!atomic_compare_exchange_strong(&e->state, &st, PORT_CLAIMED))
             continue;
         e->pid = s->pid;
-        e->efd = s->efd;
+        e->efd = s->efd_id;
+        if (p > s->max_port)
+            s->max_port = p;
         atomic_store(&e->pending, 0);
         atomic_store(&e->masked, 0);
         *port = p;
@@ -747,12 +748,10 @@ static int sim_evt_fd(xm_hv_t *hv) { return sim(hv)->efd; }
 static int sim_evt_pending(xm_hv_t *hv, uint32_t *port)
 {
     sim_hv_t *s = sim(hv);
-    uint64_t cnt;
     int found = 0, more = 0;
 
-    if (read(s->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-        return -errno;
-    for (uint32_t p = 1; p < SIM_MAX_PORTS; p++) {
+    wake_drain(s->efd);
+    for (uint32_t p = 1; p <= s->max_port; p++) {
         struct sim_port *e = &s->ev->p[p];
         if (e->pid != s->pid || !atomic_load(&e->pending) || atomic_load(&e->masked))
             continue;
@@ -767,7 +766,7 @@ static int sim_evt_pending(xm_hv_t *hv, uint32_t *port)
         found = 1;
     }
     if (more)
-        signal_fd(s, s->pid, s->efd);
+        signal_fd(s, s->pid, s->efd_id);
     return found ? 0 : -EAGAIN;
 }
 
@@ -780,7 +779,7 @@ static int sim_evt_unmask(xm_hv_t *hv, uint32_t port)
         return -EINVAL;
     atomic_store(&l->masked, 0);
     if (atomic_load(&l->pending))
-        signal_fd(s, s->pid, s->efd);
+        signal_fd(s, s->pid, s->efd_id);
     return 0;
 }
 
@@ -1024,6 +1023,49 @@ static int sim_store_remove(xm_hv_t *hv, const char *path)
     return rc;
 }
 
+static int sim_store_list(xm_hv_t *hv, const char *path, char ***names, unsigned *count)
+{
+    sim_hv_t *s = sim(hv);
+    struct sim_node *n;
+    size_t plen = strlen(path) == 1 ? 0 : strlen(path);
+    char **v = NULL;
+    unsigned k = 0;
+    int rc = 0;
+
+    if (!path_ok(path))
+        return -EINVAL;
+    store_lock(s);
+    n = node_find(s, path);
+    if (!n)
+        rc = -ENOENT;
+    else if (!(node_perm(n, hv->domid) & XM_PERM_READ))
+        rc = -EACCES;
+    for (unsigned i = 0; !rc && i < SIM_STORE_NODES; i++) {
+        const char *c = s->store->n[i].path;
+        if (!s->store->n[i].used || strncmp(c, path, plen) || c[plen] != '/' ||
+            !c[plen + 1] || strchr(c + plen + 1, '/'))
+            continue;
+        char **nv = realloc(v, (k + 1) * sizeof(*v));
+        if (!nv || !(nv[k] = strdup(c + plen + 1))) {
+            v = nv ? nv : v;
+            rc = -ENOMEM;
+            break;
+        }
+        v = nv;
+        k++;
+    }
+    store_unlock(s);
+    if (rc) {
+        while (k--)
+            free(v[k]);
+        free(v);
+        return rc;
+    }
+    *names = v;
+    *count = k;
+    return 0;
+}
+
 static int sim_store_set_perms(xm_hv_t *hv, const char *path,
                                const xm_store_perm_t *perms, unsigned count)
 {
@@ -1070,7 +1112,7 @@ static int sim_store_watch(xm_hv_t *hv, const char *path, const char *token)
     if (w) {
         memset(w, 0, sizeof(*w));
         w->pid = s->pid;
-        w->efd = s->wfd;
+        w->efd = s->wfd_id;
         w->domid = hv->domid;
         snprintf(w->path, sizeof(w->path), "%s", path);
         snprintf(w->token, sizeof(w->token), "%s", token);
@@ -1078,7 +1120,7 @@ static int sim_store_watch(xm_hv_t *hv, const char *path, const char *token)
         snprintf(w->q[0], XM_STORE_MAX_PATH, "%s", path);
         w->head = 1;
         w->used = 1;
-        signal_fd(s, s->pid, s->wfd);
+        signal_fd(s, s->pid, s->wfd_id);
     }
     store_unlock(s);
     return w ? 0 : -ENOSPC;
@@ -1107,11 +1149,12 @@ static int sim_store_watch_fd(xm_hv_t *hv) { return sim(hv)->wfd; }
 static int sim_store_read_watch(xm_hv_t *hv, char **path, char **token)
 {
     sim_hv_t *s = sim(hv);
-    uint64_t cnt;
+    char c;
     int rc = -EAGAIN, more = 0;
 
-    if (read(s->wfd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-        return -errno;
+    if (recv(s->wfd, &c, 1, MSG_DONTWAIT) < 0)
+        return -EAGAIN;   /* nothing fired */
+    wake_drain(s->wfd);
     store_lock(s);
     for (unsigned i = 0; i < SIM_STORE_WATCHES; i++) {
         struct sim_watch *w = &s->store->w[i];
@@ -1142,7 +1185,7 @@ static int sim_store_read_watch(xm_hv_t *hv, char **path, char **token)
     }
     store_unlock(s);
     if (more)
-        signal_fd(s, s->pid, s->wfd);
+        signal_fd(s, s->pid, s->wfd_id);
     return rc;
 }
 
@@ -1213,7 +1256,7 @@ static void reaper_watch_pid(sim_hv_t *s, int32_t pid)
 static void reaper_rescan(sim_hv_t *s)
 {
     pthread_mutex_lock(&s->lock);
-    for (uint32_t p = 1; p < SIM_MAX_PORTS; p++) {
+    for (uint32_t p = 1; p <= s->max_port; p++) {
         struct sim_port *e = &s->ev->p[p];
         struct sim_evtab *rt;
         if (e->pid != s->pid || atomic_load(&e->state) != PORT_INTERDOMAIN)
@@ -1237,7 +1280,7 @@ static void reaper_death(sim_hv_t *s, int32_t pid)
         if (m->owner_pid == pid && m->notify_off >= 0 && m->fd0 >= 0 &&
             pwrite(m->fd0, &zero, 1, (off_t)(m->off0 + (uint64_t)m->notify_off)) != 1)
             xm_debug("sim: clearing notify byte: %m");
-    for (uint32_t p = 1; p < SIM_MAX_PORTS; p++) {
+    for (uint32_t p = 1; p <= s->max_port; p++) {
         struct sim_port *e = &s->ev->p[p];
         struct sim_evtab *rt;
         if (e->pid != s->pid || atomic_load(&e->state) != PORT_INTERDOMAIN)
@@ -1247,7 +1290,6 @@ static void reaper_death(sim_hv_t *s, int32_t pid)
             rt->p[rp].pid == pid)
             port_raise(s, e);
     }
-    fdcache_drop_pid(s, pid);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -1311,7 +1353,7 @@ static int sim_open(xm_hv_t **out)
     if (!s)
         return -ENOMEM;
     s->base.ops = &xm_hv_sim_ops;
-    s->efd = s->wfd = s->reaper_ep = s->reaper_wake = -1;
+    s->efd = s->wfd = s->reaper_ep = s->reaper_wake = s->sendsock = -1;
     s->pid = getpid();
     pthread_mutex_init(&s->lock, NULL);
     if (!host || !*host)
@@ -1350,12 +1392,13 @@ static int sim_open(xm_hv_t **out)
         goto err;
     if (!(s->store = map_file(s, "store", sizeof(struct sim_store))))
         goto err;
-    s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    s->wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    s->efd = wake_open(s, &s->efd_id);
+    s->wfd = wake_open(s, &s->wfd_id);
+    s->sendsock = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     s->reaper_ep = epoll_create1(EPOLL_CLOEXEC);
     s->reaper_wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (s->efd < 0 || s->wfd < 0 || s->reaper_ep < 0 || s->reaper_wake < 0) {
-        xm_error("sim: eventfd/epoll: %m");
+    if (s->efd < 0 || s->wfd < 0 || s->sendsock < 0 || s->reaper_ep < 0 || s->reaper_wake < 0) {
+        xm_error("sim: wakeup sockets/epoll: %m");
         goto err;
     }
     s->drop_every = (unsigned)env_uint("XENMPI_SIM_DROP_NOTIFY", 0);
@@ -1407,9 +1450,8 @@ static void sim_close(xm_hv_t *hv)
     for (unsigned i = 0; i < s->nwatched; i++)
         if (s->watched[i].pidfd >= 0)
             close(s->watched[i].pidfd);
-    for (unsigned i = 0; i < SIM_FDCACHE; i++)
-        if (s->fdc[i].ofd > 0)
-            close(s->fdc[i].ofd);
+    if (s->sendsock >= 0)
+        close(s->sendsock);
     for (unsigned i = 0; i < s->nforeign; i++) {
         munmap(s->foreign[i].gnt, sizeof(struct sim_gnttab));
         munmap(s->foreign[i].ev, sizeof(struct sim_evtab));
@@ -1452,6 +1494,7 @@ const xm_hv_ops_t xm_hv_sim_ops = {
     .store_read = sim_store_read,
     .store_write = sim_store_write,
     .store_remove = sim_store_remove,
+    .store_list = sim_store_list,
     .store_set_perms = sim_store_set_perms,
     .store_watch = sim_store_watch,
     .store_unwatch = sim_store_unwatch,

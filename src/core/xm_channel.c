@@ -1,0 +1,850 @@
+/*
+ * xm_channel.c - handshake through the store, per-pair rings, notification.
+ *
+ * Trust: the peer's control page and ring are mapped read-only and may
+ * change under us at any time.  Indices are loaded once per use into
+ * locals and checked against what is possible; record headers and payloads
+ * are copied into private memory before they are validated or delivered.
+ * A peer that breaks the rules fails its own channel, nothing else.
+ *
+ * Memory ordering: producer writes the record, then store-release prod;
+ * consumer load-acquires prod, copies, then store-releases cons.  Arming is
+ * Dekker-style: write our arm word, full fence, re-read the peer's index;
+ * the other side publishes its index, full fence, reads our arm word.
+ */
+#include "xm_channel.h"
+#include "xm_log.h"
+#include "xm_wire.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+
+struct xm_channel {
+    xm_endpoint_t *ep;
+    xm_channel_t *next;
+    enum xm_chan_state state;
+    int initiator;
+    uint32_t peer_dom, peer_ep;
+    uint32_t port;
+    int port_open;
+    void *user;
+
+    /* ours, granted read-only to the peer */
+    struct xm_ctrl_page *my;
+    uint32_t my_ref;
+    uint8_t *tx;
+    uint32_t tx_refs[XM_RING_MAX_PAGES];
+    uint32_t tx_pages, tx_size;
+
+    /* the peer's, mapped read-only */
+    const struct xm_ctrl_page *peer;
+    const uint8_t *rx;
+    uint32_t rx_pages, rx_size;
+
+    /* fast-path state, private */
+    uint32_t prod, cached_cons;
+    uint32_t cons, released;
+    uint32_t rx_arm_notified, tx_wait_notified; /* last peer arm words served */
+    uint32_t arm_seq, wait_seq;
+    size_t reserved;
+    xm_chan_stats_t st;
+    char req_path[XM_STORE_MAX_PATH];  /* initiator: our request node */
+    char resp_path[XM_STORE_MAX_PATH]; /* response node (ours or the peer's) */
+};
+
+struct xm_endpoint {
+    xm_hv_t *hv;
+    xm_ep_params_t p;
+    uint32_t id;
+    char dir[128];
+    char req_dir[160];
+    int epfd;
+    xm_channel_t *chans;
+    uint8_t *rxbuf;
+    size_t max_msg;
+    unsigned idle;       /* progress calls since the slow path last ran */
+    unsigned connecting; /* channels waiting for a handshake answer */
+};
+
+static void chan_release(xm_channel_t *ch);
+
+/* ---------------- endpoint ---------------- */
+
+int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **out)
+{
+    xm_store_perm_t perm_req = { hv->domid, XM_PERM_WRITE };
+    xm_endpoint_t *ep;
+    char path[256];
+    unsigned pages = params->ring_pages;
+    int rc;
+
+    if (!pages) {
+        const char *s = getenv("XENMPI_RING_PAGES");
+        pages = s ? (unsigned)atoi(s) : 64;
+    }
+    if (pages < XM_RING_MIN_PAGES || pages > XM_RING_MAX_PAGES || (pages & (pages - 1))) {
+        xm_error("ring of %u pages: must be a power of two between %u and %u "
+                 "(XENMPI_RING_PAGES)", pages, XM_RING_MIN_PAGES, XM_RING_MAX_PAGES);
+        return -EINVAL;
+    }
+    ep = calloc(1, sizeof(*ep));
+    if (!ep)
+        return -ENOMEM;
+    ep->hv = hv;
+    ep->p = *params;
+    ep->p.ring_pages = pages;
+    ep->id = (uint32_t)getpid();
+    ep->epfd = -1;
+    ep->max_msg = (size_t)pages * XM_PAGE_SIZE / 2 - sizeof(struct xm_rec_hdr);
+    ep->rxbuf = malloc(ep->max_msg);
+    snprintf(ep->dir, sizeof(ep->dir), "/local/domain/%u/xenmpi/ep%u", hv->domid, ep->id);
+    snprintf(ep->req_dir, sizeof(ep->req_dir), "%s/req", ep->dir);
+    rc = -ENOMEM;
+    if (!ep->rxbuf)
+        goto err;
+    ep->epfd = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event e1 = { .events = EPOLLIN }, e2 = { .events = EPOLLIN };
+    if (ep->epfd < 0 ||
+        epoll_ctl(ep->epfd, EPOLL_CTL_ADD, xm_hv_evt_fd(hv), &e1) ||
+        epoll_ctl(ep->epfd, EPOLL_CTL_ADD, xm_store_watch_fd(hv), &e2)) {
+        rc = -errno;
+        xm_error("endpoint epoll: %m");
+        goto err;
+    }
+    /* a previous process with our pid may have left its tree behind */
+    xm_store_remove(hv, ep->dir);
+    rc = xm_store_write(hv, ep->req_dir, "", 0);
+    if (!rc)
+        rc = xm_store_set_perms(hv, ep->req_dir, &perm_req, 1);
+    if (!rc)
+        rc = xm_store_watch(hv, ep->req_dir, "req");
+    if (rc) {
+        xm_error("publishing endpoint at %s: %s", ep->req_dir, strerror(-rc));
+        goto err;
+    }
+    snprintf(path, sizeof(path), "%s/resp", ep->dir);
+    xm_debug("endpoint %u:%u listening at %s", hv->domid, ep->id, ep->dir);
+    *out = ep;
+    return 0;
+err:
+    xm_endpoint_close(ep);
+    return rc;
+}
+
+void xm_endpoint_close(xm_endpoint_t *ep)
+{
+    if (!ep)
+        return;
+    while (ep->chans) {
+        xm_channel_t *ch = ep->chans;
+        ep->chans = ch->next;
+        chan_release(ch);
+        free(ch);
+    }
+    xm_store_unwatch(ep->hv, ep->req_dir, "req");
+    xm_store_remove(ep->hv, ep->dir);
+    if (ep->epfd >= 0)
+        close(ep->epfd);
+    free(ep->rxbuf);
+    free(ep);
+}
+
+uint32_t xm_endpoint_id(const xm_endpoint_t *ep) { return ep->id; }
+xm_hv_t *xm_endpoint_hv(const xm_endpoint_t *ep) { return ep->hv; }
+size_t xm_endpoint_max_msg(const xm_endpoint_t *ep) { return ep->max_msg; }
+int xm_endpoint_fd(const xm_endpoint_t *ep) { return ep->epfd; }
+
+static xm_channel_t *find_chan(xm_endpoint_t *ep, uint32_t dom, uint32_t pep, int live_only)
+{
+    for (xm_channel_t *c = ep->chans; c; c = c->next)
+        if (c->peer_dom == dom && c->peer_ep == pep &&
+            (!live_only || c->state <= XM_CH_CONNECTED))
+            return c;
+    return NULL;
+}
+
+/* ---------------- channel setup ---------------- */
+
+/* Share our control page and tx ring with the peer, read-only. */
+static int chan_share_own(xm_channel_t *ch)
+{
+    xm_hv_t *hv = ch->ep->hv;
+    void *p;
+    int rc;
+
+    ch->tx_pages = ch->ep->p.ring_pages;
+    ch->tx_size = ch->tx_pages * XM_PAGE_SIZE;
+    rc = xm_hv_share(hv, ch->peer_dom, 1, 0, XM_CTRL_LIVE_OFFSET, (int)ch->port, &p, &ch->my_ref);
+    if (rc) {
+        xm_error("granting control page to domain %u: %s", ch->peer_dom, strerror(-rc));
+        return rc;
+    }
+    ch->my = p;
+    rc = xm_hv_share(hv, ch->peer_dom, ch->tx_pages, 0, -1, -1, &p, ch->tx_refs);
+    if (rc) {
+        xm_error("granting a %u-page ring to domain %u: %s", ch->tx_pages, ch->peer_dom,
+                 strerror(-rc));
+        return rc;
+    }
+    ch->tx = p;
+    ch->my->magic = XM_WIRE_MAGIC;
+    ch->my->version = XM_WIRE_VERSION;
+    ch->my->hdr_size = sizeof(struct xm_ctrl_page);
+    ch->my->ring_pages = ch->tx_pages;
+    ch->my->owner_domid = hv->domid;
+    STORE(&ch->my->live, 1);
+    return 0;
+}
+
+static void chan_own_record(xm_channel_t *ch, xm_hs_rec_t *r, uint32_t port)
+{
+    memset(r, 0, sizeof(*r));
+    r->version = XM_WIRE_VERSION;
+    r->domid = ch->ep->hv->domid;
+    r->ep = ch->ep->id;
+    r->ctrl_ref = ch->my_ref;
+    r->port = port;
+    r->pages = ch->tx_pages;
+    memcpy(r->refs, ch->tx_refs, ch->tx_pages * sizeof(uint32_t));
+}
+
+/* Map the peer's control page and ring; validate its identity once. */
+static int chan_map_peer(xm_channel_t *ch, const xm_hs_rec_t *r)
+{
+    xm_hv_t *hv = ch->ep->hv;
+    struct xm_ctrl_page id;
+    void *p;
+    int rc;
+
+    rc = xm_hv_map(hv, ch->peer_dom, 1, &r->ctrl_ref, 0, (int)ch->port, &p);
+    if (rc) {
+        xm_error("mapping control page ref %u of domain %u: %s", r->ctrl_ref,
+                 ch->peer_dom, strerror(-rc));
+        return rc;
+    }
+    ch->peer = p;
+    memcpy(&id, p, sizeof(id));   /* one copy, then checks on the copy */
+    if (id.magic != XM_WIRE_MAGIC || id.version != XM_WIRE_VERSION ||
+        id.hdr_size != sizeof(struct xm_ctrl_page) || id.ring_pages != r->pages ||
+        id.owner_domid != ch->peer_dom) {
+        xm_error("domain %u's control page is not a version %u channel page "
+                 "(magic %#x version %u pages %u/%u)", ch->peer_dom, XM_WIRE_VERSION,
+                 id.magic, id.version, id.ring_pages, r->pages);
+        return -EPROTO;
+    }
+    rc = xm_hv_map(hv, ch->peer_dom, r->pages, r->refs, 0, -1, &p);
+    if (rc) {
+        xm_error("mapping %u ring pages of domain %u: %s", r->pages, ch->peer_dom,
+                 strerror(-rc));
+        return rc;
+    }
+    ch->rx = p;
+    ch->rx_pages = r->pages;
+    ch->rx_size = r->pages * XM_PAGE_SIZE;
+    /* start from wherever the peer's indices are (0 for a fresh channel) */
+    ch->cons = ch->released = 0;
+    return 0;
+}
+
+static void chan_release(xm_channel_t *ch)
+{
+    xm_hv_t *hv = ch->ep->hv;
+
+    if (ch->rx)
+        xm_hv_unmap(hv, (void *)ch->rx, ch->rx_pages);
+    if (ch->peer)
+        xm_hv_unmap(hv, (void *)ch->peer, 1);
+    if (ch->tx)
+        xm_hv_unshare(hv, ch->tx, ch->tx_pages);
+    /* ending the control page share clears our live byte and notifies */
+    if (ch->my)
+        xm_hv_unshare(hv, ch->my, 1);
+    if (ch->port_open)
+        xm_hv_evt_close(hv, ch->port);
+    if (ch->req_path[0])
+        xm_store_remove(hv, ch->req_path);
+    if (ch->resp_path[0]) {
+        if (ch->initiator)
+            xm_store_unwatch(hv, ch->resp_path, "resp");
+        else
+            xm_store_remove(hv, ch->resp_path);
+    }
+    ch->rx = NULL;
+    ch->peer = NULL;
+    ch->tx = NULL;
+    ch->my = NULL;
+    ch->port_open = 0;
+    ch->req_path[0] = ch->resp_path[0] = 0;
+}
+
+static void chan_fail(xm_channel_t *ch, enum xm_chan_state st)
+{
+    xm_endpoint_t *ep = ch->ep;
+
+    if (ch->state >= XM_CH_PEER_GONE)
+        return;
+    if (ch->state == XM_CH_CONNECTING && ch->initiator)
+        ep->connecting--;
+    ch->state = st;
+    chan_release(ch);
+    if (ep->p.event_cb)
+        ep->p.event_cb(ep->p.cb_arg, ch,
+                       st == XM_CH_PEER_GONE ? XM_EV_PEER_GONE : XM_EV_FAILED);
+}
+
+int xm_endpoint_connect(xm_endpoint_t *ep, uint32_t peer_dom, uint32_t peer_ep,
+                        xm_channel_t **out)
+{
+    xm_hv_t *hv = ep->hv;
+    xm_store_perm_t perms[2] = { { hv->domid, XM_PERM_NONE }, { peer_dom, XM_PERM_BOTH } };
+    xm_channel_t *ch = find_chan(ep, peer_dom, peer_ep, 1);
+    xm_hs_rec_t *rec;
+    char *buf;
+    int rc, n;
+
+    if (ch) {
+        *out = ch;
+        return 0;
+    }
+    ch = calloc(1, sizeof(*ch));
+    rec = malloc(sizeof(*rec));
+    buf = malloc(XM_HS_MAX_LEN + 1);
+    rc = -ENOMEM;
+    if (!ch || !rec || !buf)
+        goto err;
+    ch->ep = ep;
+    ch->peer_dom = peer_dom;
+    ch->peer_ep = peer_ep;
+    ch->initiator = 1;
+    ch->state = XM_CH_CONNECTING;
+    rc = xm_hv_evt_alloc_unbound(hv, peer_dom, &ch->port);
+    if (rc) {
+        xm_error("event channel for domain %u: %s", peer_dom, strerror(-rc));
+        goto err;
+    }
+    ch->port_open = 1;
+    rc = chan_share_own(ch);
+    if (rc)
+        goto err;
+    chan_own_record(ch, rec, ch->port);
+    n = xm_hs_format(rec, buf, XM_HS_MAX_LEN + 1);
+    if (n < 0) {
+        rc = n;
+        goto err;
+    }
+    snprintf(ch->resp_path, sizeof(ch->resp_path), "/local/domain/%u/xenmpi/ep%u/resp/%u-%u",
+             peer_dom, peer_ep, hv->domid, ep->id);
+    rc = xm_store_watch(hv, ch->resp_path, "resp");
+    if (rc)
+        goto err;
+    snprintf(ch->req_path, sizeof(ch->req_path), "/local/domain/%u/xenmpi/ep%u/req/%u-%u",
+             peer_dom, peer_ep, hv->domid, ep->id);
+    rc = xm_store_write(hv, ch->req_path, buf, (size_t)n);
+    if (!rc)
+        rc = xm_store_set_perms(hv, ch->req_path, perms, 2);
+    if (rc) {
+        xm_error("connecting to endpoint %u of domain %u: cannot write %s (%s): is the "
+                 "peer running and on this host?", peer_ep, peer_dom, ch->req_path,
+                 strerror(-rc));
+        if (rc == -EACCES)
+            rc = -ECONNREFUSED;
+        goto err;
+    }
+    xm_debug("channel to %u:%u requested", peer_dom, peer_ep);
+    ep->connecting++;
+    ch->next = ep->chans;
+    ep->chans = ch;
+    free(rec);
+    free(buf);
+    *out = ch;
+    return 0;
+err:
+    if (ch)
+        chan_release(ch);
+    free(ch);
+    free(rec);
+    free(buf);
+    return rc;
+}
+
+/* Listener side: a request node appeared under our req dir. */
+static void accept_request(xm_endpoint_t *ep, const char *name)
+{
+    xm_hv_t *hv = ep->hv;
+    xm_store_perm_t perms[2] = { { hv->domid, XM_PERM_NONE }, { 0, XM_PERM_READ } };
+    uint32_t dom, pep;
+    char path[XM_STORE_MAX_PATH], *val = NULL, *buf = NULL, tail;
+    xm_hs_rec_t *rec = NULL, *mine = NULL;
+    xm_channel_t *ch = NULL;
+    size_t len = 0;
+    int rc, n;
+
+    if (sscanf(name, "%u-%u%c", &dom, &pep, &tail) != 2) {
+        xm_warn("ignoring malformed request node %s/%s", ep->req_dir, name);
+        return;
+    }
+    if (find_chan(ep, dom, pep, 0) && !find_chan(ep, dom, pep, 1))
+        return;   /* an old, failed channel still holds the name */
+    for (xm_channel_t *c = ep->chans; c; c = c->next)
+        if (c->peer_dom == dom && c->peer_ep == pep && !c->initiator && c->state <= XM_CH_CONNECTED)
+            return;   /* already accepted */
+    snprintf(path, sizeof(path), "%s/%s", ep->req_dir, name);
+    rc = xm_store_read(hv, path, &val, &len);
+    if (rc == -EACCES || rc == -ENOENT)
+        return;  /* not readable yet (perms follow the write) or withdrawn */
+    rec = malloc(sizeof(*rec));
+    mine = malloc(sizeof(*mine));
+    buf = malloc(XM_HS_MAX_LEN + 1);
+    ch = calloc(1, sizeof(*ch));
+    if (rc || !rec || !mine || !buf || !ch)
+        goto out;
+    if (xm_hs_parse(val, len, rec) || rec->domid != dom || rec->ep != pep || rec->port == 0) {
+        xm_error("rejecting malformed handshake from domain %u endpoint %u", dom, pep);
+        xm_store_remove(hv, path);
+        goto out;
+    }
+    ch->ep = ep;
+    ch->peer_dom = dom;
+    ch->peer_ep = pep;
+    ch->state = XM_CH_CONNECTING;
+    rc = xm_hv_evt_bind(hv, dom, rec->port, &ch->port);
+    if (rc) {
+        xm_error("binding event channel %u of domain %u: %s", rec->port, dom, strerror(-rc));
+        goto fail;
+    }
+    ch->port_open = 1;
+    if ((rc = chan_share_own(ch)) || (rc = chan_map_peer(ch, rec)))
+        goto fail;
+    chan_own_record(ch, mine, 0);
+    n = xm_hs_format(mine, buf, XM_HS_MAX_LEN + 1);
+    snprintf(ch->resp_path, sizeof(ch->resp_path), "%s/resp/%s", ep->dir, name);
+    perms[1].domid = dom;
+    rc = n < 0 ? n : xm_store_write(hv, ch->resp_path, buf, (size_t)n);
+    if (!rc)
+        rc = xm_store_set_perms(hv, ch->resp_path, perms, 2);
+    if (rc) {
+        xm_error("answering domain %u at %s: %s", dom, ch->resp_path, strerror(-rc));
+        goto fail;
+    }
+    ch->state = XM_CH_CONNECTED;
+    ch->next = ep->chans;
+    ep->chans = ch;
+    ch = NULL;
+    xm_debug("accepted channel from %u:%u", dom, pep);
+    if (ep->p.event_cb)
+        ep->p.event_cb(ep->p.cb_arg, ep->chans, XM_EV_ACCEPTED);
+    goto out;
+fail:
+    xm_store_remove(hv, path);
+    chan_release(ch);
+out:
+    free(ch);
+    free(val);
+    free(rec);
+    free(mine);
+    free(buf);
+}
+
+/* Initiator side: the listener's answer may be there. */
+static void complete_connect(xm_channel_t *ch)
+{
+    xm_hv_t *hv = ch->ep->hv;
+    xm_hs_rec_t *rec;
+    char *val = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (ch->state != XM_CH_CONNECTING || !ch->initiator)
+        return;
+    rc = xm_store_read(hv, ch->resp_path, &val, &len);
+    if (rc)
+        return;  /* not yet (or not readable yet) */
+    rec = malloc(sizeof(*rec));
+    if (!rec || xm_hs_parse(val, len, rec) || rec->domid != ch->peer_dom ||
+        rec->ep != ch->peer_ep) {
+        xm_error("malformed handshake answer from domain %u endpoint %u",
+                 ch->peer_dom, ch->peer_ep);
+        free(rec);
+        free(val);
+        chan_fail(ch, XM_CH_FAILED);
+        return;
+    }
+    free(val);
+    rc = chan_map_peer(ch, rec);
+    free(rec);
+    if (rc) {
+        chan_fail(ch, XM_CH_FAILED);
+        return;
+    }
+    /* the answer is ours now: withdraw the request, the listener then
+     * removes its answer */
+    xm_store_unwatch(hv, ch->resp_path, "resp");
+    xm_store_remove(hv, ch->req_path);
+    ch->req_path[0] = ch->resp_path[0] = 0;
+    ch->state = XM_CH_CONNECTED;
+    ch->ep->connecting--;
+    xm_debug("channel to %u:%u connected", ch->peer_dom, ch->peer_ep);
+    if (ch->ep->p.event_cb)
+        ch->ep->p.event_cb(ch->ep->p.cb_arg, ch, XM_EV_CONNECTED);
+}
+
+static void scan_requests(xm_endpoint_t *ep)
+{
+    char **names = NULL;
+    unsigned n = 0;
+
+    if (xm_store_list(ep->hv, ep->req_dir, &names, &n))
+        return;
+    for (unsigned i = 0; i < n; i++) {
+        accept_request(ep, names[i]);
+        free(names[i]);
+    }
+    free(names);
+    /* answers whose request was withdrawn are done with */
+    for (xm_channel_t *c = ep->chans; c; c = c->next) {
+        if (c->initiator || !c->resp_path[0])
+            continue;
+        char *v = NULL;
+        char path[XM_STORE_MAX_PATH + 16];
+        snprintf(path, sizeof(path), "%s/%u-%u", ep->req_dir, c->peer_dom, c->peer_ep);
+        int rc = xm_store_read(ep->hv, path, &v, NULL);
+        free(v);
+        if (rc == -ENOENT) {
+            xm_store_remove(ep->hv, c->resp_path);
+            c->resp_path[0] = 0;
+        }
+    }
+}
+
+/* ---------------- data path ---------------- */
+
+static inline uint32_t peer_word(const uint32_t *p) { return LOAD(p); }
+
+/* Refresh our view of how far the peer consumed our ring; validate. */
+static int tx_refresh_cons(xm_channel_t *ch)
+{
+    uint32_t c = peer_word(&ch->peer->cons);
+
+    if ((uint32_t)(ch->prod - c) > ch->tx_size ||
+        (uint32_t)(c - ch->cached_cons) > (uint32_t)(ch->prod - ch->cached_cons)) {
+        xm_error("domain %u moved its consumer index to %u (ours: produced %u, released %u): "
+                 "closing the channel", ch->peer_dom, c, ch->prod, ch->cached_cons);
+        chan_fail(ch, XM_CH_FAILED);
+        return -EPROTO;
+    }
+    ch->cached_cons = c;
+    return 0;
+}
+
+static void notify_peer(xm_channel_t *ch)
+{
+    ch->st.notifies_sent++;
+    xm_hv_evt_notify(ch->ep->hv, ch->port);
+}
+
+/* after publishing: wake the peer if it sleeps on this ring */
+static inline void tx_kick(xm_channel_t *ch)
+{
+    uint32_t arm;
+
+    FENCE();
+    arm = peer_word(&ch->peer->rx_arm);
+    if ((arm & 1) && arm != ch->rx_arm_notified) {
+        ch->rx_arm_notified = arm;
+        notify_peer(ch);
+    }
+}
+
+void *xm_chan_reserve(xm_channel_t *ch, size_t max, int *err)
+{
+    uint32_t need, off, room, pad;
+
+    if (ch->state != XM_CH_CONNECTED) {
+        *err = ch->state == XM_CH_CONNECTING ? -EAGAIN : -EPIPE;
+        return NULL;
+    }
+    if (max > ch->ep->max_msg) {
+        *err = -EMSGSIZE;
+        return NULL;
+    }
+    need = (uint32_t)XM_REC_SIZE(max);
+    off = ch->prod & (ch->tx_size - 1);
+    pad = off + need > ch->tx_size ? ch->tx_size - off : 0;
+    room = ch->tx_size - (ch->prod - ch->cached_cons);
+    if (room < need + pad) {
+        if (tx_refresh_cons(ch)) {
+            *err = -EPIPE;
+            return NULL;
+        }
+        room = ch->tx_size - (ch->prod - ch->cached_cons);
+        if (room < need + pad) {
+            /* ask the peer to tell us when it frees space, then look again */
+            ch->st.ring_full++;
+            uint32_t w = (++ch->wait_seq << 1) | 1;
+            STORE(&ch->my->tx_wait, w);
+            FENCE();
+            if (tx_refresh_cons(ch)) {
+                *err = -EPIPE;
+                return NULL;
+            }
+            room = ch->tx_size - (ch->prod - ch->cached_cons);
+            if (room < need + pad) {
+                *err = -EAGAIN;
+                return NULL;
+            }
+        }
+    }
+    if (ch->my->tx_wait & 1)
+        STORE(&ch->my->tx_wait, ch->my->tx_wait & ~1u);
+    if (pad) {
+        struct xm_rec_hdr h = { .len = pad - (uint32_t)sizeof(h), .type = XM_REC_PAD };
+        memcpy(ch->tx + off, &h, sizeof(h));
+        ch->prod += pad;
+        off = 0;
+    }
+    ch->reserved = max;
+    *err = 0;
+    return ch->tx + off + sizeof(struct xm_rec_hdr);
+}
+
+void xm_chan_commit(xm_channel_t *ch, uint16_t type, size_t len)
+{
+    uint32_t off = ch->prod & (ch->tx_size - 1);
+    struct xm_rec_hdr h = { .len = (uint32_t)len, .type = type };
+
+    if (len > ch->reserved)
+        len = h.len = (uint32_t)ch->reserved;
+    memcpy(ch->tx + off, &h, sizeof(h));
+    ch->prod += (uint32_t)XM_REC_SIZE(len);
+    STORE(&ch->my->prod, ch->prod);
+    ch->st.msgs_sent++;
+    tx_kick(ch);
+}
+
+int xm_chan_send(xm_channel_t *ch, uint16_t type, const void *hdr, size_t hlen,
+                 const void *data, size_t len)
+{
+    int err;
+    uint8_t *p;
+
+    if (type == XM_REC_PAD)
+        return -EINVAL;
+    p = xm_chan_reserve(ch, hlen + len, &err);
+    if (!p)
+        return err;
+    if (hlen)
+        memcpy(p, hdr, hlen);
+    if (len)
+        memcpy(p + hlen, data, len);
+    xm_chan_commit(ch, type, hlen + len);
+    return 0;
+}
+
+/* publish how far we consumed; wake the peer if it waits for space */
+static void rx_release(xm_channel_t *ch)
+{
+    uint32_t w;
+
+    if (ch->released == ch->cons)
+        return;
+    STORE(&ch->my->cons, ch->cons);
+    ch->released = ch->cons;
+    ch->st.releases++;
+    FENCE();
+    w = peer_word(&ch->peer->tx_wait);
+    if ((w & 1) && w != ch->tx_wait_notified) {
+        ch->tx_wait_notified = w;
+        notify_peer(ch);
+    }
+}
+
+static int chan_check_live(xm_channel_t *ch)
+{
+    if (LOAD(&ch->peer->live))
+        return 0;
+    xm_info("domain %u endpoint %u is gone", ch->peer_dom, ch->peer_ep);
+    chan_fail(ch, XM_CH_PEER_GONE);
+    return -EPIPE;
+}
+
+static int chan_poll(xm_channel_t *ch)
+{
+    xm_endpoint_t *ep = ch->ep;
+    uint32_t prod, avail;
+    int n = 0;
+
+    prod = peer_word(&ch->peer->prod);
+    if (prod == ch->cons)
+        return chan_check_live(ch);
+    avail = prod - ch->cons;
+    if (avail > ch->rx_size) {
+        xm_error("domain %u published producer index %u past its %u-byte ring "
+                 "(consumed %u): closing the channel", ch->peer_dom, prod, ch->rx_size, ch->cons);
+        chan_fail(ch, XM_CH_FAILED);
+        return -EPROTO;
+    }
+    while (avail) {
+        uint32_t off = ch->cons & (ch->rx_size - 1), rec;
+        struct xm_rec_hdr h;
+
+        if (avail < sizeof(h))
+            goto bad;
+        memcpy(&h, ch->rx + off, sizeof(h));   /* copied once */
+        if (h.type == XM_REC_PAD) {
+            rec = ch->rx_size - off;
+            if (h.len != rec - sizeof(h) || rec > avail)
+                goto bad;
+        } else {
+            rec = (uint32_t)XM_REC_SIZE(h.len);
+            if (h.len > ep->max_msg || rec > avail || off + rec > ch->rx_size)
+                goto bad;
+            memcpy(ep->rxbuf, ch->rx + off + sizeof(h), h.len);
+        }
+        ch->cons += rec;
+        avail -= rec;
+        if (ch->cons - ch->released >= ch->rx_size / 4)
+            rx_release(ch);   /* batched: not per message */
+        if (h.type != XM_REC_PAD) {
+            ch->st.msgs_recv++;
+            n++;
+            ep->p.recv_cb(ep->p.cb_arg, ch, h.type, ep->rxbuf, h.len);
+            if (ch->state != XM_CH_CONNECTED)
+                return n;   /* the callback closed it */
+        }
+    }
+    rx_release(ch);
+    return n;
+bad:
+    xm_error("domain %u wrote a malformed record at ring offset %u: closing the channel",
+             ch->peer_dom, ch->cons & (ch->rx_size - 1));
+    chan_fail(ch, XM_CH_FAILED);
+    return -EPROTO;
+}
+
+#define XM_SLOW_PATH_INTERVAL 256
+
+/* Store watches and event drain: system calls, so not on every poll. */
+static void progress_slow(xm_endpoint_t *ep)
+{
+    xm_hv_t *hv = ep->hv;
+    char *path, *token;
+    uint32_t port;
+    int scan = 0;
+
+    ep->idle = 0;
+    while (xm_store_read_watch(hv, &path, &token) == 0) {
+        if (!strcmp(token, "req"))
+            scan = 1;
+        else
+            for (xm_channel_t *c = ep->chans; c; c = c->next)
+                if (c->initiator && c->state == XM_CH_CONNECTING && !strcmp(path, c->resp_path))
+                    complete_connect(c);
+        free(path);
+        free(token);
+    }
+    if (scan)
+        scan_requests(ep);
+    /* events are hints: unmask, the rings are the truth */
+    while (xm_hv_evt_pending(hv, &port) == 0)
+        xm_hv_evt_unmask(hv, port);
+}
+
+static int progress(xm_endpoint_t *ep, int slow)
+{
+    int n = 0;
+
+    if (slow || ep->connecting || ++ep->idle >= XM_SLOW_PATH_INTERVAL)
+        progress_slow(ep);
+    for (xm_channel_t *c = ep->chans; c; c = c->next) {
+        if (c->state != XM_CH_CONNECTED)
+            continue;
+        int r = chan_poll(c);
+        if (r > 0)
+            n += r;
+    }
+    if (n)
+        ep->idle = 0;
+    return n;
+}
+
+int xm_endpoint_progress(xm_endpoint_t *ep)
+{
+    return progress(ep, 0);
+}
+
+int xm_endpoint_arm(xm_endpoint_t *ep)
+{
+    for (xm_channel_t *c = ep->chans; c; c = c->next) {
+        if (c->state != XM_CH_CONNECTED)
+            continue;
+        STORE(&c->my->rx_arm, (++c->arm_seq << 1) | 1);
+        FENCE();
+        if (peer_word(&c->peer->prod) != c->cons || !LOAD(&c->peer->live))
+            return -EBUSY;
+    }
+    return 0;
+}
+
+static void disarm(xm_endpoint_t *ep)
+{
+    for (xm_channel_t *c = ep->chans; c; c = c->next)
+        if (c->state == XM_CH_CONNECTED && (c->my->rx_arm & 1))
+            STORE(&c->my->rx_arm, c->my->rx_arm & ~1u);
+}
+
+int xm_endpoint_wait(xm_endpoint_t *ep, int timeout_ms)
+{
+    struct epoll_event ev;
+    int n = progress(ep, 1);
+
+    if (n)
+        return n;
+    if (xm_endpoint_arm(ep) == 0 && epoll_wait(ep->epfd, &ev, 1, timeout_ms) < 0 &&
+        errno != EINTR)
+        return -errno;
+    disarm(ep);
+    return progress(ep, 1);
+}
+
+/* ---------------- small accessors ---------------- */
+
+enum xm_chan_state xm_chan_state(const xm_channel_t *ch) { return ch->state; }
+uint32_t xm_chan_peer_dom(const xm_channel_t *ch) { return ch->peer_dom; }
+uint32_t xm_chan_peer_ep(const xm_channel_t *ch) { return ch->peer_ep; }
+void xm_chan_set_user(xm_channel_t *ch, void *user) { ch->user = user; }
+void *xm_chan_user(const xm_channel_t *ch) { return ch->user; }
+void xm_chan_get_stats(const xm_channel_t *ch, xm_chan_stats_t *st) { *st = ch->st; }
+
+uint32_t xm_chan_inflight(xm_channel_t *ch)
+{
+    if (ch->state != XM_CH_CONNECTED)
+        return 0;
+    if (tx_refresh_cons(ch))
+        return 0;
+    return ch->prod - ch->cached_cons;
+}
+
+void xm_chan_close(xm_channel_t *ch)
+{
+    xm_endpoint_t *ep = ch->ep;
+    xm_channel_t **pp;
+
+    if (ch->state == XM_CH_CONNECTING && ch->initiator)
+        ep->connecting--;
+    for (pp = &ep->chans; *pp; pp = &(*pp)->next)
+        if (*pp == ch) {
+            *pp = ch->next;
+            break;
+        }
+    chan_release(ch);
+    free(ch);
+}

@@ -1,0 +1,93 @@
+/*
+ * xm_channel.h - connection handshake, per-peer rings, notification.
+ *
+ * An endpoint is one process's presence on the store (what a UCT iface or a
+ * netmod instance owns).  A channel joins two endpoints in two domains: each
+ * side grants the peer, read-only, a control page and a tx ring, and the two
+ * sides share one interdomain event channel.  The handshake goes through the
+ * store once per endpoint pair; the data path never touches the store and
+ * makes no system call unless the peer asked to be woken.
+ */
+#ifndef XM_CHANNEL_H
+#define XM_CHANNEL_H
+
+#include "xm_hv.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct xm_endpoint xm_endpoint_t;
+typedef struct xm_channel xm_channel_t;
+
+enum xm_chan_state {
+    XM_CH_CONNECTING = 0,
+    XM_CH_CONNECTED,
+    XM_CH_PEER_GONE, /* the peer process died or closed: resources released */
+    XM_CH_FAILED,    /* handshake failed or the peer broke the protocol */
+};
+
+enum xm_chan_event {
+    XM_EV_CONNECTED,  /* a channel we asked for is up */
+    XM_EV_ACCEPTED,   /* a peer connected to us */
+    XM_EV_PEER_GONE,
+    XM_EV_FAILED,
+};
+
+typedef struct xm_ep_params {
+    unsigned ring_pages; /* power of two, 1..XM_RING_MAX_PAGES; 0: XENMPI_RING_PAGES or 64 */
+    void (*recv_cb)(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len);
+    void (*event_cb)(void *arg, xm_channel_t *ch, enum xm_chan_event ev);
+    void *cb_arg;
+} xm_ep_params_t;
+
+int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **out);
+void xm_endpoint_close(xm_endpoint_t *ep);
+uint32_t xm_endpoint_id(const xm_endpoint_t *ep);
+xm_hv_t *xm_endpoint_hv(const xm_endpoint_t *ep);
+/* Largest payload one message may carry with this endpoint's rings. */
+size_t xm_endpoint_max_msg(const xm_endpoint_t *ep);
+
+/* Start (or find) the channel to endpoint peer_ep of domain peer_dom.
+ * Returns at once; the channel is CONNECTING until progress completes it. */
+int xm_endpoint_connect(xm_endpoint_t *ep, uint32_t peer_dom, uint32_t peer_ep,
+                        xm_channel_t **out);
+
+/* Handle handshakes, events and incoming messages; returns the number of
+ * messages delivered (>= 0) or a negative errno. */
+int xm_endpoint_progress(xm_endpoint_t *ep);
+
+/* One pollable fd for the endpoint (events and store watches). */
+int xm_endpoint_fd(const xm_endpoint_t *ep);
+/* Ask every channel's peer to notify us on new data; -EBUSY when something
+ * is already waiting (do not sleep then). */
+int xm_endpoint_arm(xm_endpoint_t *ep);
+/* progress, then arm and sleep up to timeout_ms until something happens */
+int xm_endpoint_wait(xm_endpoint_t *ep, int timeout_ms);
+
+/* Send one message; -EAGAIN when not connected yet or the ring is full (the
+ * peer is then asked to notify when it frees space), -EMSGSIZE when larger
+ * than xm_endpoint_max_msg, -EPIPE when the peer is gone. */
+int xm_chan_send(xm_channel_t *ch, uint16_t type, const void *hdr, size_t hlen,
+                 const void *data, size_t len);
+/* Two-step form for packing in place: reserve room for up to max bytes,
+ * write them, commit the real length. */
+void *xm_chan_reserve(xm_channel_t *ch, size_t max, int *err);
+void xm_chan_commit(xm_channel_t *ch, uint16_t type, size_t len);
+
+enum xm_chan_state xm_chan_state(const xm_channel_t *ch);
+uint32_t xm_chan_peer_dom(const xm_channel_t *ch);
+uint32_t xm_chan_peer_ep(const xm_channel_t *ch);
+void xm_chan_set_user(xm_channel_t *ch, void *user);
+void *xm_chan_user(const xm_channel_t *ch);
+/* Bytes sent but not yet released by the peer (0 = everything consumed). */
+uint32_t xm_chan_inflight(xm_channel_t *ch);
+/* Orderly close: the peer sees PEER_GONE. */
+void xm_chan_close(xm_channel_t *ch);
+
+/* Counters for tests and benchmarks. */
+typedef struct xm_chan_stats {
+    uint64_t msgs_sent, msgs_recv, notifies_sent, ring_full, releases;
+} xm_chan_stats_t;
+void xm_chan_get_stats(const xm_channel_t *ch, xm_chan_stats_t *st);
+
+#endif

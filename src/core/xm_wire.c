@@ -1,0 +1,86 @@
+/* xm_wire.c - handshake record parsing: the record comes from a peer domain
+ * through the store, so it is hostile input. */
+#include "xm_wire.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* parse an unsigned decimal in [s, end); advance *s; -1 on anything else */
+static int parse_u32(const char **s, const char *end, uint32_t *out)
+{
+    uint64_t v = 0;
+    const char *p = *s;
+
+    if (p >= end || *p < '0' || *p > '9')
+        return -1;
+    while (p < end && *p >= '0' && *p <= '9') {
+        v = v * 10 + (uint64_t)(*p - '0');
+        if (v > UINT32_MAX)
+            return -1;
+        p++;
+    }
+    *s = p;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int xm_hs_parse(const char *buf, size_t len, xm_hs_rec_t *out)
+{
+    static const char *const keys[] = { "v=", "dom=", "ep=", "ctrl=", "port=", "pages=", "refs=" };
+    const char *p = buf, *end = buf + len;
+    uint32_t *fields[] = { &out->version, &out->domid, &out->ep, &out->ctrl_ref,
+                           &out->port, &out->pages };
+
+    if (len == 0 || len > XM_HS_MAX_LEN)
+        return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    for (unsigned k = 0; k < 7; k++) {
+        size_t kl = strlen(keys[k]);
+        if (k > 0) {
+            if (p >= end || *p != ' ')
+                return -EINVAL;
+            p++;
+        }
+        if ((size_t)(end - p) < kl || memcmp(p, keys[k], kl))
+            return -EINVAL;
+        p += kl;
+        if (k < 6) {
+            if (parse_u32(&p, end, fields[k]))
+                return -EINVAL;
+            continue;
+        }
+        if (out->version != XM_WIRE_VERSION || out->pages < XM_RING_MIN_PAGES ||
+            out->pages > XM_RING_MAX_PAGES || (out->pages & (out->pages - 1)))
+            return -EINVAL;
+        for (uint32_t i = 0; i < out->pages; i++) {
+            if (i && (p >= end || *p++ != ','))
+                return -EINVAL;
+            if (parse_u32(&p, end, &out->refs[i]))
+                return -EINVAL;
+        }
+    }
+    /* tolerate one trailing NUL or newline, nothing else */
+    if (p < end && (*p == '\n' || *p == 0))
+        p++;
+    return p == end ? 0 : -EINVAL;
+}
+
+int xm_hs_format(const xm_hs_rec_t *rec, char *buf, size_t size)
+{
+    size_t n;
+    int w;
+
+    w = snprintf(buf, size, "v=%u dom=%u ep=%u ctrl=%u port=%u pages=%u refs=",
+                 rec->version, rec->domid, rec->ep, rec->ctrl_ref, rec->port, rec->pages);
+    if (w < 0 || (size_t)w >= size || rec->pages > XM_RING_MAX_PAGES)
+        return -ENOSPC;
+    n = (size_t)w;
+    for (uint32_t i = 0; i < rec->pages; i++) {
+        w = snprintf(buf + n, size - n, i ? ",%u" : "%u", rec->refs[i]);
+        if (w < 0 || (size_t)w >= size - n)
+            return -ENOSPC;
+        n += (size_t)w;
+    }
+    return (int)n;
+}
