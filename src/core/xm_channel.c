@@ -824,6 +824,14 @@ void xm_chan_set_user(xm_channel_t *ch, void *user) { ch->user = user; }
 void *xm_chan_user(const xm_channel_t *ch) { return ch->user; }
 void xm_chan_get_stats(const xm_channel_t *ch, xm_chan_stats_t *st) { *st = ch->st; }
 
+void xm_chan_own_pages(xm_channel_t *ch, struct xm_ctrl_page **ctrl, uint8_t **ring,
+                       uint32_t *ring_size)
+{
+    *ctrl = ch->my;
+    *ring = ch->tx;
+    *ring_size = ch->tx_size;
+}
+
 uint32_t xm_chan_inflight(xm_channel_t *ch)
 {
     if (ch->state != XM_CH_CONNECTED)

@@ -84,6 +84,12 @@ uint32_t xm_chan_inflight(xm_channel_t *ch);
 /* Orderly close: the peer sees PEER_GONE. */
 void xm_chan_close(xm_channel_t *ch);
 
+/* The pages this side grants its peer (control page and tx ring), for
+ * tests and tools that need to play a misbehaving peer. */
+struct xm_ctrl_page;
+void xm_chan_own_pages(xm_channel_t *ch, struct xm_ctrl_page **ctrl, uint8_t **ring,
+                       uint32_t *ring_size);
+
 /* Counters for tests and benchmarks. */
 typedef struct xm_chan_stats {
     uint64_t msgs_sent, msgs_recv, notifies_sent, ring_full, releases;

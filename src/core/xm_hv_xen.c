@@ -39,6 +39,9 @@ uint64_t xm_hv_xen_call_count(const xm_hv_t *hv);
 #define XM_GNTCOPY_source_gref    (1u << 0)
 #define XM_GNTCOPY_dest_gref      (1u << 1)
 
+/* xenstore wire protocol: payload of one request (XENSTORE_PAYLOAD_MAX). */
+#define XM_XS_PAYLOAD_MAX 4096u
+
 /* Segments handed to one gntdev grant-copy ioctl. */
 #define XM_XEN_COPY_BATCH 16
 
@@ -292,9 +295,11 @@ static int xen_store_write(xm_hv_t *hv, const char *path, const void *val,
 
     if (rc)
         return rc;
-    if (len > XM_STORE_MAX_VALUE) {
-        xm_error("xenstore write %s: %zu bytes, more than the %u a value may hold",
-                 path, len, XM_STORE_MAX_VALUE);
+    /* xenstored's limit is on the whole request: path, NUL and value */
+    if (len > XM_STORE_MAX_VALUE ||
+        len + strlen(path) + 1 > XM_XS_PAYLOAD_MAX) {
+        xm_error("xenstore write %s: %zu bytes; a request (path + value) "
+                 "may hold at most %u bytes", path, len, XM_XS_PAYLOAD_MAX);
         return -E2BIG;
     }
     count_call(x);
@@ -328,6 +333,51 @@ static int xen_store_remove(xm_hv_t *hv, const char *path)
             xm_error("xenstore remove %s: %s", path, strerror(-rc));
         return rc;
     }
+    return 0;
+}
+
+static int xen_store_list(xm_hv_t *hv, const char *path, char ***names,
+                          unsigned *count)
+{
+    xm_hv_xen_t *x = X(hv);
+    unsigned int n = 0;
+    char **dir, **out = NULL;
+    int rc = check_path(path);
+
+    *names = NULL;
+    *count = 0;
+    if (rc)
+        return rc;
+    count_call(x);
+    dir = xs_directory(x->xs, XBT_NULL, path, &n);
+    if (!dir) {
+        rc = xs_err();
+        if (rc != -ENOENT)
+            xm_error("xenstore list %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    if (n) {
+        /* libxenstore returns one block; the contract wants each name
+         * malloc'ed on its own */
+        out = calloc(n, sizeof(*out));
+        for (unsigned i = 0; out && i < n; i++) {
+            out[i] = strdup(dir[i]);
+            if (!out[i]) {
+                while (i--)
+                    free(out[i]);
+                free(out);
+                out = NULL;
+            }
+        }
+        if (!out) {
+            free(dir);
+            xm_error("xenstore list %s: out of memory", path);
+            return -ENOMEM;
+        }
+    }
+    free(dir);
+    *names = out;
+    *count = n;
     return 0;
 }
 
@@ -891,6 +941,7 @@ const xm_hv_ops_t xm_hv_xen_ops = {
     .store_read = xen_store_read,
     .store_write = xen_store_write,
     .store_remove = xen_store_remove,
+    .store_list = xen_store_list,
     .store_set_perms = xen_store_set_perms,
     .store_watch = xen_store_watch,
     .store_unwatch = xen_store_unwatch,

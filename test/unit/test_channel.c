@@ -1,0 +1,475 @@
+/*
+ * Channel unit tests: two (or three) sim domains inside one process, each
+ * with its own hv handle and endpoint, pumped alternately.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "xm_channel.h"
+#include "xm_wire.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAXMSG 64
+struct msg {
+    xm_channel_t *ch;
+    uint16_t type;
+    size_t len;
+    uint8_t data[40000];
+};
+
+struct side {
+    xm_hv_t *hv;
+    xm_endpoint_t *ep;
+    struct msg *log;
+    unsigned nlog;
+    int accepted, connected, gone, failed;
+    xm_channel_t *last_ch;
+};
+
+static void on_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len)
+{
+    struct side *s = arg;
+    if (s->nlog < MAXMSG) {
+        struct msg *m = &s->log[s->nlog];
+        m->ch = ch;
+        m->type = type;
+        m->len = len;
+        memcpy(m->data, data, len < sizeof(m->data) ? len : sizeof(m->data));
+    }
+    s->nlog++;
+}
+
+static void on_event(void *arg, xm_channel_t *ch, enum xm_chan_event ev)
+{
+    struct side *s = arg;
+    s->last_ch = ch;
+    switch (ev) {
+    case XM_EV_ACCEPTED: s->accepted++; break;
+    case XM_EV_CONNECTED: s->connected++; break;
+    case XM_EV_PEER_GONE: s->gone++; break;
+    case XM_EV_FAILED: s->failed++; break;
+    }
+}
+
+static void side_open(struct side *s, unsigned pages)
+{
+    xm_ep_params_t p = { .ring_pages = pages, .recv_cb = on_recv, .event_cb = on_event,
+                         .cb_arg = s };
+    memset(s, 0, sizeof(*s));
+    s->log = calloc(MAXMSG, sizeof(struct msg));
+    assert_non_null(s->log);
+    assert_int_equal(xm_hv_open(&s->hv), 0);
+    assert_int_equal(xm_endpoint_open(s->hv, &p, &s->ep), 0);
+}
+
+static void side_close(struct side *s)
+{
+    if (s->ep)
+        xm_endpoint_close(s->ep);
+    if (s->hv)
+        xm_hv_close(s->hv);
+    free(s->log);
+    memset(s, 0, sizeof(*s));
+}
+
+static void pump(struct side **sides, unsigned n, unsigned rounds)
+{
+    for (unsigned r = 0; r < rounds; r++)
+        for (unsigned i = 0; i < n; i++)
+            xm_endpoint_wait(sides[i]->ep, 0);
+}
+
+/* b connects to a; returns b's channel and sets *a_ch to a's */
+static xm_channel_t *connect_pair(struct side *a, struct side *b, xm_channel_t **a_ch)
+{
+    xm_channel_t *ch;
+    struct side *v[2] = { a, b };
+
+    assert_int_equal(xm_endpoint_connect(b->ep, xm_hv_domid(a->hv), xm_endpoint_id(a->ep), &ch), 0);
+    assert_int_equal(xm_chan_state(ch), XM_CH_CONNECTING);
+    /* not connected yet: sending must say "try again", not lose data */
+    assert_int_equal(xm_chan_send(ch, 1, NULL, 0, "x", 1), -EAGAIN);
+    for (int i = 0; i < 1000 && xm_chan_state(ch) == XM_CH_CONNECTING; i++)
+        pump(v, 2, 1);
+    assert_int_equal(xm_chan_state(ch), XM_CH_CONNECTED);
+    assert_int_equal(a->accepted, 1);
+    assert_int_equal(b->connected, 1);
+    if (a_ch)
+        *a_ch = a->last_ch;
+    return ch;
+}
+
+static int setup(void **state)
+{
+    char host[64];
+    snprintf(host, sizeof(host), "unit-chan-%d", (int)getpid());
+    setenv("XENMPI_BACKEND", "sim", 1);
+    setenv("XENMPI_SIM_HOST", host, 1);
+    unsetenv("XENMPI_SIM_DOMID");
+    *state = NULL;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf /dev/shm/xenmpi-sim-unit-chan-%d", (int)getpid());
+    return system(cmd);
+}
+
+static void test_handshake_and_both_directions(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ab, *ba;
+    struct side *v[2] = { &a, &b };
+
+    side_open(&a, 4);
+    side_open(&b, 4);
+    ba = connect_pair(&a, &b, &ab);
+    assert_int_equal(xm_chan_peer_dom(ab), xm_hv_domid(b.hv));
+    assert_int_equal(xm_chan_send(ba, 7, "hd", 2, "hello", 5), 0);
+    assert_int_equal(xm_chan_send(ab, 9, NULL, 0, "world!", 6), 0);
+    pump(v, 2, 2);
+    assert_int_equal(a.nlog, 1);
+    assert_int_equal(a.log[0].type, 7);
+    assert_int_equal(a.log[0].len, 7);
+    assert_memory_equal(a.log[0].data, "hdhello", 7);
+    assert_int_equal(b.nlog, 1);
+    assert_int_equal(b.log[0].type, 9);
+    assert_memory_equal(b.log[0].data, "world!", 6);
+    /* connecting again finds the same channel: one handshake per pair */
+    xm_channel_t *again;
+    assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep), &again), 0);
+    assert_ptr_equal(again, ba);
+    /* the handshake nodes are cleaned up once connected */
+    char path[160], **names = NULL;
+    unsigned n = 99;
+    snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/req", xm_hv_domid(a.hv),
+             xm_endpoint_id(a.ep));
+    assert_int_equal(xm_store_list(a.hv, path, &names, &n), 0);
+    assert_int_equal(n, 0);
+    free(names);
+    side_close(&b);
+    side_close(&a);
+}
+
+static void test_connect_refused(void **state)
+{
+    struct side a;
+    xm_channel_t *ch;
+
+    side_open(&a, 1);
+    /* domain 0x7000 endpoint 1 does not exist */
+    assert_int_equal(xm_endpoint_connect(a.ep, 0x7000, 1, &ch), -ECONNREFUSED);
+    side_close(&a);
+}
+
+static void test_bad_ring_size(void **state)
+{
+    xm_hv_t *hv;
+    xm_endpoint_t *ep;
+    xm_ep_params_t p = { .ring_pages = 3, .recv_cb = on_recv };
+
+    assert_int_equal(xm_hv_open(&hv), 0);
+    assert_int_equal(xm_endpoint_open(hv, &p, &ep), -EINVAL);
+    p.ring_pages = 512;
+    assert_int_equal(xm_endpoint_open(hv, &p, &ep), -EINVAL);
+    xm_hv_close(hv);
+}
+
+/* one-page ring: full, wrap with PAD records, batched release, order */
+static void test_wrap_full_and_batched_release(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ab, *ba;
+    xm_chan_stats_t st;
+    uint8_t buf[2048];
+    struct side *v[1] = { &a };
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    ba = connect_pair(&a, &b, &ab);
+    assert_int_equal(xm_endpoint_max_msg(b.ep), 4096 / 2 - 8);
+    assert_int_equal(xm_chan_send(ba, 1, NULL, 0, buf, 4096), -EMSGSIZE);
+
+    /* fill: 1000-byte records (1008 on the ring) fit 4 times in 4096 */
+    int sent = 0, rc;
+    memset(buf, 0xab, sizeof(buf));
+    while ((rc = xm_chan_send(ba, 1, NULL, 0, buf, 1000)) == 0)
+        sent++;
+    assert_int_equal(rc, -EAGAIN);
+    assert_int_equal(sent, 4);
+    xm_chan_get_stats(ba, &st);
+    assert_true(st.ring_full >= 1);
+    assert_true(xm_chan_inflight(ba) == 4 * 1008);
+    pump(v, 1, 1);
+    assert_int_equal(a.nlog, 4);
+    assert_int_equal(xm_chan_inflight(ba), 0);
+
+    /* many small messages in one progress call: released in batches */
+    a.nlog = 0;
+    for (int i = 0; i < 60; i++)
+        assert_int_equal(xm_chan_send(ba, 2, NULL, 0, &i, sizeof(i)), 0);
+    pump(v, 1, 1);
+    assert_int_equal(a.nlog, 60);
+    xm_chan_stats_t ast;
+    xm_chan_get_stats(ab, &ast);
+    assert_true(ast.releases < 10);   /* 60 messages, 960 bytes: far fewer releases */
+
+    /* wrap many times with odd sizes; order and content survive PAD records */
+    a.nlog = 0;
+    unsigned next = 0, got = 0;
+    for (unsigned i = 0; i < 3000;) {
+        size_t len = 8 + (i * 37) % 1500;
+        memset(buf, (int)(i & 0xff), len);
+        memcpy(buf, &i, sizeof(i));
+        rc = xm_chan_send(ba, 3, NULL, 0, buf, len);
+        if (rc == -EAGAIN) {
+            a.nlog = 0;
+            pump(v, 1, 1);
+            for (unsigned k = 0; k < a.nlog && k < MAXMSG; k++) {
+                unsigned seq;
+                memcpy(&seq, a.log[k].data, sizeof(seq));
+                assert_int_equal(seq, next);
+                assert_int_equal(a.log[k].len, 8 + (seq * 37) % 1500);
+                assert_int_equal(a.log[k].data[a.log[k].len - 1], seq & 0xff);
+                next++;
+            }
+            got += a.nlog;
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        i++;
+    }
+    a.nlog = 0;
+    pump(v, 1, 1);
+    got += a.nlog;
+    assert_int_equal(got, 3000);
+    side_close(&b);
+    side_close(&a);
+}
+
+static int fd_readable(int fd, int ms)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    return poll(&p, 1, ms) == 1;
+}
+
+static void test_notify_only_when_armed(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ab, *ba;
+    xm_chan_stats_t st;
+    struct side *v[2] = { &a, &b };
+
+    side_open(&a, 2);
+    side_open(&b, 2);
+    ba = connect_pair(&a, &b, &ab);
+    pump(v, 2, 3);   /* drain the bind-time events */
+    /* receiver polling, not armed: no notification */
+    assert_int_equal(xm_chan_send(ba, 1, NULL, 0, "a", 1), 0);
+    xm_chan_get_stats(ba, &st);
+    assert_int_equal(st.notifies_sent, 0);
+    /* arm with data waiting: refuse to sleep */
+    assert_int_equal(xm_endpoint_arm(a.ep), -EBUSY);
+    pump(v, 1, 1);
+    /* empty ring: armed; two sends make exactly one notification */
+    while (fd_readable(xm_endpoint_fd(a.ep), 0))
+        xm_endpoint_wait(a.ep, 0);
+    assert_int_equal(xm_endpoint_arm(a.ep), 0);
+    assert_false(fd_readable(xm_endpoint_fd(a.ep), 0));
+    assert_int_equal(xm_chan_send(ba, 1, NULL, 0, "b", 1), 0);
+    assert_int_equal(xm_chan_send(ba, 1, NULL, 0, "c", 1), 0);
+    xm_chan_get_stats(ba, &st);
+    assert_int_equal(st.notifies_sent, 1);
+    assert_true(fd_readable(xm_endpoint_fd(a.ep), 2000));
+    a.nlog = 0;
+    pump(v, 1, 1);
+    assert_int_equal(a.nlog, 2);
+    side_close(&b);
+    side_close(&a);
+}
+
+/* a sender that found the ring full is woken when the receiver frees space */
+static void test_space_wakeup(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ab, *ba;
+    xm_chan_stats_t st;
+    struct side *v[2] = { &a, &b };
+    uint8_t buf[1000] = { 0 };
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    ba = connect_pair(&a, &b, &ab);
+    pump(v, 2, 3);
+    while (fd_readable(xm_endpoint_fd(b.ep), 0))
+        xm_endpoint_wait(b.ep, 0);
+    while (xm_chan_send(ba, 1, NULL, 0, buf, sizeof(buf)) == 0)
+        ;
+    assert_false(fd_readable(xm_endpoint_fd(b.ep), 0));
+    pump(v, 1, 1);  /* a consumes and must notify b once */
+    xm_chan_get_stats(ab, &st);
+    assert_int_equal(st.notifies_sent, 1);
+    assert_true(fd_readable(xm_endpoint_fd(b.ep), 2000));
+    assert_int_equal(xm_chan_send(ba, 1, NULL, 0, buf, sizeof(buf)), 0);
+    side_close(&b);
+    side_close(&a);
+}
+
+/* a hostile peer breaks only its own channel */
+enum corruption { BAD_PROD, BAD_LEN, BAD_PAD, BAD_CONS };
+
+static void hostile(enum corruption how)
+{
+    struct side a, b, c;
+    xm_channel_t *ab, *ba, *ca, *ac;
+    struct xm_ctrl_page *ctrl;
+    uint8_t *ring;
+    uint32_t size;
+    struct side *v[3] = { &a, &b, &c };
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    side_open(&c, 1);
+    ba = connect_pair(&a, &b, &ab);
+    a.accepted = 0;
+    ca = connect_pair(&a, &c, &ac);
+    xm_chan_own_pages(ba, &ctrl, &ring, &size);
+    switch (how) {
+    case BAD_PROD:
+        __atomic_store_n(&ctrl->prod, size + 64, __ATOMIC_RELEASE);
+        break;
+    case BAD_LEN: {
+        struct xm_rec_hdr h = { .len = 100000, .type = 1 };
+        memcpy(ring, &h, sizeof(h));
+        __atomic_store_n(&ctrl->prod, 64, __ATOMIC_RELEASE);
+        break;
+    }
+    case BAD_PAD: {
+        struct xm_rec_hdr h = { .len = 8, .type = XM_REC_PAD };
+        memcpy(ring, &h, sizeof(h));
+        __atomic_store_n(&ctrl->prod, 16, __ATOMIC_RELEASE);
+        break;
+    }
+    case BAD_CONS:
+        /* b claims to have consumed data a never sent */
+        __atomic_store_n(&ctrl->cons, 12345, __ATOMIC_RELEASE);
+        break;
+    }
+    if (how == BAD_CONS) {
+        /* a notices when it next looks at b's consumer index */
+        uint8_t buf[1000] = { 0 };
+        int rc;
+        while ((rc = xm_chan_send(ab, 1, NULL, 0, buf, sizeof(buf))) == 0)
+            ;
+        assert_int_equal(rc, -EPIPE);
+    } else
+        pump(v, 1, 1);
+    assert_int_equal(xm_chan_state(ab), XM_CH_FAILED);
+    assert_int_equal(a.failed, 1);
+    assert_int_equal(a.nlog, 0);   /* nothing from the bad ring was delivered */
+    assert_int_equal(xm_chan_send(ab, 1, NULL, 0, "x", 1), -EPIPE);
+    /* c's channel to a is untouched */
+    assert_int_equal(xm_chan_send(ca, 5, NULL, 0, "fine", 4), 0);
+    pump(v, 1, 1);
+    assert_int_equal(a.nlog, 1);
+    assert_memory_equal(a.log[0].data, "fine", 4);
+    assert_int_equal(xm_chan_state(ac), XM_CH_CONNECTED);
+    side_close(&c);
+    side_close(&b);
+    side_close(&a);
+}
+
+static void test_hostile_prod(void **state) { hostile(BAD_PROD); }
+static void test_hostile_len(void **state) { hostile(BAD_LEN); }
+static void test_hostile_pad(void **state) { hostile(BAD_PAD); }
+static void test_hostile_cons(void **state) { hostile(BAD_CONS); }
+
+static void test_peer_close_is_seen(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ab;
+    struct side *v[1] = { &a };
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    connect_pair(&a, &b, &ab);
+    side_close(&b);
+    for (int i = 0; i < 100 && !a.gone; i++)
+        pump(v, 1, 1);
+    assert_int_equal(a.gone, 1);
+    assert_int_equal(xm_chan_state(ab), XM_CH_PEER_GONE);
+    assert_int_equal(xm_chan_send(ab, 1, NULL, 0, "x", 1), -EPIPE);
+    side_close(&a);
+}
+
+static void test_handshake_parser(void **state)
+{
+    xm_hs_rec_t r, back;
+    char buf[XM_HS_MAX_LEN + 1];
+    const char *good = "v=1 dom=3 ep=77 ctrl=9 port=5 pages=2 refs=10,11";
+
+    assert_int_equal(xm_hs_parse(good, strlen(good), &r), 0);
+    assert_int_equal(r.domid, 3);
+    assert_int_equal(r.ep, 77);
+    assert_int_equal(r.ctrl_ref, 9);
+    assert_int_equal(r.port, 5);
+    assert_int_equal(r.pages, 2);
+    assert_int_equal(r.refs[1], 11);
+    int n = xm_hs_format(&r, buf, sizeof(buf));
+    assert_int_equal(n, (int)strlen(good));
+    assert_int_equal(xm_hs_parse(buf, (size_t)n, &back), 0);
+    assert_memory_equal(&r, &back, sizeof(r));
+
+    static const char *const bad[] = {
+        "",
+        "v=2 dom=3 ep=77 ctrl=9 port=5 pages=2 refs=10,11",   /* version */
+        "v=1 dom=3 ep=77 ctrl=9 port=5 pages=3 refs=10,11,12", /* not a power of 2 */
+        "v=1 dom=3 ep=77 ctrl=9 port=5 pages=0 refs=",
+        "v=1 dom=3 ep=77 ctrl=9 port=5 pages=512 refs=1",      /* too many */
+        "v=1 dom=3 ep=77 ctrl=9 port=5 pages=2 refs=10",       /* too few refs */
+        "v=1 dom=3 ep=77 ctrl=9 port=5 pages=2 refs=10,11,12", /* trailing */
+        "v=1 dom=99999999999 ep=77 ctrl=9 port=5 pages=1 refs=1", /* overflow */
+        "v=1 dom=-3 ep=77 ctrl=9 port=5 pages=1 refs=1",
+        "v=1 ep=77 dom=3 ctrl=9 port=5 pages=1 refs=1",        /* order */
+        "v=1 dom=3 ep=77 ctrl=9 port=5 pages=1 refs=1junk",
+        "v=1  dom=3 ep=77 ctrl=9 port=5 pages=1 refs=1",
+    };
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(xm_hs_parse(bad[i], strlen(bad[i]), &r), -EINVAL);
+    /* a truncated record never parses (dropping only the last digit leaves a
+     * valid record with ref 1, so stop before that) */
+    for (size_t k = 0; k < strlen(good) - 1; k++)
+        assert_int_equal(xm_hs_parse(good, k, &r), -EINVAL);
+    /* too long */
+    assert_int_equal(xm_hs_parse(good, XM_HS_MAX_LEN + 1, &r), -EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_handshake_and_both_directions),
+        cmocka_unit_test(test_connect_refused),
+        cmocka_unit_test(test_bad_ring_size),
+        cmocka_unit_test(test_wrap_full_and_batched_release),
+        cmocka_unit_test(test_notify_only_when_armed),
+        cmocka_unit_test(test_space_wakeup),
+        cmocka_unit_test(test_hostile_prod),
+        cmocka_unit_test(test_hostile_len),
+        cmocka_unit_test(test_hostile_pad),
+        cmocka_unit_test(test_hostile_cons),
+        cmocka_unit_test(test_peer_close_is_seen),
+        cmocka_unit_test(test_handshake_parser),
+    };
+    return cmocka_run_group_tests_name("channel", tests, setup, teardown);
+}
