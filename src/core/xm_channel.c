@@ -696,19 +696,10 @@ static int chan_poll(xm_channel_t *ch)
         uint32_t off = ch->cons & (ch->rx_size - 1), rec;
         struct xm_rec_hdr h;
 
-        if (avail < sizeof(h))
+        if (xm_ring_next(ch->rx, ch->rx_size, ch->cons, avail, ep->max_msg, &h, &rec))
             goto bad;
-        memcpy(&h, ch->rx + off, sizeof(h));   /* copied once */
-        if (h.type == XM_REC_PAD) {
-            rec = ch->rx_size - off;
-            if (h.len != rec - sizeof(h) || rec > avail)
-                goto bad;
-        } else {
-            rec = (uint32_t)XM_REC_SIZE(h.len);
-            if (h.len > ep->max_msg || rec > avail || off + rec > ch->rx_size)
-                goto bad;
+        if (h.type != XM_REC_PAD)
             memcpy(ep->rxbuf, ch->rx + off + sizeof(h), h.len);
-        }
         ch->cons += rec;
         avail -= rec;
         if (ch->cons - ch->released >= ch->rx_size / 4)
@@ -718,7 +709,7 @@ static int chan_poll(xm_channel_t *ch)
             n++;
             ep->p.recv_cb(ep->p.cb_arg, ch, h.type, ep->rxbuf, h.len);
             if (ch->state != XM_CH_CONNECTED)
-                return n;   /* the callback closed it */
+                return n;   /* failed meanwhile (callbacks must not close) */
         }
     }
     rx_release(ch);

@@ -84,3 +84,25 @@ int xm_hs_format(const xm_hs_rec_t *rec, char *buf, size_t size)
     }
     return (int)n;
 }
+
+int xm_ring_next(const uint8_t *ring, uint32_t size, uint32_t cons, uint32_t avail,
+                 size_t max_msg, struct xm_rec_hdr *hdr, uint32_t *rec)
+{
+    uint32_t off = cons & (size - 1);
+
+    if (avail > size || avail < sizeof(*hdr))
+        return -EPROTO;
+    memcpy(hdr, ring + off, sizeof(*hdr));   /* the only read of the header */
+    if (hdr->type == XM_REC_PAD) {
+        *rec = size - off;
+        if (hdr->len != *rec - sizeof(*hdr) || *rec > avail)
+            return -EPROTO;
+        return 0;
+    }
+    if (hdr->len > max_msg)
+        return -EPROTO;
+    *rec = (uint32_t)XM_REC_SIZE(hdr->len);
+    if (*rec > avail || off + *rec > size)
+        return -EPROTO;
+    return 0;
+}

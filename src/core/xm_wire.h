@@ -61,6 +61,13 @@ _Static_assert(sizeof(struct xm_rec_hdr) == 8, "record header");
 #define XM_REC_ALIGN 8u
 #define XM_REC_SIZE(len) (sizeof(struct xm_rec_hdr) + (((len) + XM_REC_ALIGN - 1) & ~(XM_REC_ALIGN - 1)))
 
+/* Validate the record at free-running index cons of a ring of size bytes
+ * (a power of two) holding avail bytes the peer published.  The header is
+ * copied once into *hdr; *rec gets the record's length on the ring.
+ * Returns 0, or -EPROTO when the record is impossible. */
+int xm_ring_next(const uint8_t *ring, uint32_t size, uint32_t cons, uint32_t avail,
+                 size_t max_msg, struct xm_rec_hdr *hdr, uint32_t *rec);
+
 /* Ring sizes: a power of two number of pages in [XM_RING_MIN_PAGES, XM_RING_MAX_PAGES]. */
 #define XM_RING_MIN_PAGES 1u
 #define XM_RING_MAX_PAGES 256u

@@ -1,0 +1,95 @@
+#!/bin/bash
+# The whole test suite: unit (cmocka), multi-process on the sim backend,
+# libFuzzer targets for a bounded time, and the real-Xen tests under QEMU.
+# Ends with one line "N passed, N failed, N skipped"; exits non-zero on any
+# failure.  XM_BUILD_DIR: the configured build tree (default ./build).
+#   XM_FUZZ_SECONDS  time per fuzz target (default 30)
+#   XM_SKIP_XEN=1    leave out the QEMU run (counted as skipped)
+set -u
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+B=$(cd "${XM_BUILD_DIR:-$SRC/build}" && pwd)
+PASS=0 FAIL=0 SKIP=0
+FAILED=()
+LOGDIR=$B/test-logs
+mkdir -p "$LOGDIR"
+
+result() {  # name status(PASS|FAIL|SKIP)
+    case $2 in
+    PASS) PASS=$((PASS + 1)) ;;
+    FAIL) FAIL=$((FAIL + 1)); FAILED+=("$1") ;;
+    SKIP) SKIP=$((SKIP + 1)) ;;
+    esac
+    echo "$2: $1"
+}
+
+# cmocka programs: one result per test case, from their TAP output
+run_cmocka() {
+    local name=$1 bin=$2 log=$LOGDIR/$1.log n=0
+    CMOCKA_MESSAGE_OUTPUT=TAP timeout 600 "$bin" >"$log" 2>&1
+    local rc=$?
+    while read -r line; do
+        case $line in
+        "not ok "*) result "$name/${line#* - }" FAIL; n=$((n + 1)) ;;
+        "ok "*"# SKIP"*) result "$name/${line#* - }" SKIP; n=$((n + 1)) ;;
+        "ok "*) result "$name/${line#* - }" PASS; n=$((n + 1)) ;;
+        esac
+    done < <(grep -E '^(not )?ok [0-9]+' "$log")
+    # a crash or a missing plan is a failure of its own
+    if [ $n -eq 0 ] || { [ $rc -ne 0 ] && ! grep -q '^not ok' "$log"; }; then
+        result "$name (exit $rc, see $log)" FAIL
+        tail -20 "$log"
+    fi
+}
+
+run_cmd() {  # name command...
+    local name=$1 log=$LOGDIR/${1//\//_}.log
+    shift
+    if timeout 900 "$@" >"$log" 2>&1; then result "$name" PASS
+    else result "$name" FAIL; tail -20 "$log"; fi
+}
+
+echo "== unit tests (cmocka, sim backend)"
+run_cmocka sim "$B/test/unit/test_sim"
+run_cmocka channel "$B/test/unit/test_channel"
+
+echo "== two sim domains, two processes"
+export XENMPI_BACKEND=sim
+run_cmd multi/stream-1e6 "$B/test/multi/chan_xdom" sim stream 1000000
+run_cmd multi/block-2e5 "$B/test/multi/chan_xdom" sim block 200000
+run_cmd multi/kill-9 env XM_ASSERT_TIME=1 "$B/test/multi/chan_xdom" sim kill
+unset XENMPI_BACKEND
+
+echo "== fuzzing peer-written formats (libFuzzer)"
+if make -C "$B" -s fuzz >"$LOGDIR/fuzz-build.log" 2>&1; then
+    for f in ring handshake; do
+        work=$(mktemp -d)
+        run_cmd "fuzz/$f" "$B/test/fuzz/fuzz_$f" -max_total_time="${XM_FUZZ_SECONDS:-30}" \
+            -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$LOGDIR/fuzz_$f-" \
+            "$work" "$SRC/test/fuzz/corpus/$f"
+        rm -rf "$work"
+    done
+else
+    result "fuzz/build (see $LOGDIR/fuzz-build.log)" FAIL
+fi
+
+echo "== real Xen 4.17 under QEMU (two PV domUs)"
+if [ "${XM_SKIP_XEN:-0}" = 1 ]; then
+    while IFS='|' read -r name _; do
+        case $name in ''|'#'*) continue ;; esac
+        result "xen/$name" SKIP
+    done <"$SRC/test/xen/tests.list"
+else
+    while read -r status name; do
+        case $status in
+        PASS:) result "$name" PASS ;;
+        FAIL:) result "$name" FAIL ;;
+        esac
+    done < <("$SRC/test/xen/run.sh" "$B" "$SRC/test/xen/tests.list" 2>&1 | tee "$LOGDIR/xen.log" |
+             grep -E '^(PASS|FAIL): ')
+    grep -qE '^(PASS|FAIL): ' "$LOGDIR/xen.log" || { result "xen/harness (see $LOGDIR/xen.log)" FAIL; tail -30 "$LOGDIR/xen.log"; }
+fi
+
+[ ${#FAILED[@]} -eq 0 ] || { echo "failed:"; printf '  %s\n' "${FAILED[@]}"; }
+if [ $SKIP -gt 0 ]; then echo "$PASS passed, $FAIL failed, $SKIP skipped"
+else echo "$PASS passed, $FAIL failed"; fi
+[ $FAIL -eq 0 ]
