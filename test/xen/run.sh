@@ -1,0 +1,252 @@
+#!/bin/bash
+# Real-Xen test harness: Xen 4.17 + PV dom0 under QEMU TCG (no KVM), dom0
+# starts two PV domUs (xm-a, xm-b) that run the listed tests against each
+# other.
+#
+#   test/xen/run.sh <build-dir> <tests-file>
+#
+# tests file: one test per line, '#' comments:
+#   name|command in domU A|command in domU B
+# The first word of each command is a binary found in <build-dir> (copied to
+# /test in the domU image with its libraries); @PEER@ is replaced by the other
+# domU's domid, @SELF@ by the domU's own.  Both commands run concurrently;
+# the test passes when both exit 0.
+#
+# Prints "PASS: xen/<name>" or "FAIL: xen/<name>" per test, keeps the serial
+# log at test/xen/work/serial.log, exits non-zero on any failure.
+#
+# Environment: XENTEST_TIMEOUT (whole run, default 900 s), XENTEST_TEST_TIMEOUT
+# (one test, default 600 s), XENTEST_KVER (kernel version, default: the
+# installed linux-image), XENTEST_MODULES (extra .ko files loaded in the domUs).
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+W=$HERE/work
+LOG=$W/serial.log
+
+usage() { echo "usage: $0 <build-dir> <tests-file>" >&2; exit 2; }
+[ $# -eq 2 ] || usage
+BUILD=$(cd "$1" 2>/dev/null && pwd) || { echo "no build dir $1" >&2; exit 2; }
+TESTS=$(cd "$(dirname "$2")" 2>/dev/null && pwd)/$(basename "$2")
+[ -f "$TESTS" ] || { echo "no tests file $2" >&2; exit 2; }
+
+mkdir -p "$W"
+rm -f "$LOG"
+
+# --- the tests --------------------------------------------------------------
+NAMES=()
+BINS=()
+BADFMT=0
+while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in ''|\#*) continue ;; esac
+    [[ "$line" =~ ^[[:space:]]*$ ]] && continue
+    IFS='|' read -r name ca cb <<<"$line"
+    name=$(echo $name)
+    if [ -z "$name" ] || [ -z "${cb:-}" ] || [[ "$cb" == *"|"* ]]; then
+        echo "bad line in $TESTS: $line" >&2; BADFMT=1; continue
+    fi
+    NAMES+=("$name")
+    for c in "$ca" "$cb"; do
+        set -- $c
+        b=$1
+        case " ${BINS[*]-} " in *" $b "*) ;; *) BINS+=("$b") ;; esac
+    done
+done <"$TESTS"
+[ ${#NAMES[@]} -gt 0 ] || { echo "no tests in $TESTS" >&2; exit 2; }
+
+fail_all() { # boot or image failure: every listed test fails
+    echo "xen harness: $*" >&2
+    for n in "${NAMES[@]}"; do echo "FAIL: xen/$n"; done
+    if [ -f "$LOG" ]; then echo "--- tail of $LOG" >&2; tail -60 "$LOG" >&2; fi
+    exit 1
+}
+[ $BADFMT = 0 ] || fail_all "malformed tests file"
+
+# --- kernel, modules, binaries ----------------------------------------------
+KVER=${XENTEST_KVER:-}
+if [ -z "$KVER" ]; then
+    for k in $(ls -v /boot/vmlinuz-* 2>/dev/null); do
+        v=${k#/boot/vmlinuz-}
+        [ -d /lib/modules/$v ] && KVER=$v
+    done
+fi
+[ -n "$KVER" ] && [ -f /boot/vmlinuz-$KVER ] ||
+    fail_all "no installed linux-image with modules (apt-get install linux-image-amd64)"
+[ -f /boot/xen-4.17-amd64.gz ] ||
+    fail_all "no /boot/xen-4.17-amd64.gz (apt-get install xen-hypervisor-4.17-amd64)"
+XB=/usr/lib/xen-4.17/bin
+for t in qemu-system-x86_64 cpio ldd modinfo xz; do
+    command -v $t >/dev/null || fail_all "$t not found"
+done
+BUSYBOX=/bin/busybox  # busybox-static
+[ -x $BUSYBOX ] || fail_all "no $BUSYBOX (apt-get install busybox-static)"
+
+BINPATHS=()
+for b in "${BINS[@]}"; do
+    case $b in
+    */*) fail_all "command '$b' must be a binary name, not a path" ;;
+    esac
+    if [ -x "$BUILD/$b" ] && [ -f "$BUILD/$b" ]; then
+        p=$BUILD/$b
+    else
+        p=$(find "$BUILD" -maxdepth 4 -type f -name "$b" -perm -u+x 2>/dev/null | head -1)
+    fi
+    [ -n "$p" ] || fail_all "binary $b (named in $TESTS) not found under $BUILD"
+    # libtool wrapper script: take the real program from .libs/
+    if [ "$(head -c 2 "$p")" = "#!" ]; then
+        for q in "$(dirname "$p")/.libs/$b" "$(dirname "$p")/.libs/lt-$b"; do
+            [ -f "$q" ] && { p=$q; break; }
+        done
+    fi
+    BINPATHS+=("$p")
+done
+
+# --- images -----------------------------------------------------------------
+
+# libraries built in the build dir (libtool .libs) are found for ldd and go
+# to the image's /lib/x86_64-linux-gnu, where the loader looks by default
+BUILD_LIBS=$(find "$BUILD" -maxdepth 4 -type d -name .libs 2>/dev/null | tr '\n' ':')
+copy_with_libs() { # root file...: copy each file and every library ldd lists
+    local root=$1 f l
+    shift
+    for f in "$@"; do
+        if LD_LIBRARY_PATH="$BUILD_LIBS${LD_LIBRARY_PATH:-}" ldd "$f" 2>/dev/null | grep -q "not found"; then
+            echo "$f: libraries not found:" >&2
+            LD_LIBRARY_PATH="$BUILD_LIBS${LD_LIBRARY_PATH:-}" ldd "$f" | grep "not found" >&2
+            return 1
+        fi
+        LD_LIBRARY_PATH="$BUILD_LIBS${LD_LIBRARY_PATH:-}" ldd "$f" 2>/dev/null |
+            grep -o '/[^ ]*' | while read -r l; do
+            case $l in
+            "$BUILD"/*) cp -L "$l" "$root/lib/x86_64-linux-gnu/" ;;
+            *) mkdir -p "$root$(dirname "$l")"; cp -Ln "$l" "$root$l" ;;
+            esac
+        done
+    done
+}
+
+base_rootfs() { # root
+    local root=$1 a m f
+    rm -rf "$root"
+    mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,root,test,usr/bin,usr/sbin,lib64}
+    mkdir -p "$root/lib/modules/$KVER/extra" "$root/lib/x86_64-linux-gnu"
+    mkdir -p "$root/var"
+    ln -s ../run "$root/var/run"
+    mkdir -p "$root"/var/{lib/xen,log/xen/console,lock} "$root"/run/{xen,xenstored}
+    cp "$BUSYBOX" "$root/bin/busybox"
+    for a in $("$BUSYBOX" --list); do
+        [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"
+    done
+    for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs; do
+        f=$(modinfo -k "$KVER" -n $m) || return 1
+        case $f in
+        *.ko) cp "$f" "$root/lib/modules/$KVER/" ;;
+        *.ko.xz) xz -dc "$f" >"$root/lib/modules/$KVER/$m.ko" ;;
+        *.ko.zst) zstd -qdc "$f" >"$root/lib/modules/$KVER/$m.ko" ;;
+        *) echo "module $m: $f" >&2; return 1 ;;
+        esac
+    done
+    for f in ${XENTEST_MODULES:-}; do cp "$f" "$root/lib/modules/$KVER/extra/"; done
+    # xenstore client (one multi-call binary)
+    cp -L /usr/bin/xenstore "$root/usr/bin/xenstore"
+    for a in read write rm ls chmod exists list watch; do
+        ln -s xenstore "$root/usr/bin/xenstore-$a"
+    done
+    copy_with_libs "$root" /usr/bin/xenstore
+    # glibc dlopen()s libgcc_s (pthread_cancel, xl); ldd does not list it
+    cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$root/lib/x86_64-linux-gnu/"
+    for i in "${!BINS[@]}"; do cp -L "${BINPATHS[$i]}" "$root/test/${BINS[$i]}"; done
+    copy_with_libs "$root" "${BINPATHS[@]}" || return 1
+    grep -v '^[[:space:]]*$' "$TESTS" >"$root/test/tests.list"
+    cp "$HERE/init" "$root/init"
+    chmod +x "$root/init"
+}
+
+build_images() {
+    local d0=$W/rootfs-dom0 du=$W/rootfs-domu off
+    zcat /boot/xen-4.17-amd64.gz >"$W/xen" || return 1
+    cp /boot/vmlinuz-$KVER "$W/vmlinuz" || return 1
+    # the domU kernel as an uncompressed ELF spares libxenguest an xz
+    # decompression under TCG for each domU; fall back to the bzImage
+    DOMU_KERNEL=$W/vmlinuz
+    off=$(grep -abo $'\xfd7zXZ' "$W/vmlinuz" 2>/dev/null | head -1 | cut -d: -f1)
+    if [ -n "$off" ] && tail -c +$((off + 1)) "$W/vmlinuz" | xz -dc 2>/dev/null >"$W/vmlinux" &&
+        [ "$(head -c 4 "$W/vmlinux" | tail -c 3)" = ELF ]; then
+        DOMU_KERNEL=$W/vmlinux
+    fi
+
+    base_rootfs "$du" || return 1
+    (cd "$du" && find . | cpio -o -H newc --quiet | gzip -6) >"$W/domu.cpio.gz" || return 1
+
+    base_rootfs "$d0" || return 1
+    mkdir -p "$d0/usr/lib/xen-4.17/bin" "$d0/etc/xen" "$d0/boot"
+    for f in xl xenstored xenconsoled xen-init-dom0; do
+        cp -L $XB/$f "$d0$XB/$f" || return 1
+        copy_with_libs "$d0" $XB/$f
+    done
+    [ -f /etc/xen/xl.conf ] && cp /etc/xen/xl.conf "$d0/etc/xen/"
+    cat >"$d0/etc/xen/domu.cfg" <<EOF
+type = "pv"
+name = "xm-domu"
+kernel = "/boot/vmlinuz"
+ramdisk = "/boot/domu.cpio.gz"
+extra = "console=hvc0 xenrole=domu quiet loglevel=4 xentest_tmo=${XENTEST_TEST_TIMEOUT:-600}"
+memory = 256
+vcpus = 1
+on_crash = "preserve"
+on_poweroff = "destroy"
+EOF
+    cp "$DOMU_KERNEL" "$d0/boot/vmlinuz"
+    cp "$W/domu.cpio.gz" "$d0/boot/domu.cpio.gz"
+    (cd "$d0" && find . | cpio -o -H newc --quiet | gzip -1) >"$W/dom0.cpio.gz" || return 1
+}
+
+T0=$(date +%s)
+build_images >"$W/build.log" 2>&1 || { cat "$W/build.log" >&2; fail_all "building the images failed"; }
+
+# --- boot ---------------------------------------------------------------------
+XENARGS="console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 loglvl=all guest_loglvl=all noreboot console_timestamps=boot"
+DOM0ARGS="console=hvc0 earlyprintk=xen xenrole=dom0 xentest_tmo=${XENTEST_TEST_TIMEOUT:-600}"
+timeout "${XENTEST_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg -machine q35 -cpu qemu64 \
+    -m 3072 -smp 1 -nographic -no-reboot -monitor none -serial "file:$LOG" \
+    -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+    -kernel "$W/xen" -append "$XENARGS" \
+    -initrd "$W/vmlinuz $DOM0ARGS,$W/dom0.cpio.gz" </dev/null &
+QPID=$!
+T_INIT=""
+while kill -0 $QPID 2>/dev/null; do
+    if [ -z "$T_INIT" ] && grep -qa "XENTEST INIT role=dom0" "$LOG" 2>/dev/null; then
+        T_INIT=$(($(date +%s) - T0))
+    fi
+    if grep -qaE "Dom0 crashed|Kernel panic" "$LOG" 2>/dev/null; then
+        sleep 2; kill $QPID 2>/dev/null; break
+    fi
+    if grep -qa "XENTEST DOM0 DONE" "$LOG" 2>/dev/null; then
+        # dom0 ends QEMU through isa-debug-exit; kill only if that failed
+        for _ in $(seq 30); do kill -0 $QPID 2>/dev/null || break; sleep 0.5; done
+        kill $QPID 2>/dev/null
+        break
+    fi
+    sleep 1
+done
+wait $QPID
+QRC=$?
+T1=$(date +%s)
+
+# --- results ------------------------------------------------------------------
+FAILED=0
+for n in "${NAMES[@]}"; do
+    r=$(tr -d '\r' <"$LOG" | grep -a "^XENTEST $n \(PASS\|FAIL\)" | tail -1 | awk '{print $3}')
+    if [ "$r" = PASS ]; then
+        echo "PASS: xen/$n"
+    else
+        echo "FAIL: xen/$n"
+        FAILED=1
+    fi
+done
+grep -qa "XENTEST DOM0 DONE" "$LOG" || FAILED=1
+echo "xen harness: dom0 /init after ${T_INIT:-?} s, total $((T1 - T0)) s, qemu status $QRC" >&2
+if [ $FAILED != 0 ]; then
+    echo "--- tail of $LOG" >&2
+    tr -d '\r' <"$LOG" | tail -80 >&2
+fi
+exit $FAILED
