@@ -53,7 +53,7 @@ typedef struct xm_store_perm {
 } xm_store_perm_t;
 
 #define XM_STORE_MAX_PERMS 8
-#define XM_STORE_MAX_VALUE 4096 /* xenstore payload limit */
+#define XM_STORE_MAX_VALUE 4096 /* xenstore payload: path + NUL + value */
 #define XM_STORE_MAX_PATH 256
 
 typedef struct xm_hv_ops {
@@ -123,6 +123,8 @@ struct xm_hv {
 extern const xm_hv_ops_t xm_hv_sim_ops;
 #ifdef XM_HAVE_XEN
 extern const xm_hv_ops_t xm_hv_xen_ops;
+/* Calls that reached /dev/xen or xenstored through this xen handle. */
+uint64_t xm_hv_xen_call_count(const xm_hv_t *hv);
 #endif
 
 /* Open the backend chosen by XENMPI_BACKEND (auto|xen|sim; auto picks xen

@@ -467,7 +467,7 @@ static int sim_unshare(xm_hv_t *hv, void *addr, unsigned count)
 /* Open the file behind a foreign grant after checking the rules.  Returns
  * an fd the caller owns, and the entry snapshot. */
 static int gnt_open_foreign(sim_hv_t *s, uint32_t owner, uint32_t ref, int write,
-                            struct sim_gnt *snap)
+                            int internal_rw, struct sim_gnt *snap)
 {
     struct sim_gnttab *t;
     struct stat st;
@@ -483,9 +483,10 @@ static int gnt_open_foreign(sim_hv_t *s, uint32_t owner, uint32_t ref, int write
     if (!snap->active || snap->peer != s->base.domid)
         return -EPERM;   /* not granted to us, or ended */
     if (write && snap->readonly)
-        return -EPERM;
+        return -EACCES;
     snprintf(path, sizeof(path), "/proc/%d/fd/%d", snap->pid, snap->fd);
-    fd = open(path, O_RDWR | O_CLOEXEC);
+    /* a read-only grant gets a read-only file: no mprotect can undo it */
+    fd = open(path, (write || internal_rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (fd < 0)
         return -EPERM;   /* owner gone: its grants died with it */
     if (fstat(fd, &st) || st.st_ino != snap->ino ||
@@ -520,7 +521,7 @@ static int sim_map(xm_hv_t *hv, uint32_t owner, unsigned count, const uint32_t *
     m->fd0 = -1;
     pthread_mutex_lock(&s->lock);
     for (unsigned i = 0; i < count; i++) {
-        int fd = gnt_open_foreign(s, owner, refs[i], writable, &snap);
+        int fd = gnt_open_foreign(s, owner, refs[i], writable, 0, &snap);
         if (fd < 0) {
             rc = fd;
             xm_debug("sim: map of ref %u from domain %u refused: %d", refs[i], owner, rc);
@@ -532,13 +533,16 @@ static int sim_map(xm_hv_t *hv, uint32_t owner, unsigned count, const uint32_t *
             close(fd);
             break;
         }
+        close(fd);
         if (i == 0) {
-            m->fd0 = fd;
             m->off0 = (uint64_t)snap.page * XM_PAGE_SIZE;
             m->owner_pid = snap.pid;
             m->notify_off = snap.notify_off - 1;
-        } else
-            close(fd);
+            /* the sim's own handle for clearing the owner's notify byte
+             * when the owner dies: the kernel's job on Xen */
+            if (m->notify_off >= 0)
+                m->fd0 = gnt_open_foreign(s, owner, refs[0], 0, 1, &snap);
+        }
     }
     if (rc) {
         pthread_mutex_unlock(&s->lock);
@@ -604,7 +608,7 @@ static int sim_copy(xm_hv_t *hv, xm_copy_seg_t *segs, unsigned count)
             goto next;
         }
         pthread_mutex_lock(&s->lock);
-        fd = gnt_open_foreign(s, g->domid, g->ref, to, &snap);
+        fd = gnt_open_foreign(s, g->domid, g->ref, to, 0, &snap);
         pthread_mutex_unlock(&s->lock);
         if (fd < 0) {
             g->status = (int16_t)fd;
@@ -982,8 +986,10 @@ static int sim_store_write(xm_hv_t *hv, const char *path, const void *val, size_
     struct sim_node *n;
     int rc = 0;
 
-    if (!path_ok(path) || len > XM_STORE_MAX_VALUE)
+    if (!path_ok(path))
         return -EINVAL;
+    if (strlen(path) + 1 + len > XM_STORE_MAX_VALUE)
+        return -E2BIG;   /* xenstored's limit covers path, NUL and value */
     store_lock(s);
     n = node_find(s, path);
     if (n && !(node_perm(n, hv->domid) & XM_PERM_WRITE))
@@ -1014,10 +1020,11 @@ static int sim_store_remove(xm_hv_t *hv, const char *path)
     else if (!(node_perm(n, hv->domid) & XM_PERM_WRITE))
         rc = -EACCES;
     else {
+        /* fire while the permissions can still be seen, as xenstored does */
+        watch_fire(s, path, n);
         for (unsigned i = 0; i < SIM_STORE_NODES; i++)
             if (s->store->n[i].used && path_under(s->store->n[i].path, path))
                 s->store->n[i].used = 0;
-        watch_fire(s, path, NULL);
     }
     store_unlock(s);
     return rc;

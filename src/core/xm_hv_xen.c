@@ -24,8 +24,6 @@
 #include <xenstore.h>
 #include <xentoollog.h>
 
-/* Number of calls that reached /dev/xen or xenstore through this handle. */
-uint64_t xm_hv_xen_call_count(const xm_hv_t *hv);
 
 /* Grant-table ABI values (xen/grant_table.h), kept local so this file does
  * not depend on the public Xen headers' include order. */

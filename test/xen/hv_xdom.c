@@ -28,7 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-uint64_t xm_hv_xen_call_count(const xm_hv_t *hv);
 
 #define WAIT_MS 120000 /* generous: everything runs under QEMU TCG */
 

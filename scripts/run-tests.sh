@@ -1,0 +1,7 @@
+#!/bin/bash
+# Setup, build, and the whole test suite (ends with "N passed, N failed").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh
+exec make -C build -s check
