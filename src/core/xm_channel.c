@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
@@ -56,6 +57,7 @@ struct xm_channel {
     uint32_t rx_arm_notified, tx_wait_notified; /* last peer arm words served */
     uint32_t arm_seq, wait_seq;
     size_t reserved;
+    double deadline;      /* CONNECTING: give up after this (monotonic s) */
     xm_chan_stats_t st;
     char req_path[XM_STORE_MAX_PATH];  /* initiator: our request node */
     char resp_path[XM_STORE_MAX_PATH]; /* response node (ours or the peer's) */
@@ -73,7 +75,15 @@ struct xm_endpoint {
     size_t max_msg;
     unsigned idle;       /* progress calls since the slow path last ran */
     unsigned connecting; /* channels waiting for a handshake answer */
+    double connect_timeout;
 };
+
+static double mono_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 static void chan_release(xm_channel_t *ch);
 
@@ -104,6 +114,8 @@ int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **
     ep->p.ring_pages = pages;
     ep->id = (uint32_t)getpid();
     ep->epfd = -1;
+    const char *tmo = getenv("XENMPI_CONNECT_TIMEOUT");
+    ep->connect_timeout = tmo && atof(tmo) > 0 ? atof(tmo) : 60.0;
     ep->max_msg = (size_t)pages * XM_PAGE_SIZE / 2 - sizeof(struct xm_rec_hdr);
     ep->rxbuf = malloc(ep->max_msg);
     snprintf(ep->dir, sizeof(ep->dir), "/local/domain/%u/xenmpi/ep%u", hv->domid, ep->id);
@@ -360,6 +372,7 @@ int xm_endpoint_connect(xm_endpoint_t *ep, uint32_t peer_dom, uint32_t peer_ep,
         goto err;
     }
     xm_debug("channel to %u:%u requested", peer_dom, peer_ep);
+    ch->deadline = mono_now() + ep->connect_timeout;
     ep->connecting++;
     ch->next = ep->chans;
     ep->chans = ch;
@@ -744,6 +757,16 @@ static void progress_slow(xm_endpoint_t *ep)
     }
     if (scan)
         scan_requests(ep);
+    if (ep->connecting) {
+        double t = mono_now();
+        for (xm_channel_t *c = ep->chans; c; c = c->next)
+            if (c->initiator && c->state == XM_CH_CONNECTING && t > c->deadline) {
+                xm_error("no answer from endpoint %u of domain %u within %.1f s: is it "
+                         "running and making progress? (XENMPI_CONNECT_TIMEOUT)",
+                         c->peer_ep, c->peer_dom, ep->connect_timeout);
+                chan_fail(c, XM_CH_FAILED);
+            }
+    }
     /* events are hints: unmask, the rings are the truth */
     while (xm_hv_evt_pending(hv, &port) == 0)
         xm_hv_evt_unmask(hv, port);

@@ -93,6 +93,8 @@ int xm_ring_next(const uint8_t *ring, uint32_t size, uint32_t cons, uint32_t ava
     if (avail > size || avail < sizeof(*hdr))
         return -EPROTO;
     memcpy(hdr, ring + off, sizeof(*hdr));   /* the only read of the header */
+    if (hdr->flags != 0)
+        return -EPROTO;   /* none defined in version 1 */
     if (hdr->type == XM_REC_PAD) {
         *rec = size - off;
         if (hdr->len != *rec - sizeof(*hdr) || *rec > avail)

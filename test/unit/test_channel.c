@@ -327,7 +327,7 @@ static void test_space_wakeup(void **state)
 }
 
 /* a hostile peer breaks only its own channel */
-enum corruption { BAD_PROD, BAD_LEN, BAD_PAD, BAD_CONS };
+enum corruption { BAD_PROD, BAD_LEN, BAD_PAD, BAD_CONS, BAD_FLAGS };
 
 static void hostile(enum corruption how)
 {
@@ -357,6 +357,12 @@ static void hostile(enum corruption how)
     }
     case BAD_PAD: {
         struct xm_rec_hdr h = { .len = 8, .type = XM_REC_PAD };
+        memcpy(ring, &h, sizeof(h));
+        __atomic_store_n(&ctrl->prod, 16, __ATOMIC_RELEASE);
+        break;
+    }
+    case BAD_FLAGS: {
+        struct xm_rec_hdr h = { .len = 8, .type = 1, .flags = 0x8000 };
         memcpy(ring, &h, sizeof(h));
         __atomic_store_n(&ctrl->prod, 16, __ATOMIC_RELEASE);
         break;
@@ -394,6 +400,35 @@ static void test_hostile_prod(void **state) { hostile(BAD_PROD); }
 static void test_hostile_len(void **state) { hostile(BAD_LEN); }
 static void test_hostile_pad(void **state) { hostile(BAD_PAD); }
 static void test_hostile_cons(void **state) { hostile(BAD_CONS); }
+static void test_hostile_flags(void **state) { hostile(BAD_FLAGS); }
+
+/* a listener that never answers: the connect gives up after the timeout */
+static void test_connect_timeout(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ch;
+
+    setenv("XENMPI_CONNECT_TIMEOUT", "0.3", 1);
+    side_open(&a, 1);
+    side_open(&b, 1);
+    unsetenv("XENMPI_CONNECT_TIMEOUT");
+    assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep), &ch), 0);
+    /* only b makes progress */
+    for (int i = 0; i < 200 && xm_chan_state(ch) == XM_CH_CONNECTING; i++) {
+        xm_endpoint_progress(b.ep);
+        usleep(10000);
+    }
+    assert_int_equal(xm_chan_state(ch), XM_CH_FAILED);
+    assert_int_equal(b.failed, 1);
+    assert_int_equal(xm_chan_send(ch, 1, NULL, 0, "x", 1), -EPIPE);
+    /* a new attempt starts a new handshake, which succeeds once a answers */
+    b.connected = 0;
+    a.accepted = 0;
+    xm_channel_t *ok = connect_pair(&a, &b, NULL);
+    assert_ptr_not_equal(ok, ch);
+    side_close(&b);
+    side_close(&a);
+}
 
 static void test_peer_close_is_seen(void **state)
 {
@@ -468,6 +503,8 @@ int main(void)
         cmocka_unit_test(test_hostile_len),
         cmocka_unit_test(test_hostile_pad),
         cmocka_unit_test(test_hostile_cons),
+        cmocka_unit_test(test_hostile_flags),
+        cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_peer_close_is_seen),
         cmocka_unit_test(test_handshake_parser),
     };
