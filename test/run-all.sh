@@ -55,7 +55,9 @@ run_cmocka channel "$B/test/unit/test_channel"
 echo "== two sim domains, two processes"
 export XENMPI_BACKEND=sim
 run_cmd multi/stream-1e6 "$B/test/multi/chan_xdom" sim stream 1000000
-run_cmd multi/block-2e5 "$B/test/multi/chan_xdom" sim block 200000
+run_cmd multi/block-2e5 "$B/test/multi/chan_xdom" sim block 50000
+run_cmd multi/block-drop-every-3rd-notify env XENMPI_SIM_DROP_NOTIFY=3 \
+    "$B/test/multi/chan_xdom" sim block 5000
 run_cmd multi/kill-9 env XM_ASSERT_TIME=1 "$B/test/multi/chan_xdom" sim kill
 unset XENMPI_BACKEND
 

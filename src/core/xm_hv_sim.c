@@ -308,6 +308,15 @@ static void signal_fd(sim_hv_t *s, int32_t pid, int32_t id)
         xm_debug("sim: wakeup of pid %d: %m", pid);
 }
 
+/* new peers to watch: let the liveness thread look now, not in 100 ms */
+static void reaper_kick(sim_hv_t *s)
+{
+    uint64_t one = 1;
+
+    if (s->reaper_started && write(s->reaper_wake, &one, sizeof(one)) < 0)
+        xm_debug("sim: reaper wake: %m");
+}
+
 /* ---- grants ---- */
 
 /* Read a grant entry as a consistent snapshot (seqlock). */
@@ -559,11 +568,7 @@ static int sim_map(xm_hv_t *hv, uint32_t owner, unsigned count, const uint32_t *
     m->next = s->maps;
     s->maps = m;
     pthread_mutex_unlock(&s->lock);
-    if (s->reaper_started) {
-        uint64_t one = 1;
-        if (write(s->reaper_wake, &one, sizeof(one)) < 0)
-            xm_debug("sim: reaper wake: %m");
-    }
+    reaper_kick(s);
     *addr = base;
     return 0;
 }
@@ -710,11 +715,7 @@ static int sim_evt_bind(xm_hv_t *hv, uint32_t remote, uint32_t rport, uint32_t *
     atomic_store(&r->state, PORT_INTERDOMAIN);
     /* Xen marks a freshly bound port pending at once. */
     port_raise(s, l);
-    if (s->reaper_started) {
-        uint64_t one = 1;
-        if (write(s->reaper_wake, &one, sizeof(one)) < 0)
-            xm_debug("sim: reaper wake: %m");
-    }
+    reaper_kick(s);
     return 0;
 }
 

@@ -430,6 +430,57 @@ static void test_connect_timeout(void **state)
     side_close(&a);
 }
 
+/* garbage or lies in a handshake request: rejected, removed, nothing else hurt */
+static void test_hostile_handshake(void **state)
+{
+    struct side a, b, c;
+    xm_channel_t *ba;
+    struct side *v[3] = { &a, &b, &c };
+    char path[200], rec[200];
+    xm_store_perm_t perms[2];
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    side_open(&c, 1);
+    ba = connect_pair(&a, &b, NULL);
+    uint32_t cd = xm_hv_domid(c.hv), ad = xm_hv_domid(a.hv), ae = xm_endpoint_id(a.ep);
+    perms[0].domid = cd;
+    perms[0].perm = XM_PERM_NONE;
+    perms[1].domid = ad;
+    perms[1].perm = XM_PERM_BOTH;
+    static const char *const lies[] = {
+        "garbage",
+        /* well formed, but the refs were never granted to a */
+        "v=1 dom=%u ep=%u ctrl=777 port=3 pages=1 refs=778",
+        /* claims to be another domain */
+        "v=1 dom=1 ep=%u ctrl=1 port=1 pages=1 refs=2",
+    };
+    for (unsigned i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/req/%u-%u", ad, ae, cd, 100 + i);
+        if (i == 1)
+            snprintf(rec, sizeof(rec), lies[i], cd, 100 + i);
+        else if (i == 2)
+            snprintf(rec, sizeof(rec), lies[i], 100 + i);
+        else
+            snprintf(rec, sizeof(rec), "%s", lies[i]);
+        assert_int_equal(xm_store_write(c.hv, path, rec, strlen(rec)), 0);
+        assert_int_equal(xm_store_set_perms(c.hv, path, perms, 2), 0);
+        pump(v, 1, 300);
+        assert_int_equal(a.accepted, 1);   /* only b's, from connect_pair */
+        /* a removed the bad request */
+        char *val = NULL;
+        assert_int_equal(xm_store_read(c.hv, path, &val, NULL), -ENOENT);
+    }
+    /* b's channel still works */
+    assert_int_equal(xm_chan_send(ba, 4, NULL, 0, "still", 5), 0);
+    a.nlog = 0;
+    pump(v, 1, 1);
+    assert_int_equal(a.nlog, 1);
+    side_close(&c);
+    side_close(&b);
+    side_close(&a);
+}
+
 static void test_peer_close_is_seen(void **state)
 {
     struct side a, b;
@@ -505,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_hostile_cons),
         cmocka_unit_test(test_hostile_flags),
         cmocka_unit_test(test_connect_timeout),
+        cmocka_unit_test(test_hostile_handshake),
         cmocka_unit_test(test_peer_close_is_seen),
         cmocka_unit_test(test_handshake_parser),
     };
