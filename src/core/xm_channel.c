@@ -112,12 +112,15 @@ int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **
     ep->hv = hv;
     ep->p = *params;
     ep->p.ring_pages = pages;
-    ep->id = (uint32_t)getpid();
+    /* unique per endpoint: pid (22 bits on Linux) and a per-process count */
+    static unsigned next_local;
+    ep->id = ((uint32_t)getpid() << 8) | (__atomic_fetch_add(&next_local, 1, __ATOMIC_RELAXED) & 0xff);
     ep->epfd = -1;
     const char *tmo = getenv("XENMPI_CONNECT_TIMEOUT");
     ep->connect_timeout = tmo && atof(tmo) > 0 ? atof(tmo) : 60.0;
-    ep->max_msg = (size_t)pages * XM_PAGE_SIZE / 2 - sizeof(struct xm_rec_hdr);
-    ep->rxbuf = malloc(ep->max_msg);
+    ep->max_msg = XM_MAX_MSG((size_t)pages * XM_PAGE_SIZE);
+    /* a peer's ring may be larger than ours: size for the largest allowed */
+    ep->rxbuf = malloc(XM_MAX_MSG(XM_RING_MAX_PAGES * XM_PAGE_SIZE));
     snprintf(ep->dir, sizeof(ep->dir), "/local/domain/%u/xenmpi/ep%u", hv->domid, ep->id);
     snprintf(ep->req_dir, sizeof(ep->req_dir), "%s/req", ep->dir);
     rc = -ENOMEM;
@@ -405,8 +408,6 @@ static void accept_request(xm_endpoint_t *ep, const char *name)
         xm_warn("ignoring malformed request node %s/%s", ep->req_dir, name);
         return;
     }
-    if (find_chan(ep, dom, pep, 0) && !find_chan(ep, dom, pep, 1))
-        return;   /* an old, failed channel still holds the name */
     for (xm_channel_t *c = ep->chans; c; c = c->next)
         if (c->peer_dom == dom && c->peer_ep == pep && !c->initiator && c->state <= XM_CH_CONNECTED)
             return;   /* already accepted */
@@ -709,7 +710,8 @@ static int chan_poll(xm_channel_t *ch)
         uint32_t off = ch->cons & (ch->rx_size - 1), rec;
         struct xm_rec_hdr h;
 
-        if (xm_ring_next(ch->rx, ch->rx_size, ch->cons, avail, ep->max_msg, &h, &rec))
+        /* the limit is the sender's: half of its ring */
+        if (xm_ring_next(ch->rx, ch->rx_size, ch->cons, avail, XM_MAX_MSG(ch->rx_size), &h, &rec))
             goto bad;
         if (h.type != XM_REC_PAD)
             memcpy(ep->rxbuf, ch->rx + off + sizeof(h), h.len);
@@ -797,6 +799,9 @@ int xm_endpoint_progress(xm_endpoint_t *ep)
 
 int xm_endpoint_arm(xm_endpoint_t *ep)
 {
+    /* drain the event fd and handle the store first: after this the fd is
+     * readable again only for something new */
+    progress_slow(ep);
     for (xm_channel_t *c = ep->chans; c; c = c->next) {
         if (c->state != XM_CH_CONNECTED)
             continue;
@@ -844,6 +849,26 @@ void xm_chan_own_pages(xm_channel_t *ch, struct xm_ctrl_page **ctrl, uint8_t **r
     *ctrl = ch->my;
     *ring = ch->tx;
     *ring_size = ch->tx_size;
+}
+
+size_t xm_chan_space(xm_channel_t *ch)
+{
+    uint32_t off, room, tail;
+
+    if (ch->state != XM_CH_CONNECTED || tx_refresh_cons(ch))
+        return 0;
+    room = ch->tx_size - (ch->prod - ch->cached_cons);
+    off = ch->prod & (ch->tx_size - 1);
+    tail = ch->tx_size - off;
+    /* a record never wraps: it goes at the tail or, after a PAD, at 0 */
+    if (tail < room) {
+        uint32_t after_pad = room - tail;
+        room = tail > after_pad ? tail : after_pad;
+    }
+    if (room < XM_REC_SIZE(0))
+        return 0;
+    size_t n = (room - sizeof(struct xm_rec_hdr)) & ~(size_t)(XM_REC_ALIGN - 1);
+    return n < ch->ep->max_msg ? n : ch->ep->max_msg;
 }
 
 uint32_t xm_chan_inflight(xm_channel_t *ch)

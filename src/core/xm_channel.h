@@ -58,8 +58,9 @@ int xm_endpoint_progress(xm_endpoint_t *ep);
 
 /* One pollable fd for the endpoint (events and store watches). */
 int xm_endpoint_fd(const xm_endpoint_t *ep);
-/* Ask every channel's peer to notify us on new data; -EBUSY when something
- * is already waiting (do not sleep then). */
+/* Drain events and store watches (never delivers messages), then ask every
+ * channel's peer to notify us on new data; -EBUSY when something is already
+ * waiting (do not sleep then). */
 int xm_endpoint_arm(xm_endpoint_t *ep);
 /* progress, then arm and sleep up to timeout_ms until something happens */
 int xm_endpoint_wait(xm_endpoint_t *ep, int timeout_ms);
@@ -79,9 +80,13 @@ uint32_t xm_chan_peer_dom(const xm_channel_t *ch);
 uint32_t xm_chan_peer_ep(const xm_channel_t *ch);
 void xm_chan_set_user(xm_channel_t *ch, void *user);
 void *xm_chan_user(const xm_channel_t *ch);
+/* Largest payload xm_chan_send would accept right now (0 when full or not
+ * connected). */
+size_t xm_chan_space(xm_channel_t *ch);
 /* Bytes sent but not yet released by the peer (0 = everything consumed). */
 uint32_t xm_chan_inflight(xm_channel_t *ch);
-/* Orderly close: the peer sees PEER_GONE. */
+/* Orderly close: the peer sees PEER_GONE.  Also frees a FAILED or
+ * PEER_GONE channel (not from inside a callback). */
 void xm_chan_close(xm_channel_t *ch);
 
 /* The pages this side grants its peer (control page and tx ring), for

@@ -68,6 +68,10 @@ _Static_assert(sizeof(struct xm_rec_hdr) == 8, "record header");
 int xm_ring_next(const uint8_t *ring, uint32_t size, uint32_t cons, uint32_t avail,
                  size_t max_msg, struct xm_rec_hdr *hdr, uint32_t *rec);
 
+/* Largest payload on a ring of ring_bytes: half the ring less a header, so
+ * a record always fits once the ring drains (even after a PAD). */
+#define XM_MAX_MSG(ring_bytes) ((size_t)(ring_bytes) / 2 - sizeof(struct xm_rec_hdr))
+
 /* Ring sizes: a power of two number of pages in [XM_RING_MIN_PAGES, XM_RING_MAX_PAGES]. */
 #define XM_RING_MIN_PAGES 1u
 #define XM_RING_MAX_PAGES 256u

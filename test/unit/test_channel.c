@@ -203,11 +203,13 @@ static void test_wrap_full_and_batched_release(void **state)
 
     /* fill: 1000-byte records (1008 on the ring) fit 4 times in 4096 */
     int sent = 0, rc;
+    assert_int_equal(xm_chan_space(ba), 4096 / 2 - 8);
     memset(buf, 0xab, sizeof(buf));
     while ((rc = xm_chan_send(ba, 1, NULL, 0, buf, 1000)) == 0)
         sent++;
     assert_int_equal(rc, -EAGAIN);
     assert_int_equal(sent, 4);
+    assert_true(xm_chan_space(ba) < 1000);   /* agrees with the refusal */
     xm_chan_get_stats(ba, &st);
     assert_true(st.ring_full >= 1);
     assert_true(xm_chan_inflight(ba) == 4 * 1008);
