@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(
   build-essential autoconf automake libtool pkg-config
-  libxen-dev libhwloc-dev libcmocka-dev libucx-dev
+  libxen-dev libhwloc-dev libcmocka-dev libucx-dev ucx-utils dpkg-dev
   clang libclang-rt-14-dev
   qemu-system-x86 xen-hypervisor-4.17-amd64 xen-utils-4.17 linux-image-amd64
   busybox-static cpio xz-utils bc

@@ -61,6 +61,20 @@ run_cmd multi/block-drop-every-3rd-notify env XENMPI_SIM_DROP_NOTIFY=3 \
 run_cmd multi/kill-9 env XM_ASSERT_TIME=1 "$B/test/multi/chan_xdom" sim kill
 unset XENMPI_BACKEND
 
+echo "== the UCX transport (ucx_info, ucx_perftest, two sim domains)"
+if [ -f "$B/.libs/libuct_xen.so" ]; then
+    while read -r status name; do
+        case $status in
+        PASS:) result "$name" PASS ;;
+        FAIL:) result "$name" FAIL ;;
+        esac
+    done < <("$SRC/test/ucx/run-ucx-tests.sh" "$B/.libs/libuct_xen.so" 2>&1 | tee "$LOGDIR/ucx.log" |
+             grep -E '^(PASS|FAIL): ')
+    grep -qE '^(PASS|FAIL): ' "$LOGDIR/ucx.log" || { result "ucx/harness (see $LOGDIR/ucx.log)" FAIL; tail -30 "$LOGDIR/ucx.log"; }
+else
+    result "ucx (libuct_xen not built: configure --with-ucx-src)" SKIP
+fi
+
 echo "== fuzzing peer-written formats (libFuzzer)"
 if make -C "$B" -s fuzz >"$LOGDIR/fuzz-build.log" 2>&1; then
     for f in ring handshake; do

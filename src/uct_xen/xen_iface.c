@@ -1,0 +1,459 @@
+/*
+ * xen_iface.c - the receive side: one iface owns one core endpoint.
+ *
+ * Progress runs the core (handshakes, incoming records, liveness), turns
+ * each delivered record into an active message, then lets eps whose
+ * channel came up or got ring space dispatch their pending queues.
+ */
+#include "xen_iface.h"
+
+#include <ucs/debug/log.h>
+#include <ucs/sys/string.h>
+#include <ucs/arch/cpu.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+static uct_iface_ops_t uct_xen_iface_ops;
+
+static const char *uct_xen_backend_names[] = {
+    [UCT_XEN_BACKEND_AUTO] = "auto",
+    [UCT_XEN_BACKEND_XEN]  = "xen",
+    [UCT_XEN_BACKEND_SIM]  = "sim",
+    [UCT_XEN_BACKEND_LAST] = NULL
+};
+
+ucs_config_field_t uct_xen_iface_config_table[] = {
+    {"", "", NULL, ucs_offsetof(uct_xen_iface_config_t, super),
+     UCS_CONFIG_TYPE_TABLE(uct_iface_config_table)},
+
+    {"RING_PAGES", "0",
+     "Pages in each per-peer ring, a power of two from 1 to 256 (0: XENMPI_RING_PAGES or 64).",
+     ucs_offsetof(uct_xen_iface_config_t, ring_pages), UCS_CONFIG_TYPE_UINT},
+
+    {"SEG_SIZE", "8256",
+     "Largest AM bcopy message; at most half a ring minus 8 bytes, the same in every process.",
+     ucs_offsetof(uct_xen_iface_config_t, seg_size), UCS_CONFIG_TYPE_MEMUNITS},
+
+    {"MAX_SHORT", "256",
+     "Largest AM short message including its 8-byte header; at most SEG_SIZE.",
+     ucs_offsetof(uct_xen_iface_config_t, max_short), UCS_CONFIG_TYPE_MEMUNITS},
+
+    {"BACKEND", "auto",
+     "Hypervisor backend: auto (XENMPI_BACKEND, else xen when /dev/xen exists, else sim), xen, sim.",
+     ucs_offsetof(uct_xen_iface_config_t, backend),
+     UCS_CONFIG_TYPE_ENUM(uct_xen_backend_names)},
+
+    {"EVENTS", "n",
+     "Advertise wakeup events (event fd and arm) for UCP's wakeup feature; experimental.",
+     ucs_offsetof(uct_xen_iface_config_t, events), UCS_CONFIG_TYPE_BOOL},
+
+    {NULL}
+};
+
+/* The core names an endpoint by the process id inside its domain, so a
+ * process can hold one endpoint per domain: refuse a second iface there. */
+static pthread_mutex_t uct_xen_open_lock = PTHREAD_MUTEX_INITIALIZER;
+static UCS_LIST_HEAD(uct_xen_open_ifaces);
+
+/* ---------------- core callbacks (run inside xm_endpoint_progress) -------- */
+
+static void uct_xen_recv_cb(void *arg, xm_channel_t *ch, uint16_t type,
+                            const void *data, size_t len)
+{
+    uct_xen_iface_t *iface = arg;
+
+    if (ucs_unlikely(type >= UCT_AM_ID_MAX)) {
+        ucs_warn("xen: domain %u sent a message of type %u (not an AM id): "
+                 "dropped", xm_chan_peer_dom(ch), type);
+        return;
+    }
+    uct_iface_trace_am(&iface->super, UCT_AM_TRACE_TYPE_RECV, type,
+                       (void*)data, len, "RX: AM");
+    /* data is the core's private copy, valid until we return: no DESC flag */
+    uct_iface_invoke_am(&iface->super, type, (void*)data, len, 0);
+}
+
+static void uct_xen_event_cb(void *arg, xm_channel_t *ch,
+                             enum xm_chan_event ev)
+{
+    switch (ev) {
+    case XM_EV_CONNECTED:
+        ucs_debug("xen: connected to domain %u endpoint %u",
+                  xm_chan_peer_dom(ch), xm_chan_peer_ep(ch));
+        break;
+    case XM_EV_ACCEPTED:
+        ucs_debug("xen: accepted domain %u endpoint %u", xm_chan_peer_dom(ch),
+                  xm_chan_peer_ep(ch));
+        break;
+    case XM_EV_PEER_GONE:
+    case XM_EV_FAILED:
+        /* eps on this channel see the state on their next send; the core
+         * has logged the cause */
+        ucs_debug("xen: channel to domain %u endpoint %u is %s",
+                  xm_chan_peer_dom(ch), xm_chan_peer_ep(ch),
+                  (ev == XM_EV_PEER_GONE) ? "gone" : "failed");
+        break;
+    }
+}
+
+/* ---------------- progress ---------------- */
+
+static unsigned uct_xen_iface_progress(uct_iface_h tl_iface)
+{
+    uct_xen_iface_t *iface = ucs_derived_of(tl_iface, uct_xen_iface_t);
+    uct_xen_ep_t *ep, *tmp;
+    unsigned waiting;
+    int n;
+
+    n = xm_endpoint_progress(iface->xep);
+    if (ucs_unlikely(n < 0)) {
+        n = 0;   /* logged by the core; a failed channel fails alone */
+    }
+
+    if (ucs_unlikely(iface->pending_eps > 0)) {
+        waiting = 0;
+        /* a pending callback may destroy its own ep */
+        ucs_list_for_each_safe(ep, tmp, &iface->ep_list, list) {
+            uct_xen_ep_dispatch_pending(ep);
+            waiting += !ucs_queue_is_empty(&ep->pending_q);
+        }
+        iface->pending_eps = waiting;
+    }
+    return n;
+}
+
+static ucs_status_t uct_xen_iface_flush(uct_iface_h tl_iface, unsigned flags,
+                                        uct_completion_t *comp)
+{
+    uct_xen_iface_t *iface = ucs_derived_of(tl_iface, uct_xen_iface_t);
+    uct_xen_ep_t *ep;
+
+    if (comp != NULL) {
+        return UCS_ERR_UNSUPPORTED;
+    }
+    ucs_list_for_each(ep, &iface->ep_list, list) {
+        if (!ucs_queue_is_empty(&ep->pending_q)) {
+            UCT_TL_IFACE_STAT_FLUSH_WAIT(&iface->super);
+            return UCS_ERR_NO_RESOURCE;
+        }
+    }
+    UCT_TL_IFACE_STAT_FLUSH(&iface->super);
+    return UCS_OK;
+}
+
+/* ---------------- wakeup ---------------- */
+
+static ucs_status_t uct_xen_iface_event_fd_get(uct_iface_h tl_iface, int *fd_p)
+{
+    uct_xen_iface_t *iface = ucs_derived_of(tl_iface, uct_xen_iface_t);
+
+    /* one epoll fd: our event channels (data, ring space, peer death) and
+     * the store watches (handshakes) */
+    *fd_p = xm_endpoint_fd(iface->xep);
+    return UCS_OK;
+}
+
+static ucs_status_t uct_xen_iface_event_arm(uct_iface_h tl_iface,
+                                            unsigned events)
+{
+    uct_xen_iface_t *iface = ucs_derived_of(tl_iface, uct_xen_iface_t);
+    uct_xen_ep_t *ep;
+
+    /* Sends complete at once; a queued request waits for a connection or
+     * for ring space, which only progress turns into a send: don't sleep
+     * on it, whatever events were asked for. */
+    if (iface->pending_eps > 0) {
+        ucs_list_for_each(ep, &iface->ep_list, list) {
+            if (!ucs_queue_is_empty(&ep->pending_q)) {
+                return UCS_ERR_BUSY;
+            }
+        }
+    }
+    if (!(events & (UCT_EVENT_RECV | UCT_EVENT_RECV_SIG))) {
+        return UCS_OK;
+    }
+    /* the core re-checks every ring after arming: -EBUSY = data waits */
+    return (xm_endpoint_arm(iface->xep) == -EBUSY) ? UCS_ERR_BUSY : UCS_OK;
+}
+
+/* ---------------- query and addresses ---------------- */
+
+static ucs_status_t uct_xen_iface_query(uct_iface_h tl_iface,
+                                        uct_iface_attr_t *attr)
+{
+    uct_xen_iface_t *iface = ucs_derived_of(tl_iface, uct_xen_iface_t);
+
+    uct_base_iface_query(&iface->super, attr);
+
+    attr->iface_addr_len         = sizeof(uct_xen_iface_addr_t);
+    attr->device_addr_len        = sizeof(uct_xen_dev_addr_t);
+    attr->ep_addr_len            = 0;
+    attr->max_conn_priv          = 0;
+    attr->cap.flags              = UCT_IFACE_FLAG_CONNECT_TO_IFACE |
+                                   UCT_IFACE_FLAG_AM_SHORT         |
+                                   UCT_IFACE_FLAG_AM_BCOPY         |
+                                   UCT_IFACE_FLAG_PENDING          |
+                                   UCT_IFACE_FLAG_CB_SYNC;
+    attr->cap.event_flags        = !iface->config.events ? 0 :
+                                   (UCT_IFACE_FLAG_EVENT_SEND_COMP |
+                                    UCT_IFACE_FLAG_EVENT_RECV      |
+                                    UCT_IFACE_FLAG_EVENT_FD);
+
+    attr->cap.am.max_short       = iface->config.max_short;
+    attr->cap.am.max_bcopy       = iface->config.seg_size;
+    attr->cap.am.min_zcopy       = 0;
+    attr->cap.am.max_zcopy       = 0;
+    attr->cap.am.opt_zcopy_align = UCS_SYS_CACHE_LINE_SIZE;
+    attr->cap.am.align_mtu       = attr->cap.am.opt_zcopy_align;
+    attr->cap.am.max_hdr         = 0;
+    attr->cap.am.max_iov         = SIZE_MAX;
+
+    /* one copy into a shared ring, one out of it, like the posix mm
+     * transport; polling with no system call on the data path */
+    attr->latency                = ucs_linear_func_make(100e-9, 0);
+    attr->bandwidth.dedicated    = 10000.0 * UCS_MBYTE;
+    attr->bandwidth.shared       = 0;
+    attr->overhead               = 15e-9;
+    attr->priority               = 0;
+    return UCS_OK;
+}
+
+static ucs_status_t uct_xen_iface_get_device_address(uct_iface_h tl_iface,
+                                                     uct_device_addr_t *addr)
+{
+    uct_xen_iface_t *iface = ucs_derived_of(tl_iface, uct_xen_iface_t);
+
+    memcpy(addr, &iface->dev_addr, sizeof(iface->dev_addr));
+    return UCS_OK;
+}
+
+static ucs_status_t uct_xen_iface_get_address(uct_iface_h tl_iface,
+                                              uct_iface_addr_t *addr)
+{
+    uct_xen_iface_t *iface = ucs_derived_of(tl_iface, uct_xen_iface_t);
+
+    memcpy(addr, &iface->addr, sizeof(iface->addr));
+    return UCS_OK;
+}
+
+static int uct_xen_iface_is_reachable(const uct_iface_h tl_iface,
+                                      const uct_device_addr_t *dev_addr,
+                                      const uct_iface_addr_t *iface_addr)
+{
+    uct_xen_iface_t *iface = ucs_derived_of(tl_iface, uct_xen_iface_t);
+    uct_xen_dev_addr_t peer;
+
+    if (dev_addr == NULL) {
+        return 0;
+    }
+    memcpy(&peer, dev_addr, sizeof(peer));
+    if (peer.host_hash != iface->dev_addr.host_hash) {
+        return 0;   /* another host: grants and event channels cannot cross */
+    }
+    /* our own endpoint: the core has no loopback channel (self does that) */
+    return (iface_addr == NULL) || (peer.domid != iface->dev_addr.domid) ||
+           (*(const uct_xen_iface_addr_t*)iface_addr != iface->addr);
+}
+
+/* ---------------- open and close ---------------- */
+
+/* 64-bit FNV-1a: a stable hash of the host identity string */
+static uint64_t uct_xen_host_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    for (; *s != '\0'; ++s) {
+        h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+static ucs_status_t uct_xen_hv_open(int backend, xm_hv_t **hv_p)
+{
+    int rc;
+
+    switch (backend) {
+    case UCT_XEN_BACKEND_SIM:
+        rc = xm_hv_sim_ops.open(hv_p);
+        break;
+    case UCT_XEN_BACKEND_XEN:
+#ifdef XM_HAVE_XEN
+        rc = xm_hv_xen_ops.open(hv_p);
+#else
+        ucs_error("xen: UCX_XEN_BACKEND=xen but this build has no xen backend");
+        rc = -ENOTSUP;
+#endif
+        break;
+    default:
+        rc = xm_hv_open(hv_p);   /* XENMPI_BACKEND, else detection */
+        break;
+    }
+    return (rc < 0) ? UCS_ERR_NO_DEVICE : UCS_OK;
+}
+
+static ucs_status_t uct_xen_iface_check_config(uct_xen_iface_t *iface,
+                                               const uct_xen_iface_config_t *cfg)
+{
+    size_t max_msg = xm_endpoint_max_msg(iface->xep);
+
+    if ((cfg->seg_size < UCT_XEN_AM_HDR) || (cfg->seg_size > max_msg)) {
+        ucs_error("xen: UCX_XEN_SEG_SIZE=%zu must be between %zu and %zu (half "
+                  "a ring of this size minus 8; see UCX_XEN_RING_PAGES)",
+                  cfg->seg_size, UCT_XEN_AM_HDR, max_msg);
+        return UCS_ERR_INVALID_PARAM;
+    }
+    if ((cfg->max_short < UCT_XEN_AM_HDR) || (cfg->max_short > cfg->seg_size)) {
+        ucs_error("xen: UCX_XEN_MAX_SHORT=%zu must be between %zu and "
+                  "UCX_XEN_SEG_SIZE (%zu)", cfg->max_short, UCT_XEN_AM_HDR,
+                  cfg->seg_size);
+        return UCS_ERR_INVALID_PARAM;
+    }
+    iface->config.seg_size  = cfg->seg_size;
+    iface->config.max_short = cfg->max_short;
+    iface->config.events    = cfg->events;
+    /* the core's largest message is half the ring minus a record header */
+    iface->config.ring_size = 2 * (max_msg + 8);
+    iface->config.tx_room   = 2 * (8 + ucs_align_up_pow2(cfg->seg_size, 8));
+    return UCS_OK;
+}
+
+static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
+                           const uct_iface_params_t *params,
+                           const uct_iface_config_t *tl_config)
+{
+    const uct_xen_iface_config_t *cfg = ucs_derived_of(tl_config,
+                                                       uct_xen_iface_config_t);
+    xm_ep_params_t ep_params = {0};
+    char host[256];
+    uct_xen_iface_t *other;
+    ucs_status_t status;
+    int rc;
+
+    UCS_CLASS_CALL_SUPER_INIT(
+            uct_base_iface_t, &uct_xen_iface_ops, &uct_base_iface_internal_ops,
+            md, worker, params,
+            tl_config UCS_STATS_ARG(
+                    (params->field_mask & UCT_IFACE_PARAM_FIELD_STATS_ROOT) ?
+                            params->stats_root : NULL)
+            UCS_STATS_ARG(UCT_XEN_TL_NAME));
+
+    UCT_CHECK_PARAM(params->field_mask & UCT_IFACE_PARAM_FIELD_OPEN_MODE,
+                    "UCT_IFACE_PARAM_FIELD_OPEN_MODE is not defined");
+    if (!(params->open_mode & UCT_IFACE_OPEN_MODE_DEVICE)) {
+        ucs_error("xen: only UCT_IFACE_OPEN_MODE_DEVICE is supported");
+        return UCS_ERR_UNSUPPORTED;
+    }
+
+    ucs_list_head_init(&self->ep_list);
+    self->pending_eps = 0;
+
+    status = uct_xen_hv_open(cfg->backend, &self->hv);
+    if (status != UCS_OK) {
+        return status;   /* the core has said why */
+    }
+    rc = xm_hv_host_id(self->hv, host, sizeof(host));
+    if (rc < 0) {
+        status = UCS_ERR_NO_DEVICE;   /* the core named both ways to fix it */
+        goto err_hv_close;
+    }
+    self->dev_addr.host_hash = uct_xen_host_hash(host);
+    self->dev_addr.domid     = xm_hv_domid(self->hv);
+
+    pthread_mutex_lock(&uct_xen_open_lock);
+    ucs_list_for_each(other, &uct_xen_open_ifaces, open_list) {
+        if (other->dev_addr.domid == self->dev_addr.domid) {
+            pthread_mutex_unlock(&uct_xen_open_lock);
+            ucs_error("xen: this process already has a xen interface in "
+                      "domain %u (one per process and domain)",
+                      self->dev_addr.domid);
+            status = UCS_ERR_BUSY;
+            goto err_hv_close;
+        }
+    }
+    ucs_list_add_tail(&uct_xen_open_ifaces, &self->open_list);
+    pthread_mutex_unlock(&uct_xen_open_lock);
+
+    ep_params.ring_pages = cfg->ring_pages;
+    ep_params.recv_cb    = uct_xen_recv_cb;
+    ep_params.event_cb   = uct_xen_event_cb;
+    ep_params.cb_arg     = self;
+    rc = xm_endpoint_open(self->hv, &ep_params, &self->xep);
+    if (rc < 0) {
+        status = UCS_ERR_NO_DEVICE;
+        goto err_unlist;
+    }
+    self->addr = xm_endpoint_id(self->xep);
+
+    status = uct_xen_iface_check_config(self, cfg);
+    if (status != UCS_OK) {
+        goto err_ep_close;
+    }
+
+    ucs_debug("xen: iface %p: %s backend, host '%s', domain %u endpoint %u, "
+              "seg %zu short %zu", self, xm_hv_backend_name(self->hv), host,
+              self->dev_addr.domid, self->addr, self->config.seg_size,
+              self->config.max_short);
+    return UCS_OK;
+
+err_ep_close:
+    xm_endpoint_close(self->xep);
+err_unlist:
+    pthread_mutex_lock(&uct_xen_open_lock);
+    ucs_list_del(&self->open_list);
+    pthread_mutex_unlock(&uct_xen_open_lock);
+err_hv_close:
+    xm_hv_close(self->hv);
+    return status;
+}
+
+static UCS_CLASS_CLEANUP_FUNC(uct_xen_iface_t)
+{
+    uct_base_iface_progress_disable(&self->super.super,
+                                    UCT_PROGRESS_SEND | UCT_PROGRESS_RECV);
+    /* closes every channel: peers see PEER_GONE */
+    xm_endpoint_close(self->xep);
+    pthread_mutex_lock(&uct_xen_open_lock);
+    ucs_list_del(&self->open_list);
+    pthread_mutex_unlock(&uct_xen_open_lock);
+    xm_hv_close(self->hv);
+}
+
+UCS_CLASS_DEFINE(uct_xen_iface_t, uct_base_iface_t);
+UCS_CLASS_DEFINE_NEW_FUNC(uct_xen_iface_t, uct_iface_t, uct_md_h, uct_worker_h,
+                          const uct_iface_params_t*, const uct_iface_config_t*);
+static UCS_CLASS_DEFINE_DELETE_FUNC(uct_xen_iface_t, uct_iface_t);
+
+static uct_iface_ops_t uct_xen_iface_ops = {
+    .ep_am_short              = uct_xen_ep_am_short,
+    .ep_am_short_iov          = uct_xen_ep_am_short_iov,
+    .ep_am_bcopy              = uct_xen_ep_am_bcopy,
+    .ep_am_zcopy              = (uct_ep_am_zcopy_func_t)ucs_empty_function_return_unsupported,
+    .ep_put_short             = (uct_ep_put_short_func_t)ucs_empty_function_return_unsupported,
+    .ep_put_bcopy             = (uct_ep_put_bcopy_func_t)ucs_empty_function_return_unsupported,
+    .ep_put_zcopy             = (uct_ep_put_zcopy_func_t)ucs_empty_function_return_unsupported,
+    .ep_get_bcopy             = (uct_ep_get_bcopy_func_t)ucs_empty_function_return_unsupported,
+    .ep_get_zcopy             = (uct_ep_get_zcopy_func_t)ucs_empty_function_return_unsupported,
+    .ep_pending_add           = uct_xen_ep_pending_add,
+    .ep_pending_purge         = uct_xen_ep_pending_purge,
+    .ep_flush                 = uct_xen_ep_flush,
+    .ep_fence                 = uct_sm_ep_fence,
+    .ep_check                 = (uct_ep_check_func_t)ucs_empty_function_return_unsupported,
+    .ep_create                = UCS_CLASS_NEW_FUNC_NAME(uct_xen_ep_t),
+    .ep_destroy               = UCS_CLASS_DELETE_FUNC_NAME(uct_xen_ep_t),
+    .ep_get_address           = (uct_ep_get_address_func_t)ucs_empty_function_return_unsupported,
+    .ep_connect_to_ep         = (uct_ep_connect_to_ep_func_t)ucs_empty_function_return_unsupported,
+    .iface_flush              = uct_xen_iface_flush,
+    .iface_fence              = uct_sm_iface_fence,
+    .iface_progress_enable    = uct_base_iface_progress_enable,
+    .iface_progress_disable   = uct_base_iface_progress_disable,
+    .iface_progress           = uct_xen_iface_progress,
+    .iface_event_fd_get       = uct_xen_iface_event_fd_get,
+    .iface_event_arm          = uct_xen_iface_event_arm,
+    .iface_close              = UCS_CLASS_DELETE_FUNC_NAME(uct_xen_iface_t),
+    .iface_query              = uct_xen_iface_query,
+    .iface_get_device_address = uct_xen_iface_get_device_address,
+    .iface_get_address        = uct_xen_iface_get_address,
+    .iface_is_reachable       = uct_xen_iface_is_reachable
+};

@@ -1,0 +1,116 @@
+/*
+ * xen_iface.h - the UCT transport "xen": types shared by the md, iface and
+ * ep files.
+ *
+ * The transport is an adapter: one iface owns one core endpoint
+ * (xm_endpoint_t), one UCT ep sends on one core channel (xm_channel_t) to a
+ * peer endpoint.  Handshake, rings, validation of peer data, notification
+ * and liveness all live in src/core; nothing here touches shared memory.
+ */
+#ifndef UCT_XEN_IFACE_H
+#define UCT_XEN_IFACE_H
+
+#ifdef HAVE_CONFIG_H
+#  include "config.h"   /* UCX's own config.h (ucx_info -b), not the project's */
+#endif
+
+#include <uct/base/uct_iface.h>
+#include <uct/base/uct_md.h>
+#include <uct/sm/base/sm_iface.h>
+#include <ucs/datastruct/list.h>
+#include <ucs/datastruct/queue.h>
+#include <ucs/type/class.h>
+
+#include "xm_channel.h"
+
+#define UCT_XEN_TL_NAME   "xen"
+#define UCT_XEN_DEV_NAME  "xen0"
+#define UCT_XEN_AM_HDR    sizeof(uint64_t)  /* AM short: header, then payload */
+
+/* Device address: which host (hash of the host identity) and which domain.
+ * Two ifaces reach each other only on the same host. */
+typedef struct uct_xen_dev_addr {
+    uint64_t host_hash;
+    uint32_t domid;
+} UCS_S_PACKED uct_xen_dev_addr_t;
+
+/* Iface address: the core endpoint id inside that domain. */
+typedef uint32_t uct_xen_iface_addr_t;
+
+typedef enum {
+    UCT_XEN_BACKEND_AUTO,
+    UCT_XEN_BACKEND_XEN,
+    UCT_XEN_BACKEND_SIM,
+    UCT_XEN_BACKEND_LAST
+} uct_xen_backend_t;
+
+typedef struct uct_xen_iface_config {
+    uct_iface_config_t super;
+    unsigned           ring_pages;  /* 0: the core's default */
+    size_t             seg_size;
+    size_t             max_short;
+    int                backend;     /* uct_xen_backend_t */
+    int                events;      /* advertise wakeup events */
+} uct_xen_iface_config_t;
+
+typedef struct uct_xen_md {
+    uct_md_t super;
+} uct_xen_md_t;
+
+typedef struct uct_xen_iface {
+    uct_base_iface_t     super;
+    xm_hv_t              *hv;
+    xm_endpoint_t        *xep;
+    uct_xen_dev_addr_t   dev_addr;
+    uct_xen_iface_addr_t addr;
+    ucs_list_link_t      ep_list;      /* every uct_xen_ep_t of this iface */
+    unsigned             pending_eps;  /* eps with a non-empty pending queue */
+    ucs_list_link_t      open_list;    /* in the process's list of open ifaces */
+    struct {
+        size_t           seg_size;     /* max AM bcopy, validated */
+        size_t           max_short;    /* max AM short incl. the 8-byte header */
+        size_t           ring_size;    /* bytes in each of our tx rings */
+        size_t           tx_room;      /* free ring bytes that guarantee any send fits */
+        int              events;       /* advertise EVENT_* */
+    } config;
+} uct_xen_iface_t;
+
+typedef struct uct_xen_ep {
+    uct_base_ep_t        super;
+    xm_channel_t         *ch;
+    ucs_queue_head_t     pending_q;
+    int                  in_dispatch;  /* our pending queue is being dispatched */
+    ucs_list_link_t      list;         /* in uct_xen_iface_t::ep_list */
+} uct_xen_ep_t;
+
+extern uct_component_t uct_xen_component;
+extern ucs_config_field_t uct_xen_iface_config_table[];
+
+UCS_CLASS_DECLARE_NEW_FUNC(uct_xen_iface_t, uct_iface_t, uct_md_h, uct_worker_h,
+                           const uct_iface_params_t*, const uct_iface_config_t*);
+
+UCS_CLASS_DECLARE_NEW_FUNC(uct_xen_ep_t, uct_ep_t, const uct_ep_params_t*);
+UCS_CLASS_DECLARE_DELETE_FUNC(uct_xen_ep_t, uct_ep_t);
+
+ucs_status_t uct_xen_ep_am_short(uct_ep_h tl_ep, uint8_t id, uint64_t header,
+                                 const void *payload, unsigned length);
+ucs_status_t uct_xen_ep_am_short_iov(uct_ep_h tl_ep, uint8_t id,
+                                     const uct_iov_t *iov, size_t iovcnt);
+ssize_t uct_xen_ep_am_bcopy(uct_ep_h tl_ep, uint8_t id,
+                            uct_pack_callback_t pack_cb, void *arg,
+                            unsigned flags);
+ucs_status_t uct_xen_ep_pending_add(uct_ep_h tl_ep, uct_pending_req_t *req,
+                                    unsigned flags);
+void uct_xen_ep_pending_purge(uct_ep_h tl_ep, uct_pending_purge_callback_t cb,
+                              void *arg);
+ucs_status_t uct_xen_ep_flush(uct_ep_h tl_ep, unsigned flags,
+                              uct_completion_t *comp);
+
+/* Run the ep's pending queue once its channel is no longer connecting (a
+ * failed channel's requests run too, and see the error). */
+void uct_xen_ep_dispatch_pending(uct_xen_ep_t *ep);
+
+/* Channel state as a UCT status for the send path. */
+ucs_status_t uct_xen_chan_status(xm_channel_t *ch);
+
+#endif
