@@ -3,6 +3,8 @@
  * pipe and a plain memcpy on the same machine.  Medians of repetitions.
  *
  *   chan_bench [reps]        (two sim domains, forked here)
+ *   chan_bench peers N [reps]  8-byte ping-pong latency with 1 and with 1+N
+ *                            connected peers (N idle), to show polling cost
  *
  * One-way latency = half the median round trip of a ping-pong;
  * bandwidth = bytes / time of a one-way stream with a final ack.
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -257,8 +260,125 @@ static void memcpy_bench(int reps, FILE *out)
     }
 }
 
+/* ---- polling cost with idle peers ---- */
+
+static void serve_forever(int addr_fd)
+{
+    struct st s = { 0 };
+    xm_ep_params_t p = { .recv_cb = on_recv, .event_cb = on_event, .cb_arg = &s };
+    xm_hv_t *hv;
+    xm_endpoint_t *ep;
+    uint32_t me[2];
+    uint64_t answered = 0;
+
+    if (xm_hv_open(&hv) || xm_endpoint_open(hv, &p, &ep))
+        _exit(1);
+    me[0] = xm_hv_domid(hv);
+    me[1] = xm_endpoint_id(ep);
+    if (write(addr_fd, me, sizeof(me)) != sizeof(me))
+        _exit(1);
+    for (;;) {
+        xm_endpoint_progress(ep);
+        if (s.got > answered) {   /* reply on the channel the ping came in on */
+            answered = s.got;
+            send_all(ep, s.ch, T_PING, "pongpong", 8);
+        }
+    }
+}
+
+static double ping_median(xm_endpoint_t *ep, struct st *s, int reps)
+{
+    double rep_med[64];
+    static double rtt[LAT_ITERS];
+    for (int r = 0; r < reps; r++) {
+        for (int i = 0; i < LAT_ITERS; i++) {
+            uint64_t want = s->got + 1;
+            double t0 = now();
+            send_all(ep, s->ch, T_PING, "pingping", 8);
+            while (s->got < want)
+                xm_endpoint_progress(ep);
+            rtt[i] = now() - t0;
+        }
+        rep_med[r] = median(rtt, LAT_ITERS);
+    }
+    return median(rep_med, reps) / 2 * 1e6;
+}
+
+static int connect_to(uint32_t addr[2], xm_hv_t **hv, xm_endpoint_t **ep, struct st *s)
+{
+    xm_ep_params_t p = { .recv_cb = on_recv, .event_cb = on_event, .cb_arg = s };
+    xm_channel_t *ch;
+    if (xm_hv_open(hv) || xm_endpoint_open(*hv, &p, ep) ||
+        xm_endpoint_connect(*ep, addr[0], addr[1], &ch))
+        return -1;
+    while (xm_chan_state(ch) == XM_CH_CONNECTING)
+        xm_endpoint_progress(*ep);
+    s->ch = ch;
+    return xm_chan_state(ch) == XM_CH_CONNECTED ? 0 : -1;
+}
+
+static int peers_bench(int npeers, int reps)
+{
+    int ap[2], done[2], hold[2];
+    uint32_t addr[2];
+    struct st s = { 0 };
+    xm_hv_t *hv;
+    xm_endpoint_t *ep;
+    pid_t srv, idle[256];
+
+    if (npeers < 1 || npeers > 256 || pipe(ap) || pipe(done) || pipe(hold))
+        return 1;
+    if ((srv = fork()) == 0) {
+        close(hold[1]);   /* the idle peers wait for the parent's end only */
+        serve_forever(ap[1]);
+    }
+    if (read(ap[0], addr, sizeof(addr)) != sizeof(addr) || connect_to(addr, &hv, &ep, &s))
+        return 1;
+    double one = ping_median(ep, &s, reps);
+    for (int i = 0; i < npeers; i++) {
+        if ((idle[i] = fork()) == 0) {
+            struct st is = { 0 };
+            xm_hv_t *ihv;
+            xm_endpoint_t *iep;
+            char x;
+            close(hold[1]);
+            if (connect_to(addr, &ihv, &iep, &is) || write(done[1], "c", 1) != 1)
+                _exit(1);
+            if (read(hold[0], &x, 1) < 0)   /* idle until the parent is done */
+                _exit(1);
+            _exit(0);
+        }
+        char x;
+        if (read(done[0], &x, 1) != 1)
+            return 1;
+    }
+    close(hold[0]);
+    double many = ping_median(ep, &s, reps);
+    close(hold[1]);
+    for (int i = 0; i < npeers; i++)
+        waitpid(idle[i], NULL, 0);
+    kill(srv, SIGKILL);
+    waitpid(srv, NULL, 0);
+    printf("8-byte one-way latency, median of %d runs, server polling all its channels:\n", reps);
+    printf("  1 connected peer:              %.3f us\n", one);
+    printf("  1 busy + %d idle peers:        %.3f us\n", npeers, many);
+    printf("  ratio:                         %.2fx (target <= 1.2)\n", many / one);
+    xm_endpoint_close(ep);
+    xm_hv_close(hv);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "peers")) {
+        char host[64], cmd[128];
+        snprintf(host, sizeof(host), "bench-peers-%d", (int)getpid());
+        setenv("XENMPI_BACKEND", "sim", 1);
+        setenv("XENMPI_SIM_HOST", host, 1);
+        int rc = peers_bench(argc > 2 ? atoi(argv[2]) : 32, argc > 3 ? atoi(argv[3]) : 5);
+        snprintf(cmd, sizeof(cmd), "rm -rf /dev/shm/xenmpi-sim-%s", host);
+        return system(cmd) || rc;
+    }
     int reps = argc > 1 ? atoi(argv[1]) : 5;
     char host[64], line[128];
     int p1[2], p2[2];
