@@ -88,18 +88,21 @@ if command -v gnuplot >/dev/null; then
         awk -v l="$l" '$1==l && $2=="bw" {print $3, $4}' "$RAW" >"$OUT/bw-$l.dat"
     done
     gnuplot <<EOF
-set terminal png size 1200,500
+set terminal png size 1200,500 noenhanced
 set output "$OUT/ucx-bench.png"
 set multiplot layout 1,2
 set logscale x 2
+set format x "%.0s%cB"
 set xlabel "message size (bytes)"
 set grid
 set key left top
 set title "UCP tag_lat (median, us)"
 set ylabel "latency (us)"
+set logscale y
 plot for [l in "xen posix posix+cma tcp"] "$OUT/lat-".l.".dat" using 1:2 with linespoints title l
 set title "UCP tag_bw (median, MB/s)"
 set ylabel "bandwidth (MB/s)"
+unset logscale y
 plot for [l in "xen posix sysv posix+cma tcp"] "$OUT/bw-".l.".dat" using 1:2 with linespoints title l
 unset multiplot
 EOF
