@@ -745,8 +745,14 @@ static void progress_slow(xm_endpoint_t *ep)
     char *path, *token;
     uint32_t port;
     int scan = 0;
+    struct epoll_event ev;
 
     ep->idle = 0;
+    /* Nothing fired (the epoll set holds the event and watch fds): then no
+     * call reaches the hypervisor or the store.  A pending handshake needs
+     * its deadline checked, so it always goes on. */
+    if (!ep->connecting && epoll_wait(ep->epfd, &ev, 1, 0) <= 0)
+        return;
     while (xm_store_read_watch(hv, &path, &token) == 0) {
         if (!strcmp(token, "req"))
             scan = 1;
