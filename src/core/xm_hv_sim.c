@@ -1142,7 +1142,7 @@ static int sim_store_unwatch(xm_hv_t *hv, const char *path, const char *token)
     store_lock(s);
     for (unsigned i = 0; i < SIM_STORE_WATCHES; i++) {
         struct sim_watch *w = &s->store->w[i];
-        if (w->used && w->pid == s->pid && !strcmp(w->path, path) &&
+        if (w->used && w->pid == s->pid && w->efd == s->wfd_id && !strcmp(w->path, path) &&
             !strcmp(w->token, token)) {
             w->used = 0;
             rc = 0;
@@ -1166,7 +1166,9 @@ static int sim_store_read_watch(xm_hv_t *hv, char **path, char **token)
     store_lock(s);
     for (unsigned i = 0; i < SIM_STORE_WATCHES; i++) {
         struct sim_watch *w = &s->store->w[i];
-        if (!w->used || w->pid != s->pid || (w->head == w->tail && !w->overflow))
+        /* this handle's watches only: a process may open several */
+        if (!w->used || w->pid != s->pid || w->efd != s->wfd_id ||
+            (w->head == w->tail && !w->overflow))
             continue;
         if (rc == 0) {
             more = 1;
