@@ -73,6 +73,7 @@ static UCS_CLASS_INIT_FUNC(uct_xen_ep_t, const uct_ep_params_t *params)
     xm_chan_set_user(self->ch, iface);   /* marks channels we initiated */
     ucs_queue_head_init(&self->pending_q);
     self->in_dispatch = 0;
+    self->err_reported = 0;
     ucs_list_add_tail(&iface->ep_list, &self->list);
     ucs_debug("xen: ep %p to domain %u endpoint %u (%s)", self, dev_addr->domid,
               peer_ep, (xm_chan_state(self->ch) == XM_CH_CONNECTED) ?
@@ -185,13 +186,11 @@ ssize_t uct_xen_ep_am_bcopy(uct_ep_h tl_ep, uint8_t id,
     return length;
 }
 
-/* Whether any send up to seg_size would succeed now: a record never wraps,
- * so it may need the ring's tail as padding plus its own size (< 2 records). */
+/* Whether any send up to seg_size would succeed now (the core accounts for
+ * the padding a record that does not fit at the ring's tail needs). */
 static int uct_xen_ep_can_send(uct_xen_ep_t *ep, uct_xen_iface_t *iface)
 {
-    return (xm_chan_state(ep->ch) == XM_CH_CONNECTED) &&
-           (iface->config.ring_size - xm_chan_inflight(ep->ch) >=
-            iface->config.tx_room);
+    return xm_chan_space(ep->ch) >= iface->config.seg_size;
 }
 
 ucs_status_t uct_xen_ep_pending_add(uct_ep_h tl_ep, uct_pending_req_t *req,
@@ -223,19 +222,69 @@ void uct_xen_ep_pending_purge(uct_ep_h tl_ep, uct_pending_purge_callback_t cb,
     uct_pending_queue_purge(priv, &ep->pending_q, 1, cb, arg);
 }
 
-void uct_xen_ep_dispatch_pending(uct_xen_ep_t *ep)
+int uct_xen_ep_arm_pending(uct_xen_ep_t *ep, uct_xen_iface_t *iface)
 {
-    uct_pending_req_priv_queue_t *priv;
+    void *p;
+    int err;
 
-    if (ucs_queue_is_empty(&ep->pending_q) ||
-        (xm_chan_state(ep->ch) == XM_CH_CONNECTING)) {
-        return;
+    switch (xm_chan_state(ep->ch)) {
+    case XM_CH_CONNECTING:
+        return 1;   /* the store watch wakes us when the answer comes */
+    case XM_CH_CONNECTED:
+        break;
+    default:
+        /* progress reports the failure; once reported, the requests have
+         * seen the error and nothing here will change */
+        return ep->err_reported;
     }
-    /* connected: the requests send or stay queued on NO_RESOURCE; down: they
-     * see the error and complete with it */
+    if (uct_xen_ep_can_send(ep, iface)) {
+        return 0;
+    }
+    /* The send that queued the request asked the peer for a space
+     * notification, but a later send may have cleared that request.  Ask
+     * again: a reservation that fails with -EAGAIN sets the ring's tx_wait
+     * and re-checks the peer's consumer index after it; one that succeeds
+     * (room appeared meanwhile) is simply not committed. */
+    p = xm_chan_reserve(ep->ch, iface->config.seg_size, &err);
+    return (p == NULL) && (err == -EAGAIN);
+}
+
+unsigned uct_xen_ep_dispatch_pending(uct_xen_ep_t *ep, uct_xen_iface_t *iface)
+{
+    uct_pending_req_t *req;
+    ucs_status_t status;
+    unsigned count = 0;
+
+    if (xm_chan_state(ep->ch) == XM_CH_CONNECTING) {
+        return 0;
+    }
+    /* Connected: run requests while the ring has room for any of them (a
+     * request that re-queues itself would otherwise spin here on a full
+     * ring).  Down: they see the error and complete with it. */
     ep->in_dispatch = 1;
-    uct_pending_queue_dispatch(priv, &ep->pending_q, 1);
+    while (!ucs_queue_is_empty(&ep->pending_q)) {
+        if ((xm_chan_state(ep->ch) == XM_CH_CONNECTED) &&
+            !uct_xen_ep_can_send(ep, iface)) {
+            break;
+        }
+        req = ucs_container_of(ucs_queue_pull_non_empty(&ep->pending_q),
+                               uct_pending_req_t, priv);
+        status = req->func(req);
+        ++count;
+        if (status == UCS_OK) {
+            continue;   /* done, or queued itself again through pending_add */
+        }
+        /* not done: back to the head, its place in the order */
+        ucs_queue_push_head(&ep->pending_q,
+                            &((uct_pending_req_priv_queue_t*)req->priv)->queue_elem);
+        if (UCS_STATUS_IS_ERR(status)) {
+            break;
+        }
+    }
     ep->in_dispatch = 0;
+    /* the caller counts this as work done: UCP sleeps after a progress call
+     * that returns 0, even if a request we ran completed a user operation */
+    return count;
 }
 
 ucs_status_t uct_xen_ep_flush(uct_ep_h tl_ep, unsigned flags,

@@ -12,7 +12,6 @@
 #include <ucs/arch/cpu.h>
 
 #include <errno.h>
-#include <pthread.h>
 #include <string.h>
 
 static uct_iface_ops_t uct_xen_iface_ops;
@@ -33,7 +32,7 @@ ucs_config_field_t uct_xen_iface_config_table[] = {
      ucs_offsetof(uct_xen_iface_config_t, ring_pages), UCS_CONFIG_TYPE_UINT},
 
     {"SEG_SIZE", "8256",
-     "Largest AM bcopy message; at most half a ring minus 8 bytes, the same in every process.",
+     "Largest AM bcopy message; at most half a ring (UCX_XEN_RING_PAGES) minus 8 bytes.",
      ucs_offsetof(uct_xen_iface_config_t, seg_size), UCS_CONFIG_TYPE_MEMUNITS},
 
     {"MAX_SHORT", "256",
@@ -45,17 +44,12 @@ ucs_config_field_t uct_xen_iface_config_table[] = {
      ucs_offsetof(uct_xen_iface_config_t, backend),
      UCS_CONFIG_TYPE_ENUM(uct_xen_backend_names)},
 
-    {"EVENTS", "n",
-     "Advertise wakeup events (event fd and arm) for UCP's wakeup feature; experimental.",
+    {"EVENTS", "y",
+     "Advertise wakeup events (send completion, receive, event fd) for UCP's wakeup feature.",
      ucs_offsetof(uct_xen_iface_config_t, events), UCS_CONFIG_TYPE_BOOL},
 
     {NULL}
 };
-
-/* The core names an endpoint by the process id inside its domain, so a
- * process can hold one endpoint per domain: refuse a second iface there. */
-static pthread_mutex_t uct_xen_open_lock = PTHREAD_MUTEX_INITIALIZER;
-static UCS_LIST_HEAD(uct_xen_open_ifaces);
 
 /* ---------------- core callbacks (run inside xm_endpoint_progress) -------- */
 
@@ -78,6 +72,8 @@ static void uct_xen_recv_cb(void *arg, xm_channel_t *ch, uint16_t type,
 static void uct_xen_event_cb(void *arg, xm_channel_t *ch,
                              enum xm_chan_event ev)
 {
+    uct_xen_iface_t *iface = arg;
+
     switch (ev) {
     case XM_EV_CONNECTED:
         ucs_debug("xen: connected to domain %u endpoint %u",
@@ -89,8 +85,10 @@ static void uct_xen_event_cb(void *arg, xm_channel_t *ch,
         break;
     case XM_EV_PEER_GONE:
     case XM_EV_FAILED:
-        /* eps on this channel see the state on their next send; the core
-         * has logged the cause */
+        /* the core has logged the cause and released the channel's
+         * resources; its eps fail in progress, outside this callback (the
+         * error handler may destroy eps, and this may run inside a send) */
+        iface->ep_err_pending = 1;
         ucs_debug("xen: channel to domain %u endpoint %u is %s",
                   xm_chan_peer_dom(ch), xm_chan_peer_ep(ch),
                   (ev == XM_EV_PEER_GONE) ? "gone" : "failed");
@@ -99,6 +97,41 @@ static void uct_xen_event_cb(void *arg, xm_channel_t *ch,
 }
 
 /* ---------------- progress ---------------- */
+
+unsigned uct_xen_iface_report_errors(uct_xen_iface_t *iface)
+{
+    uct_xen_ep_t *ep, *found;
+    ucs_status_t status;
+    unsigned count = 0;
+
+    iface->ep_err_pending = 0;
+    /* the handler may destroy any ep (UCP discards a failed ep's lanes):
+     * look the list up afresh after each call */
+    do {
+        found = NULL;
+        ucs_list_for_each(ep, &iface->ep_list, list) {
+            if (!ep->err_reported &&
+                (xm_chan_state(ep->ch) >= XM_CH_PEER_GONE)) {
+                found = ep;
+                break;
+            }
+        }
+        if (found == NULL) {
+            break;
+        }
+        found->err_reported = 1;
+        status = uct_xen_chan_status(found->ch);
+        ucs_debug("xen: ep %p to domain %u endpoint %u: %s", found,
+                  xm_chan_peer_dom(found->ch), xm_chan_peer_ep(found->ch),
+                  ucs_status_string(status));
+        /* UCP's handler purges the ep's pending queue with the error; with
+         * no handler, dispatch lets the queued requests see the error */
+        uct_iface_handle_ep_err(&iface->super.super, &found->super.super,
+                                status);
+        ++count;
+    } while (1);
+    return count;
+}
 
 static unsigned uct_xen_iface_progress(uct_iface_h tl_iface)
 {
@@ -112,11 +145,14 @@ static unsigned uct_xen_iface_progress(uct_iface_h tl_iface)
         n = 0;   /* logged by the core; a failed channel fails alone */
     }
 
+    if (ucs_unlikely(iface->ep_err_pending)) {
+        n += uct_xen_iface_report_errors(iface);
+    }
     if (ucs_unlikely(iface->pending_eps > 0)) {
         waiting = 0;
         /* a pending callback may destroy its own ep */
         ucs_list_for_each_safe(ep, tmp, &iface->ep_list, list) {
-            uct_xen_ep_dispatch_pending(ep);
+            n += uct_xen_ep_dispatch_pending(ep, iface);
             waiting += !ucs_queue_is_empty(&ep->pending_q);
         }
         iface->pending_eps = waiting;
@@ -161,21 +197,28 @@ static ucs_status_t uct_xen_iface_event_arm(uct_iface_h tl_iface,
     uct_xen_iface_t *iface = ucs_derived_of(tl_iface, uct_xen_iface_t);
     uct_xen_ep_t *ep;
 
-    /* Sends complete at once; a queued request waits for a connection or
-     * for ring space, which only progress turns into a send: don't sleep
-     * on it, whatever events were asked for. */
+    /* First the core: it drains the event fd and the store watches (which
+     * may complete handshakes or report dead peers, never deliver data),
+     * then asks every peer to notify us; -EBUSY: data already waits.  Receive
+     * is armed even when only send completions were asked for: a queued
+     * request needs our progress, and a spurious wakeup costs little. */
+    if (xm_endpoint_arm(iface->xep) == -EBUSY) {
+        return UCS_ERR_BUSY;
+    }
+    if (iface->ep_err_pending) {
+        return UCS_ERR_BUSY;   /* failed channels to report in progress */
+    }
+    /* A queued request waits for a connection or for ring space; only
+     * progress turns it into a send. */
     if (iface->pending_eps > 0) {
         ucs_list_for_each(ep, &iface->ep_list, list) {
-            if (!ucs_queue_is_empty(&ep->pending_q)) {
+            if (!ucs_queue_is_empty(&ep->pending_q) &&
+                !uct_xen_ep_arm_pending(ep, iface)) {
                 return UCS_ERR_BUSY;
             }
         }
     }
-    if (!(events & (UCT_EVENT_RECV | UCT_EVENT_RECV_SIG))) {
-        return UCS_OK;
-    }
-    /* the core re-checks every ring after arming: -EBUSY = data waits */
-    return (xm_endpoint_arm(iface->xep) == -EBUSY) ? UCS_ERR_BUSY : UCS_OK;
+    return UCS_OK;
 }
 
 /* ---------------- query and addresses ---------------- */
@@ -195,7 +238,12 @@ static ucs_status_t uct_xen_iface_query(uct_iface_h tl_iface,
                                    UCT_IFACE_FLAG_AM_SHORT         |
                                    UCT_IFACE_FLAG_AM_BCOPY         |
                                    UCT_IFACE_FLAG_PENDING          |
-                                   UCT_IFACE_FLAG_CB_SYNC;
+                                   UCT_IFACE_FLAG_CB_SYNC          |
+                                   /* the core sees a peer die (its live
+                                    * byte, cleared by unmap-notify) and
+                                    * progress fails the eps; UCP adds its
+                                    * AM keepalive on top */
+                                   UCT_IFACE_FLAG_ERRHANDLE_PEER_FAILURE;
     attr->cap.event_flags        = !iface->config.events ? 0 :
                                    (UCT_IFACE_FLAG_EVENT_SEND_COMP |
                                     UCT_IFACE_FLAG_EVENT_RECV      |
@@ -313,9 +361,6 @@ static ucs_status_t uct_xen_iface_check_config(uct_xen_iface_t *iface,
     iface->config.seg_size  = cfg->seg_size;
     iface->config.max_short = cfg->max_short;
     iface->config.events    = cfg->events;
-    /* the core's largest message is half the ring minus a record header */
-    iface->config.ring_size = 2 * (max_msg + 8);
-    iface->config.tx_room   = 2 * (8 + ucs_align_up_pow2(cfg->seg_size, 8));
     return UCS_OK;
 }
 
@@ -327,7 +372,6 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
                                                        uct_xen_iface_config_t);
     xm_ep_params_t ep_params = {0};
     char host[256];
-    uct_xen_iface_t *other;
     ucs_status_t status;
     int rc;
 
@@ -347,7 +391,8 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     }
 
     ucs_list_head_init(&self->ep_list);
-    self->pending_eps = 0;
+    self->pending_eps    = 0;
+    self->ep_err_pending = 0;
 
     status = uct_xen_hv_open(cfg->backend, &self->hv);
     if (status != UCS_OK) {
@@ -361,20 +406,8 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     self->dev_addr.host_hash = uct_xen_host_hash(host);
     self->dev_addr.domid     = xm_hv_domid(self->hv);
 
-    pthread_mutex_lock(&uct_xen_open_lock);
-    ucs_list_for_each(other, &uct_xen_open_ifaces, open_list) {
-        if (other->dev_addr.domid == self->dev_addr.domid) {
-            pthread_mutex_unlock(&uct_xen_open_lock);
-            ucs_error("xen: this process already has a xen interface in "
-                      "domain %u (one per process and domain)",
-                      self->dev_addr.domid);
-            status = UCS_ERR_BUSY;
-            goto err_hv_close;
-        }
-    }
-    ucs_list_add_tail(&uct_xen_open_ifaces, &self->open_list);
-    pthread_mutex_unlock(&uct_xen_open_lock);
-
+    /* the core gives every endpoint its own id ((pid << 8) | a per-process
+     * count), so any number of ifaces may share a process and a domain */
     ep_params.ring_pages = cfg->ring_pages;
     ep_params.recv_cb    = uct_xen_recv_cb;
     ep_params.event_cb   = uct_xen_event_cb;
@@ -382,7 +415,7 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     rc = xm_endpoint_open(self->hv, &ep_params, &self->xep);
     if (rc < 0) {
         status = UCS_ERR_NO_DEVICE;
-        goto err_unlist;
+        goto err_hv_close;
     }
     self->addr = xm_endpoint_id(self->xep);
 
@@ -399,10 +432,6 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
 
 err_ep_close:
     xm_endpoint_close(self->xep);
-err_unlist:
-    pthread_mutex_lock(&uct_xen_open_lock);
-    ucs_list_del(&self->open_list);
-    pthread_mutex_unlock(&uct_xen_open_lock);
 err_hv_close:
     xm_hv_close(self->hv);
     return status;
@@ -414,9 +443,6 @@ static UCS_CLASS_CLEANUP_FUNC(uct_xen_iface_t)
                                     UCT_PROGRESS_SEND | UCT_PROGRESS_RECV);
     /* closes every channel: peers see PEER_GONE */
     xm_endpoint_close(self->xep);
-    pthread_mutex_lock(&uct_xen_open_lock);
-    ucs_list_del(&self->open_list);
-    pthread_mutex_unlock(&uct_xen_open_lock);
     xm_hv_close(self->hv);
 }
 

@@ -65,12 +65,10 @@ typedef struct uct_xen_iface {
     uct_xen_iface_addr_t addr;
     ucs_list_link_t      ep_list;      /* every uct_xen_ep_t of this iface */
     unsigned             pending_eps;  /* eps with a non-empty pending queue */
-    ucs_list_link_t      open_list;    /* in the process's list of open ifaces */
+    int                  ep_err_pending; /* a channel went down: report it */
     struct {
         size_t           seg_size;     /* max AM bcopy, validated */
         size_t           max_short;    /* max AM short incl. the 8-byte header */
-        size_t           ring_size;    /* bytes in each of our tx rings */
-        size_t           tx_room;      /* free ring bytes that guarantee any send fits */
         int              events;       /* advertise EVENT_* */
     } config;
 } uct_xen_iface_t;
@@ -80,6 +78,7 @@ typedef struct uct_xen_ep {
     xm_channel_t         *ch;
     ucs_queue_head_t     pending_q;
     int                  in_dispatch;  /* our pending queue is being dispatched */
+    int                  err_reported; /* the channel's failure was reported */
     ucs_list_link_t      list;         /* in uct_xen_iface_t::ep_list */
 } uct_xen_ep_t;
 
@@ -108,7 +107,15 @@ ucs_status_t uct_xen_ep_flush(uct_ep_h tl_ep, unsigned flags,
 
 /* Run the ep's pending queue once its channel is no longer connecting (a
  * failed channel's requests run too, and see the error). */
-void uct_xen_ep_dispatch_pending(uct_xen_ep_t *ep);
+unsigned uct_xen_ep_dispatch_pending(uct_xen_ep_t *ep, uct_xen_iface_t *iface);
+
+/* Whether the iface may sleep on behalf of this ep's queued requests: 0
+ * when progress can dispatch them now (in which case UCP must not sleep);
+ * on a full ring it asks the peer to notify us when it frees space. */
+int uct_xen_ep_arm_pending(uct_xen_ep_t *ep, uct_xen_iface_t *iface);
+
+/* Report every ep whose channel went down to the iface's error handler. */
+unsigned uct_xen_iface_report_errors(uct_xen_iface_t *iface);
 
 /* Channel state as a UCT status for the send path. */
 ucs_status_t uct_xen_chan_status(xm_channel_t *ch);

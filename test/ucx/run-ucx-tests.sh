@@ -76,8 +76,9 @@ fi
 run_pair() {
     local name=$1 envs=$2; shift 2
     local host; host=$(new_host "$name")
+    # SRV_ENV / CLI_ENV: extra settings for one side only
     port=$((port + 1))
-    env LD_PRELOAD="$lib" XENMPI_SIM_HOST="$host" $envs \
+    env LD_PRELOAD="$lib" XENMPI_SIM_HOST="$host" $envs ${SRV_ENV:-} \
         timeout "$TMO" ucx_perftest -p "$port" "$@" > "$tmp/$name.srv" 2>&1 &
     local spid=$!
     local i
@@ -86,7 +87,7 @@ run_pair() {
         if ss -ltn 2>/dev/null | grep -q ":$port\b"; then break; fi
         sleep 0.1
     done
-    env LD_PRELOAD="$lib" XENMPI_SIM_HOST="$host" $envs \
+    env LD_PRELOAD="$lib" XENMPI_SIM_HOST="$host" $envs ${CLI_ENV:-} \
         timeout "$TMO" ucx_perftest 127.0.0.1 -p "$port" "$@" > "$tmp/$name.cli" 2>&1
     local crc=$?
     wait $spid
@@ -138,13 +139,49 @@ ucp_test ucp-tag_lat-8  -t tag_lat -s 8       -n 20000
 ucp_test ucp-tag_lat-1m -t tag_lat -s 1048576 -n 200
 ucp_test ucp-tag_bw-8   -t tag_bw  -s 8       -n 100000
 ucp_test ucp-tag_bw-1m  -t tag_bw  -s 1048576 -n 200
-# wakeup (opt-in, UCX_XEN_EVENTS=y): UCP sleeps on the iface's event fd.
-# Not yet here: tag_bw -s 1048576 -E sleep, which intermittently ends with
-# the client killed by SIGPIPE mid-run while the server exits 0.
-XEN_EVENTS="UCX_XEN_EVENTS=y"
+# different ring sizes per process: the sender (client) fragments into 64 KiB
+# records in its 1 MiB ring, more than half of the receiver's 32 KiB ring
+# (a receiver checks records against the sender's ring)
+SRV_ENV="UCX_XEN_RING_PAGES=8 UCX_XEN_SEG_SIZE=8192" \
+CLI_ENV="UCX_XEN_RING_PAGES=256 UCX_XEN_SEG_SIZE=65536" \
+ucp_test ucp-tag_bw-1m-rings -t tag_bw -s 1048576 -n 200
+# wakeup (events are on by default): UCP sleeps on the iface's event fd.
+# 1 MiB needs the sender woken when the receiver frees ring space, and
+# progress to count the pending requests it ran as work.
 ucp_test ucp-tag_lat-8-sleep  -t tag_lat -s 8       -n 5000  -E sleep
 ucp_test ucp-tag_bw-64k-sleep -t tag_bw  -s 65536   -n 2000  -E sleep
+ucp_test tag_bw-1m-sleep      -t tag_bw  -s 1048576 -n 200   -E sleep
+ucp_test ucp-tag_lat-1m-sleep -t tag_lat -s 1048576 -n 100   -E sleep
+# the switch still works: without events UCP polls
+XEN_EVENTS="UCX_XEN_EVENTS=n"
+ucp_test ucp-tag_lat-8-noevents -t tag_lat -s 8 -n 5000
 XEN_EVENTS=
+
+# ---------------------------------------------------------------- UCP program
+# test/ucx/ucp_peer_fail (built by `make check`), next to the library's
+# build directory unless UCP_PEER_FAIL names it.
+prog=${UCP_PEER_FAIL:-$(dirname "$(dirname "$lib")")/test/ucx/ucp_peer_fail}
+ucp_prog() {
+    local name=$1 mode=$2
+    if [ ! -x "$prog" ]; then
+        fail "$name" "$prog not built (make -C build check or make test/ucx/ucp_peer_fail)"
+        return
+    fi
+    env LD_PRELOAD="$lib" XENMPI_SIM_HOST="$(new_host "$name")" UCX_TLS=xen,self \
+        UCX_LOG_LEVEL=error timeout "$TMO" "$prog" "$mode" > "$tmp/$name" 2>&1
+    local rc=$?
+    if [ $rc -eq 0 ] && ! grep -q '^FAIL' "$tmp/$name"; then
+        pass "$name"
+        sed 's/^/#   /' "$tmp/$name" | grep '^#   ok' | tail -4
+    else
+        fail "$name" "rc $rc" "$tmp/$name"
+    fi
+}
+# two xen ifaces in one process (two workers), messages both ways
+ucp_prog ucp-two-workers two-workers
+# error mode PEER: the streaming peer is killed with SIGKILL; the survivor's
+# error callback fires within 10 s and its worker keeps working
+ucp_prog ucp-peer-fail-kill kill
 
 # ---------------------------------------------------------------- errors
 # Xen required where there is none: iface open fails with the core's

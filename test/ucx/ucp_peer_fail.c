@@ -1,0 +1,354 @@
+/*
+ * ucp_peer_fail.c - UCP over the xen transport: peer failure and several
+ * interfaces in one process.  Run with LD_PRELOAD=libuct_xen.so and
+ * UCX_TLS=xen,self (test/ucx/run-ucx-tests.sh does).
+ *
+ *   ucp_peer_fail kill         two processes stream tagged messages with
+ *                              error mode PEER; the sender is killed with
+ *                              SIGKILL; the survivor's error callback must
+ *                              fire within 10 s, and its worker must still
+ *                              send and receive (through self) and close
+ *                              the failed endpoint.
+ *   ucp_peer_fail two-workers  two workers in one process (two xen ifaces)
+ *                              exchange messages both ways.
+ *
+ * Prints "ok: ..." lines and exits 0 on success; "FAIL: ..." and 1 if not.
+ */
+#include <ucp/api/ucp.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MSG_SIZE  4096
+#define TAG       0x42
+#define FAIL_TMO  10.0   /* seconds the survivor may take to see the death */
+
+static double now(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+#define DIE(...) do { printf("FAIL: " __VA_ARGS__); printf("\n"); exit(1); } while (0)
+
+typedef struct {
+    ucp_context_h ctx;
+    ucp_worker_h  worker;
+    ucp_address_t *addr;
+    size_t        addr_len;
+} node_t;
+
+static volatile int err_seen;
+static ucs_status_t err_status;
+
+static void err_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
+{
+    err_seen   = 1;
+    err_status = status;
+}
+
+static void node_init(node_t *n)
+{
+    ucp_params_t p = {
+        .field_mask = UCP_PARAM_FIELD_FEATURES,
+        .features   = UCP_FEATURE_TAG
+    };
+    ucp_worker_params_t wp = {
+        .field_mask  = UCP_WORKER_PARAM_FIELD_THREAD_MODE,
+        .thread_mode = UCS_THREAD_MODE_SINGLE
+    };
+
+    if (ucp_init(&p, NULL, &n->ctx) != UCS_OK ||
+        ucp_worker_create(n->ctx, &wp, &n->worker) != UCS_OK ||
+        ucp_worker_get_address(n->worker, &n->addr, &n->addr_len) != UCS_OK) {
+        DIE("UCP init");
+    }
+}
+
+static ucp_ep_h ep_create(node_t *n, const ucp_address_t *peer, int err_mode)
+{
+    ucp_ep_params_t p = {
+        .field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
+                      UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE,
+        .address    = peer,
+        .err_mode   = err_mode ? UCP_ERR_HANDLING_MODE_PEER :
+                                 UCP_ERR_HANDLING_MODE_NONE
+    };
+    ucp_ep_h ep;
+
+    if (err_mode) {
+        p.field_mask      |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
+        p.err_handler.cb  = err_cb;
+        p.err_handler.arg = NULL;
+    }
+    if (ucp_ep_create(n->worker, &p, &ep) != UCS_OK) {
+        DIE("ucp_ep_create");
+    }
+    return ep;
+}
+
+/* Wait for a request on any number of workers; bounded. */
+static ucs_status_t wait_req(void *req, ucp_worker_h *w, int nw, double tmo)
+{
+    double end = now() + tmo;
+    ucs_status_t st;
+
+    if (req == NULL) {
+        return UCS_OK;
+    }
+    if (UCS_PTR_IS_ERR(req)) {
+        return UCS_PTR_STATUS(req);
+    }
+    while ((st = ucp_request_check_status(req)) == UCS_INPROGRESS) {
+        for (int i = 0; i < nw; ++i) {
+            ucp_worker_progress(w[i]);
+        }
+        if (now() > end) {
+            ucp_request_cancel(w[0], req);
+            return UCS_ERR_TIMED_OUT;
+        }
+    }
+    ucp_request_free(req);
+    return st;
+}
+
+static void *send_msg(ucp_ep_h ep, const void *buf, size_t len)
+{
+    ucp_request_param_t p = { .op_attr_mask = 0 };
+
+    return ucp_tag_send_nbx(ep, buf, len, TAG, &p);
+}
+
+static void *recv_msg(ucp_worker_h w, void *buf, size_t len)
+{
+    ucp_request_param_t p = { .op_attr_mask = 0 };
+
+    return ucp_tag_recv_nbx(w, buf, len, TAG, (ucp_tag_t)-1, &p);
+}
+
+static void write_all(int fd, const void *b, size_t n)
+{
+    if (write(fd, &n, sizeof(n)) != sizeof(n) || write(fd, b, n) != (ssize_t)n) {
+        DIE("pipe write: %s", strerror(errno));
+    }
+}
+
+static void *read_all(int fd)
+{
+    size_t n, got = 0;
+    char *b;
+    ssize_t r;
+
+    if (read(fd, &n, sizeof(n)) != sizeof(n) || n > (1 << 20)) {
+        DIE("pipe read");
+    }
+    b = malloc(n);
+    while (got < n && (r = read(fd, b + got, n - got)) > 0) {
+        got += r;
+    }
+    if (got != n) {
+        DIE("pipe read: short");
+    }
+    return b;
+}
+
+/* The victim: connect back and send until killed. */
+static void victim(int rfd, int wfd)
+{
+    static char buf[MSG_SIZE];
+    node_t n;
+    ucp_ep_h ep;
+    void *peer;
+
+    node_init(&n);
+    write_all(wfd, n.addr, n.addr_len);
+    peer = read_all(rfd);
+    ep   = ep_create(&n, peer, 1);
+    for (unsigned i = 0;; ++i) {
+        memcpy(buf, &i, sizeof(i));
+        if (wait_req(send_msg(ep, buf, sizeof(buf)), &n.worker, 1, 60) != UCS_OK) {
+            _exit(3);
+        }
+    }
+}
+
+static int test_kill(void)
+{
+    static char buf[MSG_SIZE];
+    int to_child[2], from_child[2];
+    node_t n;
+    ucp_ep_h ep, self_ep;
+    void *peer, *req, *sreq;
+    ucs_status_t st;
+    pid_t pid;
+    double t0, t_err;
+    unsigned got = 0, expect = 0;
+
+    if (pipe(to_child) || pipe(from_child)) {
+        DIE("pipe");
+    }
+    pid = fork();
+    if (pid == 0) {
+        close(to_child[1]);
+        close(from_child[0]);
+        victim(to_child[0], from_child[1]);
+        _exit(0);
+    }
+    close(to_child[0]);
+    close(from_child[1]);
+
+    node_init(&n);
+    peer = read_all(from_child[0]);
+    write_all(to_child[1], n.addr, n.addr_len);
+    ep = ep_create(&n, peer, 1);
+
+    /* stream until 500 messages arrived in order, then kill the sender */
+    while (got < 500) {
+        st = wait_req(recv_msg(n.worker, buf, sizeof(buf)), &n.worker, 1, 20);
+        if (st != UCS_OK) {
+            DIE("receive %u: %s", got, ucs_status_string(st));
+        }
+        unsigned seq;
+        memcpy(&seq, buf, sizeof(seq));
+        if (seq != expect) {
+            DIE("message %u carries sequence %u", expect, seq);
+        }
+        ++expect;
+        ++got;
+    }
+    printf("ok: received %u messages, killing pid %d\n", got, (int)pid);
+    fflush(stdout);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    t0 = now();
+
+    /* keep a receive posted, as an application would, and progress */
+    req = recv_msg(n.worker, buf, sizeof(buf));
+    while (!err_seen && now() - t0 < FAIL_TMO) {
+        ucp_worker_progress(n.worker);
+        if (req != NULL && !UCS_PTR_IS_ERR(req) &&
+            ucp_request_check_status(req) != UCS_INPROGRESS) {
+            ucp_request_free(req);   /* a message sent before the kill */
+            req = recv_msg(n.worker, buf, sizeof(buf));
+        }
+    }
+    t_err = now() - t0;
+    if (!err_seen) {
+        DIE("no error callback within %.0f s of the peer's death", FAIL_TMO);
+    }
+    if (err_status != UCS_ERR_CONNECTION_RESET &&
+        err_status != UCS_ERR_ENDPOINT_TIMEOUT) {
+        DIE("error callback with %s", ucs_status_string(err_status));
+    }
+    printf("ok: error callback after %.3f s: %s\n", t_err,
+           ucs_status_string(err_status));
+
+    /* a send on the failed ep fails, it does not hang */
+    st = wait_req(send_msg(ep, buf, 8), &n.worker, 1, 5);
+    if (st == UCS_OK || st == UCS_ERR_TIMED_OUT) {
+        DIE("send on the failed endpoint: %s", ucs_status_string(st));
+    }
+    printf("ok: send on the failed endpoint: %s\n", ucs_status_string(st));
+
+    /* the worker still works: the posted receive matches a message to self */
+    self_ep = ep_create(&n, n.addr, 0);
+    memset(buf, 0, sizeof(buf));
+    strcpy(buf + 64, "still alive");
+    static char out[MSG_SIZE];
+    memset(out, 0, sizeof(out));
+    strcpy(out + 64, "still alive");
+    sreq = send_msg(self_ep, out, sizeof(out));
+    st   = wait_req(req, &n.worker, 1, 5);
+    if (st != UCS_OK || strcmp(buf + 64, "still alive") ||
+        wait_req(sreq, &n.worker, 1, 5) != UCS_OK) {
+        DIE("loopback after the failure: %s", ucs_status_string(st));
+    }
+    printf("ok: worker still sends and receives\n");
+
+    /* closing the failed ep completes */
+    ucp_request_param_t cp = {
+        .op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+        .flags        = UCP_EP_CLOSE_FLAG_FORCE
+    };
+    st = wait_req(ucp_ep_close_nbx(ep, &cp), &n.worker, 1, 5);
+    if (st != UCS_OK && st != UCS_ERR_CONNECTION_RESET &&
+        st != UCS_ERR_ENDPOINT_TIMEOUT) {
+        DIE("closing the failed endpoint: %s", ucs_status_string(st));
+    }
+    st = wait_req(ucp_ep_close_nbx(self_ep, &cp), &n.worker, 1, 5);
+    printf("ok: endpoints closed\n");
+    ucp_worker_release_address(n.worker, n.addr);
+    ucp_worker_destroy(n.worker);
+    ucp_cleanup(n.ctx);
+    free(peer);
+    return 0;
+}
+
+static int test_two_workers(void)
+{
+    static char a_buf[MSG_SIZE], b_buf[MSG_SIZE];
+    node_t a, b;
+    ucp_worker_h both[2];
+    ucp_ep_h ab, ba;
+    ucs_status_t st;
+
+    node_init(&a);
+    node_init(&b);
+    both[0] = a.worker;
+    both[1] = b.worker;
+    ab = ep_create(&a, b.addr, 0);
+    ba = ep_create(&b, a.addr, 0);
+    for (unsigned i = 0; i < 1000; ++i) {
+        void *r1, *s1;
+
+        snprintf(a_buf, sizeof(a_buf), "a->b %u", i);
+        r1 = recv_msg(b.worker, b_buf, sizeof(b_buf));
+        s1 = send_msg(ab, a_buf, (i % 2) ? sizeof(a_buf) : 64);
+        if ((st = wait_req(s1, both, 2, 10)) != UCS_OK ||
+            (st = wait_req(r1, both, 2, 10)) != UCS_OK || strcmp(a_buf, b_buf)) {
+            DIE("a->b message %u: %s", i, ucs_status_string(st));
+        }
+        snprintf(b_buf, sizeof(b_buf), "b->a %u", i);
+        r1 = recv_msg(a.worker, a_buf, sizeof(a_buf));
+        s1 = send_msg(ba, b_buf, 64);
+        if (wait_req(s1, both, 2, 10) != UCS_OK ||
+            wait_req(r1, both, 2, 10) != UCS_OK || strcmp(a_buf, b_buf)) {
+            DIE("b->a message %u", i);
+        }
+    }
+    printf("ok: 1000 round trips between two workers of one process\n");
+    ucp_request_param_t cp = {
+        .op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+        .flags        = UCP_EP_CLOSE_FLAG_FORCE
+    };
+    wait_req(ucp_ep_close_nbx(ab, &cp), both, 2, 5);
+    wait_req(ucp_ep_close_nbx(ba, &cp), both, 2, 5);
+    ucp_worker_release_address(a.worker, a.addr);
+    ucp_worker_release_address(b.worker, b.addr);
+    ucp_worker_destroy(a.worker);
+    ucp_worker_destroy(b.worker);
+    ucp_cleanup(a.ctx);
+    ucp_cleanup(b.ctx);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc == 2 && !strcmp(argv[1], "kill")) {
+        return test_kill();
+    }
+    if (argc == 2 && !strcmp(argv[1], "two-workers")) {
+        return test_two_workers();
+    }
+    fprintf(stderr, "usage: %s kill|two-workers\n", argv[0]);
+    return 2;
+}
