@@ -75,6 +75,7 @@ struct xm_endpoint {
     size_t max_msg;
     unsigned idle;       /* progress calls since the slow path last ran */
     unsigned connecting; /* channels waiting for a handshake answer */
+    int armed;           /* some channel's rx_arm has the armed bit set */
     double connect_timeout;
 };
 
@@ -784,6 +785,8 @@ static int progress(xm_endpoint_t *ep, int slow)
 {
     int n = 0;
 
+    if (ep->armed)
+        xm_endpoint_disarm(ep);   /* awake: no notifications wanted */
     if (slow || ep->connecting || ++ep->idle >= XM_SLOW_PATH_INTERVAL)
         progress_slow(ep);
     for (xm_channel_t *c = ep->chans; c; c = c->next) {
@@ -803,27 +806,34 @@ int xm_endpoint_progress(xm_endpoint_t *ep)
     return progress(ep, 0);
 }
 
+/* Peers notify only while we are armed: clear the flags as soon as we are
+ * awake again (or did not go to sleep), so a notification always meets a
+ * sleeper, at most one per channel and sleep. */
+void xm_endpoint_disarm(xm_endpoint_t *ep)
+{
+    ep->armed = 0;
+    for (xm_channel_t *c = ep->chans; c; c = c->next)
+        if (c->state == XM_CH_CONNECTED && (c->my->rx_arm & 1))
+            STORE(&c->my->rx_arm, c->my->rx_arm & ~1u);
+}
+
 int xm_endpoint_arm(xm_endpoint_t *ep)
 {
     /* drain the event fd and handle the store first: after this the fd is
      * readable again only for something new */
     progress_slow(ep);
+    ep->armed = 1;
     for (xm_channel_t *c = ep->chans; c; c = c->next) {
         if (c->state != XM_CH_CONNECTED)
             continue;
         STORE(&c->my->rx_arm, (++c->arm_seq << 1) | 1);
         FENCE();
-        if (peer_word(&c->peer->prod) != c->cons || !LOAD(&c->peer->live))
+        if (peer_word(&c->peer->prod) != c->cons || !LOAD(&c->peer->live)) {
+            xm_endpoint_disarm(ep);
             return -EBUSY;
+        }
     }
     return 0;
-}
-
-static void disarm(xm_endpoint_t *ep)
-{
-    for (xm_channel_t *c = ep->chans; c; c = c->next)
-        if (c->state == XM_CH_CONNECTED && (c->my->rx_arm & 1))
-            STORE(&c->my->rx_arm, c->my->rx_arm & ~1u);
 }
 
 int xm_endpoint_wait(xm_endpoint_t *ep, int timeout_ms)
@@ -836,7 +846,6 @@ int xm_endpoint_wait(xm_endpoint_t *ep, int timeout_ms)
     if (xm_endpoint_arm(ep) == 0 && epoll_wait(ep->epfd, &ev, 1, timeout_ms) < 0 &&
         errno != EINTR)
         return -errno;
-    disarm(ep);
     return progress(ep, 1);
 }
 

@@ -62,6 +62,9 @@ int xm_endpoint_fd(const xm_endpoint_t *ep);
  * channel's peer to notify us on new data; -EBUSY when something is already
  * waiting (do not sleep then). */
 int xm_endpoint_arm(xm_endpoint_t *ep);
+/* Withdraw the arm (progress does this by itself: call it when deciding not
+ * to sleep after a successful arm). */
+void xm_endpoint_disarm(xm_endpoint_t *ep);
 /* progress, then arm and sleep up to timeout_ms until something happens */
 int xm_endpoint_wait(xm_endpoint_t *ep, int timeout_ms);
 

@@ -125,6 +125,9 @@ extern const xm_hv_ops_t xm_hv_sim_ops;
 extern const xm_hv_ops_t xm_hv_xen_ops;
 /* Calls that reached /dev/xen or xenstored through this xen handle. */
 uint64_t xm_hv_xen_call_count(const xm_hv_t *hv);
+/* The same over every xen handle of the process, and event notifications. */
+uint64_t xm_hv_xen_total_calls(void);
+uint64_t xm_hv_xen_total_notifies(void);
 #endif
 
 /* Open the backend chosen by XENMPI_BACKEND (auto|xen|sim; auto picks xen

@@ -54,9 +54,24 @@ typedef struct xm_hv_xen {
 
 static inline xm_hv_xen_t *X(xm_hv_t *hv) { return (xm_hv_xen_t *)hv; }
 
+/* process-wide totals, for programs that cannot reach the handle (a UCP
+ * application under the UCX transport) */
+static uint64_t total_calls, total_notifies;
+
 static inline void count_call(xm_hv_xen_t *x)
 {
     __atomic_fetch_add(&x->calls, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&total_calls, 1, __ATOMIC_RELAXED);
+}
+
+uint64_t xm_hv_xen_total_calls(void)
+{
+    return __atomic_load_n(&total_calls, __ATOMIC_RELAXED);
+}
+
+uint64_t xm_hv_xen_total_notifies(void)
+{
+    return __atomic_load_n(&total_notifies, __ATOMIC_RELAXED);
 }
 
 uint64_t xm_hv_xen_call_count(const xm_hv_t *hv)
@@ -863,6 +878,7 @@ static int xen_evt_notify(xm_hv_t *hv, uint32_t port)
 {
     xm_hv_xen_t *x = X(hv);
     count_call(x);
+    __atomic_fetch_add(&total_notifies, 1, __ATOMIC_RELAXED);
     if (xenevtchn_notify(x->evtchn, port)) {
         int err = errno ? errno : EIO;
         xm_error("notify event channel port %u: %s", port, strerror(err));
