@@ -15,7 +15,8 @@
 # Prints "PASS: xen/<name>" or "FAIL: xen/<name>" per test, keeps the serial
 # log at test/xen/work/serial.log, exits non-zero on any failure.
 #
-# Environment: XENTEST_TIMEOUT (whole run, default 900 s), XENTEST_TEST_TIMEOUT
+# Environment: XENTEST_SMP (emulated CPUs, default 2: one per domU),
+# XENTEST_TIMEOUT (whole run, default 900 s), XENTEST_TEST_TIMEOUT
 # (one test, default 600 s), XENTEST_KVER (kernel version, default: the
 # installed linux-image), XENTEST_MODULES (extra .ko files loaded in the domUs).
 set -u
@@ -204,10 +205,14 @@ T0=$(date +%s)
 build_images >"$W/build.log" 2>&1 || { cat "$W/build.log" >&2; fail_all "building the images failed"; }
 
 # --- boot ---------------------------------------------------------------------
+# Two emulated CPUs (XENTEST_SMP, default 2) let the two domUs run at the same
+# time, one pinned to each, so a polling ping-pong between them does not wait
+# for Xen's scheduler to switch domains on a single CPU.
+SMP=${XENTEST_SMP:-2}
 XENARGS="console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 loglvl=all guest_loglvl=all noreboot console_timestamps=boot"
-DOM0ARGS="console=hvc0 earlyprintk=xen xenrole=dom0 xentest_tmo=${XENTEST_TEST_TIMEOUT:-600}"
+DOM0ARGS="console=hvc0 earlyprintk=xen xenrole=dom0 xentest_tmo=${XENTEST_TEST_TIMEOUT:-600} xentest_smp=$SMP"
 timeout "${XENTEST_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg -machine q35 -cpu qemu64 \
-    -m 3072 -smp 1 -nographic -no-reboot -monitor none -serial "file:$LOG" \
+    -m 3072 -smp "$SMP" -nographic -no-reboot -monitor none -serial "file:$LOG" \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
     -kernel "$W/xen" -append "$XENARGS" \
     -initrd "$W/vmlinuz $DOM0ARGS,$W/dom0.cpio.gz" </dev/null &

@@ -1,0 +1,274 @@
+/*
+ * ucp_xdom - UCP between two Xen domUs over UCX_TLS=xen,self.
+ *
+ *   ucp_xdom a|b <peer domid> [pingpongs]
+ *
+ * Worker addresses are exchanged through xenstore (each side publishes its
+ * own under its home, readable by everyone).  Then, with content checks on
+ * every message:
+ *   1. polling tag ping-pong: after a warm-up, <pingpongs> (default 10^5)
+ *      round trips must make ZERO calls that reach /dev/xen or xenstored;
+ *   2. bandwidth: 1 MiB messages a -> b;
+ *   3. blocking ping-pong (ucp_worker_arm/wait): each side's event
+ *      notifications must not exceed the other side's wakeups.
+ * Exit 0 when every check passed.  Times are printed, never asserted.
+ */
+#include "xm_hv.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <ucp/api/ucp.h>
+#include <unistd.h>
+#include <xenstore.h>
+
+#define TAG_PING 1
+#define TAG_BW 2
+#define TAG_CTL 3
+#define BW_SIZE (1u << 20)
+#define BW_COUNT 32
+#define BLOCK_ITERS 500
+
+static int failures;
+#define CHECK(c, ...) do { if (!(c)) { failures++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
+
+static ucp_worker_h worker;
+static int blocking;
+static uint64_t wakeups;
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void progress_once(void)
+{
+    if (ucp_worker_progress(worker) || !blocking)
+        return;
+    ucs_status_t st = ucp_worker_arm(worker);
+    if (st == UCS_OK) {
+        ucp_worker_wait(worker);
+        wakeups++;
+    }
+}
+
+static ucs_status_t wait_req(void *req)
+{
+    if (req == NULL)
+        return UCS_OK;
+    if (UCS_PTR_IS_ERR(req))
+        return UCS_PTR_STATUS(req);
+    ucs_status_t st;
+    while ((st = ucp_request_check_status(req)) == UCS_INPROGRESS)
+        progress_once();
+    ucp_request_free(req);
+    return st;
+}
+
+static ucs_status_t send_msg(ucp_ep_h ep, const void *buf, size_t len, ucp_tag_t tag)
+{
+    ucp_request_param_t p = { 0 };
+    return wait_req(ucp_tag_send_nbx(ep, buf, len, tag, &p));
+}
+
+static ucs_status_t recv_msg(void *buf, size_t len, ucp_tag_t tag)
+{
+    ucp_request_param_t p = { 0 };
+    return wait_req(ucp_tag_recv_nbx(worker, buf, len, tag, (ucp_tag_t)-1, &p));
+}
+
+static void fill(uint8_t *p, size_t n, uint64_t seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(seed * 31 + i * 7 + (i >> 9));
+}
+
+static char *xs_wait_read(struct xs_handle *xs, const char *path)
+{
+    unsigned len;
+    for (int i = 0; i < 3000; i++) {
+        char *v = xs_read(xs, XBT_NULL, path, &len);
+        if (v)
+            return v;
+        usleep(100000);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc < 3) {
+        fprintf(stderr, "usage: ucp_xdom a|b <peer domid> [pingpongs]\n");
+        return 2;
+    }
+    int is_a = !strcmp(argv[1], "a");
+    unsigned peer = (unsigned)atoi(argv[2]);
+    long iters = argc > 3 ? atol(argv[3]) : 100000;
+    setenv("UCX_TLS", "xen,self", 0);
+
+    ucp_config_t *cfg;
+    ucp_context_h ctx;
+    ucp_params_t cp = { .field_mask = UCP_PARAM_FIELD_FEATURES,
+                        .features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP };
+    ucp_worker_params_t wp = { .field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE,
+                               .thread_mode = UCS_THREAD_MODE_SINGLE };
+    if (ucp_config_read(NULL, NULL, &cfg) != UCS_OK || ucp_init(&cp, cfg, &ctx) != UCS_OK ||
+        ucp_worker_create(ctx, &wp, &worker) != UCS_OK) {
+        printf("FAIL: UCP init over UCX_TLS=%s\n", getenv("UCX_TLS"));
+        return 1;
+    }
+    ucp_config_release(cfg);
+
+    /* publish our worker address, fetch the peer's */
+    ucp_address_t *addr;
+    size_t alen;
+    if (ucp_worker_get_address(worker, &addr, &alen) != UCS_OK)
+        return 1;
+    struct xs_handle *xs = xs_open(0);
+    if (!xs) {
+        printf("FAIL: xs_open: %s\n", strerror(errno));
+        return 1;
+    }
+    unsigned dlen;
+    char *me = xs_read(xs, XBT_NULL, "domid", &dlen);
+    char path[128], *hex = malloc(alen * 2 + 1);
+    for (size_t i = 0; i < alen; i++)
+        sprintf(hex + 2 * i, "%02x", ((uint8_t *)addr)[i]);
+    snprintf(path, sizeof(path), "/local/domain/%s/xenmpi-test/ucp-addr", me);
+    struct xs_permissions perm = { .id = (unsigned)atoi(me), .perms = XS_PERM_READ };
+    if (!xs_write(xs, XBT_NULL, path, hex, strlen(hex)) || !xs_set_permissions(xs, XBT_NULL, path, &perm, 1)) {
+        printf("FAIL: publishing the worker address at %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    snprintf(path, sizeof(path), "/local/domain/%u/xenmpi-test/ucp-addr", peer);
+    char *phex = xs_wait_read(xs, path);
+    if (!phex || strlen(phex) % 2) {
+        printf("FAIL: no worker address from domain %u at %s\n", peer, path);
+        return 1;
+    }
+    size_t plen = strlen(phex) / 2;
+    uint8_t *paddr = malloc(plen);
+    for (size_t i = 0; i < plen; i++)
+        sscanf(phex + 2 * i, "%2hhx", &paddr[i]);
+    ucp_ep_params_t ep_params = { .field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS,
+                                  .address = (ucp_address_t *)paddr };
+    ucp_ep_h ep;
+    if (ucp_ep_create(worker, &ep_params, &ep) != UCS_OK) {
+        printf("FAIL: ucp_ep_create to domain %u\n", peer);
+        return 1;
+    }
+    printf("%s: domain %s, peer %u, worker address %zu bytes\n", argv[1], me, peer, alen);
+
+    /* 1. polling ping-pong; the steady state makes no hypervisor/store call */
+    uint64_t ping[2], got[2];
+    double t0 = 0;
+    uint64_t calls0 = 0;
+    long warm = 1000;
+    for (long i = 0; i < warm + iters; i++) {
+        if (i == warm) {
+            calls0 = xm_hv_xen_total_calls();
+            t0 = now();
+        }
+        ping[0] = (uint64_t)i;
+        ping[1] = ~(uint64_t)i;
+        if (is_a) {
+            CHECK(send_msg(ep, ping, sizeof(ping), TAG_PING) == UCS_OK, "send %ld", i);
+            CHECK(recv_msg(got, sizeof(got), TAG_PING) == UCS_OK, "recv %ld", i);
+        } else {
+            CHECK(recv_msg(got, sizeof(got), TAG_PING) == UCS_OK, "recv %ld", i);
+            CHECK(send_msg(ep, ping, sizeof(ping), TAG_PING) == UCS_OK, "send %ld", i);
+        }
+        if (got[0] != (uint64_t)i || got[1] != ~(uint64_t)i) {
+            failures++;
+            printf("FAIL: ping-pong %ld carried %llu\n", i, (unsigned long long)got[0]);
+            break;
+        }
+    }
+    uint64_t calls = xm_hv_xen_total_calls() - calls0;
+    double dt = now() - t0;
+    printf("%s: %ld polling round trips, %.2f us each, %llu hypervisor/store calls\n", argv[1],
+           iters, dt / iters * 1e6, (unsigned long long)calls);
+    CHECK(calls == 0, "%llu calls reached /dev/xen or xenstored in the polling steady state",
+          (unsigned long long)calls);
+
+    /* 2. bandwidth a -> b, 1 MiB messages, every byte checked */
+    uint8_t *big = malloc(BW_SIZE), *want = malloc(BW_SIZE);
+    t0 = now();
+    for (unsigned k = 0; k < BW_COUNT; k++) {
+        if (is_a) {
+            fill(big, BW_SIZE, k);
+            CHECK(send_msg(ep, big, BW_SIZE, TAG_BW) == UCS_OK, "bw send %u", k);
+        } else {
+            CHECK(recv_msg(big, BW_SIZE, TAG_BW) == UCS_OK, "bw recv %u", k);
+            fill(want, BW_SIZE, k);
+            CHECK(memcmp(big, want, BW_SIZE) == 0, "1 MiB message %u corrupted", k);
+        }
+    }
+    uint64_t ack = 0;
+    if (is_a)
+        CHECK(recv_msg(&ack, sizeof(ack), TAG_CTL) == UCS_OK && ack == BW_COUNT, "bw ack");
+    else
+        CHECK(send_msg(ep, &(uint64_t){ BW_COUNT }, sizeof(ack), TAG_CTL) == UCS_OK, "bw ack");
+    dt = now() - t0;
+    printf("%s: %u x 1 MiB in %.2f s: %.1f MB/s\n", argv[1], BW_COUNT, dt, BW_COUNT * (BW_SIZE / 1e6) / dt);
+
+    /* 3. blocking ping-pong: notifications only for sleepers */
+    blocking = 1;
+    uint64_t n0 = xm_hv_xen_total_notifies();
+    wakeups = 0;
+    for (long i = 0; i < BLOCK_ITERS; i++) {
+        ping[0] = (uint64_t)i + 7;
+        ping[1] = ~ping[0];
+        if (is_a) {
+            CHECK(send_msg(ep, ping, sizeof(ping), TAG_PING) == UCS_OK, "bsend %ld", i);
+            CHECK(recv_msg(got, sizeof(got), TAG_PING) == UCS_OK, "brecv %ld", i);
+        } else {
+            CHECK(recv_msg(got, sizeof(got), TAG_PING) == UCS_OK, "brecv %ld", i);
+            CHECK(send_msg(ep, ping, sizeof(ping), TAG_PING) == UCS_OK, "bsend %ld", i);
+        }
+        if (got[0] != (uint64_t)i + 7 || got[1] != ~got[0]) {
+            failures++;
+            printf("FAIL: blocking ping-pong %ld corrupted\n", i);
+            break;
+        }
+    }
+    uint64_t mine[2] = { xm_hv_xen_total_notifies() - n0, wakeups }, theirs[2];
+    /* exchange the counts (the exchange itself is not counted) */
+    if (is_a) {
+        CHECK(send_msg(ep, mine, sizeof(mine), TAG_CTL) == UCS_OK, "count send");
+        CHECK(recv_msg(theirs, sizeof(theirs), TAG_CTL) == UCS_OK, "count recv");
+    } else {
+        CHECK(recv_msg(theirs, sizeof(theirs), TAG_CTL) == UCS_OK, "count recv");
+        CHECK(send_msg(ep, mine, sizeof(mine), TAG_CTL) == UCS_OK, "count send");
+    }
+    printf("%s: blocking: %llu notifications sent, peer woke %llu times; %llu own wakeups\n",
+           argv[1], (unsigned long long)mine[0], (unsigned long long)theirs[1],
+           (unsigned long long)mine[1]);
+    CHECK(mine[0] <= theirs[1], "%llu notifications for %llu peer wakeups",
+          (unsigned long long)mine[0], (unsigned long long)theirs[1]);
+    CHECK(mine[1] > 0, "blocking mode never slept");
+
+    /* orderly end: wait for both sides before tearing down */
+    blocking = 0;
+    uint64_t bye = 1;
+    if (is_a) {
+        send_msg(ep, &bye, sizeof(bye), TAG_CTL);
+        recv_msg(&bye, sizeof(bye), TAG_CTL);
+    } else {
+        recv_msg(&bye, sizeof(bye), TAG_CTL);
+        send_msg(ep, &bye, sizeof(bye), TAG_CTL);
+    }
+    ucp_request_param_t cp2 = { .op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS, .flags = UCP_EP_CLOSE_FLAG_FORCE };
+    wait_req(ucp_ep_close_nbx(ep, &cp2));
+    ucp_worker_release_address(worker, addr);
+    ucp_worker_destroy(worker);
+    ucp_cleanup(ctx);
+    xs_close(xs);
+    printf("%s: %s\n", argv[1], failures ? "FAILED" : "PASS");
+    return failures ? 1 : 0;
+}
