@@ -12,6 +12,8 @@
 #include <ucs/debug/log.h>
 
 #include <errno.h>
+#include <inttypes.h>
+#include <string.h>
 
 /* New sends must not overtake queued requests; a request being dispatched
  * from that queue must be allowed to send (the dispatcher has already taken
@@ -74,6 +76,9 @@ static UCS_CLASS_INIT_FUNC(uct_xen_ep_t, const uct_ep_params_t *params)
     ucs_queue_head_init(&self->pending_q);
     self->in_dispatch = 0;
     self->err_reported = 0;
+    self->gets_issued  = 0;
+    self->gets_done    = 0;
+    ucs_queue_head_init(&self->flush_q);
     ucs_list_add_tail(&iface->ep_list, &self->list);
     ucs_debug("xen: ep %p to domain %u endpoint %u (%s)", self, dev_addr->domid,
               peer_ep, (xm_chan_state(self->ch) == XM_CH_CONNECTED) ?
@@ -83,8 +88,13 @@ static UCS_CLASS_INIT_FUNC(uct_xen_ep_t, const uct_ep_params_t *params)
 
 static UCS_CLASS_CLEANUP_FUNC(uct_xen_ep_t)
 {
+    uct_xen_iface_t *iface = ucs_derived_of(self->super.super.iface,
+                                            uct_xen_iface_t);
+
     ucs_assertv(ucs_queue_is_empty(&self->pending_q),
                 "xen: ep %p destroyed with pending requests", self);
+    /* UCT: destroying an ep cancels its operations without completions */
+    uct_xen_ep_fail_gets(self, iface, UCS_ERR_CANCELED, 0);
     ucs_list_del(&self->list);
 }
 
@@ -287,16 +297,243 @@ unsigned uct_xen_ep_dispatch_pending(uct_xen_ep_t *ep, uct_xen_iface_t *iface)
     return count;
 }
 
+/* ---------------- emulated RMA: the requester side ----------------
+ *
+ * A put is one record (header + data) that the owner applies in its
+ * progress; like an AM, it is complete once copied into the ring (the ring
+ * is the transport's buffer, and its order is the target's order: a put
+ * followed by an AM on the same channel is applied before the AM handler
+ * runs).  A get is a request record answered by a reply record; it stays
+ * outstanding, and keeps flush in progress, until the reply arrives or the
+ * channel fails.
+ */
+
+/* A flush that waits for the gets issued before it. */
+typedef struct uct_xen_flush_wait {
+    ucs_queue_elem_t queue;
+    uint64_t         gets_target;
+    uct_completion_t *comp;
+} uct_xen_flush_wait_t;
+
+static UCS_F_ALWAYS_INLINE void
+uct_xen_rma_hdr_fill(uct_xen_rma_hdr_t *hdr, const uct_xen_rkey_t *rkey,
+                     uint64_t remote_addr, size_t length, uint64_t req)
+{
+    uct_xen_rma_hdr_t h;
+
+    h.rid    = rkey->id;
+    h.addr   = remote_addr;
+    h.len    = length;
+    h.status = 0;
+    h.req    = req;
+    memcpy(hdr, &h, sizeof(h));   /* the ring is only 8-byte aligned */
+}
+
+ucs_status_t uct_xen_ep_put_short(uct_ep_h tl_ep, const void *buffer,
+                                  unsigned length, uint64_t remote_addr,
+                                  uct_rkey_t rkey)
+{
+    uct_xen_ep_t *ep       = ucs_derived_of(tl_ep, uct_xen_ep_t);
+    uct_xen_iface_t *iface = ucs_derived_of(tl_ep->iface, uct_xen_iface_t);
+    ucs_status_t status;
+    void *p;
+
+    UCT_CHECK_LENGTH(length, 0, ucs_min(iface->config.max_short,
+                                        iface->config.rma_max), "put_short");
+
+    p = uct_xen_ep_reserve(ep, UCT_XEN_RMA_HDR + length, &status);
+    if (ucs_unlikely(p == NULL)) {
+        return status;
+    }
+    uct_xen_rma_hdr_fill(p, (const uct_xen_rkey_t*)rkey, remote_addr, length, 0);
+    memcpy(UCS_PTR_BYTE_OFFSET(p, UCT_XEN_RMA_HDR), buffer, length);
+    xm_chan_commit(ep->ch, UCT_XEN_MSG_PUT, UCT_XEN_RMA_HDR + length);
+    ucs_trace_data("xen: ep %p PUT_SHORT %u bytes to 0x%" PRIx64, ep, length,
+                   remote_addr);
+    UCT_TL_EP_STAT_OP(&ep->super, PUT, SHORT, length);
+    return UCS_OK;
+}
+
+ssize_t uct_xen_ep_put_bcopy(uct_ep_h tl_ep, uct_pack_callback_t pack_cb,
+                             void *arg, uint64_t remote_addr, uct_rkey_t rkey)
+{
+    uct_xen_ep_t *ep       = ucs_derived_of(tl_ep, uct_xen_ep_t);
+    uct_xen_iface_t *iface = ucs_derived_of(tl_ep->iface, uct_xen_iface_t);
+    ucs_status_t status;
+    size_t length;
+    void *p;
+
+    p = uct_xen_ep_reserve(ep, UCT_XEN_RMA_HDR + iface->config.rma_max,
+                           &status);
+    if (ucs_unlikely(p == NULL)) {
+        return status;
+    }
+    length = pack_cb(UCS_PTR_BYTE_OFFSET(p, UCT_XEN_RMA_HDR), arg);
+    ucs_assertv(length <= iface->config.rma_max, "put_bcopy packed %zu > %zu",
+                length, iface->config.rma_max);
+    uct_xen_rma_hdr_fill(p, (const uct_xen_rkey_t*)rkey, remote_addr, length, 0);
+    xm_chan_commit(ep->ch, UCT_XEN_MSG_PUT, UCT_XEN_RMA_HDR + length);
+    ucs_trace_data("xen: ep %p PUT_BCOPY %zu bytes to 0x%" PRIx64, ep, length,
+                   remote_addr);
+    UCT_TL_EP_STAT_OP(&ep->super, PUT, BCOPY, length);
+    return length;
+}
+
+ucs_status_t uct_xen_ep_get_bcopy(uct_ep_h tl_ep, uct_unpack_callback_t unpack_cb,
+                                  void *arg, size_t length, uint64_t remote_addr,
+                                  uct_rkey_t rkey, uct_completion_t *comp)
+{
+    uct_xen_ep_t *ep       = ucs_derived_of(tl_ep, uct_xen_ep_t);
+    uct_xen_iface_t *iface = ucs_derived_of(tl_ep->iface, uct_xen_iface_t);
+    uct_xen_get_req_t *req;
+    ucs_status_t status;
+    khiter_t it;
+    void *p;
+    int ret;
+
+    UCT_CHECK_LENGTH(length, 0, iface->config.rma_max, "get_bcopy");
+
+    p = uct_xen_ep_reserve(ep, UCT_XEN_RMA_HDR, &status);
+    if (ucs_unlikely(p == NULL)) {
+        return status;
+    }
+    /* an uncommitted reservation is simply dropped on the error paths */
+    req = ucs_malloc(sizeof(*req), "xen_get_req");
+    if (req == NULL) {
+        ucs_error("xen: failed to allocate a get request");
+        return UCS_ERR_NO_MEMORY;
+    }
+    req->id        = iface->next_get_id++;
+    req->ep        = ep;
+    req->unpack_cb = unpack_cb;
+    req->arg       = arg;
+    req->length    = length;
+    req->comp      = comp;
+    it = kh_put(uct_xen_get, &iface->gets, req->id, &ret);
+    if (ret <= 0) {
+        ucs_error("xen: failed to record a get request");
+        ucs_free(req);
+        return UCS_ERR_NO_MEMORY;
+    }
+    kh_value(&iface->gets, it) = req;
+
+    uct_xen_rma_hdr_fill(p, (const uct_xen_rkey_t*)rkey, remote_addr, length,
+                         req->id);
+    xm_chan_commit(ep->ch, UCT_XEN_MSG_GET_REQ, UCT_XEN_RMA_HDR);
+    ++ep->gets_issued;
+    ucs_trace_data("xen: ep %p GET_BCOPY %zu bytes from 0x%" PRIx64 " req %"
+                   PRIu64, ep, length, remote_addr, req->id);
+    UCT_TL_EP_STAT_OP(&ep->super, GET, BCOPY, length);
+    return UCS_INPROGRESS;
+}
+
+/* Complete the flushes whose gets have all finished. */
+static void uct_xen_ep_flush_progress(uct_xen_ep_t *ep, ucs_status_t status)
+{
+    uct_xen_flush_wait_t *fw;
+
+    while (!ucs_queue_is_empty(&ep->flush_q)) {
+        fw = ucs_queue_head_elem_non_empty(&ep->flush_q, uct_xen_flush_wait_t,
+                                           queue);
+        if (fw->gets_target > ep->gets_done) {
+            break;
+        }
+        ucs_queue_pull_non_empty(&ep->flush_q);
+        uct_invoke_completion(fw->comp, status);
+        ucs_free(fw);
+    }
+}
+
+void uct_xen_ep_get_done(uct_xen_iface_t *iface, uct_xen_get_req_t *req,
+                         const void *data, ucs_status_t status)
+{
+    uct_xen_ep_t *ep = req->ep;
+    khiter_t it;
+
+    it = kh_get(uct_xen_get, &iface->gets, req->id);
+    ucs_assert(it != kh_end(&iface->gets));
+    kh_del(uct_xen_get, &iface->gets, it);
+
+    if (status == UCS_OK) {
+        req->unpack_cb(req->arg, data, req->length);
+    }
+    ++ep->gets_done;
+    if (req->comp != NULL) {
+        uct_invoke_completion(req->comp, status);
+    }
+    ucs_free(req);
+    uct_xen_ep_flush_progress(ep, UCS_OK);
+}
+
+void uct_xen_ep_fail_gets(uct_xen_ep_t *ep, uct_xen_iface_t *iface,
+                          ucs_status_t status, int complete)
+{
+    uct_xen_get_req_t *req, *found;
+    uct_xen_flush_wait_t *fw;
+    khiter_t it;
+
+    /* one at a time, looking afresh: a completion may issue new gets, which
+     * may resize the table */
+    do {
+        found = NULL;
+        kh_foreach_value(&iface->gets, req, {
+            if (req->ep == ep) {
+                found = req;
+                break;
+            }
+        });
+        if (found == NULL) {
+            break;
+        }
+        if (complete) {
+            ucs_debug("xen: ep %p: get %" PRIu64 " failed: %s", ep, found->id,
+                      ucs_status_string(status));
+            uct_xen_ep_get_done(iface, found, NULL, status);
+        } else {
+            it = kh_get(uct_xen_get, &iface->gets, found->id);
+            kh_del(uct_xen_get, &iface->gets, it);
+            ucs_free(found);
+            ++ep->gets_done;
+        }
+    } while (1);
+
+    if (complete) {
+        uct_xen_ep_flush_progress(ep, status);
+    } else {
+        while (!ucs_queue_is_empty(&ep->flush_q)) {
+            fw = ucs_queue_pull_elem_non_empty(&ep->flush_q,
+                                               uct_xen_flush_wait_t, queue);
+            ucs_free(fw);
+        }
+    }
+}
+
 ucs_status_t uct_xen_ep_flush(uct_ep_h tl_ep, unsigned flags,
                               uct_completion_t *comp)
 {
     uct_xen_ep_t *ep = ucs_derived_of(tl_ep, uct_xen_ep_t);
+    uct_xen_flush_wait_t *fw;
 
-    /* Sends copy into the ring and complete at once; only requests still
-     * waiting for a connection or for ring space are outstanding. */
+    /* Sends and puts copy into the ring and complete at once; requests
+     * still waiting for a connection or for ring space are outstanding,
+     * and so are gets until their replies arrive. */
     if (!ucs_queue_is_empty(&ep->pending_q)) {
         UCT_TL_EP_STAT_FLUSH_WAIT(&ep->super);
         return UCS_ERR_NO_RESOURCE;
+    }
+    if (ep->gets_done != ep->gets_issued) {
+        if (comp != NULL) {
+            fw = ucs_malloc(sizeof(*fw), "xen_flush_wait");
+            if (fw == NULL) {
+                ucs_error("xen: failed to allocate a flush request");
+                return UCS_ERR_NO_MEMORY;
+            }
+            fw->gets_target = ep->gets_issued;
+            fw->comp        = comp;
+            ucs_queue_push(&ep->flush_q, &fw->queue);
+        }
+        UCT_TL_EP_STAT_FLUSH_WAIT(&ep->super);
+        return UCS_INPROGRESS;
     }
     UCT_TL_EP_STAT_FLUSH(&ep->super);
     return UCS_OK;

@@ -12,6 +12,7 @@
 #include <ucs/arch/cpu.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 
 static uct_iface_ops_t uct_xen_iface_ops;
@@ -53,14 +54,189 @@ ucs_config_field_t uct_xen_iface_config_table[] = {
 
 /* ---------------- core callbacks (run inside xm_endpoint_progress) -------- */
 
+/* ---------------- emulated RMA: the owner side ----------------
+ *
+ * Everything in a PUT or GET_REQ comes from the peer: the registration id,
+ * address and length are checked against our own registry (under its lock,
+ * together with the copy) and anything outside a live registration is
+ * refused.  A refusal is logged with the peer's domain and counted; a get
+ * is answered with an error status so the requester does not hang.
+ */
+
+static void uct_xen_rma_reject(uct_xen_iface_t *iface, xm_channel_t *ch,
+                               const char *what, const uct_xen_rma_hdr_t *hdr,
+                               ucs_status_t status)
+{
+    ++iface->rma_rejected;
+    ucs_error("xen: domain %u endpoint %u: %s of %u bytes at 0x%" PRIx64
+              " in registration %" PRIu64 " refused (%s; %" PRIu64
+              " refused so far)", xm_chan_peer_dom(ch), xm_chan_peer_ep(ch),
+              what, hdr->len, hdr->addr, hdr->rid, ucs_status_string(status),
+              iface->rma_rejected);
+}
+
+/* Answer one get request: 0 when answered (or when the requester is gone),
+ * -EAGAIN when our ring to it is full (retry from progress). */
+static int uct_xen_get_reply(uct_xen_iface_t *iface, xm_channel_t *ch,
+                             const uct_xen_rma_hdr_t *req)
+{
+    size_t max = xm_endpoint_max_msg(iface->xep) - UCT_XEN_RMA_HDR;
+    uct_xen_rma_hdr_t rep = *req;
+    ucs_status_t status;
+    size_t len;
+    void *p;
+    int err;
+
+    if (xm_chan_state(ch) != XM_CH_CONNECTED) {
+        return 0;   /* gone: nobody waits for the answer */
+    }
+    len = (req->len <= max) ? req->len : 0;
+    p   = xm_chan_reserve(ch, UCT_XEN_RMA_HDR + len, &err);
+    if (p == NULL) {
+        return (err == -EAGAIN) ? -EAGAIN : 0;
+    }
+    if (req->len > max) {
+        status = UCS_ERR_INVALID_PARAM;   /* larger than our ring can answer */
+    } else {
+        status = uct_xen_md_rma_copy(iface->super.md, req->rid, req->addr,
+                                     req->len, UCT_MD_MEM_ACCESS_REMOTE_GET,
+                                     UCS_PTR_BYTE_OFFSET(p, UCT_XEN_RMA_HDR));
+    }
+    if (status != UCS_OK) {
+        uct_xen_rma_reject(iface, ch, "get", req, status);
+        len = 0;
+    }
+    rep.status = status;
+    memcpy(p, &rep, sizeof(rep));
+    xm_chan_commit(ch, UCT_XEN_MSG_GET_REP, UCT_XEN_RMA_HDR + len);
+    return 0;
+}
+
+static void uct_xen_get_reply_or_queue(uct_xen_iface_t *iface, xm_channel_t *ch,
+                                       const uct_xen_rma_hdr_t *hdr)
+{
+    uct_xen_get_reply_t *r;
+
+    /* answers leave in the order the requests came */
+    if (ucs_queue_is_empty(&iface->reply_q) &&
+        (uct_xen_get_reply(iface, ch, hdr) == 0)) {
+        return;
+    }
+    r = ucs_malloc(sizeof(*r), "xen_get_reply");
+    if (r == NULL) {
+        /* the requester's get stays outstanding until its channel closes */
+        ucs_error("xen: domain %u: no memory to queue a get answer",
+                  xm_chan_peer_dom(ch));
+        return;
+    }
+    r->ch  = ch;
+    r->hdr = *hdr;
+    ucs_queue_push(&iface->reply_q, &r->queue);
+}
+
+static unsigned uct_xen_iface_send_replies(uct_xen_iface_t *iface)
+{
+    uct_xen_get_reply_t *r;
+    unsigned count = 0;
+
+    while (!ucs_queue_is_empty(&iface->reply_q)) {
+        r = ucs_queue_head_elem_non_empty(&iface->reply_q, uct_xen_get_reply_t,
+                                          queue);
+        if (uct_xen_get_reply(iface, r->ch, &r->hdr) != 0) {
+            break;
+        }
+        ucs_queue_pull_non_empty(&iface->reply_q);
+        ucs_free(r);
+        ++count;
+    }
+    return count;
+}
+
+/* The requester side: the answer to one of our gets. */
+static void uct_xen_get_answer(uct_xen_iface_t *iface, xm_channel_t *ch,
+                               const uct_xen_rma_hdr_t *hdr, const void *data,
+                               size_t len)
+{
+    uct_xen_get_req_t *req;
+    ucs_status_t status;
+    khiter_t it;
+
+    it = kh_get(uct_xen_get, &iface->gets, hdr->req);
+    if ((it == kh_end(&iface->gets)) ||
+        (kh_value(&iface->gets, it)->ep->ch != ch)) {
+        /* not ours, or asked of another peer: that peer's answer counts */
+        ucs_error("xen: domain %u endpoint %u answered get %" PRIu64 ", which "
+                  "it was not asked: dropped", xm_chan_peer_dom(ch),
+                  xm_chan_peer_ep(ch), hdr->req);
+        return;
+    }
+    req = kh_value(&iface->gets, it);
+    if (hdr->status != UCS_OK) {
+        /* the owner refused (logged there); its status is only a hint */
+        status = UCS_ERR_INVALID_ADDR;
+        ucs_debug("xen: get %" PRIu64 " refused by domain %u: %d", hdr->req,
+                  xm_chan_peer_dom(ch), hdr->status);
+    } else if ((hdr->len != req->length) || (len != req->length)) {
+        ucs_error("xen: domain %u answered get %" PRIu64 " of %zu bytes with "
+                  "%zu", xm_chan_peer_dom(ch), hdr->req, req->length, len);
+        status = UCS_ERR_IO_ERROR;
+    } else {
+        status = UCS_OK;
+    }
+    uct_xen_ep_get_done(iface, req, data, status);
+}
+
+static void uct_xen_recv_rma(uct_xen_iface_t *iface, xm_channel_t *ch,
+                             uint16_t type, const void *data, size_t len)
+{
+    const void *payload = UCS_PTR_BYTE_OFFSET(data, UCT_XEN_RMA_HDR);
+    uct_xen_rma_hdr_t hdr;
+    ucs_status_t status;
+
+    if (ucs_unlikely(len < UCT_XEN_RMA_HDR)) {
+        ucs_error("xen: domain %u sent a %zu-byte message of type 0x%x (too "
+                  "short): dropped", xm_chan_peer_dom(ch), len, type);
+        ++iface->rma_rejected;
+        return;
+    }
+    memcpy(&hdr, data, sizeof(hdr));
+    len -= UCT_XEN_RMA_HDR;
+
+    switch (type) {
+    case UCT_XEN_MSG_PUT:
+        if (ucs_unlikely(hdr.len != len)) {
+            status = UCS_ERR_INVALID_PARAM;
+        } else {
+            status = uct_xen_md_rma_copy(iface->super.md, hdr.rid, hdr.addr,
+                                         len, UCT_MD_MEM_ACCESS_REMOTE_PUT,
+                                         (void*)payload);
+        }
+        if (ucs_unlikely(status != UCS_OK)) {
+            uct_xen_rma_reject(iface, ch, "put", &hdr, status);
+        }
+        break;
+    case UCT_XEN_MSG_GET_REQ:
+        uct_xen_get_reply_or_queue(iface, ch, &hdr);
+        break;
+    case UCT_XEN_MSG_GET_REP:
+        uct_xen_get_answer(iface, ch, &hdr, payload, len);
+        break;
+    default:
+        ucs_warn("xen: domain %u sent a message of type 0x%x (unknown): "
+                 "dropped", xm_chan_peer_dom(ch), type);
+        break;
+    }
+}
+
+/* ---------------- core callbacks (run inside xm_endpoint_progress) -------- */
+
 static void uct_xen_recv_cb(void *arg, xm_channel_t *ch, uint16_t type,
                             const void *data, size_t len)
 {
     uct_xen_iface_t *iface = arg;
 
     if (ucs_unlikely(type >= UCT_AM_ID_MAX)) {
-        ucs_warn("xen: domain %u sent a message of type %u (not an AM id): "
-                 "dropped", xm_chan_peer_dom(ch), type);
+        uct_xen_recv_rma(iface, ch, type, data, len);
         return;
     }
     uct_iface_trace_am(&iface->super, UCT_AM_TRACE_TYPE_RECV, type,
@@ -124,6 +300,8 @@ unsigned uct_xen_iface_report_errors(uct_xen_iface_t *iface)
         ucs_debug("xen: ep %p to domain %u endpoint %u: %s", found,
                   xm_chan_peer_dom(found->ch), xm_chan_peer_ep(found->ch),
                   ucs_status_string(status));
+        /* its gets will never be answered */
+        uct_xen_ep_fail_gets(found, iface, status, 1);
         /* UCP's handler purges the ep's pending queue with the error; with
          * no handler, dispatch lets the queued requests see the error */
         uct_iface_handle_ep_err(&iface->super.super, &found->super.super,
@@ -145,6 +323,9 @@ static unsigned uct_xen_iface_progress(uct_iface_h tl_iface)
         n = 0;   /* logged by the core; a failed channel fails alone */
     }
 
+    if (ucs_unlikely(!ucs_queue_is_empty(&iface->reply_q))) {
+        n += uct_xen_iface_send_replies(iface);
+    }
     if (ucs_unlikely(iface->ep_err_pending)) {
         n += uct_xen_iface_report_errors(iface);
     }
@@ -175,6 +356,10 @@ static ucs_status_t uct_xen_iface_flush(uct_iface_h tl_iface, unsigned flags,
             return UCS_ERR_NO_RESOURCE;
         }
     }
+    if (kh_size(&iface->gets) > 0) {
+        UCT_TL_IFACE_STAT_FLUSH_WAIT(&iface->super);
+        return UCS_INPROGRESS;   /* gets wait for their answers */
+    }
     UCT_TL_IFACE_STAT_FLUSH(&iface->super);
     return UCS_OK;
 }
@@ -189,6 +374,26 @@ static ucs_status_t uct_xen_iface_event_fd_get(uct_iface_h tl_iface, int *fd_p)
      * the store watches (handshakes) */
     *fd_p = xm_endpoint_fd(iface->xep);
     return UCS_OK;
+}
+
+/* Like uct_xen_ep_arm_pending for the get answers we owe: 0 when the first
+ * can be sent now; else the failed reservation has asked the peer to notify
+ * us when it frees space. */
+static int uct_xen_iface_arm_replies(uct_xen_iface_t *iface)
+{
+    uct_xen_get_reply_t *r;
+    void *p;
+    int err;
+
+    r = ucs_queue_head_elem_non_empty(&iface->reply_q, uct_xen_get_reply_t,
+                                      queue);
+    if (xm_chan_state(r->ch) != XM_CH_CONNECTED) {
+        return 0;   /* progress drops it */
+    }
+    p = xm_chan_reserve(r->ch, UCT_XEN_RMA_HDR +
+                        ucs_min(r->hdr.len, xm_endpoint_max_msg(iface->xep) -
+                                            UCT_XEN_RMA_HDR), &err);
+    return (p == NULL) && (err == -EAGAIN);
 }
 
 static ucs_status_t uct_xen_iface_event_arm(uct_iface_h tl_iface,
@@ -207,6 +412,9 @@ static ucs_status_t uct_xen_iface_event_arm(uct_iface_h tl_iface,
     }
     if (iface->ep_err_pending) {
         return UCS_ERR_BUSY;   /* failed channels to report in progress */
+    }
+    if (!ucs_queue_is_empty(&iface->reply_q) && !uct_xen_iface_arm_replies(iface)) {
+        return UCS_ERR_BUSY;   /* a get answer can go out now */
     }
     /* A queued request waits for a connection or for ring space; only
      * progress turns it into a send. */
@@ -244,6 +452,22 @@ static ucs_status_t uct_xen_iface_query(uct_iface_h tl_iface,
                                     * progress fails the eps; UCP adds its
                                     * AM keepalive on top */
                                    UCT_IFACE_FLAG_ERRHANDLE_PEER_FAILURE;
+    if (iface->config.rma_max > 0) {
+        /* emulated: the owner of the memory copies in its progress */
+        attr->cap.flags         |= UCT_IFACE_FLAG_PUT_SHORT |
+                                   UCT_IFACE_FLAG_PUT_BCOPY |
+                                   UCT_IFACE_FLAG_GET_BCOPY;
+        attr->cap.put.max_short  = ucs_min(iface->config.max_short,
+                                           iface->config.rma_max);
+        attr->cap.put.max_bcopy  = iface->config.rma_max;
+        attr->cap.get.max_bcopy  = iface->config.rma_max;
+    }
+    attr->cap.put.opt_zcopy_align = 1;
+    attr->cap.put.align_mtu      = 1;
+    attr->cap.put.max_iov        = 1;
+    attr->cap.get.opt_zcopy_align = 1;
+    attr->cap.get.align_mtu      = 1;
+    attr->cap.get.max_iov        = 1;
     attr->cap.event_flags        = !iface->config.events ? 0 :
                                    (UCT_IFACE_FLAG_EVENT_SEND_COMP |
                                     UCT_IFACE_FLAG_EVENT_RECV      |
@@ -361,6 +585,9 @@ static ucs_status_t uct_xen_iface_check_config(uct_xen_iface_t *iface,
     iface->config.seg_size  = cfg->seg_size;
     iface->config.max_short = cfg->max_short;
     iface->config.events    = cfg->events;
+    /* a put or a get answer is one record: header + data in one segment */
+    iface->config.rma_max   = (cfg->seg_size > UCT_XEN_RMA_HDR) ?
+                              (cfg->seg_size - UCT_XEN_RMA_HDR) : 0;
     return UCS_OK;
 }
 
@@ -393,6 +620,10 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     ucs_list_head_init(&self->ep_list);
     self->pending_eps    = 0;
     self->ep_err_pending = 0;
+    self->next_get_id    = 1;
+    self->rma_rejected   = 0;
+    kh_init_inplace(uct_xen_get, &self->gets);
+    ucs_queue_head_init(&self->reply_q);
 
     status = uct_xen_hv_open(cfg->backend, &self->hv);
     if (status != UCS_OK) {
@@ -434,13 +665,30 @@ err_ep_close:
     xm_endpoint_close(self->xep);
 err_hv_close:
     xm_hv_close(self->hv);
+    kh_destroy_inplace(uct_xen_get, &self->gets);
     return status;
 }
 
 static UCS_CLASS_CLEANUP_FUNC(uct_xen_iface_t)
 {
+    uct_xen_get_reply_t *r;
+
     uct_base_iface_progress_disable(&self->super.super,
                                     UCT_PROGRESS_SEND | UCT_PROGRESS_RECV);
+    /* answers we still owe: their channels close below */
+    while (!ucs_queue_is_empty(&self->reply_q)) {
+        r = ucs_queue_pull_elem_non_empty(&self->reply_q, uct_xen_get_reply_t,
+                                          queue);
+        ucs_free(r);
+    }
+    if (self->rma_rejected > 0) {
+        ucs_debug("xen: iface %p refused %" PRIu64 " remote accesses", self,
+                  self->rma_rejected);
+    }
+    /* eps are destroyed before their iface, and cancel their gets */
+    ucs_assertv(kh_size(&self->gets) == 0, "xen: iface %p closed with %u gets "
+                "outstanding", self, kh_size(&self->gets));
+    kh_destroy_inplace(uct_xen_get, &self->gets);
     /* closes every channel: peers see PEER_GONE */
     xm_endpoint_close(self->xep);
     xm_hv_close(self->hv);
@@ -456,10 +704,10 @@ static uct_iface_ops_t uct_xen_iface_ops = {
     .ep_am_short_iov          = uct_xen_ep_am_short_iov,
     .ep_am_bcopy              = uct_xen_ep_am_bcopy,
     .ep_am_zcopy              = (uct_ep_am_zcopy_func_t)ucs_empty_function_return_unsupported,
-    .ep_put_short             = (uct_ep_put_short_func_t)ucs_empty_function_return_unsupported,
-    .ep_put_bcopy             = (uct_ep_put_bcopy_func_t)ucs_empty_function_return_unsupported,
+    .ep_put_short             = uct_xen_ep_put_short,
+    .ep_put_bcopy             = uct_xen_ep_put_bcopy,
     .ep_put_zcopy             = (uct_ep_put_zcopy_func_t)ucs_empty_function_return_unsupported,
-    .ep_get_bcopy             = (uct_ep_get_bcopy_func_t)ucs_empty_function_return_unsupported,
+    .ep_get_bcopy             = uct_xen_ep_get_bcopy,
     .ep_get_zcopy             = (uct_ep_get_zcopy_func_t)ucs_empty_function_return_unsupported,
     .ep_pending_add           = uct_xen_ep_pending_add,
     .ep_pending_purge         = uct_xen_ep_pending_purge,

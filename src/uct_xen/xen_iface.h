@@ -17,6 +17,7 @@
 #include <uct/base/uct_iface.h>
 #include <uct/base/uct_md.h>
 #include <uct/sm/base/sm_iface.h>
+#include <ucs/datastruct/khash.h>
 #include <ucs/datastruct/list.h>
 #include <ucs/datastruct/queue.h>
 #include <ucs/type/class.h>
@@ -26,6 +27,57 @@
 #define UCT_XEN_TL_NAME   "xen"
 #define UCT_XEN_DEV_NAME  "xen0"
 #define UCT_XEN_AM_HDR    sizeof(uint64_t)  /* AM short: header, then payload */
+
+/*
+ * Emulated RMA: the owner of the target memory executes puts and gets in its
+ * progress.  They travel on the channel as record types above the AM id
+ * range (AM ids are 0..UCT_AM_ID_MAX-1), so they share the ring, and its
+ * order, with active messages.  Layouts: docs/wire.md, "UCX transport
+ * messages".
+ */
+enum {
+    UCT_XEN_MSG_PUT     = 0x100,  /* hdr + data: write into a registration */
+    UCT_XEN_MSG_GET_REQ = 0x101,  /* hdr: read from a registration */
+    UCT_XEN_MSG_GET_REP = 0x102,  /* hdr (status) + data on success */
+};
+
+typedef struct uct_xen_rma_hdr {
+    uint64_t rid;     /* registration id (the owner's) */
+    uint64_t addr;    /* remote address, inside that registration */
+    uint32_t len;     /* bytes to put or get */
+    int32_t  status;  /* GET_REP: UCS_OK or the rejection; else 0 */
+    uint64_t req;     /* GET_REQ/GET_REP: the requester's request id; else 0 */
+} UCS_S_PACKED uct_xen_rma_hdr_t;
+
+#define UCT_XEN_RMA_HDR sizeof(uct_xen_rma_hdr_t)
+
+/* Packed rkey, and what rkey_unpack keeps: the owner's description of a
+ * region.  The requester never dereferences base. */
+typedef struct uct_xen_rkey {
+    uint64_t id;
+    uint64_t base;
+    uint64_t length;
+} UCS_S_PACKED uct_xen_rkey_t;
+
+/* An outstanding get on the requester side. */
+typedef struct uct_xen_get_req {
+    uint64_t             id;
+    struct uct_xen_ep    *ep;
+    uct_unpack_callback_t unpack_cb;
+    void                 *arg;
+    size_t               length;
+    uct_completion_t     *comp;
+} uct_xen_get_req_t;
+
+KHASH_MAP_INIT_INT64(uct_xen_get, uct_xen_get_req_t*)
+
+/* A get request the owner could not answer yet (its ring to the requester
+ * was full): answered, and only then checked and read, in progress. */
+typedef struct uct_xen_get_reply {
+    ucs_queue_elem_t     queue;
+    xm_channel_t         *ch;
+    uct_xen_rma_hdr_t    hdr;
+} uct_xen_get_reply_t;
 
 /* Device address: which host (hash of the host identity) and which domain.
  * Two ifaces reach each other only on the same host. */
@@ -53,10 +105,6 @@ typedef struct uct_xen_iface_config {
     int                events;      /* advertise wakeup events */
 } uct_xen_iface_config_t;
 
-typedef struct uct_xen_md {
-    uct_md_t super;
-} uct_xen_md_t;
-
 typedef struct uct_xen_iface {
     uct_base_iface_t     super;
     xm_hv_t              *hv;
@@ -66,10 +114,15 @@ typedef struct uct_xen_iface {
     ucs_list_link_t      ep_list;      /* every uct_xen_ep_t of this iface */
     unsigned             pending_eps;  /* eps with a non-empty pending queue */
     int                  ep_err_pending; /* a channel went down: report it */
+    khash_t(uct_xen_get) gets;         /* outstanding gets by request id */
+    uint64_t             next_get_id;
+    ucs_queue_head_t     reply_q;      /* get answers waiting for ring room */
+    uint64_t             rma_rejected; /* remote accesses refused (hostile or stale) */
     struct {
         size_t           seg_size;     /* max AM bcopy, validated */
         size_t           max_short;    /* max AM short incl. the 8-byte header */
         int              events;       /* advertise EVENT_* */
+        size_t           rma_max;      /* max put/get payload; 0: no RMA */
     } config;
 } uct_xen_iface_t;
 
@@ -79,6 +132,9 @@ typedef struct uct_xen_ep {
     ucs_queue_head_t     pending_q;
     int                  in_dispatch;  /* our pending queue is being dispatched */
     int                  err_reported; /* the channel's failure was reported */
+    uint64_t             gets_issued;
+    uint64_t             gets_done;    /* completed, with or without error */
+    ucs_queue_head_t     flush_q;      /* flushes waiting for gets to drain */
     ucs_list_link_t      list;         /* in uct_xen_iface_t::ep_list */
 } uct_xen_ep_t;
 
@@ -104,6 +160,31 @@ void uct_xen_ep_pending_purge(uct_ep_h tl_ep, uct_pending_purge_callback_t cb,
                               void *arg);
 ucs_status_t uct_xen_ep_flush(uct_ep_h tl_ep, unsigned flags,
                               uct_completion_t *comp);
+
+ucs_status_t uct_xen_ep_put_short(uct_ep_h tl_ep, const void *buffer,
+                                  unsigned length, uint64_t remote_addr,
+                                  uct_rkey_t rkey);
+ssize_t uct_xen_ep_put_bcopy(uct_ep_h tl_ep, uct_pack_callback_t pack_cb,
+                             void *arg, uint64_t remote_addr, uct_rkey_t rkey);
+ucs_status_t uct_xen_ep_get_bcopy(uct_ep_h tl_ep, uct_unpack_callback_t unpack_cb,
+                                  void *arg, size_t length, uint64_t remote_addr,
+                                  uct_rkey_t rkey, uct_completion_t *comp);
+
+/* Owner side: copy len bytes between buf and [addr, addr+len) of live
+ * registration rid, after checking the range lies inside it and that it was
+ * registered with access (UCT_MD_MEM_ACCESS_REMOTE_PUT: buf -> memory;
+ * REMOTE_GET: memory -> buf).  UCS_ERR_NO_ELEM: no such live registration;
+ * UCS_ERR_INVALID_ADDR: outside it or not allowed. */
+ucs_status_t uct_xen_md_rma_copy(uct_md_h md, uint64_t rid, uint64_t addr,
+                                 uint64_t len, unsigned access, void *buf);
+
+/* Requester side: a get finished (reply, rejection or channel failure). */
+void uct_xen_ep_get_done(uct_xen_iface_t *iface, uct_xen_get_req_t *req,
+                         const void *data, ucs_status_t status);
+/* Fail every outstanding get of an ep (its channel went down, or the ep is
+ * being destroyed: then without completion). */
+void uct_xen_ep_fail_gets(uct_xen_ep_t *ep, uct_xen_iface_t *iface,
+                          ucs_status_t status, int complete);
 
 /* Run the ep's pending queue once its channel is no longer connecting (a
  * failed channel's requests run too, and see the error). */

@@ -112,6 +112,13 @@ uct_test uct-am_lat-short -t am_lat -D short -s 8    -n 20000
 uct_test uct-am_lat-bcopy -t am_lat -D bcopy -s 1024 -n 20000
 uct_test uct-am_bw-short  -t am_bw  -D short -s 64   -n 200000
 uct_test uct-am_bw-bcopy  -t am_bw  -D bcopy -s 8192 -n 100000
+# emulated RMA: the owner of the memory applies puts and answers gets in its
+# progress (perftest checks nothing but completion; the hostile-input test
+# below checks contents and refusals)
+uct_test uct-put_lat-short -t put_lat -D short -s 8    -n 20000
+uct_test uct-put_bw-short  -t put_bw  -D short -s 64   -n 200000
+uct_test uct-put_bw-bcopy  -t put_bw  -D bcopy -s 8192 -n 100000
+uct_test uct-get-bcopy     -t get     -D bcopy -s 8192 -n 20000
 
 # UCP over xen (self for loopback): the lanes UCP chose must name xen.
 ucp_test() {
@@ -123,15 +130,16 @@ ucp_test() {
     fi
     local f ok=1
     for f in "$tmp/$name.srv" "$tmp/$name.cli"; do
-        # e.g. "ep_cfg[0]: tag(xen/xen0)": every remote lane is on xen
-        grep -q 'ep_cfg\[[0-9]*\]:.*xen/xen0' "$f" || ok=0
+        # e.g. "ep_cfg[0]: tag(xen/xen0)": every remote lane is on xen;
+        # LANE narrows it, e.g. to an rma lane
+        grep -q "ep_cfg\\[[0-9]*\\]:.*${LANE:-}xen/xen0" "$f" || ok=0
     done
     if [ $ok -eq 1 ]; then
         pass "$name"
         echo "#   $(grep -h -o 'ep_cfg\[[0-9]*\]:.*' "$tmp/$name.cli" | sort -u | head -3 | tr '\n' ' ')"
         echo "#   $(final_line "$tmp/$name.cli")"
     else
-        fail "$name" "no ep_cfg lane on xen/xen0 in the UCX info log" "$tmp/$name.cli"
+        fail "$name" "no ep_cfg ${LANE:-}lane on xen/xen0 in the UCX info log" "$tmp/$name.cli"
     fi
 }
 
@@ -152,7 +160,15 @@ ucp_test ucp-tag_lat-8-sleep  -t tag_lat -s 8       -n 5000  -E sleep
 ucp_test ucp-tag_bw-64k-sleep -t tag_bw  -s 65536   -n 2000  -E sleep
 ucp_test tag_bw-1m-sleep      -t tag_bw  -s 1048576 -n 200   -E sleep
 ucp_test ucp-tag_lat-1m-sleep -t tag_lat -s 1048576 -n 100   -E sleep
+# RMA: UCP chooses an rma lane on xen (emulated put/get, "rma(xen/xen0)").
+# The target applies puts and answers gets in its progress; perftest's
+# ucp_get target only progresses in its final barrier, so gets wait for it
+# there (slow, but each one is answered: that is what this checks).
+LANE='rma[^ ]*(' ucp_test ucp-put_lat-8  -t ucp_put_lat -s 8    -n 20000
+LANE='rma[^ ]*(' ucp_test ucp-put_bw-64k -t ucp_put_bw  -s 65536 -n 2000
+LANE='rma[^ ]*(' ucp_test ucp-get-8k     -t ucp_get     -s 8192  -n 2000
 # the switch still works: without events UCP polls
+
 XEN_EVENTS="UCX_XEN_EVENTS=n"
 ucp_test ucp-tag_lat-8-noevents -t tag_lat -s 8 -n 5000
 XEN_EVENTS=
@@ -182,6 +198,32 @@ ucp_prog ucp-two-workers two-workers
 # error mode PEER: the streaming peer is killed with SIGKILL; the survivor's
 # error callback fires within 10 s and its worker keeps working
 ucp_prog ucp-peer-fail-kill kill
+
+# ---------------------------------------------------------------- RMA refusals
+# test/ucx/uct_rma_hostile (built by `make check`, or UCT_RMA_HOSTILE): one
+# process plays a peer that forges rkeys; the owner refuses every put and get
+# outside a live registration (memory unchanged, gets complete with an error),
+# logs each refusal naming the peer's domain, and keeps serving.
+t=uct-rma-hostile
+hostile=${UCT_RMA_HOSTILE:-$(dirname "$(dirname "$lib")")/test/ucx/uct_rma_hostile}
+if [ ! -x "$hostile" ]; then
+    fail "$t" "$hostile not built (make -C build check or make test/ucx/uct_rma_hostile)"
+else
+    env LD_PRELOAD="$lib" XENMPI_SIM_HOST="$(new_host "$t")" UCX_LOG_LEVEL=error \
+        timeout "$TMO" "$hostile" > "$tmp/$t" 2>&1
+    rc=$?
+    nput=$(grep -c 'ERROR xen: domain [0-9]* endpoint [0-9]*: put of .* refused' "$tmp/$t")
+    nget=$(grep -c 'ERROR xen: domain [0-9]* endpoint [0-9]*: get of .* refused' "$tmp/$t")
+    if [ $rc -eq 0 ] && ! grep -q '^FAIL' "$tmp/$t" && grep -q '^ok: done' "$tmp/$t" &&
+       [ "$nput" -ge 7 ] && [ "$nget" -ge 5 ]; then
+        pass "$t"
+        grep '^ok' "$tmp/$t" | grep -v 'ok: done' | sed 's/^/#   /'
+        echo "#   refusals logged: $nput puts, $nget gets; e.g."
+        grep -m1 -o 'ERROR xen: domain.*' "$tmp/$t" | sed 's/^/#   /'
+    else
+        fail "$t" "rc $rc, refusals logged: $nput puts, $nget gets" "$tmp/$t"
+    fi
+fi
 
 # ---------------------------------------------------------------- errors
 # Xen required where there is none: iface open fails with the core's

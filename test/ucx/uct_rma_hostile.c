@@ -1,0 +1,391 @@
+/*
+ * uct_rma_hostile.c - the xen transport's emulated put/get refuse remote
+ * accesses outside a live registration.
+ *
+ * One process, two xen ifaces: A plays the requester (and the hostile peer:
+ * it forges rkeys through uct_rkey_unpack from hand-made buffers in the
+ * packed layout of docs/wire.md), B owns the memory.  A put is never
+ * visible to the caller, so each hostile put is followed by a legitimate
+ * marker put on the same channel: puts are applied in ring order, so once
+ * the marker landed the hostile put has been handled, and the memory it
+ * aimed at must be unchanged.  Refused gets must complete with an error.
+ *
+ *   usage: LD_PRELOAD=libuct_xen.so XENMPI_SIM_HOST=<name> uct_rma_hostile
+ * Prints "ok: ..." per check and "FAIL: ..." on failure (exit status 1).
+ */
+#include <uct/api/uct.h>
+#include <ucs/async/async_fwd.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CHECK(_cond, ...) \
+    do { \
+        if (!(_cond)) { \
+            printf("FAIL: " __VA_ARGS__); \
+            printf("\n"); \
+            exit(1); \
+        } \
+    } while (0)
+
+#define CHECK_OK(_status, _what) \
+    CHECK((_status) == UCS_OK, "%s: %s", _what, ucs_status_string(_status))
+
+/* the packed rkey of the xen md: registration id, base, length */
+typedef struct {
+    uint64_t id, base, length;
+} __attribute__((packed)) xen_rkey_t;
+
+static uct_component_h cmpt;
+static uct_md_h md;
+static uct_worker_h worker;
+static uct_iface_h iface_a, iface_b;
+static uct_ep_h ep;
+
+/* memory of the owner (B) */
+static struct {
+    uint8_t before[64];
+    uint8_t good[64];     /* registered, remote put and get */
+    uint8_t after[64];
+} owner;
+static uint8_t secret[64];   /* never registered */
+static uint8_t stale[64];    /* registered, then deregistered */
+static uint8_t rdonly[64];   /* registered for remote get only */
+static uint64_t marker_val;
+
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void progress_for(double sec)
+{
+    double end = now() + sec;
+
+    while (now() < end) {
+        uct_worker_progress(worker);
+    }
+}
+
+static uct_rkey_bundle_t rkey_from(uint64_t id, uint64_t base, uint64_t length)
+{
+    xen_rkey_t packed = {id, base, length};
+    uct_rkey_bundle_t b;
+
+    CHECK_OK(uct_rkey_unpack(cmpt, &packed, &b), "rkey_unpack");
+    return b;
+}
+
+static uct_rkey_bundle_t rkey_of(uct_mem_h memh, xen_rkey_t *packed)
+{
+    uct_md_attr_t attr;
+    uct_rkey_bundle_t b;
+    char buf[256];
+
+    CHECK_OK(uct_md_query(md, &attr), "md_query");
+    CHECK(attr.rkey_packed_size == sizeof(xen_rkey_t), "rkey size %zu",
+          attr.rkey_packed_size);
+    CHECK_OK(uct_md_mkey_pack(md, memh, buf), "mkey_pack");
+    CHECK_OK(uct_rkey_unpack(cmpt, buf, &b), "rkey_unpack");
+    memcpy(packed, buf, sizeof(*packed));
+    return b;
+}
+
+static void put(const void *data, unsigned len, uint64_t addr, uct_rkey_t rkey)
+{
+    ucs_status_t status;
+    double end = now() + 10;
+
+    do {
+        status = uct_ep_put_short(ep, data, len, addr, rkey);
+        if (status != UCS_ERR_NO_RESOURCE) {
+            break;
+        }
+        uct_worker_progress(worker);
+    } while (now() < end);
+    CHECK_OK(status, "put_short");
+}
+
+/* a legitimate put into owner.good[56..64), then wait until it landed */
+static void marker(uct_rkey_t good_rkey)
+{
+    volatile uint64_t *p = (volatile uint64_t*)&owner.good[56];
+    double end = now() + 10;
+    uint64_t v = ++marker_val;
+
+    put(&v, sizeof(v), (uintptr_t)&owner.good[56], good_rkey);
+    while ((*p != v) && (now() < end)) {
+        uct_worker_progress(worker);
+    }
+    CHECK(*p == v, "marker put did not land within 10 s");
+}
+
+typedef struct {
+    uct_completion_t comp;
+    int done;
+    ucs_status_t status;
+    void *dest;
+} get_ctx_t;
+
+static void get_comp(uct_completion_t *self)
+{
+    get_ctx_t *ctx = (get_ctx_t*)self;
+
+    ctx->done   = 1;
+    ctx->status = self->status;
+}
+
+static void get_unpack(void *arg, const void *data, size_t length)
+{
+    memcpy(((get_ctx_t*)arg)->dest, data, length);
+}
+
+static ucs_status_t get(void *dest, size_t len, uint64_t addr, uct_rkey_t rkey)
+{
+    get_ctx_t ctx = {{get_comp, 1, UCS_OK}, 0, UCS_OK, dest};
+    double end = now() + 10;
+    ucs_status_t status;
+
+    do {
+        status = uct_ep_get_bcopy(ep, get_unpack, &ctx, len, addr, rkey,
+                                  &ctx.comp);
+        if (status != UCS_ERR_NO_RESOURCE) {
+            break;
+        }
+        uct_worker_progress(worker);
+    } while (now() < end);
+    if (status != UCS_INPROGRESS) {
+        return status;
+    }
+    CHECK(uct_ep_flush(ep, 0, NULL) == UCS_INPROGRESS,
+          "flush does not wait for an outstanding get");
+    while (!ctx.done && (now() < end)) {
+        uct_worker_progress(worker);
+    }
+    CHECK(ctx.done, "get not completed within 10 s");
+    CHECK(uct_ep_flush(ep, 0, NULL) == UCS_OK, "flush after the get: busy");
+    return ctx.status;
+}
+
+static uct_iface_h open_iface(void)
+{
+    uct_iface_params_t params = {0};
+    uct_iface_config_t *cfg;
+    uct_iface_h iface;
+
+    CHECK_OK(uct_md_iface_config_read(md, "xen", NULL, NULL, &cfg),
+             "iface_config_read");
+    params.field_mask           = UCT_IFACE_PARAM_FIELD_OPEN_MODE |
+                                  UCT_IFACE_PARAM_FIELD_DEVICE;
+    params.open_mode            = UCT_IFACE_OPEN_MODE_DEVICE;
+    params.mode.device.tl_name  = "xen";
+    params.mode.device.dev_name = "xen0";
+    CHECK_OK(uct_iface_open(md, worker, &params, cfg, &iface), "iface_open");
+    uct_config_release(cfg);
+    uct_iface_progress_enable(iface, UCT_PROGRESS_SEND | UCT_PROGRESS_RECV);
+    return iface;
+}
+
+static void setup(void)
+{
+    uct_component_h *cmpts;
+    unsigned i, n;
+    uct_component_attr_t cattr = {0};
+    uct_md_config_t *md_cfg;
+    ucs_async_context_t *async;
+    uct_iface_attr_t attr;
+    uct_ep_params_t ep_params = {0};
+    uint8_t dev_addr[64], iface_addr[64];
+    uint64_t needed = UCT_IFACE_FLAG_PUT_SHORT | UCT_IFACE_FLAG_PUT_BCOPY |
+                      UCT_IFACE_FLAG_GET_BCOPY;
+
+    CHECK_OK(uct_query_components(&cmpts, &n), "query_components");
+    cmpt = NULL;
+    for (i = 0; i < n; ++i) {
+        cattr.field_mask = UCT_COMPONENT_ATTR_FIELD_NAME;
+        CHECK_OK(uct_component_query(cmpts[i], &cattr), "component_query");
+        if (!strcmp(cattr.name, "xen")) {
+            cmpt = cmpts[i];
+        }
+    }
+    CHECK(cmpt != NULL, "no component xen (LD_PRELOAD=libuct_xen.so?)");
+    CHECK_OK(uct_md_config_read(cmpt, NULL, NULL, &md_cfg), "md_config_read");
+    CHECK_OK(uct_md_open(cmpt, "xen", md_cfg, &md), "md_open");
+    uct_config_release(md_cfg);
+    CHECK_OK(ucs_async_context_create(UCS_ASYNC_MODE_THREAD_SPINLOCK, &async),
+             "async_context_create");
+    CHECK_OK(uct_worker_create(async, UCS_THREAD_MODE_SINGLE, &worker),
+             "worker_create");
+
+    iface_a = open_iface();
+    iface_b = open_iface();
+    CHECK_OK(uct_iface_query(iface_a, &attr), "iface_query");
+    CHECK((attr.cap.flags & needed) == needed, "put/get not advertised");
+    CHECK(attr.cap.get.max_bcopy >= 64, "get max_bcopy %zu",
+          attr.cap.get.max_bcopy);
+    CHECK_OK(uct_iface_get_device_address(iface_b, (uct_device_addr_t*)dev_addr),
+             "get_device_address");
+    CHECK_OK(uct_iface_get_address(iface_b, (uct_iface_addr_t*)iface_addr),
+             "get_address");
+    ep_params.field_mask = UCT_EP_PARAM_FIELD_IFACE | UCT_EP_PARAM_FIELD_DEV_ADDR |
+                           UCT_EP_PARAM_FIELD_IFACE_ADDR;
+    ep_params.iface      = iface_a;
+    ep_params.dev_addr   = (uct_device_addr_t*)dev_addr;
+    ep_params.iface_addr = (uct_iface_addr_t*)iface_addr;
+    CHECK_OK(uct_ep_create(&ep_params, &ep), "ep_create");
+}
+
+int main(void)
+{
+    uct_mem_h good_memh, stale_memh, stale2_memh, rdonly_memh;
+    uct_rkey_bundle_t good, forged, stale_rk, stale2_rk, rdonly_rk;
+    xen_rkey_t gp, sp, sp2, rp;
+    uint8_t buf[64], pattern[64];
+    uint8_t x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    ucs_status_t status;
+    int i;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    setup();
+    for (i = 0; i < 64; ++i) {
+        pattern[i] = 0xa0 + i;
+    }
+    memcpy(owner.good, pattern, sizeof(pattern));
+    memset(owner.before, 0x5b, sizeof(owner.before));
+    memset(owner.after, 0x5a, sizeof(owner.after));
+    memset(secret, 0x77, sizeof(secret));
+
+    CHECK_OK(uct_md_mem_reg(md, owner.good, sizeof(owner.good),
+                            UCT_MD_MEM_ACCESS_ALL, &good_memh), "mem_reg");
+    good = rkey_of(good_memh, &gp);
+    CHECK((gp.base == (uintptr_t)owner.good) && (gp.length == 64) && gp.id,
+          "packed rkey {%llu, 0x%llx, %llu}", (unsigned long long)gp.id,
+          (unsigned long long)gp.base, (unsigned long long)gp.length);
+
+    /* legitimate traffic works */
+    marker(good.rkey);
+    put(x, sizeof(x), (uintptr_t)&owner.good[8], good.rkey);
+    marker(good.rkey);
+    CHECK(!memcmp(&owner.good[8], x, 8), "legitimate put not applied");
+    memset(buf, 0, sizeof(buf));
+    status = get(buf, 56, (uintptr_t)owner.good, good.rkey);
+    CHECK_OK(status, "legitimate get");
+    CHECK(!memcmp(buf, owner.good, 56), "legitimate get: wrong data");
+    printf("ok: legitimate put and get (registration id %llu)\n",
+           (unsigned long long)gp.id);
+
+    /* a forged rkey that claims the whole address space for a live id:
+     * only the owner's own record counts */
+    forged = rkey_from(gp.id, 0, UINT64_MAX);
+    put(x, sizeof(x), (uintptr_t)secret, forged.rkey);
+    put(x, sizeof(x), (uintptr_t)&owner.before[60], forged.rkey); /* straddles */
+    put(x, sizeof(x), (uintptr_t)&owner.good[60], forged.rkey);   /* straddles */
+    put(x, sizeof(x), (uintptr_t)&owner.after[0], forged.rkey);
+    put(x, sizeof(x), UINT64_MAX - 3, forged.rkey);                /* wraps */
+    put(x, 0, (uintptr_t)secret, forged.rkey);                    /* empty, outside */
+    marker(good.rkey);
+    for (i = 0; i < 64; ++i) {
+        CHECK(secret[i] == 0x77, "put outside a registration applied: secret");
+        CHECK(owner.before[i] == 0x5b, "put before the registration applied");
+        CHECK(owner.after[i] == 0x5a, "put past the registration applied");
+    }
+    CHECK(!memcmp(&owner.good[16], &pattern[16], 40), "registration damaged");
+    printf("ok: puts outside the registration (forged bounds, straddling, "
+           "wrapping) refused, memory unchanged\n");
+
+    status = get(buf, 8, (uintptr_t)secret, forged.rkey);
+    CHECK(status == UCS_ERR_INVALID_ADDR, "get of unregistered memory: %s",
+          ucs_status_string(status));
+    status = get(buf, 8, (uintptr_t)&owner.good[60], forged.rkey);
+    CHECK(status == UCS_ERR_INVALID_ADDR, "straddling get: %s",
+          ucs_status_string(status));
+    status = get(buf, 8, UINT64_MAX - 3, forged.rkey);
+    CHECK(status == UCS_ERR_INVALID_ADDR, "wrapping get: %s",
+          ucs_status_string(status));
+    uct_rkey_release(cmpt, &forged);
+    forged = rkey_from(gp.id + 1000000, (uintptr_t)secret, sizeof(secret));
+    status = get(buf, 8, (uintptr_t)secret, forged.rkey);
+    CHECK(status == UCS_ERR_INVALID_ADDR, "get with an unknown id: %s",
+          ucs_status_string(status));
+    put(x, sizeof(x), (uintptr_t)secret, forged.rkey);
+    marker(good.rkey);
+    CHECK(secret[0] == 0x77, "put with an unknown id applied");
+    uct_rkey_release(cmpt, &forged);
+    printf("ok: gets outside a registration or with an unknown id complete "
+           "with %s\n", ucs_status_string(UCS_ERR_INVALID_ADDR));
+
+    /* a deregistered id is dead, even when the same memory is registered
+     * again */
+    memset(stale, 0x33, sizeof(stale));
+    CHECK_OK(uct_md_mem_reg(md, stale, sizeof(stale), UCT_MD_MEM_ACCESS_ALL,
+                            &stale_memh), "mem_reg");
+    stale_rk = rkey_of(stale_memh, &sp);
+    put(x, sizeof(x), (uintptr_t)stale, stale_rk.rkey);
+    marker(good.rkey);
+    CHECK(stale[0] == 1, "put into a live registration not applied");
+    memset(stale, 0x33, sizeof(stale));
+    CHECK_OK(uct_md_mem_dereg(md, stale_memh), "mem_dereg");
+    CHECK_OK(uct_md_mem_reg(md, stale, sizeof(stale), UCT_MD_MEM_ACCESS_ALL,
+                            &stale2_memh), "mem_reg");
+    stale2_rk = rkey_of(stale2_memh, &sp2);
+    CHECK(sp2.id != sp.id, "registration id %llu reused",
+          (unsigned long long)sp.id);
+    put(x, sizeof(x), (uintptr_t)stale, stale_rk.rkey);
+    marker(good.rkey);
+    CHECK((stale[0] == 0x33) && (stale[7] == 0x33),
+          "put with a deregistered id applied to re-registered memory");
+    status = get(buf, 8, (uintptr_t)stale, stale_rk.rkey);
+    CHECK(status == UCS_ERR_INVALID_ADDR, "get with a deregistered id: %s",
+          ucs_status_string(status));
+    put(x, sizeof(x), (uintptr_t)stale, stale2_rk.rkey);
+    marker(good.rkey);
+    CHECK(stale[0] == 1, "put with the new id not applied");
+    printf("ok: deregistered id %llu refused for put and get; the same memory "
+           "registered again has id %llu\n", (unsigned long long)sp.id,
+           (unsigned long long)sp2.id);
+
+    /* access rights recorded at registration */
+    memset(rdonly, 0x44, sizeof(rdonly));
+    CHECK_OK(uct_md_mem_reg(md, rdonly, sizeof(rdonly),
+                            UCT_MD_MEM_ACCESS_REMOTE_GET, &rdonly_memh),
+             "mem_reg");
+    rdonly_rk = rkey_of(rdonly_memh, &rp);
+    put(x, sizeof(x), (uintptr_t)rdonly, rdonly_rk.rkey);
+    marker(good.rkey);
+    CHECK(rdonly[0] == 0x44, "put into a get-only registration applied");
+    status = get(buf, 8, (uintptr_t)rdonly, rdonly_rk.rkey);
+    CHECK((status == UCS_OK) && (buf[0] == 0x44), "get of a get-only "
+          "registration: %s", ucs_status_string(status));
+    printf("ok: put into a get-only registration refused, get allowed\n");
+
+    /* the owner is unaffected: legitimate traffic still works */
+    put(pattern, 8, (uintptr_t)&owner.good[8], good.rkey);
+    marker(good.rkey);
+    status = get(buf, 64, (uintptr_t)owner.good, good.rkey);
+    CHECK_OK(status, "get after the refusals");
+    CHECK(!memcmp(buf, owner.good, 64) && !memcmp(&buf[8], pattern, 8),
+          "get after the refusals: wrong data");
+    printf("ok: owner still serves legitimate puts and gets\n");
+
+    uct_rkey_release(cmpt, &good);
+    uct_rkey_release(cmpt, &stale_rk);
+    uct_rkey_release(cmpt, &stale2_rk);
+    uct_rkey_release(cmpt, &rdonly_rk);
+    uct_md_mem_dereg(md, good_memh);
+    uct_md_mem_dereg(md, stale2_memh);
+    uct_md_mem_dereg(md, rdonly_memh);
+    uct_ep_destroy(ep);
+    progress_for(0.01);
+    uct_iface_close(iface_a);
+    uct_iface_close(iface_b);
+    uct_worker_destroy(worker);
+    uct_md_close(md);
+    printf("ok: done\n");
+    return 0;
+}
