@@ -5,6 +5,7 @@ PKGS=(
   build-essential autoconf automake libtool pkg-config
   libxen-dev libhwloc-dev libcmocka-dev libucx-dev ucx-utils dpkg-dev
   clang libclang-rt-14-dev
+  mpich libmpich-dev openmpi-bin libopenmpi-dev hpcc gnuplot-nox
   qemu-system-x86 xen-hypervisor-4.17-amd64 xen-utils-4.17 linux-image-amd64
   busybox-static cpio xz-utils bc
 )

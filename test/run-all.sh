@@ -71,8 +71,24 @@ if [ -f "$B/.libs/libuct_xen.so" ]; then
     done < <("$SRC/test/ucx/run-ucx-tests.sh" "$B/.libs/libuct_xen.so" 2>&1 | tee "$LOGDIR/ucx.log" |
              grep -E '^(PASS|FAIL): ')
     grep -qE '^(PASS|FAIL): ' "$LOGDIR/ucx.log" || { result "ucx/harness (see $LOGDIR/ucx.log)" FAIL; tail -30 "$LOGDIR/ucx.log"; }
+    grep -q '^FAIL: ' "$LOGDIR/ucx.log" && grep -A20 '^FAIL: ' "$LOGDIR/ucx.log" | head -60
 else
     result "ucx (libuct_xen not built: configure --with-ucx-src)" SKIP
+fi
+
+echo "== MPI over the UCX transport (Debian MPICH and Open MPI, HPL via hpcc)"
+if [ -f "$B/.libs/libuct_xen.so" ]; then
+    while read -r status name; do
+        case $status in
+        PASS:) result "$name" PASS ;;
+        FAIL:) result "$name" FAIL ;;
+        esac
+    done < <("$SRC/test/mpi/run-mpi-tests.sh" "$B/.libs/libuct_xen.so" "$B" 2>&1 | tee "$LOGDIR/mpi.log" |
+             grep -E '^(PASS|FAIL): ')
+    grep -qE '^(PASS|FAIL): ' "$LOGDIR/mpi.log" || { result "mpi/harness (see $LOGDIR/mpi.log)" FAIL; tail -30 "$LOGDIR/mpi.log"; }
+    grep -q '^FAIL: ' "$LOGDIR/mpi.log" && grep -A25 '^FAIL: ' "$LOGDIR/mpi.log" | head -60
+else
+    result "mpi (libuct_xen not built: configure --with-ucx-src)" SKIP
 fi
 
 echo "== fuzzing peer-written formats (libFuzzer)"

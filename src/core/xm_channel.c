@@ -718,8 +718,6 @@ static int chan_poll(xm_channel_t *ch)
             memcpy(ep->rxbuf, ch->rx + off + sizeof(h), h.len);
         ch->cons += rec;
         avail -= rec;
-        if (ch->cons - ch->released >= ch->rx_size / 4)
-            rx_release(ch);   /* batched: not per message */
         if (h.type != XM_REC_PAD) {
             ch->st.msgs_recv++;
             n++;
@@ -727,6 +725,10 @@ static int chan_poll(xm_channel_t *ch)
             if (ch->state != XM_CH_CONNECTED)
                 return n;   /* failed meanwhile (callbacks must not close) */
         }
+        /* released only after the callback ran: a sender that sees its
+         * record consumed knows it was processed (remote completion) */
+        if (ch->cons - ch->released >= ch->rx_size / 4)
+            rx_release(ch);   /* batched: not per message */
     }
     rx_release(ch);
     return n;
@@ -864,6 +866,27 @@ void xm_chan_own_pages(xm_channel_t *ch, struct xm_ctrl_page **ctrl, uint8_t **r
     *ctrl = ch->my;
     *ring = ch->tx;
     *ring_size = ch->tx_size;
+}
+
+uint32_t xm_chan_tx_mark(const xm_channel_t *ch)
+{
+    return ch->prod;
+}
+
+int xm_chan_tx_reached(xm_channel_t *ch, uint32_t mark)
+{
+    if (ch->state != XM_CH_CONNECTED)
+        return 1;   /* nothing more will be processed; the failure is reported */
+    if ((int32_t)(mark - ch->cached_cons) <= 0)
+        return 1;
+    if (tx_refresh_cons(ch))
+        return 1;
+    if ((int32_t)(mark - ch->cached_cons) <= 0)
+        return 1;
+    /* not yet: have the peer notify us when it releases, then look again */
+    STORE(&ch->my->tx_wait, (++ch->wait_seq << 1) | 1);
+    FENCE();
+    return !tx_refresh_cons(ch) ? (int32_t)(mark - ch->cached_cons) <= 0 : 1;
 }
 
 size_t xm_chan_space(xm_channel_t *ch)

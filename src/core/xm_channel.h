@@ -83,6 +83,13 @@ uint32_t xm_chan_peer_dom(const xm_channel_t *ch);
 uint32_t xm_chan_peer_ep(const xm_channel_t *ch);
 void xm_chan_set_user(xm_channel_t *ch, void *user);
 void *xm_chan_user(const xm_channel_t *ch);
+/* Remote completion.  The receiver releases a record only after its
+ * callback returned, so once the peer consumed everything before a mark it
+ * has processed it.  xm_chan_tx_reached() also asks the peer to notify us
+ * when it releases more (for sleepers); it is true for a channel that is
+ * down (its failure is reported separately). */
+uint32_t xm_chan_tx_mark(const xm_channel_t *ch);
+int xm_chan_tx_reached(xm_channel_t *ch, uint32_t mark);
 /* Largest payload xm_chan_send would accept right now (0 when full or not
  * connected). */
 size_t xm_chan_space(xm_channel_t *ch);

@@ -308,12 +308,19 @@ unsigned uct_xen_ep_dispatch_pending(uct_xen_ep_t *ep, uct_xen_iface_t *iface)
  * channel fails.
  */
 
-/* A flush that waits for the gets issued before it. */
+/* A flush that waits until the peer processed everything sent before it
+ * (its tx mark) and the gets issued before it were answered. */
 typedef struct uct_xen_flush_wait {
     ucs_queue_elem_t queue;
     uint64_t         gets_target;
+    uint32_t         tx_mark;
     uct_completion_t *comp;
 } uct_xen_flush_wait_t;
+
+static uct_xen_iface_t *uct_xen_ep_iface(uct_xen_ep_t *ep)
+{
+    return ucs_derived_of(ep->super.super.iface, uct_xen_iface_t);
+}
 
 static UCS_F_ALWAYS_INLINE void
 uct_xen_rma_hdr_fill(uct_xen_rma_hdr_t *hdr, const uct_xen_rkey_t *rkey,
@@ -428,20 +435,37 @@ ucs_status_t uct_xen_ep_get_bcopy(uct_ep_h tl_ep, uct_unpack_callback_t unpack_c
 }
 
 /* Complete the flushes whose gets have all finished. */
-static void uct_xen_ep_flush_progress(uct_xen_ep_t *ep, ucs_status_t status)
+static int uct_xen_flush_wait_done(uct_xen_ep_t *ep, uct_xen_flush_wait_t *fw)
+{
+    return (fw->gets_target <= ep->gets_done) && xm_chan_tx_reached(ep->ch, fw->tx_mark);
+}
+
+int uct_xen_ep_flush_ready(uct_xen_ep_t *ep)
+{
+    return !ucs_queue_is_empty(&ep->flush_q) &&
+           uct_xen_flush_wait_done(ep, ucs_queue_head_elem_non_empty(&ep->flush_q,
+                                                                   uct_xen_flush_wait_t,
+                                                                   queue));
+}
+
+unsigned uct_xen_ep_flush_progress(uct_xen_ep_t *ep, ucs_status_t status)
 {
     uct_xen_flush_wait_t *fw;
+    unsigned n = 0;
 
     while (!ucs_queue_is_empty(&ep->flush_q)) {
         fw = ucs_queue_head_elem_non_empty(&ep->flush_q, uct_xen_flush_wait_t,
                                            queue);
-        if (fw->gets_target > ep->gets_done) {
+        if ((status == UCS_OK) && !uct_xen_flush_wait_done(ep, fw)) {
             break;
         }
         ucs_queue_pull_non_empty(&ep->flush_q);
+        --uct_xen_ep_iface(ep)->flush_waits;
         uct_invoke_completion(fw->comp, status);
         ucs_free(fw);
+        ++n;
     }
+    return n;
 }
 
 void uct_xen_ep_get_done(uct_xen_iface_t *iface, uct_xen_get_req_t *req,
@@ -503,6 +527,7 @@ void uct_xen_ep_fail_gets(uct_xen_ep_t *ep, uct_xen_iface_t *iface,
         while (!ucs_queue_is_empty(&ep->flush_q)) {
             fw = ucs_queue_pull_elem_non_empty(&ep->flush_q,
                                                uct_xen_flush_wait_t, queue);
+            --uct_xen_ep_iface(ep)->flush_waits;
             ucs_free(fw);
         }
     }
@@ -513,15 +538,23 @@ ucs_status_t uct_xen_ep_flush(uct_ep_h tl_ep, unsigned flags,
 {
     uct_xen_ep_t *ep = ucs_derived_of(tl_ep, uct_xen_ep_t);
     uct_xen_flush_wait_t *fw;
+    uint32_t mark;
 
     /* Sends and puts copy into the ring and complete at once; requests
      * still waiting for a connection or for ring space are outstanding,
      * and so are gets until their replies arrive. */
-    if (!ucs_queue_is_empty(&ep->pending_q)) {
+    /* A flush dispatched from the pending queue was taken off it: the
+     * requests behind it came later and are not its business (answering
+     * NO_RESOURCE there would requeue it ahead of them forever). */
+    if (UCT_XEN_EP_MUST_QUEUE(ep)) {
         UCT_TL_EP_STAT_FLUSH_WAIT(&ep->super);
         return UCS_ERR_NO_RESOURCE;
     }
-    if (ep->gets_done != ep->gets_issued) {
+    /* Remote completion: puts and AMs are done once the peer processed
+     * them (it releases ring space only after that), gets once answered. */
+    mark = xm_chan_tx_mark(ep->ch);
+    if ((ep->gets_done != ep->gets_issued) || !ucs_queue_is_empty(&ep->flush_q) ||
+        !xm_chan_tx_reached(ep->ch, mark)) {
         if (comp != NULL) {
             fw = ucs_malloc(sizeof(*fw), "xen_flush_wait");
             if (fw == NULL) {
@@ -529,8 +562,10 @@ ucs_status_t uct_xen_ep_flush(uct_ep_h tl_ep, unsigned flags,
                 return UCS_ERR_NO_MEMORY;
             }
             fw->gets_target = ep->gets_issued;
+            fw->tx_mark     = mark;
             fw->comp        = comp;
             ucs_queue_push(&ep->flush_q, &fw->queue);
+            ++uct_xen_ep_iface(ep)->flush_waits;
         }
         UCT_TL_EP_STAT_FLUSH_WAIT(&ep->super);
         return UCS_INPROGRESS;

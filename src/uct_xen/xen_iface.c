@@ -329,6 +329,11 @@ static unsigned uct_xen_iface_progress(uct_iface_h tl_iface)
     if (ucs_unlikely(iface->ep_err_pending)) {
         n += uct_xen_iface_report_errors(iface);
     }
+    if (ucs_unlikely(iface->flush_waits > 0)) {
+        ucs_list_for_each_safe(ep, tmp, &iface->ep_list, list) {
+            n += uct_xen_ep_flush_progress(ep, UCS_OK);
+        }
+    }
     if (ucs_unlikely(iface->pending_eps > 0)) {
         waiting = 0;
         /* a pending callback may destroy its own ep */
@@ -351,9 +356,10 @@ static ucs_status_t uct_xen_iface_flush(uct_iface_h tl_iface, unsigned flags,
         return UCS_ERR_UNSUPPORTED;
     }
     ucs_list_for_each(ep, &iface->ep_list, list) {
-        if (!ucs_queue_is_empty(&ep->pending_q)) {
+        if (!ucs_queue_is_empty(&ep->pending_q) || !ucs_queue_is_empty(&ep->flush_q) ||
+            !xm_chan_tx_reached(ep->ch, xm_chan_tx_mark(ep->ch))) {
             UCT_TL_IFACE_STAT_FLUSH_WAIT(&iface->super);
-            return UCS_ERR_NO_RESOURCE;
+            return UCS_INPROGRESS;   /* the only "not yet" uct.h allows here */
         }
     }
     if (kh_size(&iface->gets) > 0) {
@@ -396,11 +402,41 @@ static int uct_xen_iface_arm_replies(uct_xen_iface_t *iface)
     return (p == NULL) && (err == -EAGAIN);
 }
 
+/* Work only our progress can do, which must not wait for a peer's event. */
+static int uct_xen_iface_must_stay_awake(uct_xen_iface_t *iface)
+{
+    uct_xen_ep_t *ep;
+
+    if (iface->ep_err_pending) {
+        return 1;   /* failed channels to report in progress */
+    }
+    if (iface->flush_waits > 0) {
+        ucs_list_for_each(ep, &iface->ep_list, list) {
+            if (uct_xen_ep_flush_ready(ep)) {
+                return 1;   /* a flush can complete now */
+            }
+        }
+    }
+    if (!ucs_queue_is_empty(&iface->reply_q) && !uct_xen_iface_arm_replies(iface)) {
+        return 1;   /* a get answer can go out now */
+    }
+    /* A queued request waits for a connection or for ring space; only
+     * progress turns it into a send. */
+    if (iface->pending_eps > 0) {
+        ucs_list_for_each(ep, &iface->ep_list, list) {
+            if (!ucs_queue_is_empty(&ep->pending_q) &&
+                !uct_xen_ep_arm_pending(ep, iface)) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 static ucs_status_t uct_xen_iface_event_arm(uct_iface_h tl_iface,
                                             unsigned events)
 {
     uct_xen_iface_t *iface = ucs_derived_of(tl_iface, uct_xen_iface_t);
-    uct_xen_ep_t *ep;
 
     /* First the core: it drains the event fd and the store watches (which
      * may complete handshakes or report dead peers, never deliver data),
@@ -410,21 +446,10 @@ static ucs_status_t uct_xen_iface_event_arm(uct_iface_h tl_iface,
     if (xm_endpoint_arm(iface->xep) == -EBUSY) {
         return UCS_ERR_BUSY;
     }
-    if (iface->ep_err_pending) {
-        return UCS_ERR_BUSY;   /* failed channels to report in progress */
-    }
-    if (!ucs_queue_is_empty(&iface->reply_q) && !uct_xen_iface_arm_replies(iface)) {
-        return UCS_ERR_BUSY;   /* a get answer can go out now */
-    }
-    /* A queued request waits for a connection or for ring space; only
-     * progress turns it into a send. */
-    if (iface->pending_eps > 0) {
-        ucs_list_for_each(ep, &iface->ep_list, list) {
-            if (!ucs_queue_is_empty(&ep->pending_q) &&
-                !uct_xen_ep_arm_pending(ep, iface)) {
-                return UCS_ERR_BUSY;
-            }
-        }
+    if (uct_xen_iface_must_stay_awake(iface)) {
+        /* not going to sleep: peers must not notify for nothing */
+        xm_endpoint_disarm(iface->xep);
+        return UCS_ERR_BUSY;
     }
     return UCS_OK;
 }

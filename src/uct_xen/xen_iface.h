@@ -113,6 +113,7 @@ typedef struct uct_xen_iface {
     uct_xen_iface_addr_t addr;
     ucs_list_link_t      ep_list;      /* every uct_xen_ep_t of this iface */
     unsigned             pending_eps;  /* eps with a non-empty pending queue */
+    unsigned             flush_waits;  /* ep flushes waiting for completion */
     int                  ep_err_pending; /* a channel went down: report it */
     khash_t(uct_xen_get) gets;         /* outstanding gets by request id */
     uint64_t             next_get_id;
@@ -200,5 +201,17 @@ unsigned uct_xen_iface_report_errors(uct_xen_iface_t *iface);
 
 /* Channel state as a UCT status for the send path. */
 ucs_status_t uct_xen_chan_status(xm_channel_t *ch);
+
+/* Complete the ep's waiting flushes whose sends were processed by the peer
+ * and whose gets were answered; returns how many completed. */
+unsigned uct_xen_ep_flush_progress(uct_xen_ep_t *ep, ucs_status_t status);
+/* Would the oldest waiting flush of this ep complete now? */
+int uct_xen_ep_flush_ready(uct_xen_ep_t *ep);
+
+/* Complete the ep's waiting flushes whose sends were processed by the peer
+ * and whose gets were answered; returns how many completed. */
+unsigned uct_xen_ep_flush_progress(uct_xen_ep_t *ep, ucs_status_t status);
+/* Would the oldest waiting flush of this ep complete now? */
+int uct_xen_ep_flush_ready(uct_xen_ep_t *ep);
 
 #endif

@@ -483,6 +483,47 @@ static void test_hostile_handshake(void **state)
     side_close(&a);
 }
 
+/* remote completion: a record counts as consumed only after its callback */
+static xm_channel_t *rc_sender;
+static uint32_t rc_marks[64];
+static int rc_seen, rc_early;
+
+static void rc_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len)
+{
+    if (xm_chan_tx_reached(rc_sender, rc_marks[rc_seen]))
+        rc_early++;
+    rc_seen++;
+}
+
+static void test_remote_completion(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ab;
+    uint8_t buf[400] = { 0 };
+    struct side *v[1] = { &a };
+    xm_ep_params_t p = { .ring_pages = 1, .recv_cb = rc_recv, .event_cb = on_event, .cb_arg = &a };
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    /* a's endpoint with the checking callback */
+    xm_endpoint_close(a.ep);
+    assert_int_equal(xm_endpoint_open(a.hv, &p, &a.ep), 0);
+    rc_sender = connect_pair(&a, &b, &ab);
+    /* 9 records of 408 bytes: the quarter-ring release fires mid-batch */
+    for (int i = 0; i < 9; i++) {
+        assert_int_equal(xm_chan_send(rc_sender, 1, NULL, 0, buf, sizeof(buf)), 0);
+        rc_marks[i] = xm_chan_tx_mark(rc_sender);
+    }
+    assert_false(xm_chan_tx_reached(rc_sender, rc_marks[0]));
+    rc_seen = rc_early = 0;
+    pump(v, 1, 1);
+    assert_int_equal(rc_seen, 9);
+    assert_int_equal(rc_early, 0);   /* never released before processed */
+    assert_true(xm_chan_tx_reached(rc_sender, rc_marks[8]));
+    side_close(&b);
+    side_close(&a);
+}
+
 static void test_peer_close_is_seen(void **state)
 {
     struct side a, b;
@@ -559,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_hostile_flags),
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_hostile_handshake),
+        cmocka_unit_test(test_remote_completion),
         cmocka_unit_test(test_peer_close_is_seen),
         cmocka_unit_test(test_handshake_parser),
     };

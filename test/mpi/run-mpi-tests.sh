@@ -1,0 +1,213 @@
+#!/bin/bash
+# MPI programs over the UCX transport "xen" with Debian's MPICH and Open MPI.
+#   usage: test/mpi/run-mpi-tests.sh <path to libuct_xen.so> <build dir>
+# Compiles pingpong, collectives and onesided with mpicc.mpich and
+# mpicc.openmpi into <build dir>/test/mpi/ and runs each with both MPIs:
+#   <mpi>-<prog>-2x1: 2 ranks in 2 simulated VMs (one rank per domain),
+#   <mpi>-<prog>-4x2: 4 ranks in 2 simulated VMs (ranks 0,1 | ranks 2,3),
+# then HPL through Debian's hpcc (hpcc-hpl-2x1) with the MPI hpcc is linked
+# against.  Every run has UCX_TLS=xen,self (no other UCX transport may be
+# used) and must show, in the UCX info log, an ep_cfg line with a lane on
+# xen/xen0 and no ep_cfg lane on anything but xen and self.
+# MPICH runs with MPIR_CVAR_NOLOCAL=1: the simulated VMs are processes of one
+# Linux host, and MPICH would otherwise carry the traffic between them in its
+# own ch4 shared memory (posix), never through UCX.  Open MPI runs with pml
+# ucx, osc ucx and btl self only.
+# Prints one "PASS: mpi/<name>" or "FAIL: mpi/<name>" line per test (details
+# on "#" lines, a failure's log tail indented after it) and exits non-zero if
+# any failed.  Logs stay in <build dir>/test/mpi/logs/.
+# Environment: MPI_TEST_TIMEOUT (s per MPI run, default 120),
+# HPCC_TIMEOUT (default 300), MPI_TEST_ONLY (regex on test names).
+set -u
+
+lib=${1:-}
+bdir=${2:-}
+if [ -z "$lib" ] || [ ! -f "$lib" ] || [ -z "$bdir" ]; then
+    echo "usage: $0 <path to libuct_xen.so> <build dir>" >&2
+    exit 2
+fi
+lib=$(cd "$(dirname "$lib")" && pwd)/$(basename "$lib")
+src=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$bdir/test/mpi/logs" || exit 2
+bin=$(cd "$bdir/test/mpi" && pwd)
+logs=$bin/logs
+for tool in mpicc.mpich mpiexec.mpich mpicc.openmpi mpirun.openmpi timeout; do
+    command -v $tool >/dev/null || { echo "$0: $tool not found" >&2; exit 2; }
+done
+
+TMO=${MPI_TEST_TIMEOUT:-120}
+HPCC_TMO=${HPCC_TIMEOUT:-300}
+ONLY=${MPI_TEST_ONLY:-.}
+# domids of the simulated VMs: 20000..29999, distinct per run of this script
+dom=$(( 20000 + ($$ % 1000) * 10 ))
+hosts=()
+failed=0
+passed=0
+
+cleanup() {
+    local h
+    for h in "${hosts[@]}"; do rm -rf "/dev/shm/xenmpi-sim-$h"; done
+    rm -rf "$bin/hpcc-run"
+}
+trap cleanup EXIT
+
+pass() { echo "PASS: mpi/$1"; passed=$((passed + 1)); }
+fail() {
+    echo "FAIL: mpi/$1${2:+ ($2)}"
+    failed=$((failed + 1))
+    [ -n "${3:-}" ] && [ -f "$3" ] && grep -v -E 'rdmacm|DIAG' "$3" | tail -25 | sed 's/^/    /'
+}
+
+# a private simulated host per run, removed at exit
+new_host() {
+    local h="mpitest-$$-$1"
+    hosts+=("$h")
+    rm -rf "/dev/shm/xenmpi-sim-$h"
+    echo "$h"
+}
+
+# check_xen <log>: some ep_cfg lane on xen/xen0, none on another transport
+check_xen() {
+    local log=$1
+    grep -q 'ep_cfg\[[0-9]*\]:.*(xen/xen0)' "$log" || { echo "no ep_cfg line naming xen/xen0 in the UCX info log"; return 1; }
+    local other
+    other=$(grep -o 'ep_cfg\[[0-9]*\]:.*' "$log" | grep -o '([^()]*/[^()]*)' | sort -u |
+            grep -v -x -E '\((xen/xen0|self/memory0?)\)' | tr '\n' ' ')
+    [ -z "$other" ] || { echo "ep_cfg lanes on other transports: $other"; return 1; }
+}
+
+# ---------------------------------------------------------------- build
+progs="pingpong collectives onesided"
+declare -A built
+for m in mpich openmpi; do
+    for p in $progs; do
+        if timeout 120 mpicc.$m -O2 -Wall -Wextra -o "$bin/$p-$m" "$src/$p.c" > "$logs/build-$m-$p.log" 2>&1; then
+            built[$m-$p]=1
+        else
+            fail "build-$m-$p" "mpicc.$m failed" "$logs/build-$m-$p.log"
+        fi
+    done
+done
+
+# ---------------------------------------------------------------- runs
+# launch <mpi> <ranks per VM> <host> <domid A> <domid B> <log> <command...>
+# Two VMs: the first half of the ranks in domain A, the second in domain B.
+launch() {
+    local m=$1 ppv=$2 host=$3 a=$4 b=$5 log=$6; shift 6
+    local start=$SECONDS rc
+    case $m in
+    mpich)
+        timeout --kill-after=10 "$TMO" mpiexec.mpich \
+            -genv LD_PRELOAD "$lib" -genv UCX_TLS xen,self -genv UCX_LOG_LEVEL info \
+            -genv MPIR_CVAR_NOLOCAL 1 -genv XENMPI_SIM_HOST "$host" \
+            -n "$ppv" -env XENMPI_SIM_DOMID "$a" "$@" : \
+            -n "$ppv" -env XENMPI_SIM_DOMID "$b" "$@" > "$log" 2>&1
+        rc=$? ;;
+    openmpi)
+        # Open MPI gives -x to one app context only: repeat it in both
+        local x=(-x LD_PRELOAD="$lib" -x UCX_TLS=xen,self -x UCX_LOG_LEVEL=info
+                 -x XENMPI_SIM_HOST="$host")
+        timeout --kill-after=10 "$TMO" mpirun.openmpi --allow-run-as-root --oversubscribe \
+            --mca pml ucx --mca pml_ucx_tls any --mca pml_ucx_devices any \
+            --mca osc ucx --mca btl self \
+            -np "$ppv" "${x[@]}" -x XENMPI_SIM_DOMID="$a" "$@" : \
+            -np "$ppv" "${x[@]}" -x XENMPI_SIM_DOMID="$b" "$@" > "$log" 2>&1
+        rc=$? ;;
+    esac
+    echo "# $(date +%T) exit $rc after $((SECONDS - start)) s" >> "$log"
+    return $rc
+}
+
+run_prog() {
+    local m=$1 p=$2 layout=$3
+    local short; [ $m = mpich ] && short=mpich || short=ompi
+    local name=$short-$p-$layout
+    [[ $name =~ $ONLY ]] || return 0
+    [ -n "${built[$m-$p]:-}" ] || { fail "$name" "not built"; return; }
+    local ppv=1 args=()
+    [ $layout = 4x2 ] && ppv=2
+    [ $p = pingpong ] && { [ $ppv = 1 ] && args=(1000) || args=(100); }
+    local host; host=$(new_host "$name")
+    local log=$logs/$name.log start=$SECONDS rc why
+    dom=$((dom + 2))
+    launch $m $ppv "$host" $((dom)) $((dom + 1)) "$log" "$bin/$p-$m" "${args[@]}"
+    rc=$?
+    local t=$((SECONDS - start))
+    rm -rf "/dev/shm/xenmpi-sim-$host"
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        fail "$name" "timed out after $t s" "$log"; return
+    elif [ $rc -ne 0 ]; then
+        fail "$name" "exit $rc after $t s" "$log"; return
+    elif ! grep -q "^$p: OK" "$log"; then
+        fail "$name" "no '$p: OK' line" "$log"; return
+    elif ! why=$(check_xen "$log"); then
+        fail "$name" "$why" "$log"; return
+    fi
+    pass "$name"
+    echo "#   $t s; $(grep -h -o 'ep_cfg\[[0-9]*\]:.*(xen/xen0).*' "$log" | head -1)"
+    grep "^$p: OK" "$log" | sed 's/^/#   /'
+    if [ $p = pingpong ]; then
+        echo "#   $(grep -m1 -E '^ +bytes +iters' "$log" | sed 's/^ *//')"
+        grep -E '^ +(8|65536|1048576|4194304) +[0-9]+ ' "$log" | sed 's/^/#   /'
+    fi
+}
+
+for layout in 2x1 4x2; do
+    for m in mpich openmpi; do
+        for p in $progs; do
+            run_prog $m $p $layout
+        done
+    done
+done
+
+# ---------------------------------------------------------------- HPL (hpcc)
+# Debian's hpcc reads hpccinf.txt from the working directory and writes
+# hpccoutf.txt there; it runs every HPCC kernel (no HPL-only switch), so the
+# problem is small.  Only the MPI it is linked against can launch it.
+# hpcc_test <layout> <ranks per VM> <N> <NB> <P> <Q>
+hpcc_test() {
+    local name=hpcc-hpl-$1 ppv=$2 n=$3 nb=$4 p=$5 q=$6
+    [[ $name =~ $ONLY ]] || return 0
+    local hpcc; hpcc=$(command -v hpcc) || { fail $name "hpcc not installed"; return; }
+    local m
+    if ldd "$hpcc" | grep -q 'libmpi\.so\.40'; then m=openmpi
+    elif ldd "$hpcc" | grep -q 'libmpich\.so'; then m=mpich
+    else fail $name "hpcc linked against no known MPI: $(ldd "$hpcc" | grep -i mpi)"; return
+    fi
+    local dir=$bin/hpcc-run log=$logs/$name.log
+    rm -rf "$dir"; mkdir -p "$dir"
+    sed -e "s/@N@/$n/" -e "s/@NB@/$nb/" -e "s/@P@/$p/" -e "s/@Q@/$q/" \
+        "$src/hpccinf.txt.in" > "$dir/hpccinf.txt"
+    local host; host=$(new_host $name)
+    dom=$((dom + 2))
+    local start=$SECONDS rc
+    ( cd "$dir" && TMO=$HPCC_TMO launch $m $ppv "$host" $dom $((dom + 1)) "$log" "$hpcc" )
+    rc=$?
+    local t=$((SECONDS - start)) why
+    rm -rf "/dev/shm/xenmpi-sim-$host"
+    cp -f "$dir/hpccoutf.txt" "$logs/$name.hpccoutf.txt" 2>/dev/null
+    local out=$logs/$name.hpccoutf.txt
+    if [ $rc -ne 0 ]; then
+        fail $name "$m: exit $rc after $t s" "$log"
+    elif [ ! -s "$out" ]; then
+        fail $name "no hpccoutf.txt" "$log"
+    elif ! grep -q 'HPL_Tflops' "$out" ||
+         ! grep -E '^\|\|Ax-b\|\|_oo/\(eps' "$out" | grep -q 'PASSED' ||
+         grep -E '^\|\|Ax-b\|\|_oo/\(eps' "$out" | grep -q 'FAILED' ||
+         ! grep -q '1 tests completed and passed residual checks' "$out"; then
+        fail $name "HPL residual check did not pass" "$out"
+    elif ! why=$(check_xen "$log"); then
+        fail $name "$why" "$log"
+    else
+        pass $name
+        echo "#   $m, N=$n NB=$nb P x Q = $p x $q, $t s (all HPCC kernels), $(grep -h -o 'ep_cfg\[[0-9]*\]:.*(xen/xen0).*' "$log" | head -1)"
+        grep -E '^\|\|Ax-b\|\|_oo/\(eps' "$out" | sed 's/^/#   /'
+        grep -E '^T/V +N' "$out" | head -1 | sed 's/^/#   /'
+        grep -E '^WR' "$out" | head -1 | sed 's/^/#   /'
+    fi
+}
+hpcc_test 2x1 1 2000 96 1 2
+hpcc_test 4x2 2 2000 96 2 2
+
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]
