@@ -58,6 +58,8 @@ struct xm_channel {
     uint32_t arm_seq, wait_seq;
     size_t reserved;
     double deadline;      /* CONNECTING: give up after this (monotonic s) */
+    int tx_want;          /* waiting for the peer to consume (space, completion) */
+    uint32_t tx_want_cons; /* the peer's consumer index when we started waiting */
     xm_chan_stats_t st;
     char req_path[XM_STORE_MAX_PATH];  /* initiator: our request node */
     char resp_path[XM_STORE_MAX_PATH]; /* response node (ours or the peer's) */
@@ -566,6 +568,12 @@ static void notify_peer(xm_channel_t *ch)
     xm_hv_evt_notify(ch->ep->hv, ch->port);
 }
 
+static void tx_want(xm_channel_t *ch)
+{
+    ch->tx_want = 1;
+    ch->tx_want_cons = ch->cached_cons;
+}
+
 /* after publishing: wake the peer if it sleeps on this ring */
 static inline void tx_kick(xm_channel_t *ch)
 {
@@ -602,24 +610,14 @@ void *xm_chan_reserve(xm_channel_t *ch, size_t max, int *err)
         }
         room = ch->tx_size - (ch->prod - ch->cached_cons);
         if (room < need + pad) {
-            /* ask the peer to tell us when it frees space, then look again */
+            /* a sleeper arms tx_wait (xm_endpoint_arm) to hear of space */
             ch->st.ring_full++;
-            uint32_t w = (++ch->wait_seq << 1) | 1;
-            STORE(&ch->my->tx_wait, w);
-            FENCE();
-            if (tx_refresh_cons(ch)) {
-                *err = -EPIPE;
-                return NULL;
-            }
-            room = ch->tx_size - (ch->prod - ch->cached_cons);
-            if (room < need + pad) {
-                *err = -EAGAIN;
-                return NULL;
-            }
+            tx_want(ch);
+            *err = -EAGAIN;
+            return NULL;
         }
     }
-    if (ch->my->tx_wait & 1)
-        STORE(&ch->my->tx_wait, ch->my->tx_wait & ~1u);
+    ch->tx_want = 0;
     if (pad) {
         struct xm_rec_hdr h = { .len = pad - (uint32_t)sizeof(h), .type = XM_REC_PAD };
         memcpy(ch->tx + off, &h, sizeof(h));
@@ -814,9 +812,14 @@ int xm_endpoint_progress(xm_endpoint_t *ep)
 void xm_endpoint_disarm(xm_endpoint_t *ep)
 {
     ep->armed = 0;
-    for (xm_channel_t *c = ep->chans; c; c = c->next)
-        if (c->state == XM_CH_CONNECTED && (c->my->rx_arm & 1))
+    for (xm_channel_t *c = ep->chans; c; c = c->next) {
+        if (c->state != XM_CH_CONNECTED)
+            continue;
+        if (c->my->rx_arm & 1)
             STORE(&c->my->rx_arm, c->my->rx_arm & ~1u);
+        if (c->my->tx_wait & 1)
+            STORE(&c->my->tx_wait, c->my->tx_wait & ~1u);
+    }
 }
 
 int xm_endpoint_arm(xm_endpoint_t *ep)
@@ -828,9 +831,17 @@ int xm_endpoint_arm(xm_endpoint_t *ep)
     for (xm_channel_t *c = ep->chans; c; c = c->next) {
         if (c->state != XM_CH_CONNECTED)
             continue;
-        STORE(&c->my->rx_arm, (++c->arm_seq << 1) | 1);
+        /* arming twice for one sleep (ucp_worker_arm, then ucp_worker_wait
+         * arms again) keeps the generation: the peer notifies once per sleep */
+        if (!(c->my->rx_arm & 1))
+            STORE(&c->my->rx_arm, (++c->arm_seq << 1) | 1);
+        if (c->tx_want && !(c->my->tx_wait & 1))
+            STORE(&c->my->tx_wait, (++c->wait_seq << 1) | 1);
         FENCE();
-        if (peer_word(&c->peer->prod) != c->cons || !LOAD(&c->peer->live)) {
+        /* re-check after arming: data, a dead peer, or progress on what
+         * we wait for means "don't sleep" */
+        if (peer_word(&c->peer->prod) != c->cons || !LOAD(&c->peer->live) ||
+            (c->tx_want && (tx_refresh_cons(c) || c->cached_cons != c->tx_want_cons))) {
             xm_endpoint_disarm(ep);
             return -EBUSY;
         }
@@ -883,10 +894,8 @@ int xm_chan_tx_reached(xm_channel_t *ch, uint32_t mark)
         return 1;
     if ((int32_t)(mark - ch->cached_cons) <= 0)
         return 1;
-    /* not yet: have the peer notify us when it releases, then look again */
-    STORE(&ch->my->tx_wait, (++ch->wait_seq << 1) | 1);
-    FENCE();
-    return !tx_refresh_cons(ch) ? (int32_t)(mark - ch->cached_cons) <= 0 : 1;
+    tx_want(ch);   /* a sleeper asks the peer to tell it of progress */
+    return 0;
 }
 
 size_t xm_chan_space(xm_channel_t *ch)

@@ -443,6 +443,12 @@ static ucs_status_t uct_xen_iface_event_arm(uct_iface_h tl_iface,
      * then asks every peer to notify us; -EBUSY: data already waits.  Receive
      * is armed even when only send completions were asked for: a queued
      * request needs our progress, and a spurious wakeup costs little. */
+    /* first our own work (failed reservations here mark the channels whose
+     * peer must tell us of space), then the core arms, then look again:
+     * arming drained the store, which may have connected a channel */
+    if (uct_xen_iface_must_stay_awake(iface)) {
+        return UCS_ERR_BUSY;
+    }
     if (xm_endpoint_arm(iface->xep) == -EBUSY) {
         return UCS_ERR_BUSY;
     }

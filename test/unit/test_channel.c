@@ -318,6 +318,14 @@ static void test_space_wakeup(void **state)
         xm_endpoint_wait(b.ep, 0);
     while (xm_chan_send(ba, 1, NULL, 0, buf, sizeof(buf)) == 0)
         ;
+    /* awake and polling: a must not notify */
+    pump(v, 1, 1);
+    xm_chan_get_stats(ab, &st);
+    assert_int_equal(st.notifies_sent, 0);
+    while (xm_chan_send(ba, 1, NULL, 0, buf, sizeof(buf)) == 0)
+        ;
+    /* b goes to sleep waiting for space */
+    assert_int_equal(xm_endpoint_arm(b.ep), 0);
     assert_false(fd_readable(xm_endpoint_fd(b.ep), 0));
     pump(v, 1, 1);  /* a consumes and must notify b once */
     xm_chan_get_stats(ab, &st);
