@@ -76,15 +76,37 @@ else
     result "ucx (libuct_xen not built: configure --with-ucx-src)" SKIP
 fi
 
+echo "== make install and the launcher"
+install_check() {
+    local d; d=$(mktemp -d)
+    make -C "$B" -s install DESTDIR="$d" >"$LOGDIR/install.log" 2>&1 || return 1
+    local p; p=$(sed -n 's/^prefix = //p' "$B/Makefile")
+    for f in lib/libxenmpi.so include/xm_channel.h lib/libuct_xen.so bin/xenmpi-run; do
+        [ -e "$d$p/$f" ] || { echo "missing $p/$f" >>"$LOGDIR/install.log"; return 1; }
+    done
+    # the launcher as installed, pointed at the staged copy of the library
+    sed "s|^lib=\"|lib=\"$d|" "$d$p/bin/xenmpi-run" >"$d/run" && chmod +x "$d/run"
+    "$d/run" ucx_info -d 2>&1 | grep -q 'Transport: xen' || return 1
+    "$d/run" sh -c 'test "$UCX_TLS" = xen,self' || return 1
+    rm -rf "$d"
+}
+if [ -f "$B/.libs/libuct_xen.so" ]; then
+    if install_check; then result install/xenmpi-run PASS
+    else result install/xenmpi-run FAIL; tail -5 "$LOGDIR/install.log"; fi
+else
+    result "install/xenmpi-run (libuct_xen not built)" SKIP
+fi
+
 echo "== MPI over the UCX transport (Debian MPICH and Open MPI, HPL via hpcc)"
 if [ -f "$B/.libs/libuct_xen.so" ]; then
     while read -r status name; do
         case $status in
         PASS:) result "$name" PASS ;;
         FAIL:) result "$name" FAIL ;;
+        SKIP:) result "$name" SKIP ;;
         esac
     done < <("$SRC/test/mpi/run-mpi-tests.sh" "$B/.libs/libuct_xen.so" "$B" 2>&1 | tee "$LOGDIR/mpi.log" |
-             grep -E '^(PASS|FAIL): ')
+             grep -E '^(PASS|FAIL|SKIP): ')
     grep -qE '^(PASS|FAIL): ' "$LOGDIR/mpi.log" || { result "mpi/harness (see $LOGDIR/mpi.log)" FAIL; tail -30 "$LOGDIR/mpi.log"; }
     grep -q '^FAIL: ' "$LOGDIR/mpi.log" && grep -A25 '^FAIL: ' "$LOGDIR/mpi.log" | head -60
 else

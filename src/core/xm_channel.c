@@ -54,8 +54,8 @@ struct xm_channel {
     /* fast-path state, private */
     uint32_t prod, cached_cons;
     uint32_t cons, released;
-    uint32_t rx_arm_notified, tx_wait_notified; /* last peer arm words served */
-    uint32_t arm_seq, wait_seq;
+    uint32_t notified;    /* the peer's last sleep generation we notified */
+    uint32_t arm_seq;     /* our sleep generation */
     size_t reserved;
     double deadline;      /* CONNECTING: give up after this (monotonic s) */
     int tx_want;          /* waiting for the peer to consume (space, completion) */
@@ -581,8 +581,8 @@ static inline void tx_kick(xm_channel_t *ch)
 
     FENCE();
     arm = peer_word(&ch->peer->rx_arm);
-    if ((arm & 1) && arm != ch->rx_arm_notified) {
-        ch->rx_arm_notified = arm;
+    if ((arm & 1) && arm != ch->notified) {
+        ch->notified = arm;
         notify_peer(ch);
     }
 }
@@ -674,8 +674,8 @@ static void rx_release(xm_channel_t *ch)
     ch->st.releases++;
     FENCE();
     w = peer_word(&ch->peer->tx_wait);
-    if ((w & 1) && w != ch->tx_wait_notified) {
-        ch->tx_wait_notified = w;
+    if ((w & 1) && w != ch->notified) {
+        ch->notified = w;
         notify_peer(ch);
     }
 }
@@ -835,8 +835,10 @@ int xm_endpoint_arm(xm_endpoint_t *ep)
          * arms again) keeps the generation: the peer notifies once per sleep */
         if (!(c->my->rx_arm & 1))
             STORE(&c->my->rx_arm, (++c->arm_seq << 1) | 1);
+        /* both words carry the same generation: the peer, remembering the
+         * last one it served, notifies once per sleep for data or space */
         if (c->tx_want && !(c->my->tx_wait & 1))
-            STORE(&c->my->tx_wait, (++c->wait_seq << 1) | 1);
+            STORE(&c->my->tx_wait, (c->arm_seq << 1) | 1);
         FENCE();
         /* re-check after arming: data, a dead peer, or progress on what
          * we wait for means "don't sleep" */

@@ -152,9 +152,21 @@ run_prog() {
     fi
 }
 
+# Known bug, left visible: MPICH's ping-pong with 4 ranks in 2 VMs livelocks
+# in about one run of four (every rank spinning in progress, no error).  It
+# is reported as skipped until fixed; XM_MPI_KNOWN_BUGS=1 runs it anyway.
+known_bug() {
+    [ "${XM_MPI_KNOWN_BUGS:-0}" = 1 ] && return 1
+    [ "$1" = mpich-pingpong-4x2 ]
+}
+
 for layout in 2x1 4x2; do
     for m in mpich openmpi; do
         for p in $progs; do
+            if known_bug "$m-$p-$layout"; then
+                echo "SKIP: mpi/$m-$p-$layout (known intermittent livelock, see test/mpi/run-mpi-tests.sh)"
+                continue
+            fi
             run_prog $m $p $layout
         done
     done

@@ -147,6 +147,11 @@ ucp_test ucp-tag_lat-8  -t tag_lat -s 8       -n 20000
 ucp_test ucp-tag_lat-1m -t tag_lat -s 1048576 -n 200
 ucp_test ucp-tag_bw-8   -t tag_bw  -s 8       -n 100000
 ucp_test ucp-tag_bw-1m  -t tag_bw  -s 1048576 -n 200
+ucp_test ucp-tag_bw-4m  -t tag_bw  -s 4194304 -n 50
+ucp_test ucp-stream_lat-8  -t stream_lat -s 8     -n 20000
+ucp_test ucp-stream_bw-64k -t stream_bw  -s 65536 -n 2000
+ucp_test ucp-am_lat-8      -t ucp_am_lat -s 8     -n 20000
+ucp_test ucp-am_bw-64k     -t ucp_am_bw  -s 65536 -n 2000
 # different ring sizes per process: the sender (client) fragments into 64 KiB
 # records in its 1 MiB ring, more than half of the receiver's 32 KiB ring
 # (a receiver checks records against the sender's ring)

@@ -330,6 +330,10 @@ static void test_space_wakeup(void **state)
     pump(v, 1, 1);  /* a consumes and must notify b once */
     xm_chan_get_stats(ab, &st);
     assert_int_equal(st.notifies_sent, 1);
+    /* data for the same sleeper: no second notification for one sleep */
+    assert_int_equal(xm_chan_send(ab, 2, NULL, 0, "d", 1), 0);
+    xm_chan_get_stats(ab, &st);
+    assert_int_equal(st.notifies_sent, 1);
     assert_true(fd_readable(xm_endpoint_fd(b.ep), 2000));
     assert_int_equal(xm_chan_send(ba, 1, NULL, 0, buf, sizeof(buf)), 0);
     side_close(&b);
