@@ -809,6 +809,13 @@ int xm_endpoint_progress(xm_endpoint_t *ep)
 /* Peers notify only while we are armed: clear the flags as soon as we are
  * awake again (or did not go to sleep), so a notification always meets a
  * sleeper, at most one per channel and sleep. */
+static uint64_t withdrawn_arms;   /* process-wide, for tests */
+
+uint64_t xm_endpoint_withdrawn_arms(void)
+{
+    return __atomic_load_n(&withdrawn_arms, __ATOMIC_RELAXED);
+}
+
 void xm_endpoint_disarm(xm_endpoint_t *ep)
 {
     ep->armed = 0;
@@ -820,6 +827,20 @@ void xm_endpoint_disarm(xm_endpoint_t *ep)
         if (c->my->tx_wait & 1)
             STORE(&c->my->tx_wait, c->my->tx_wait & ~1u);
     }
+}
+
+/* An arm taken back without sleeping: a peer that saw the flag in between
+ * may have notified; that notification met no sleeper (an inherent race,
+ * counted so tests can tell it from a real excess). */
+static void withdraw(xm_endpoint_t *ep)
+{
+    __atomic_fetch_add(&withdrawn_arms, 1, __ATOMIC_RELAXED);
+    xm_endpoint_disarm(ep);
+}
+
+void xm_endpoint_withdraw(xm_endpoint_t *ep)
+{
+    withdraw(ep);
 }
 
 int xm_endpoint_arm(xm_endpoint_t *ep)
@@ -844,7 +865,7 @@ int xm_endpoint_arm(xm_endpoint_t *ep)
          * we wait for means "don't sleep" */
         if (peer_word(&c->peer->prod) != c->cons || !LOAD(&c->peer->live) ||
             (c->tx_want && (tx_refresh_cons(c) || c->cached_cons != c->tx_want_cons))) {
-            xm_endpoint_disarm(ep);
+            withdraw(ep);
             return -EBUSY;
         }
     }

@@ -65,6 +65,11 @@ int xm_endpoint_arm(xm_endpoint_t *ep);
 /* Withdraw the arm (progress does this by itself: call it when deciding not
  * to sleep after a successful arm). */
 void xm_endpoint_disarm(xm_endpoint_t *ep);
+/* The same after a successful arm when deciding not to sleep after all;
+ * counts it (xm_endpoint_withdrawn_arms, process-wide): a peer may have
+ * notified in between, a notification no sleep receives. */
+void xm_endpoint_withdraw(xm_endpoint_t *ep);
+uint64_t xm_endpoint_withdrawn_arms(void);
 /* progress, then arm and sleep up to timeout_ms until something happens */
 int xm_endpoint_wait(xm_endpoint_t *ep, int timeout_ms);
 

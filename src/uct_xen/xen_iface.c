@@ -454,7 +454,7 @@ static ucs_status_t uct_xen_iface_event_arm(uct_iface_h tl_iface,
     }
     if (uct_xen_iface_must_stay_awake(iface)) {
         /* not going to sleep: peers must not notify for nothing */
-        xm_endpoint_disarm(iface->xep);
+        xm_endpoint_withdraw(iface->xep);
         return UCS_ERR_BUSY;
     }
     return UCS_OK;
