@@ -41,6 +41,22 @@ run_cmocka() {
     fi
 }
 
+# a harness printing "PASS|FAIL|SKIP: <name>" lines: one result each; a
+# harness that printed none failed itself
+run_suite() {  # tag command...
+    local tag=$1 log=$LOGDIR/$1.log status name
+    shift
+    while read -r status name; do
+        case $status in
+        PASS:) result "$name" PASS ;;
+        FAIL:) result "$name" FAIL ;;
+        SKIP:) result "$name" SKIP ;;
+        esac
+    done < <("$@" 2>&1 | tee "$log" | grep -E '^(PASS|FAIL|SKIP): ')
+    grep -qE '^(PASS|FAIL): ' "$log" || { result "$tag/harness (see $log)" FAIL; tail -30 "$log"; }
+    grep -q '^FAIL: ' "$log" && grep -A25 '^FAIL: ' "$log" | head -60
+}
+
 run_cmd() {  # name command...
     local name=$1 log=$LOGDIR/${1//\//_}.log
     shift
@@ -63,15 +79,7 @@ unset XENMPI_BACKEND
 
 echo "== the UCX transport (ucx_info, ucx_perftest, two sim domains)"
 if [ -f "$B/.libs/libuct_xen.so" ]; then
-    while read -r status name; do
-        case $status in
-        PASS:) result "$name" PASS ;;
-        FAIL:) result "$name" FAIL ;;
-        esac
-    done < <("$SRC/test/ucx/run-ucx-tests.sh" "$B/.libs/libuct_xen.so" 2>&1 | tee "$LOGDIR/ucx.log" |
-             grep -E '^(PASS|FAIL): ')
-    grep -qE '^(PASS|FAIL): ' "$LOGDIR/ucx.log" || { result "ucx/harness (see $LOGDIR/ucx.log)" FAIL; tail -30 "$LOGDIR/ucx.log"; }
-    grep -q '^FAIL: ' "$LOGDIR/ucx.log" && grep -A20 '^FAIL: ' "$LOGDIR/ucx.log" | head -60
+    run_suite ucx "$SRC/test/ucx/run-ucx-tests.sh" "$B/.libs/libuct_xen.so"
 else
     result "ucx (libuct_xen not built: configure --with-ucx-src)" SKIP
 fi
@@ -99,16 +107,7 @@ fi
 
 echo "== MPI over the UCX transport (Debian MPICH and Open MPI, HPL via hpcc)"
 if [ -f "$B/.libs/libuct_xen.so" ]; then
-    while read -r status name; do
-        case $status in
-        PASS:) result "$name" PASS ;;
-        FAIL:) result "$name" FAIL ;;
-        SKIP:) result "$name" SKIP ;;
-        esac
-    done < <("$SRC/test/mpi/run-mpi-tests.sh" "$B/.libs/libuct_xen.so" "$B" 2>&1 | tee "$LOGDIR/mpi.log" |
-             grep -E '^(PASS|FAIL|SKIP): ')
-    grep -qE '^(PASS|FAIL): ' "$LOGDIR/mpi.log" || { result "mpi/harness (see $LOGDIR/mpi.log)" FAIL; tail -30 "$LOGDIR/mpi.log"; }
-    grep -q '^FAIL: ' "$LOGDIR/mpi.log" && grep -A25 '^FAIL: ' "$LOGDIR/mpi.log" | head -60
+    run_suite mpi "$SRC/test/mpi/run-mpi-tests.sh" "$B/.libs/libuct_xen.so" "$B"
 else
     result "mpi (libuct_xen not built: configure --with-ucx-src)" SKIP
 fi
@@ -133,14 +132,7 @@ if [ "${XM_SKIP_XEN:-0}" = 1 ]; then
         result "xen/$name" SKIP
     done <"$SRC/test/xen/tests.list"
 else
-    while read -r status name; do
-        case $status in
-        PASS:) result "$name" PASS ;;
-        FAIL:) result "$name" FAIL ;;
-        esac
-    done < <("$SRC/test/xen/run.sh" "$B" "$SRC/test/xen/tests.list" 2>&1 | tee "$LOGDIR/xen.log" |
-             grep -E '^(PASS|FAIL): ')
-    grep -qE '^(PASS|FAIL): ' "$LOGDIR/xen.log" || { result "xen/harness (see $LOGDIR/xen.log)" FAIL; tail -30 "$LOGDIR/xen.log"; }
+    run_suite xen "$SRC/test/xen/run.sh" "$B" "$SRC/test/xen/tests.list"
 fi
 
 [ ${#FAILED[@]} -eq 0 ] || { echo "failed:"; printf '  %s\n' "${FAILED[@]}"; }
