@@ -650,6 +650,7 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
 
     ucs_list_head_init(&self->ep_list);
     self->pending_eps    = 0;
+    self->flush_waits    = 0;
     self->ep_err_pending = 0;
     self->next_get_id    = 1;
     self->rma_rejected   = 0;
