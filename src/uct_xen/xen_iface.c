@@ -32,8 +32,9 @@ ucs_config_field_t uct_xen_iface_config_table[] = {
      "Pages in each per-peer ring, a power of two from 1 to 256 (0: XENMPI_RING_PAGES or 64).",
      ucs_offsetof(uct_xen_iface_config_t, ring_pages), UCS_CONFIG_TYPE_UINT},
 
-    {"SEG_SIZE", "8256",
-     "Largest AM bcopy message; at most half a ring (UCX_XEN_RING_PAGES) minus 8 bytes.",
+    {"SEG_SIZE", "auto",
+     "Largest AM bcopy message; at most half a ring (UCX_XEN_RING_PAGES) minus 8 bytes\n"
+     "(auto: 32 KiB + 64, or that limit on a smaller ring).",
      ucs_offsetof(uct_xen_iface_config_t, seg_size), UCS_CONFIG_TYPE_MEMUNITS},
 
     {"MAX_SHORT", "256",
@@ -600,25 +601,32 @@ static ucs_status_t uct_xen_iface_check_config(uct_xen_iface_t *iface,
                                                const uct_xen_iface_config_t *cfg)
 {
     size_t max_msg = xm_endpoint_max_msg(iface->xep);
+    size_t seg_size = cfg->seg_size;
 
-    if ((cfg->seg_size < UCT_XEN_AM_HDR) || (cfg->seg_size > max_msg)) {
+    /* UCP cuts large messages into segments and pays per segment (its
+     * rendezvous fragments over AM): 32 KiB moves about 1.7x the bytes per
+     * second of 8 KiB on a 2-core host (bench/ucx-bench.sh) */
+    if (seg_size == UCS_MEMUNITS_AUTO) {
+        seg_size = ucs_min(UCT_XEN_SEG_SIZE_AUTO, max_msg);
+    }
+    if ((seg_size < UCT_XEN_AM_HDR) || (seg_size > max_msg)) {
         ucs_error("xen: UCX_XEN_SEG_SIZE=%zu must be between %zu and %zu (half "
                   "a ring of this size minus 8; see UCX_XEN_RING_PAGES)",
-                  cfg->seg_size, UCT_XEN_AM_HDR, max_msg);
+                  seg_size, UCT_XEN_AM_HDR, max_msg);
         return UCS_ERR_INVALID_PARAM;
     }
-    if ((cfg->max_short < UCT_XEN_AM_HDR) || (cfg->max_short > cfg->seg_size)) {
+    if ((cfg->max_short < UCT_XEN_AM_HDR) || (cfg->max_short > seg_size)) {
         ucs_error("xen: UCX_XEN_MAX_SHORT=%zu must be between %zu and "
                   "UCX_XEN_SEG_SIZE (%zu)", cfg->max_short, UCT_XEN_AM_HDR,
-                  cfg->seg_size);
+                  seg_size);
         return UCS_ERR_INVALID_PARAM;
     }
-    iface->config.seg_size  = cfg->seg_size;
+    iface->config.seg_size  = seg_size;
     iface->config.max_short = cfg->max_short;
     iface->config.events    = cfg->events;
     /* a put or a get answer is one record: header + data in one segment */
-    iface->config.rma_max   = (cfg->seg_size > UCT_XEN_RMA_HDR) ?
-                              (cfg->seg_size - UCT_XEN_RMA_HDR) : 0;
+    iface->config.rma_max   = (seg_size > UCT_XEN_RMA_HDR) ?
+                              (seg_size - UCT_XEN_RMA_HDR) : 0;
     return UCS_OK;
 }
 

@@ -27,6 +27,7 @@
 #define UCT_XEN_TL_NAME   "xen"
 #define UCT_XEN_DEV_NAME  "xen0"
 #define UCT_XEN_AM_HDR    sizeof(uint64_t)  /* AM short: header, then payload */
+#define UCT_XEN_SEG_SIZE_AUTO (32768 + 64)  /* UCX_XEN_SEG_SIZE=auto, room permitting */
 
 /*
  * Emulated RMA: the owner of the target memory executes puts and gets in its
