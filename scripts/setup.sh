@@ -8,6 +8,7 @@ PKGS=(
   mpich libmpich-dev openmpi-bin libopenmpi-dev hpcc gnuplot-nox
   qemu-system-x86 xen-hypervisor-4.17-amd64 xen-utils-4.17 linux-image-amd64
   busybox-static cpio xz-utils bc
+  hwloc  # lstopo with PNG output (xenmpi-topo draw); replaces hwloc-nox
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -68,6 +68,10 @@ echo "== unit tests (cmocka, sim backend)"
 run_cmocka sim "$B/test/unit/test_sim"
 run_cmocka channel "$B/test/unit/test_channel"
 
+echo "== host topology: cmocka, then publisher and CLI on sim domains (test/topo)"
+run_cmocka topo-unit "$B/test/unit/test_topo"
+run_suite topo-sim "$SRC/test/topo/run-topo-tests.sh" "$B"
+
 echo "== two sim domains, two processes"
 export XENMPI_BACKEND=sim
 run_cmd multi/stream-1e6 "$B/test/multi/chan_xdom" sim stream 1000000
