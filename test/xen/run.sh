@@ -179,6 +179,13 @@ build_images() {
     (cd "$du" && find . | cpio -o -H newc --quiet | gzip -6) >"$W/domu.cpio.gz" || return 1
 
     base_rootfs "$d0" || return 1
+    # dom0 publishes the host topology (tools/xenmpi-topo-publish, libxenlight)
+    # before the domU tests, when it was built
+    p=$BUILD/tools/xenmpi-topo-publish
+    [ -f "$BUILD/tools/.libs/xenmpi-topo-publish" ] && p=$BUILD/tools/.libs/xenmpi-topo-publish
+    if [ -f "$p" ]; then
+        cp -L "$p" "$d0/test/xenmpi-topo-publish" && copy_with_libs "$d0" "$p" || return 1
+    fi
     mkdir -p "$d0/usr/lib/xen-4.17/bin" "$d0/etc/xen" "$d0/boot"
     for f in xl xenstored xenconsoled xen-init-dom0; do
         cp -L $XB/$f "$d0$XB/$f" || return 1
