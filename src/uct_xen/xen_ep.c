@@ -223,12 +223,27 @@ ucs_status_t uct_xen_ep_pending_add(uct_ep_h tl_ep, uct_pending_req_t *req,
     return UCS_OK;
 }
 
+static int uct_xen_ep_is_iface_flush(uct_pending_req_priv_queue_t *priv)
+{
+    return ucs_container_of(priv, uct_pending_req_t, priv)->func ==
+           uct_xen_iface_flush_pending;
+}
+
+static void uct_xen_ep_cancel_iface_flush(uct_pending_req_t *req, void *arg)
+{
+    uct_xen_iface_flush_cancel(req);
+}
+
 void uct_xen_ep_pending_purge(uct_ep_h tl_ep, uct_pending_purge_callback_t cb,
                               void *arg)
 {
     uct_xen_ep_t *ep = ucs_derived_of(tl_ep, uct_xen_ep_t);
     uct_pending_req_priv_queue_t *priv;
 
+    /* iface flushes of ours are not the caller's to see: they fail here */
+    uct_pending_queue_purge(priv, &ep->pending_q,
+                            uct_xen_ep_is_iface_flush(priv),
+                            uct_xen_ep_cancel_iface_flush, NULL);
     uct_pending_queue_purge(priv, &ep->pending_q, 1, cb, arg);
 }
 

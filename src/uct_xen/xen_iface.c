@@ -347,6 +347,108 @@ static unsigned uct_xen_iface_progress(uct_iface_h tl_iface)
     return n;
 }
 
+/* An iface flush with a completion: one ep flush per ep, counted on one
+ * completion.  An ep with queued requests gets its flush queued behind them
+ * (a pending request of ours), so it covers them too. */
+typedef struct uct_xen_iface_flush uct_xen_iface_flush_t;
+
+typedef struct uct_xen_flush_pend {
+    uct_pending_req_t     req;
+    uct_xen_ep_t          *ep;
+    uct_xen_iface_flush_t *flush;
+} uct_xen_flush_pend_t;
+
+struct uct_xen_iface_flush {
+    uct_completion_t      sub;     /* ep flushes outstanding, +1 while issuing */
+    uct_completion_t      *comp;   /* the caller's */
+    uct_xen_flush_pend_t  pend[];  /* one per ep that had queued requests */
+};
+
+static void uct_xen_iface_flush_done(uct_completion_t *sub)
+{
+    uct_xen_iface_flush_t *f = ucs_container_of(sub, uct_xen_iface_flush_t, sub);
+
+    uct_invoke_completion(f->comp, sub->status);
+    ucs_free(f);
+}
+
+/* Start one ep's flush on the iface flush's completion. */
+static void uct_xen_iface_flush_ep(uct_xen_ep_t *ep, uct_xen_iface_flush_t *f)
+{
+    ucs_status_t status;
+
+    ++f->sub.count;
+    status = uct_xen_ep_flush(&ep->super.super, 0, &f->sub);
+    if (status != UCS_INPROGRESS) {
+        /* done (or failed) now: the ep flush will not complete it */
+        uct_invoke_completion(&f->sub, status);
+    }
+}
+
+/* Runs from the ep's pending queue once the requests ahead of it were sent. */
+ucs_status_t uct_xen_iface_flush_pending(uct_pending_req_t *req)
+{
+    uct_xen_flush_pend_t *p = ucs_container_of(req, uct_xen_flush_pend_t, req);
+    uct_xen_iface_flush_t *f = p->flush;
+
+    uct_xen_iface_flush_ep(p->ep, f);
+    uct_invoke_completion(&f->sub, UCS_OK);   /* the count taken when queued */
+    return UCS_OK;
+}
+
+/* The ep goes away with our flush still queued: it fails, the rest goes on. */
+void uct_xen_iface_flush_cancel(uct_pending_req_t *req)
+{
+    uct_xen_flush_pend_t *p = ucs_container_of(req, uct_xen_flush_pend_t, req);
+
+    uct_invoke_completion(&p->flush->sub, UCS_ERR_CANCELED);
+}
+
+static ucs_status_t uct_xen_iface_flush_comp(uct_xen_iface_t *iface,
+                                             uct_completion_t *comp)
+{
+    uct_xen_iface_flush_t *f;
+    uct_xen_flush_pend_t *p;
+    unsigned queued = 0;
+    uct_xen_ep_t *ep;
+    ucs_status_t status;
+
+    ucs_list_for_each(ep, &iface->ep_list, list) {
+        queued += !ucs_queue_is_empty(&ep->pending_q);
+    }
+    f = ucs_malloc(sizeof(*f) + queued * sizeof(*p), "xen_iface_flush");
+    if (f == NULL) {
+        ucs_error("xen: failed to allocate an iface flush");
+        return UCS_ERR_NO_MEMORY;
+    }
+    f->sub.func   = uct_xen_iface_flush_done;
+    f->sub.count  = 1;
+    f->sub.status = UCS_OK;
+    f->comp       = comp;
+    p             = f->pend;
+    ucs_list_for_each(ep, &iface->ep_list, list) {
+        if (ucs_queue_is_empty(&ep->pending_q)) {
+            uct_xen_iface_flush_ep(ep, f);
+            continue;
+        }
+        p->req.func = uct_xen_iface_flush_pending;
+        p->ep       = ep;
+        p->flush    = f;
+        ++f->sub.count;
+        uct_pending_req_queue_push(&ep->pending_q, &p->req);
+        ++p;
+    }
+    if (f->sub.count > 1) {
+        --f->sub.count;   /* the ep flushes complete it */
+        UCT_TL_IFACE_STAT_FLUSH_WAIT(&iface->super);
+        return UCS_INPROGRESS;
+    }
+    status = f->sub.status;
+    ucs_free(f);
+    UCT_TL_IFACE_STAT_FLUSH(&iface->super);
+    return status;
+}
+
 static ucs_status_t uct_xen_iface_flush(uct_iface_h tl_iface, unsigned flags,
                                         uct_completion_t *comp)
 {
@@ -354,7 +456,7 @@ static ucs_status_t uct_xen_iface_flush(uct_iface_h tl_iface, unsigned flags,
     uct_xen_ep_t *ep;
 
     if (comp != NULL) {
-        return UCS_ERR_UNSUPPORTED;
+        return uct_xen_iface_flush_comp(iface, comp);
     }
     ucs_list_for_each(ep, &iface->ep_list, list) {
         if (!ucs_queue_is_empty(&ep->pending_q) || !ucs_queue_is_empty(&ep->flush_q) ||

@@ -188,6 +188,11 @@ void uct_xen_ep_get_done(uct_xen_iface_t *iface, uct_xen_get_req_t *req,
 void uct_xen_ep_fail_gets(uct_xen_ep_t *ep, uct_xen_iface_t *iface,
                           ucs_status_t status, int complete);
 
+/* An iface flush queued on an ep's pending queue (behind its requests):
+ * run it, or (the ep's queue is purged) fail it. */
+ucs_status_t uct_xen_iface_flush_pending(uct_pending_req_t *req);
+void uct_xen_iface_flush_cancel(uct_pending_req_t *req);
+
 /* Run the ep's pending queue once its channel is no longer connecting (a
  * failed channel's requests run too, and see the error). */
 unsigned uct_xen_ep_dispatch_pending(uct_xen_ep_t *ep, uct_xen_iface_t *iface);
@@ -202,12 +207,6 @@ unsigned uct_xen_iface_report_errors(uct_xen_iface_t *iface);
 
 /* Channel state as a UCT status for the send path. */
 ucs_status_t uct_xen_chan_status(xm_channel_t *ch);
-
-/* Complete the ep's waiting flushes whose sends were processed by the peer
- * and whose gets were answered; returns how many completed. */
-unsigned uct_xen_ep_flush_progress(uct_xen_ep_t *ep, ucs_status_t status);
-/* Would the oldest waiting flush of this ep complete now? */
-int uct_xen_ep_flush_ready(uct_xen_ep_t *ep);
 
 /* Complete the ep's waiting flushes whose sends were processed by the peer
  * and whose gets were answered; returns how many completed. */

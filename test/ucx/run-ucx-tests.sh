@@ -208,7 +208,8 @@ ucp_prog ucp-peer-fail-kill kill
 # test/ucx/uct_rma_hostile (built by `make check`, or UCT_RMA_HOSTILE): one
 # process plays a peer that forges rkeys; the owner refuses every put and get
 # outside a live registration (memory unchanged, gets complete with an error),
-# logs each refusal naming the peer's domain, and keeps serving.
+# logs each refusal naming the peer's domain, and keeps serving.  Then an
+# iface flush with a completion over a full ring and a queued put.
 t=uct-rma-hostile
 hostile=${UCT_RMA_HOSTILE:-$(dirname "$(dirname "$lib")")/test/ucx/uct_rma_hostile}
 if [ ! -x "$hostile" ]; then

@@ -9,6 +9,9 @@
  * marker put on the same channel: puts are applied in ring order, so once
  * the marker landed the hostile put has been handled, and the memory it
  * aimed at must be unchanged.  Refused gets must complete with an error.
+ * Last, an iface flush with a completion: it covers puts still in the ring
+ * and a request queued behind a full ring (completing only once both
+ * landed), and fails with UCS_ERR_CANCELED when the queue is purged.
  *
  *   usage: LD_PRELOAD=libuct_xen.so XENMPI_SIM_HOST=<name> uct_rma_hostile
  * Prints "ok: ..." per check and "FAIL: ..." on failure (exit status 1).
@@ -171,6 +174,110 @@ static ucs_status_t get(void *dest, size_t len, uint64_t addr, uct_rkey_t rkey)
     CHECK(ctx.done, "get not completed within 10 s");
     CHECK(uct_ep_flush(ep, 0, NULL) == UCS_OK, "flush after the get: busy");
     return ctx.status;
+}
+
+/* a put queued on the ep's pending queue (the ring was full) */
+typedef struct {
+    uct_pending_req_t req;
+    int               ran;
+    uint64_t          val;
+    uct_rkey_t        rkey;
+} pending_put_t;
+
+static ucs_status_t pending_put(uct_pending_req_t *req)
+{
+    pending_put_t *pp = ucs_container_of(req, pending_put_t, req);
+    ucs_status_t status;
+
+    status = uct_ep_put_short(ep, &pp->val, sizeof(pp->val),
+                              (uintptr_t)&owner.good[48], pp->rkey);
+    pp->ran |= (status == UCS_OK);
+    return status;
+}
+
+static void count_purged(uct_pending_req_t *req, void *arg)
+{
+    ++*(int*)arg;
+}
+
+/* Fill A's ring to B while only A progresses; returns the last value put
+ * into owner.good[40..48). */
+static uint64_t fill_ring(uct_rkey_t rkey)
+{
+    ucs_status_t status;
+    uint64_t v = 0;
+
+    for (;;) {
+        ++v;
+        status = uct_ep_put_short(ep, &v, sizeof(v), (uintptr_t)&owner.good[40],
+                                  rkey);
+        if (status != UCS_OK) {
+            break;
+        }
+        CHECK(v < 1000000, "the ring never fills");
+    }
+    CHECK(status == UCS_ERR_NO_RESOURCE, "put on a full ring: %s",
+          ucs_status_string(status));
+    return v - 1;
+}
+
+static void check_iface_flush(uct_rkey_t rkey)
+{
+    get_ctx_t fc = {{get_comp, 1, UCS_OK}, 0, UCS_OK, NULL};
+    pending_put_t pp = {.req.func = pending_put, .val = 0x1122334455667788ull,
+                        .rkey = rkey};
+    double end;
+    uint64_t last, got;
+    int i, purged = 0;
+
+    marker(rkey);
+    CHECK(uct_iface_flush(iface_a, 0, &fc.comp) == UCS_OK,
+          "iface flush with nothing outstanding is not done at once");
+    CHECK(!fc.done, "an iface flush that returned UCS_OK called its completion");
+
+    last = fill_ring(rkey);
+    CHECK_OK(uct_ep_pending_add(ep, &pp.req, 0), "pending_add on a full ring");
+    CHECK(uct_iface_flush(iface_a, 0, &fc.comp) == UCS_INPROGRESS,
+          "iface flush with a full ring and a queued put is done at once");
+    for (i = 0; i < 10000; ++i) {
+        uct_iface_progress(iface_a);   /* B consumes nothing */
+    }
+    CHECK(!fc.done && !pp.ran, "iface flush completed (%d) or the queued put "
+          "ran (%d) while the peer consumed nothing", fc.done, pp.ran);
+    end = now() + 10;
+    while (!fc.done && (now() < end)) {
+        uct_worker_progress(worker);
+    }
+    CHECK(fc.done, "iface flush not completed within 10 s");
+    CHECK_OK(fc.status, "iface flush completion");
+    CHECK(pp.ran, "iface flush completed before the queued put was sent");
+    memcpy(&got, &owner.good[48], sizeof(got));
+    CHECK(got == pp.val, "iface flush completed before the queued put landed");
+    memcpy(&got, &owner.good[40], sizeof(got));
+    CHECK(got == last, "iface flush completed before the ring's last put "
+          "landed (%llu, expected %llu)", (unsigned long long)got,
+          (unsigned long long)last);
+    printf("ok: iface flush with a completion covers %llu puts in the ring "
+           "and one queued behind it\n", (unsigned long long)last);
+
+    /* purged with our flush queued: the caller sees only its own request */
+    fc.done = 0;
+    fc.comp.count = 1;
+    pp.ran = 0;
+    fill_ring(rkey);
+    CHECK_OK(uct_ep_pending_add(ep, &pp.req, 0), "pending_add on a full ring");
+    CHECK(uct_iface_flush(iface_a, 0, &fc.comp) == UCS_INPROGRESS,
+          "iface flush behind a queued put is done at once");
+    uct_ep_pending_purge(ep, count_purged, &purged);
+    CHECK(purged == 1, "purge handed %d requests to the caller, expected its "
+          "own 1", purged);
+    CHECK(fc.done && (fc.status == UCS_ERR_CANCELED), "purged iface flush: "
+          "done %d, %s", fc.done, ucs_status_string(fc.status));
+    marker(rkey);
+    CHECK(uct_iface_flush(iface_a, 0, NULL) == UCS_OK, "iface flush after "
+          "the ring drained");
+    printf("ok: purging the queue fails the queued iface flush with %s\n",
+           ucs_status_string(UCS_ERR_CANCELED));
 }
 
 static uct_iface_h open_iface(void)
@@ -372,6 +479,8 @@ int main(void)
     CHECK(!memcmp(buf, owner.good, 64) && !memcmp(&buf[8], pattern, 8),
           "get after the refusals: wrong data");
     printf("ok: owner still serves legitimate puts and gets\n");
+
+    check_iface_flush(good.rkey);
 
     uct_rkey_release(cmpt, &good);
     uct_rkey_release(cmpt, &stale_rk);
