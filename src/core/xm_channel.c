@@ -22,12 +22,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+
+/* the receive copy buffer: a peer's ring may be larger than ours, so it
+ * holds the largest message any ring allows */
+#define XM_RXBUF_SIZE XM_MAX_MSG((size_t)XM_RING_MAX_PAGES * XM_PAGE_SIZE)
 
 struct xm_channel {
     xm_endpoint_t *ep;
@@ -123,7 +128,12 @@ int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **
     ep->connect_timeout = tmo && atof(tmo) > 0 ? atof(tmo) : 60.0;
     ep->max_msg = XM_MAX_MSG((size_t)pages * XM_PAGE_SIZE);
     /* a peer's ring may be larger than ours: size for the largest allowed */
-    ep->rxbuf = malloc(XM_MAX_MSG(XM_RING_MAX_PAGES * XM_PAGE_SIZE));
+    ep->rxbuf = mmap(NULL, XM_RXBUF_SIZE, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (ep->rxbuf == MAP_FAILED)
+        ep->rxbuf = NULL;
+    else if (params->place_cb)
+        params->place_cb(params->cb_arg, ep->rxbuf, XM_RXBUF_SIZE);
     snprintf(ep->dir, sizeof(ep->dir), "/local/domain/%u/xenmpi/ep%u", hv->domid, ep->id);
     snprintf(ep->req_dir, sizeof(ep->req_dir), "%s/req", ep->dir);
     rc = -ENOMEM;
@@ -172,7 +182,8 @@ void xm_endpoint_close(xm_endpoint_t *ep)
     xm_store_remove(ep->hv, ep->dir);
     if (ep->epfd >= 0)
         close(ep->epfd);
-    free(ep->rxbuf);
+    if (ep->rxbuf)
+        munmap(ep->rxbuf, XM_RXBUF_SIZE);
     free(ep);
 }
 
@@ -207,6 +218,8 @@ static int chan_share_own(xm_channel_t *ch)
         return rc;
     }
     ch->my = p;
+    if (ch->ep->p.place_cb)
+        ch->ep->p.place_cb(ch->ep->p.cb_arg, ch->my, XM_PAGE_SIZE);
     rc = xm_hv_share(hv, ch->peer_dom, ch->tx_pages, 0, -1, -1, &p, ch->tx_refs);
     if (rc) {
         xm_error("granting a %u-page ring to domain %u: %s", ch->tx_pages, ch->peer_dom,
@@ -214,6 +227,8 @@ static int chan_share_own(xm_channel_t *ch)
         return rc;
     }
     ch->tx = p;
+    if (ch->ep->p.place_cb)
+        ch->ep->p.place_cb(ch->ep->p.cb_arg, ch->tx, ch->tx_size);
     ch->my->magic = XM_WIRE_MAGIC;
     ch->my->version = XM_WIRE_VERSION;
     ch->my->hdr_size = sizeof(struct xm_ctrl_page);

@@ -38,6 +38,10 @@ typedef struct xm_ep_params {
     void (*recv_cb)(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len);
     void (*event_cb)(void *arg, xm_channel_t *ch, enum xm_chan_event ev);
     void *cb_arg;
+    /* Optional: called once on each block of memory the endpoint allocates
+     * for itself (the receive copy buffer, its own control pages and rings)
+     * right after allocation, to place it (NUMA binding).  Best effort. */
+    void (*place_cb)(void *arg, void *addr, size_t len);
 } xm_ep_params_t;
 
 int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **out);

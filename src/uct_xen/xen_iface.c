@@ -11,8 +11,11 @@
 #include <ucs/sys/string.h>
 #include <ucs/arch/cpu.h>
 
+#include "xm_topo.h"
+
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <string.h>
 
 static uct_iface_ops_t uct_xen_iface_ops;
@@ -45,6 +48,11 @@ ucs_config_field_t uct_xen_iface_config_table[] = {
      "Hypervisor backend: auto (XENMPI_BACKEND, else xen when /dev/xen exists, else sim), xen, sim.",
      ucs_offsetof(uct_xen_iface_config_t, backend),
      UCS_CONFIG_TYPE_ENUM(uct_xen_backend_names)},
+
+    {"NUMA_BIND", "y",
+     "Bind each ring and receive buffer this interface allocates to the NUMA node of the\n"
+     "vCPU that opened it (as this VM sees its nodes).",
+     ucs_offsetof(uct_xen_iface_config_t, numa_bind), UCS_CONFIG_TYPE_BOOL},
 
     {"EVENTS", "y",
      "Advertise wakeup events (send completion, receive, event fd) for UCP's wakeup feature.",
@@ -617,9 +625,10 @@ static ucs_status_t uct_xen_iface_query(uct_iface_h tl_iface,
     attr->cap.am.max_iov         = SIZE_MAX;
 
     /* one copy into a shared ring, one out of it, like the posix mm
-     * transport; polling with no system call on the data path */
-    attr->latency                = ucs_linear_func_make(100e-9, 0);
-    attr->bandwidth.dedicated    = 10000.0 * UCS_MBYTE;
+     * transport; polling with no system call on the data path; the
+     * distance to the nearest other domain scales it */
+    attr->latency                = ucs_linear_func_make(iface->config.latency, 0);
+    attr->bandwidth.dedicated    = iface->config.bandwidth;
     attr->bandwidth.shared       = 0;
     attr->overhead               = 15e-9;
     attr->priority               = 0;
@@ -661,6 +670,127 @@ static int uct_xen_iface_is_reachable(const uct_iface_h tl_iface,
     /* our own endpoint: the core has no loopback channel (self does that) */
     return (iface_addr == NULL) || (peer.domid != iface->dev_addr.domid) ||
            (*(const uct_xen_iface_addr_t*)iface_addr != iface->addr);
+}
+
+/* ---------------- placement ---------------- */
+
+/* Estimates by the distance to the nearest other domain, as dom0 published
+ * it (docs/topology.md); without that data, the same NUMA node is assumed.
+ * A peer time-sharing our pCPU must wait for the scheduler. */
+static const struct {
+    double latency;     /* seconds */
+    double bandwidth;   /* MB/s */
+} uct_xen_class_perf[] = {
+    [XM_TOPO_SAME_PU]       = {2000e-9,  2000.0},
+    [XM_TOPO_SAME_CORE]     = {  60e-9, 12000.0},
+    [XM_TOPO_SAME_NUMA]     = { 100e-9, 10000.0},
+    [XM_TOPO_SAME_PACKAGE]  = { 150e-9,  8000.0},
+    [XM_TOPO_CROSS_PACKAGE] = { 250e-9,  6000.0},
+};
+
+static void uct_xen_iface_distance_init(uct_xen_iface_t *iface)
+{
+    int cpu = sched_getcpu(), cls = XM_TOPO_SAME_NUMA, pv, n;
+    uint32_t self = iface->dev_addr.domid, d, nearest = 0;
+    xm_topo_class_t c;
+    xm_topo_t *t;
+    unsigned i;
+
+    iface->dist_class = -1;
+    if ((cpu < 0) || (xm_topo_read_store(iface->hv, self, &t) != 0)) {
+        ucs_debug("xen: no host topology from dom0 (%s): estimates for the same "
+                  "NUMA node", (cpu < 0) ? "sched_getcpu failed" :
+                  xm_topo_last_error());
+    } else {
+        for (i = 0; i < xm_topo_ndomains(t); ++i) {
+            d = xm_topo_domain_at(t, i);
+            n = (d == self) ? 0 : xm_topo_domain_nvcpus(t, d);
+            for (pv = 0; pv < n; ++pv) {
+                if ((xm_topo_peer_class(t, cpu, d, pv, &c) == 0) &&
+                    ((iface->dist_class < 0) || ((int)c < iface->dist_class))) {
+                    iface->dist_class = c;
+                    nearest           = d;
+                }
+            }
+        }
+        xm_topo_free(t);
+        if (iface->dist_class >= 0) {
+            cls = iface->dist_class;
+            ucs_debug("xen: vCPU %d: nearest other domain %u is %s", cpu, nearest,
+                      xm_topo_class_name(cls));
+        }
+    }
+    iface->config.latency   = uct_xen_class_perf[cls].latency;
+    iface->config.bandwidth = uct_xen_class_perf[cls].bandwidth * UCS_MBYTE;
+}
+
+/* xm_ep_params_t::place_cb: memory the core allocates for this iface */
+static void uct_xen_place(void *arg, void *addr, size_t len)
+{
+    uct_xen_iface_t *iface = arg;
+
+    if (iface->nodeset == NULL) {
+        return;
+    }
+    if (hwloc_set_area_membind(iface->topo, addr, len, iface->nodeset,
+                               HWLOC_MEMBIND_BIND, HWLOC_MEMBIND_BYNODESET |
+                               HWLOC_MEMBIND_MIGRATE) == 0) {
+        ++iface->placed;
+    } else {
+        /* e.g. grant mappings, whose pages the kernel already placed */
+        ucs_debug("xen: iface %p: binding %zu bytes at %p: %m", iface, len, addr);
+    }
+}
+
+static void uct_xen_iface_numa_cleanup(uct_xen_iface_t *iface)
+{
+    if (iface->nodeset != NULL) {
+        hwloc_bitmap_free(iface->nodeset);
+        iface->nodeset = NULL;
+    }
+    if (iface->topo != NULL) {
+        hwloc_topology_destroy(iface->topo);
+        iface->topo = NULL;
+    }
+}
+
+/* The NUMA node(s), as this VM sees them, of the vCPU opening the iface:
+ * the thread that opens it is the one that progresses it. */
+static void uct_xen_iface_numa_init(uct_xen_iface_t *iface, int enable)
+{
+    hwloc_cpuset_t cpus;
+    char buf[64];
+
+    iface->topo    = NULL;
+    iface->nodeset = NULL;
+    iface->placed  = 0;
+    if (!enable) {
+        return;
+    }
+    if ((hwloc_topology_init(&iface->topo) != 0) ||
+        (hwloc_topology_load(iface->topo) != 0)) {
+        ucs_debug("xen: hwloc topology: %m; no NUMA binding");
+        uct_xen_iface_numa_cleanup(iface);
+        return;
+    }
+    cpus           = hwloc_bitmap_alloc();
+    iface->nodeset = hwloc_bitmap_alloc();
+    if ((cpus == NULL) || (iface->nodeset == NULL) ||
+        (hwloc_get_last_cpu_location(iface->topo, cpus,
+                                     HWLOC_CPUBIND_THREAD) != 0)) {
+        hwloc_bitmap_free(cpus);
+        ucs_debug("xen: no CPU location: no NUMA binding");
+        uct_xen_iface_numa_cleanup(iface);
+        return;
+    }
+    hwloc_cpuset_to_nodeset(iface->topo, cpus, iface->nodeset);
+    hwloc_bitmap_free(cpus);
+    if (hwloc_bitmap_iszero(iface->nodeset)) {
+        uct_xen_iface_numa_cleanup(iface);
+        return;
+    }
+    hwloc_bitmap_list_snprintf(buf, sizeof(buf), iface->nodeset);
+    ucs_debug("xen: iface %p: rings and buffers on NUMA node(s) %s", iface, buf);
 }
 
 /* ---------------- open and close ---------------- */
@@ -785,11 +915,14 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     ep_params.recv_cb    = uct_xen_recv_cb;
     ep_params.event_cb   = uct_xen_event_cb;
     ep_params.cb_arg     = self;
+    ep_params.place_cb   = uct_xen_place;
+    uct_xen_iface_numa_init(self, cfg->numa_bind);
     rc = xm_endpoint_open(self->hv, &ep_params, &self->xep);
     if (rc < 0) {
         status = UCS_ERR_NO_DEVICE;
         goto err_hv_close;
     }
+    uct_xen_iface_distance_init(self);
     self->addr = xm_endpoint_id(self->xep);
 
     status = uct_xen_iface_check_config(self, cfg);
@@ -806,6 +939,7 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
 err_ep_close:
     xm_endpoint_close(self->xep);
 err_hv_close:
+    uct_xen_iface_numa_cleanup(self);
     xm_hv_close(self->hv);
     kh_destroy_inplace(uct_xen_get, &self->gets);
     return status;
@@ -834,6 +968,7 @@ static UCS_CLASS_CLEANUP_FUNC(uct_xen_iface_t)
     /* closes every channel: peers see PEER_GONE */
     xm_endpoint_close(self->xep);
     xm_hv_close(self->hv);
+    uct_xen_iface_numa_cleanup(self);
 }
 
 UCS_CLASS_DEFINE(uct_xen_iface_t, uct_base_iface_t);

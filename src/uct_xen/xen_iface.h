@@ -24,6 +24,8 @@
 
 #include "xm_channel.h"
 
+#include <hwloc.h>
+
 #define UCT_XEN_TL_NAME   "xen"
 #define UCT_XEN_DEV_NAME  "xen0"
 #define UCT_XEN_AM_HDR    sizeof(uint64_t)  /* AM short: header, then payload */
@@ -104,6 +106,7 @@ typedef struct uct_xen_iface_config {
     size_t             max_short;
     int                backend;     /* uct_xen_backend_t */
     int                events;      /* advertise wakeup events */
+    int                numa_bind;   /* bind own rings and buffers locally */
 } uct_xen_iface_config_t;
 
 typedef struct uct_xen_iface {
@@ -120,11 +123,18 @@ typedef struct uct_xen_iface {
     uint64_t             next_get_id;
     ucs_queue_head_t     reply_q;      /* get answers waiting for ring room */
     uint64_t             rma_rejected; /* remote accesses refused (hostile or stale) */
+    hwloc_topology_t     topo;         /* this VM's own view (NUMA binding) */
+    hwloc_nodeset_t      nodeset;      /* NUMA node(s) of the opening vCPU; NULL: no binding */
+    unsigned             placed;       /* memory blocks bound to nodeset */
+    int                  dist_class;   /* xm_topo_class_t to the nearest other
+                                        * domain (dom0's data), -1: unknown */
     struct {
         size_t           seg_size;     /* max AM bcopy, validated */
         size_t           max_short;    /* max AM short incl. the 8-byte header */
         int              events;       /* advertise EVENT_* */
         size_t           rma_max;      /* max put/get payload; 0: no RMA */
+        double           latency;      /* estimates for iface query, from */
+        double           bandwidth;    /* dist_class (bytes per second) */
     } config;
 } uct_xen_iface_t;
 

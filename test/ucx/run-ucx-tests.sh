@@ -56,7 +56,7 @@ fi
 t=info-config
 run_info -c -f > "$tmp/$t" 2>&1
 missing=
-for var in RING_PAGES SEG_SIZE MAX_SHORT BACKEND EVENTS; do
+for var in RING_PAGES SEG_SIZE MAX_SHORT BACKEND EVENTS NUMA_BIND; do
     # a description: a non-empty comment in the block above the variable
     awk -v v="UCX_XEN_$var=" '
         /^#/ { if ($0 !~ /^# *$/ && $0 !~ /^# (syntax|inherits):/) doc = 1; next }
@@ -231,12 +231,75 @@ else
     fi
 fi
 
+# ---------------------------------------------------------------- topology
+# Placement (docs/topology.md): the estimates ucx_info prints follow dom0's
+# host topology (nearest other domain: no data = same NUMA node 100 ns, same
+# core 60 ns, another package 250 ns), and the rings and receive buffer an
+# iface allocates are bound to its vCPU's NUMA node (policy in numa_maps).
+t=estimates-from-topology
+pub=$(dirname "$(dirname "$lib")")/tools/xenmpi-topo-publish
+th=$(new_host "$t")
+lat_of() {  # domid: latency (ns) of the xen iface per ucx_info -d
+    env LD_PRELOAD="$lib" XENMPI_BACKEND=sim XENMPI_SIM_HOST="$th" XENMPI_SIM_DOMID=$1 \
+        timeout "$TMO" ucx_info -d 2>&1 | awk '/Transport: xen$/ {x = 1} x && /latency:/ {print $3; exit}'
+}
+publish_aff() {  # offset of domain 12's pCPUs from domain 11's (vCPU v of 11 on pCPU 2v)
+    local v n; n=$(getconf _NPROCESSORS_CONF)
+    for v in $(seq 0 $((n - 1))); do echo "11 $v $((2 * v))"; echo "12 $v $((2 * v + $1))"; done > "$tmp/$t.aff"
+    env XENMPI_BACKEND=sim XENMPI_SIM_HOST="$th" XENMPI_SIM_DOMID=0 "$pub" --host-id "$th" \
+        --synthetic "pack:2 numa:2 core:4 pu:2" --affinity "$tmp/$t.aff" >> "$tmp/$t" 2>&1
+}
+if [ ! -x "$pub" ]; then
+    fail "$t" "$pub not built"
+else
+    # both domains exist (ucx_info ran in them) before dom0 publishes
+    none="$(lat_of 11) $(lat_of 12)"
+    publish_aff 1;  core="$(lat_of 11) $(lat_of 12)"
+    publish_aff 16; cross="$(lat_of 11) $(lat_of 12)"
+    if [ "$none" = "100 100" ] && [ "$core" = "60 60" ] && [ "$cross" = "250 250" ]; then
+        pass "$t"
+        echo "#   latency estimate: no dom0 data $none ns, same core $core ns, other package $cross ns"
+    else
+        fail "$t" "latency estimates: none '$none' (100 100), same core '$core' (60 60), other package '$cross' (250 250)" "$tmp/$t"
+    fi
+fi
+
+# bound_pages <name> <env>: a running am_lat pair; prints "<memfd> <anon>":
+# the server's mappings of grant memory and anonymous memory that carry a
+# NUMA policy other than the default
+bound_pages() {
+    local name=$1 envs=$2 h spid cpid pid
+    h=$(new_host "$name"); port=$((port + 1))
+    env LD_PRELOAD="$lib" XENMPI_SIM_HOST="$h" $envs timeout "$TMO" ucx_perftest -p $port \
+        -d xen0 -x xen -t am_lat -D short -s 8 -n 1000000000 > /dev/null 2>&1 &
+    spid=$!
+    for _ in $(seq 50); do ss -ltn 2>/dev/null | grep -q ":$port\b" && break; sleep 0.1; done
+    env LD_PRELOAD="$lib" XENMPI_SIM_HOST="$h" $envs timeout "$TMO" ucx_perftest 127.0.0.1 -p $port \
+        -d xen0 -x xen -t am_lat -D short -s 8 -n 1000000000 > /dev/null 2>&1 &
+    cpid=$!
+    sleep 1
+    pid=$(pgrep -P $spid ucx_perftest)
+    awk '$2 != "default" { if ($0 ~ /memfd:xenmpi-grant/) m++; else if ($0 ~ / anon=/) a++ }
+         END { print m + 0, a + 0 }' "/proc/$pid/numa_maps" 2>/dev/null || echo "none none"
+    kill $cpid $spid 2>/dev/null; wait $cpid $spid 2>/dev/null
+}
+t=numa-binding
+on=$(bound_pages $t-on "")
+off=$(bound_pages $t-off "UCX_XEN_NUMA_BIND=n")
+read -r on_m on_a <<< "$on"
+if [ "$on_m" != none ] && [ "$on_m" -ge 130 ] && [ "$on_a" -ge 1 ] && [ "$off" = "0 0" ]; then
+    pass "$t"
+    echo "#   mappings with a NUMA policy: $on_m grant pages and $on_a receive buffer (UCX_XEN_NUMA_BIND=n: $off)"
+else
+    fail "$t" "mappings with a NUMA policy (grant, anon): '$on' (>= 130 and >= 1), with UCX_XEN_NUMA_BIND=n '$off' (0 0)"
+fi
+
 # ---------------------------------------------------------------- errors
 # Xen required where there is none: iface open fails with the core's
 # message, nothing crashes.
 t=backend-xen-missing
 if [ -e /dev/xen/evtchn ]; then
-    pass "$t"; echo "#   skipped: /dev/xen exists here"
+    echo "SKIP: ucx/$t (/dev/xen exists here)"
 else
     env LD_PRELOAD="$lib" UCX_XEN_BACKEND=xen timeout "$TMO" ucx_info -d > "$tmp/$t" 2>&1
     rc=$?
