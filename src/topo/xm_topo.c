@@ -801,15 +801,7 @@ int xm_topo_peer_class(const xm_topo_t *t, unsigned vcpu, uint32_t peer,
 
 /* ---- text output ---------------------------------------------------------------- */
 
-struct sbuf {
-    char *s;
-    size_t len, cap;
-    int err;
-};
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
+void sb_printf(struct sbuf *b, const char *fmt, ...)
 {
     va_list ap;
     int n;

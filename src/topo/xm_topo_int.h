@@ -31,6 +31,15 @@ int topo_list_parse(const char *s, size_t len, hwloc_bitmap_t set,
 int topo_load_xml(const char *xml, size_t len, hwloc_topology_t *out,
                   const char **why);
 
+/* A growing text buffer: sb_printf appends (NUL-terminated; the first
+ * failure sticks in err, later calls do nothing). */
+struct sbuf {
+    char *s;
+    size_t len, cap;
+    int err;
+};
+void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Export compact XML v2 into a malloc'ed NUL-terminated buffer. */
 int topo_export(hwloc_topology_t topo, char **xml, size_t *len);
 

@@ -72,48 +72,13 @@ int xm_topo_xml_from_file(const char *path, char **xml, size_t *len)
  * one Group per node) or sockets inside NUMA nodes (a node with several
  * sockets gets a Group).  The text is loaded by hwloc and exported again, so
  * what is published is hwloc's own normalised form. */
-struct xb {
-    char *s;
-    size_t len, cap;
-    int err;
-};
-
-static void xb_add(struct xb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void xb_add(struct xb *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (b->err)
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (b->len + (size_t)n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + (size_t)n + 1)
-            cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s) {
-            b->err = -ENOMEM;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-static void xb_sets(struct xb *b, hwloc_const_bitmap_t cpus, hwloc_const_bitmap_t nodes)
+static void xb_sets(struct sbuf *b, hwloc_const_bitmap_t cpus, hwloc_const_bitmap_t nodes)
 {
     char c[4096], n[1024];
 
     hwloc_bitmap_snprintf(c, sizeof(c), cpus);
     hwloc_bitmap_snprintf(n, sizeof(n), nodes);
-    xb_add(b, " cpuset=\"%s\" complete_cpuset=\"%s\" nodeset=\"%s\" complete_nodeset=\"%s\"",
+    sb_printf(b, " cpuset=\"%s\" complete_cpuset=\"%s\" nodeset=\"%s\" complete_nodeset=\"%s\"",
            c, c, n, n);
 }
 
@@ -148,21 +113,21 @@ static void select_cpus(const struct cpuinfo *ci, int s, int nd, hwloc_bitmap_t 
         }
 }
 
-static void emit_numa(struct xb *b, const struct cpuinfo *ci, int nd)
+static void emit_numa(struct sbuf *b, const struct cpuinfo *ci, int nd)
 {
     hwloc_bitmap_t c = hwloc_bitmap_alloc(), n = hwloc_bitmap_alloc();
     uint64_t mem = ci->mem && (unsigned)nd < ci->nmem ? ci->mem[nd] : 0;
 
     select_cpus(ci, -1, nd, c, n);
-    xb_add(b, "<object type=\"NUMANode\" os_index=\"%d\"", nd);
+    sb_printf(b, "<object type=\"NUMANode\" os_index=\"%d\"", nd);
     xb_sets(b, c, n);
-    xb_add(b, " local_memory=\"%llu\"/>\n", (unsigned long long)mem);
+    sb_printf(b, " local_memory=\"%llu\"/>\n", (unsigned long long)mem);
     hwloc_bitmap_free(c);
     hwloc_bitmap_free(n);
 }
 
 /* cores and PUs of socket s restricted to node nd (-1: any) */
-static void emit_cores(struct xb *b, const struct cpuinfo *ci, int s, int nd)
+static void emit_cores(struct sbuf *b, const struct cpuinfo *ci, int s, int nd)
 {
     hwloc_bitmap_t done = hwloc_bitmap_alloc(), c = hwloc_bitmap_alloc(),
                    n = hwloc_bitmap_alloc(), one = hwloc_bitmap_alloc();
@@ -178,17 +143,17 @@ static void emit_cores(struct xb *b, const struct cpuinfo *ci, int s, int nd)
                 hwloc_bitmap_set(c, j);
         hwloc_bitmap_or(done, done, c);
         hwloc_bitmap_only(n, (unsigned)node_of(ci, i));
-        xb_add(b, "<object type=\"Core\" os_index=\"%d\"", ci->c[i].core);
+        sb_printf(b, "<object type=\"Core\" os_index=\"%d\"", ci->c[i].core);
         xb_sets(b, c, n);
-        xb_add(b, ">\n");
+        sb_printf(b, ">\n");
         for (unsigned j = i; j < ci->n; j++)
             if (hwloc_bitmap_isset(c, j)) {
                 hwloc_bitmap_only(one, j);
-                xb_add(b, "<object type=\"PU\" os_index=\"%u\"", j);
+                sb_printf(b, "<object type=\"PU\" os_index=\"%u\"", j);
                 xb_sets(b, one, n);
-                xb_add(b, "/>\n");
+                sb_printf(b, "/>\n");
             }
-        xb_add(b, "</object>\n");
+        sb_printf(b, "</object>\n");
     }
     hwloc_bitmap_free(done);
     hwloc_bitmap_free(c);
@@ -203,7 +168,7 @@ int xm_topo_xml_from_cpus(const xm_topo_pcpu_t *cpus, unsigned ncpus,
     struct cpuinfo ci = { cpus, ncpus, node_mem, nnodes };
     hwloc_bitmap_t sockets = hwloc_bitmap_alloc(), nodes = hwloc_bitmap_alloc();
     hwloc_bitmap_t c = hwloc_bitmap_alloc(), n = hwloc_bitmap_alloc();
-    struct xb b = { 0 };
+    struct sbuf b = { 0 };
     int nodes_in_sockets = 1, sockets_in_nodes = 1, s, nd, rc;
     hwloc_topology_t topo;
     const char *why;
@@ -252,7 +217,7 @@ int xm_topo_xml_from_cpus(const xm_topo_pcpu_t *cpus, unsigned ncpus,
     }
 
     select_cpus(&ci, -1, -1, c, n);
-    xb_add(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+    sb_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                "<!DOCTYPE topology SYSTEM \"hwloc2.dtd\">\n<topology version=\"2.0\">\n"
                "<object type=\"Machine\" os_index=\"0\"");
     xb_sets(&b, c, n);
@@ -260,34 +225,34 @@ int xm_topo_xml_from_cpus(const xm_topo_pcpu_t *cpus, unsigned ncpus,
         char cs[4096], ns[1024];
         hwloc_bitmap_snprintf(cs, sizeof(cs), c);
         hwloc_bitmap_snprintf(ns, sizeof(ns), n);
-        xb_add(&b, " allowed_cpuset=\"%s\" allowed_nodeset=\"%s\">\n", cs, ns);
+        sb_printf(&b, " allowed_cpuset=\"%s\" allowed_nodeset=\"%s\">\n", cs, ns);
     }
-    xb_add(&b, "<info name=\"Backend\" value=\"Xen\"/>\n");
+    sb_printf(&b, "<info name=\"Backend\" value=\"Xen\"/>\n");
     if (nodes_in_sockets) {
         hwloc_bitmap_foreach_begin(s, sockets)
             select_cpus(&ci, s, -1, c, n);
             int multi = hwloc_bitmap_weight(n) > 1, node;
-            xb_add(&b, "<object type=\"Package\" os_index=\"%d\"", s);
+            sb_printf(&b, "<object type=\"Package\" os_index=\"%d\"", s);
             xb_sets(&b, c, n);
-            xb_add(&b, ">\n");
+            sb_printf(&b, ">\n");
             hwloc_bitmap_t sn = hwloc_bitmap_dup(n);
             hwloc_bitmap_foreach_begin(node, sn)
                 if (multi) {
                     hwloc_bitmap_t gc = hwloc_bitmap_alloc(), gn = hwloc_bitmap_alloc();
                     select_cpus(&ci, s, node, gc, gn);
-                    xb_add(&b, "<object type=\"Group\"");
+                    sb_printf(&b, "<object type=\"Group\"");
                     xb_sets(&b, gc, gn);
-                    xb_add(&b, ">\n");
+                    sb_printf(&b, ">\n");
                     hwloc_bitmap_free(gc);
                     hwloc_bitmap_free(gn);
                 }
                 emit_numa(&b, &ci, node);
                 emit_cores(&b, &ci, s, multi ? node : -1);
                 if (multi)
-                    xb_add(&b, "</object>\n");
+                    sb_printf(&b, "</object>\n");
             hwloc_bitmap_foreach_end();
             hwloc_bitmap_free(sn);
-            xb_add(&b, "</object>\n");
+            sb_printf(&b, "</object>\n");
         hwloc_bitmap_foreach_end();
     } else {
         hwloc_bitmap_foreach_begin(nd, nodes)
@@ -296,27 +261,27 @@ int xm_topo_xml_from_cpus(const xm_topo_pcpu_t *cpus, unsigned ncpus,
             for (unsigned i = 0; i < ncpus; i++)
                 if (hwloc_bitmap_isset(c, i))
                     hwloc_bitmap_set(ns, (unsigned)cpus[i].socket);
-            xb_add(&b, "<object type=\"Group\"");
+            sb_printf(&b, "<object type=\"Group\"");
             xb_sets(&b, c, n);
-            xb_add(&b, ">\n");
+            sb_printf(&b, ">\n");
             emit_numa(&b, &ci, nd);
             int sk;
             hwloc_bitmap_foreach_begin(sk, ns)
                 hwloc_bitmap_t pc = hwloc_bitmap_alloc(), pn = hwloc_bitmap_alloc();
                 select_cpus(&ci, sk, -1, pc, pn);
-                xb_add(&b, "<object type=\"Package\" os_index=\"%d\"", sk);
+                sb_printf(&b, "<object type=\"Package\" os_index=\"%d\"", sk);
                 xb_sets(&b, pc, pn);
-                xb_add(&b, ">\n");
+                sb_printf(&b, ">\n");
                 emit_cores(&b, &ci, sk, -1);
-                xb_add(&b, "</object>\n");
+                sb_printf(&b, "</object>\n");
                 hwloc_bitmap_free(pc);
                 hwloc_bitmap_free(pn);
             hwloc_bitmap_foreach_end();
-            xb_add(&b, "</object>\n");
+            sb_printf(&b, "</object>\n");
             hwloc_bitmap_free(ns);
         hwloc_bitmap_foreach_end();
     }
-    xb_add(&b, "</object>\n</topology>\n");
+    sb_printf(&b, "</object>\n</topology>\n");
     if (b.err) {
         rc = b.err;
         goto out;
