@@ -108,8 +108,9 @@ cp "$HERE/host4-affinity.txt" "$AFF"
 
 # --interval: a re-pin reaches the domain without restarting the publisher
 refresh() {
-    in_dom 0 "$PUB" --host-id e2e-host --synthetic "$SYN" --affinity "$AFF" --interval 1 \
-        >"$W/pub.log" 2>&1 &
+    # not through in_dom: $! must be the publisher, not a subshell around it
+    XENMPI_SIM_DOMID=0 "$PUB" --host-id e2e-host --synthetic "$SYN" --affinity "$AFF" \
+        --interval 1 >"$W/pub.log" 2>&1 &
     PUBPID=$!
     for _ in $(seq 50); do   # its first round: everything is already there
         [ "$(grep -c '^domain [35]: unchanged' "$W/pub.log")" = 2 ] && break
