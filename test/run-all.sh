@@ -129,6 +129,44 @@ else
     result "fuzz/build (see $LOGDIR/fuzz-build.log)" FAIL
 fi
 
+# ---------------------------------------------------------------------------
+# The kernel module xenmpi_grant (kernel/, docs/kernel.md).  It is built here
+# against the headers of the kernel the real-Xen harness boots, so the QEMU
+# run below loads it in every domain and runs its test there (xen/kgrant).
+echo "== kernel module xenmpi_grant: build, uapi header, dkms, refusal without Xen"
+KMOD_KVER=$(make -s -C "$SRC/kernel" kver 2>/dev/null)
+if make -C "$B" kmod >"$LOGDIR/kmod-build.log" 2>&1; then
+    if grep -qiE '(^|[^[:alnum:]_-])warning' "$LOGDIR/kmod-build.log"; then
+        result "kernel/build for ${KMOD_KVER:-?} (warnings, see $LOGDIR/kmod-build.log)" FAIL
+        grep -iE 'warning' "$LOGDIR/kmod-build.log" | head -20
+    else
+        result "kernel/build for ${KMOD_KVER:-?}, warning-free" PASS
+    fi
+else
+    result "kernel/build for ${KMOD_KVER:-?} (see $LOGDIR/kmod-build.log)" FAIL
+    tail -20 "$LOGDIR/kmod-build.log"
+fi
+run_suite kernel-uapi "$B/test/kernel/uapi_check"
+if command -v g++ >/dev/null; then
+    run_cmd kernel/uapi-header-in-c++ sh -c "echo '#include \"$SRC/kernel/uapi/xenmpi_grant.h\"' |
+        g++ -std=c++11 -Wall -Wextra -pedantic -Werror -x c++ -fsyntax-only -"
+else
+    result "kernel/uapi-header-in-c++ (no g++)" SKIP
+fi
+if [ -n "$KMOD_KVER" ]; then
+    run_suite kernel-dkms "$SRC/test/kernel/dkms-check.sh" "$SRC/kernel" "$KMOD_KVER"
+else
+    result "kernel/dkms-install (no kernel headers)" FAIL
+fi
+if [ "${XM_SKIP_XEN:-0}" = 1 ]; then
+    result kernel/refuses-without-xen SKIP
+elif [ -f "$B/kernel/xenmpi_grant.ko" ]; then
+    run_suite kernel-bare "$SRC/test/kernel/run-bare.sh" "$B/kernel/xenmpi_grant.ko"
+else
+    result "kernel/refuses-without-xen (module not built)" FAIL
+fi
+# ---------------------------------------------------------------------------
+
 echo "== real Xen 4.17 under QEMU (two PV domUs)"
 if [ "${XM_SKIP_XEN:-0}" = 1 ]; then
     while IFS='|' read -r name _; do

@@ -18,7 +18,11 @@
 # Environment: XENTEST_SMP (emulated CPUs, default 2: one per domU),
 # XENTEST_TIMEOUT (whole run, default 900 s), XENTEST_TEST_TIMEOUT
 # (one test, default 600 s), XENTEST_KVER (kernel version, default: the
-# installed linux-image), XENTEST_MODULES (extra .ko files loaded in the domUs).
+# installed linux-image), XENTEST_MODULES (extra .ko files loaded in the domUs),
+# XENTEST_ONLY (run only the tests whose name matches this extended regex,
+# e.g. 'kgrant|hv_xdom'; the others are not listed).
+# The project's module <build-dir>/kernel/xenmpi_grant.ko (make kmod), when
+# built, is loaded in every domain like XENTEST_MODULES.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 W=$HERE/work
@@ -36,6 +40,7 @@ rm -f "$LOG"
 # --- the tests --------------------------------------------------------------
 NAMES=()
 BINS=()
+LINES=()
 BADFMT=0
 while IFS= read -r line || [ -n "$line" ]; do
     case "$line" in ''|\#*) continue ;; esac
@@ -45,14 +50,18 @@ while IFS= read -r line || [ -n "$line" ]; do
     if [ -z "$name" ] || [ -z "${cb:-}" ] || [[ "$cb" == *"|"* ]]; then
         echo "bad line in $TESTS: $line" >&2; BADFMT=1; continue
     fi
+    if [ -n "${XENTEST_ONLY:-}" ] && ! [[ "$name" =~ ^(${XENTEST_ONLY})$ ]]; then
+        continue
+    fi
     NAMES+=("$name")
+    LINES+=("$line")
     for c in "$ca" "$cb"; do
         set -- $c
         b=$1
         case " ${BINS[*]-} " in *" $b "*) ;; *) BINS+=("$b") ;; esac
     done
 done <"$TESTS"
-[ ${#NAMES[@]} -gt 0 ] || { echo "no tests in $TESTS" >&2; exit 2; }
+[ ${#NAMES[@]} -gt 0 ] || { echo "no tests in $TESTS${XENTEST_ONLY:+ matching XENTEST_ONLY=$XENTEST_ONLY}" >&2; exit 2; }
 
 fail_all() { # boot or image failure: every listed test fails
     echo "xen harness: $*" >&2
@@ -78,6 +87,17 @@ XB=/usr/lib/xen-4.17/bin
 for t in qemu-system-x86_64 cpio ldd modinfo xz; do
     command -v $t >/dev/null || fail_all "$t not found"
 done
+# the project's kernel module, when built for this kernel (make kmod)
+KMOD=""
+if [ -f "$BUILD/kernel/xenmpi_grant.ko" ]; then
+    KMOD=$BUILD/kernel/xenmpi_grant.ko
+    kv=$(modinfo -F vermagic "$KMOD" 2>/dev/null | cut -d' ' -f1)
+    if [ "$kv" != "$KVER" ]; then
+        echo "xen harness: $KMOD is built for '$kv', the domains boot $KVER:" \
+             "make kmod KVER=$KVER; not loading it" >&2
+        KMOD=""
+    fi
+fi
 BUSYBOX=/bin/busybox  # busybox-static
 [ -x $BUSYBOX ] || fail_all "no $BUSYBOX (apt-get install busybox-static)"
 
@@ -147,6 +167,7 @@ base_rootfs() { # root
         esac
     done
     for f in ${XENTEST_MODULES:-}; do cp "$f" "$root/lib/modules/$KVER/extra/"; done
+    [ -z "$KMOD" ] || cp "$KMOD" "$root/lib/modules/$KVER/extra/"
     # xenstore client (one multi-call binary)
     cp -L /usr/bin/xenstore "$root/usr/bin/xenstore"
     for a in read write rm ls chmod exists list watch; do
@@ -157,7 +178,7 @@ base_rootfs() { # root
     cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$root/lib/x86_64-linux-gnu/"
     for i in "${!BINS[@]}"; do cp -L "${BINPATHS[$i]}" "$root/test/${BINS[$i]}"; done
     copy_with_libs "$root" "${BINPATHS[@]}" || return 1
-    grep -v '^[[:space:]]*$' "$TESTS" >"$root/test/tests.list"
+    printf '%s\n' "${LINES[@]}" >"$root/test/tests.list"
     cp "$HERE/init" "$root/init"
     chmod +x "$root/init"
 }
