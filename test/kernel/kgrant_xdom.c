@@ -18,6 +18,7 @@
  * per check; exit status 0 only if all passed.
  */
 #include "xm_hv.h"
+#include "../xen/xdom.h"
 #include "../../kernel/uapi/xenmpi_grant.h"
 
 #include <errno.h>
@@ -39,50 +40,11 @@
 #include <unistd.h>
 
 #define PG XENMPI_GRANT_PAGE_SIZE
-#define WAIT_MS 120000 /* everything runs under QEMU TCG */
 #define MODNAME "xenmpi_grant"
 #define PARAM_DIR "/sys/module/" MODNAME "/parameters/"
 
-static char role = '?';
-static int fails, passes;
 static xm_hv_t *hv;
 static uint32_t self, peer;
-static char home[128];
-
-static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *fmt, ...)
-{
-    char msg[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    printf("kgrant[%c] %s: %s\n", role, ok ? "PASS" : "FAIL", msg);
-    fflush(stdout);
-    if (ok)
-        passes++;
-    else
-        fails++;
-}
-
-static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void note(const char *fmt, ...)
-{
-    va_list ap;
-    printf("kgrant[%c] ", role);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 static uint8_t pat(unsigned tag, unsigned page, unsigned i)
 {
@@ -113,53 +75,10 @@ static void *pages_map(unsigned n, int prot)
 /* ------------------------------------------------------------------ */
 /* store plumbing (A's home: A writes, B reads; B writes only "inbox") */
 
-static void path_of(char *buf, const char *leaf)
-{
-    snprintf(buf, XM_STORE_MAX_PATH, "%s/%s", home, leaf);
-}
-
-static int put(const char *leaf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int put(const char *leaf, const char *fmt, ...)
-{
-    char p[XM_STORE_MAX_PATH], v[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(v, sizeof(v), fmt, ap);
-    va_end(ap);
-    path_of(p, leaf);
-    return xm_store_write(hv, p, v, strlen(v));
-}
-
-static char *get(const char *leaf)
-{
-    char p[XM_STORE_MAX_PATH], *v = NULL;
-    size_t l;
-    path_of(p, leaf);
-    if (xm_store_read(hv, p, &v, &l))
-        return NULL;
-    return v;
-}
-
-/* Wait until home/leaf starts with prefix; the value (malloc'ed) or NULL. */
+/* B also gives up when A wrote "abort" to home/a */
 static char *wait_node(const char *leaf, const char *prefix)
 {
-    long end = now_ms() + WAIT_MS;
-    do {
-        char *v = get(leaf);
-        if (v && !strncmp(v, prefix, strlen(prefix)))
-            return v;
-        free(v);
-        v = NULL;
-        if (role == 'b' && (v = get("a")) && !strcmp(v, "abort")) {
-            free(v);
-            note("A aborted");
-            return NULL;
-        }
-        free(v);
-        usleep(50000);
-    } while (now_ms() < end);
-    note("timeout waiting for %s/%s = %s...", home, leaf, prefix);
-    return NULL;
+    return xdom_wait(leaf, prefix, xdom.role == 'b' ? "a" : NULL);
 }
 
 static int wait_step(const char *leaf, const char *prefix)
@@ -571,8 +490,8 @@ static int memlock_child(void)
     uint8_t *buf = pages_map(8, PROT_READ | PROT_WRITE);
     int fd, rc, bad = 0;
 
-    role = 'm';
-    fails = passes = 0;
+    xdom.role = 'm';
+    xdom.fails = xdom.passes = 0;
     if (!buf || drop_ipc_lock() || setrlimit(RLIMIT_MEMLOCK, &rl)) {
         check(0, "drop CAP_IPC_LOCK and set RLIMIT_MEMLOCK to 4 pages");
         return 1;
@@ -609,7 +528,7 @@ static int memlock_child(void)
     bad |= rc != 0;
     check(rc == 0, "then 4 other pages fit again (rc %d)", rc);
     close(fd);
-    return bad || fails;
+    return bad || xdom.fails;
 }
 
 static void a_limits(int fd)
@@ -790,26 +709,26 @@ static int run_a(void)
     char s[256];
     int fd, rc;
 
-    xm_store_remove(hv, home);
-    rc = xm_store_write(hv, home, "", 0);
+    xm_store_remove(hv, xdom.home);
+    rc = xm_store_write(hv, xdom.home, "", 0);
     xm_store_perm_t perms[2] = { { self, XM_PERM_NONE }, { peer, XM_PERM_READ } };
-    rc = rc ? rc : xm_store_set_perms(hv, home, perms, 2);
-    rc = rc ? rc : put("inbox", "%s", "");
+    rc = rc ? rc : xm_store_set_perms(hv, xdom.home, perms, 2);
+    rc = rc ? rc : xdom_put("inbox", "%s", "");
     {
         char p[XM_STORE_MAX_PATH];
         xm_store_perm_t ib[2] = { { self, XM_PERM_NONE }, { peer, XM_PERM_BOTH } };
-        path_of(p, "inbox");
+        xdom_path(p, "inbox");
         rc = rc ? rc : xm_store_set_perms(hv, p, ib, 2);
     }
     check(rc == 0, "create %s readable by %u with an inbox it may write (rc %d)",
-          home, peer, rc);
+          xdom.home, peer, rc);
 
     fd = dev_open();
     check(fd >= 0, "open %s (%s)", XENMPI_GRANT_DEVICE,
           fd >= 0 ? "ok" : strerror(errno));
     if (fd < 0) {
         show_dmesg();
-        put("a", "abort");
+        xdom_put("a", "abort");
         return 1;
     }
     a_bad_input(fd);
@@ -823,7 +742,7 @@ static int run_a(void)
     uint8_t *big = pages_map(BIG_PAGES, PROT_READ | PROT_WRITE);
     if (!rw || !ro || !big) {
         check(0, "mmap buffers");
-        put("a", "abort");
+        xdom_put("a", "abort");
         return 1;
     }
     fill(rw, 10, RW_PAGES);
@@ -849,12 +768,12 @@ static int run_a(void)
           t.mm_pinned_pages >= RW_PAGES + RO_PAGES + BIG_PAGES,
           "counters: %s", counters(&t));
     refs_str(s, sizeof(s), rw_refs, RW_PAGES);
-    put("rw", "%s", s);
+    xdom_put("rw", "%s", s);
     refs_str(s, sizeof(s), ro_refs, RO_PAGES);
-    put("ro", "%s", s);
-    put("ro_dir", "%u", gro.dir_ref);
-    put("big_dir", "%u", gbig.dir_ref);
-    put("a", "granted");
+    xdom_put("ro", "%s", s);
+    xdom_put("ro_dir", "%u", gro.dir_ref);
+    xdom_put("big_dir", "%u", gbig.dir_ref);
+    xdom_put("a", "granted");
 
     /* B's own grant, copied here */
     char *v = wait_node("inbox", "b-granted ");
@@ -869,7 +788,7 @@ static int run_a(void)
         check(rc == 0 && same(page, 20, 0), "grant copy of B's page has B's "
               "content (rc %d)", rc);
     }
-    put("a", "copied-b");
+    xdom_put("a", "copied-b");
 
     v = wait_node("inbox", "b-checked ");
     check(v != NULL, "B checked the grants: %s", v ? v : "(timeout)");
@@ -901,7 +820,7 @@ static int run_a(void)
     info(fd, &t);
     check(t.file_grants == 1 && t.file_pages == RW_PAGES && !t.file_dir_pages &&
           !t.total_deferred_refs, "counters: %s", counters(&t));
-    put("a", "ended-1");
+    xdom_put("a", "ended-1");
     check(wait_step("inbox", "b-ended-1"), "B saw the ended refs fail");
 
     /* ---- ending while B maps: deferred, pages kept ---- */
@@ -930,21 +849,22 @@ static int run_a(void)
     info(fd, &t);
     check(t.total_deferred_refs == RW_PAGES && t.total_pages == RW_PAGES,
           "after munmap and 48 MiB of churn, still deferred: %s", counters(&t));
-    put("a", "ended-rw");
+    xdom_put("a", "ended-rw");
     check(wait_step("inbox", "b-unmapped"), "B unmapped the pages");
     rc = wait_zero(fd, &t, 30000);
     check(rc && t.total_deferred_done == done0 + RW_PAGES && !t.file_pages,
           "the deferred end completed after B unmapped: %s", counters(&t));
-    put("a", "released");
+    xdom_put("a", "released");
     check(wait_step("inbox", "b-released"), "B saw those refs fail");
 
     /* ---- a process killed with outstanding grants ---- */
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
-        role = 'c';
+        xdom.role = 'c';
         if (xm_hv_open(&hv)) /* never share the parent's store connection */
             _exit(3);
+        xdom.hv = hv;
         uint8_t *cb = pages_map(8, PROT_READ | PROT_WRITE);
         uint32_t crefs[8];
         struct xenmpi_grant_req cg;
@@ -957,7 +877,7 @@ static int run_a(void)
                   NULL, 0, &cg) ||
             grant(cfd, cb + 7 * PG, PG, peer, 0, crefs + 4, 4, &cg))
             _exit(2);
-        put("child", "%u %u", crefs[0], crefs[4]);
+        xdom_put("child", "%u %u", crefs[0], crefs[4]);
         for (;;)
             pause();
     }
@@ -965,7 +885,7 @@ static int run_a(void)
     check(pid > 0 && v != NULL, "a child granted 3 ranges (8 pages, one "
           "directory): refs %s", v ? v : "(none)");
     free(v);
-    put("a", "child-granted");
+    xdom_put("a", "child-granted");
     check(wait_step("inbox", "b-child-mapped"), "B maps one of the child's pages");
     info(fd, &t);
     check(t.total_grants == 3 && t.total_pages == 8 && t.total_dir_pages == 1,
@@ -985,14 +905,14 @@ static int run_a(void)
     fd = dev_open();
     if (fd < 0) {
         check(0, "reopen %s: %s", XENMPI_GRANT_DEVICE, strerror(errno));
-        put("a", "abort");
+        xdom_put("a", "abort");
         return 1;
     }
-    put("a", "child-killed");
+    xdom_put("a", "child-killed");
     check(wait_step("inbox", "b-child-unmapped"), "B unmapped the dead child's page");
     rc = wait_zero(fd, &t, 30000);
     check(rc, "all counters back to zero: %s", counters(&t));
-    put("a", "child-released");
+    xdom_put("a", "child-released");
     check(wait_step("inbox", "b-child-released"), "B saw the dead child's "
           "refs fail");
 
@@ -1019,9 +939,9 @@ static int run_a(void)
     }
     munmap(ro, RO_PAGES * PG);
     munmap(big, (size_t)BIG_PAGES * PG);
-    if (fails)
+    if (xdom.fails)
         show_dmesg();
-    put("a", "done");
+    xdom_put("a", "done");
     return 0;
 }
 
@@ -1046,16 +966,16 @@ static int run_b(void)
     free(v);
     if (!v || !big_refs || !buf)
         return 1;
-    v = get("rw");
+    v = xdom_get("rw");
     check(parse_refs(v, rw_refs, RW_PAGES) == 0, "rw refs: %s", v ? v : "-");
     free(v);
-    v = get("ro");
+    v = xdom_get("ro");
     check(parse_refs(v, ro_refs, RO_PAGES) == 0, "ro refs: %s", v ? v : "-");
     free(v);
-    v = get("ro_dir");
+    v = xdom_get("ro_dir");
     check(parse_refs(v, &ro_dir, 1) == 0, "ro dir ref: %s", v ? v : "-");
     free(v);
-    v = get("big_dir");
+    v = xdom_get("big_dir");
     check(parse_refs(v, &big_dir, 1) == 0, "big dir ref: %s", v ? v : "-");
     free(v);
 
@@ -1073,7 +993,7 @@ static int run_b(void)
         char m[64];
         snprintf(m, sizeof(m), "b-granted %u", bref);
         char p[XM_STORE_MAX_PATH];
-        path_of(p, "inbox");
+        xdom_path(p, "inbox");
         xm_store_write(hv, p, m, strlen(m));
     }
     check(wait_step("a", "copied-b"), "A copied B's page");
@@ -1136,8 +1056,8 @@ static int run_b(void)
     }
     {
         char p[XM_STORE_MAX_PATH], m[64];
-        snprintf(m, sizeof(m), "b-checked %d", fails);
-        path_of(p, "inbox");
+        snprintf(m, sizeof(m), "b-checked %d", xdom.fails);
+        xdom_path(p, "inbox");
         xm_store_write(hv, p, m, strlen(m));
     }
 
@@ -1158,7 +1078,7 @@ static int run_b(void)
     check(rc < 0 && !bad, "map of an ended ref fails (rc %d)", rc);
     {
         char p[XM_STORE_MAX_PATH];
-        path_of(p, "inbox");
+        xdom_path(p, "inbox");
         xm_store_write(hv, p, "b-ended-1", 9);
     }
 
@@ -1176,7 +1096,7 @@ static int run_b(void)
     }
     {
         char p[XM_STORE_MAX_PATH];
-        path_of(p, "inbox");
+        xdom_path(p, "inbox");
         xm_store_write(hv, p, "b-unmapped", 10);
     }
     check(wait_step("a", "released"), "A saw the deferred end complete");
@@ -1185,13 +1105,13 @@ static int run_b(void)
     check(rc < 0 && rc2 < 0, "the completed refs fail now (rc %d %d)", rc, rc2);
     {
         char p[XM_STORE_MAX_PATH];
-        path_of(p, "inbox");
+        xdom_path(p, "inbox");
         xm_store_write(hv, p, "b-released", 10);
     }
 
     /* a process killed with outstanding grants */
     check(wait_step("a", "child-granted"), "A's child granted");
-    v = get("child");
+    v = xdom_get("child");
     uint32_t cref[2] = { 0, 0 };
     check(v && sscanf(v, "%u %u", &cref[0], &cref[1]) == 2, "child refs %s",
           v ? v : "-");
@@ -1201,7 +1121,7 @@ static int run_b(void)
     check(rc == 0, "map the child's last page (rc %d)", rc);
     {
         char p[XM_STORE_MAX_PATH];
-        path_of(p, "inbox");
+        xdom_path(p, "inbox");
         xm_store_write(hv, p, "b-child-mapped", 14);
     }
     check(wait_step("a", "child-killed"), "A killed its child");
@@ -1214,7 +1134,7 @@ static int run_b(void)
     }
     {
         char p[XM_STORE_MAX_PATH];
-        path_of(p, "inbox");
+        xdom_path(p, "inbox");
         xm_store_write(hv, p, "b-child-unmapped", 16);
     }
     check(wait_step("a", "child-released"), "A's counters are back to zero");
@@ -1222,7 +1142,7 @@ static int run_b(void)
     check(rc < 0, "the page we mapped is ended too (rc %d)", rc);
     {
         char p[XM_STORE_MAX_PATH];
-        path_of(p, "inbox");
+        xdom_path(p, "inbox");
         xm_store_write(hv, p, "b-child-released", 16);
     }
 
@@ -1237,7 +1157,7 @@ static int run_b(void)
     }
     free(big_refs);
     free(buf);
-    if (fails)
+    if (xdom.fails)
         show_dmesg();
     return 0;
 }
@@ -1250,7 +1170,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s a|b <peer domid>\n", argv[0]);
         return 2;
     }
-    role = argv[1][0];
+    xdom.prog = "kgrant";
+    xdom.role = argv[1][0];
     peer = (uint32_t)strtoul(argv[2], NULL, 10);
     setenv("XENMPI_BACKEND", "xen", 0);
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1259,17 +1180,16 @@ int main(int argc, char **argv)
     check(rc == 0, "open the xen backend (rc %d)", rc);
     if (rc)
         return 1;
+    xdom.hv = hv;
     self = xm_hv_domid(hv);
     check(self != XM_DOMID_INVALID && self != peer, "own domid %u, peer %u",
           self, peer);
-    snprintf(home, sizeof(home), "/local/domain/%u/xenmpi-test/kgrant",
-             role == 'a' ? self : peer);
+    snprintf(xdom.home, sizeof(xdom.home), "/local/domain/%u/xenmpi-test/kgrant",
+             xdom.role == 'a' ? self : peer);
 
-    rc = role == 'a' ? run_a() : run_b();
+    rc = xdom.role == 'a' ? run_a() : run_b();
     if (rc)
         check(0, "stopped early");
     xm_hv_close(hv);
-    printf("kgrant[%c] RESULT: %s (%d passed, %d failed)\n", role,
-           fails ? "FAIL" : "PASS", passes, fails);
-    return fails ? 1 : 0;
+    return xdom_result();
 }

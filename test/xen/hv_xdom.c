@@ -16,6 +16,7 @@
  */
 #include "xm_hv.h"
 #include "xm_log.h"
+#include "xdom.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -28,47 +29,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
-#define WAIT_MS 120000 /* generous: everything runs under QEMU TCG */
-
-static char role = '?';
-static int fails, passes;
-
-static void check(int ok, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    printf("hv_xdom[%c] %s: %s\n", role, ok ? "PASS" : "FAIL", msg);
-    fflush(stdout);
-    if (ok)
-        passes++;
-    else
-        fails++;
-}
-
-static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void note(const char *fmt, ...)
-{
-    va_list ap;
-    printf("hv_xdom[%c] ", role);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 static uint8_t pat(unsigned page, unsigned i)
 {
@@ -89,45 +49,6 @@ static void fill(uint8_t *p, unsigned page)
 #define B_COPY_OFF 2048
 #define B_COPY_LEN 256
 static uint8_t bcopy_pat(unsigned i) { return (uint8_t)(0xa5u ^ i); }
-
-static char home[128]; /* A's test directory */
-
-static void path_of(char *buf, const char *leaf)
-{
-    snprintf(buf, XM_STORE_MAX_PATH, "%s/%s", home, leaf);
-}
-
-static int put(xm_hv_t *hv, const char *leaf, const char *val)
-{
-    char p[XM_STORE_MAX_PATH];
-    path_of(p, leaf);
-    return xm_store_write(hv, p, val, strlen(val));
-}
-
-/* Read home/leaf; NULL if absent. */
-static char *get(xm_hv_t *hv, const char *leaf)
-{
-    char p[XM_STORE_MAX_PATH], *v = NULL;
-    size_t l;
-    path_of(p, leaf);
-    if (xm_store_read(hv, p, &v, &l))
-        return NULL;
-    return v;
-}
-
-/* Poll the store until home/leaf exists (or starts with prefix). */
-static char *wait_node(xm_hv_t *hv, const char *leaf, const char *prefix)
-{
-    long end = now_ms() + WAIT_MS;
-    do {
-        char *v = get(hv, leaf);
-        if (v && (!prefix || !strncmp(v, prefix, strlen(prefix))))
-            return v;
-        free(v);
-        usleep(50000);
-    } while (now_ms() < end);
-    return NULL;
-}
 
 /* Wait up to ms for events; returns how many arrived on want (others are
  * acknowledged and counted in *other).  Stops early once done() holds. */
@@ -186,9 +107,9 @@ static int perms_b(xm_hv_t *hv, uint32_t self, uint32_t peer, uint32_t what,
     char p[XM_STORE_MAX_PATH];
     xm_store_perm_t perms[2] = { { self, XM_PERM_NONE }, { peer, what } };
     if (leaf)
-        path_of(p, leaf);
+        xdom_path(p, leaf);
     else
-        snprintf(p, sizeof(p), "%s", home);
+        snprintf(p, sizeof(p), "%s", xdom.home);
     return xm_store_set_perms(hv, p, perms, 2);
 }
 
@@ -201,24 +122,25 @@ static void child_main(uint32_t peer)
     char buf[64];
     int rc;
 
-    role = 'c';
+    xdom.role = 'c';
     rc = xm_hv_open(&hv);
     if (rc) {
         note("child: open failed: %s", strerror(-rc));
         _exit(1);
     }
+    xdom.hv = hv;   /* its own store connection, not the parent's */
     rc = xm_hv_evt_alloc_unbound(hv, peer, &port);
     if (!rc)
         rc = xm_hv_share(hv, peer, 1, 0, 0, (int)port, &page, &ref);
     if (rc) {
         note("child: share with notify failed: %s", strerror(-rc));
-        put(hv, "child", "error");
+        xdom_put("child", "error");
         _exit(1);
     }
     fill(page, 9);
     ((uint8_t *)page)[0] = 1; /* the notify byte: alive */
     snprintf(buf, sizeof(buf), "%u %u", ref, port);
-    put(hv, "child", buf);
+    xdom_put("child", "%s", buf);
     note("child %d: shared ref %u with notify byte 0 and port %u, waiting "
          "to be killed", (int)getpid(), ref, port);
     for (;;)
@@ -232,11 +154,11 @@ static int run_a(xm_hv_t *hv, uint32_t self, uint32_t peer)
     char buf[XM_STORE_MAX_PATH], *v;
     int rc, other = 0;
 
-    xm_store_remove(hv, home);
-    rc = xm_store_write(hv, home, "", 0);
-    check(rc == 0, "create %s (rc %d)", home, rc);
+    xm_store_remove(hv, xdom.home);
+    rc = xm_store_write(hv, xdom.home, "", 0);
+    check(rc == 0, "create %s (rc %d)", xdom.home, rc);
     rc = perms_b(hv, self, peer, XM_PERM_READ, NULL);
-    check(rc == 0, "set perms of %s: owner %u, domain %u read (rc %d)", home,
+    check(rc == 0, "set perms of %s: owner %u, domain %u read (rc %d)", xdom.home,
           self, peer, rc);
 
     rc = xm_hv_share(hv, peer, 2, 1, -1, -1, &rw, refs);
@@ -262,41 +184,41 @@ static int run_a(xm_hv_t *hv, uint32_t self, uint32_t peer)
         return 1;
 
     /* The inbox B may write (read and write for B, nothing for others). */
-    rc = put(hv, "inbox", "");
+    rc = xdom_put("inbox", "%s", "");
     if (!rc)
         rc = perms_b(hv, self, peer, XM_PERM_BOTH, "inbox");
     check(rc == 0, "create inbox writable by domain %u (rc %d)", peer, rc);
     /* a directory B may create nodes in */
-    rc = put(hv, "mailbox", "");
+    rc = xdom_put("mailbox", "%s", "");
     if (!rc)
         rc = perms_b(hv, self, peer, XM_PERM_BOTH, "mailbox");
     check(rc == 0, "create mailbox dir writable by domain %u (rc %d)", peer,
           rc);
-    path_of(buf, "inbox");
+    xdom_path(buf, "inbox");
     rc = xm_store_watch(hv, buf, "inbox");
     check(rc == 0, "watch %s (rc %d)", buf, rc);
 
     snprintf(buf, sizeof(buf), "%u %u %u", refs[0], refs[1], refs[2]);
-    rc = put(hv, "refs", buf);
+    rc = xdom_put("refs", "%s", buf);
     snprintf(buf, sizeof(buf), "%u", port);
-    rc = rc ? rc : put(hv, "port", buf);
+    rc = rc ? rc : xdom_put("port", "%s", buf);
     {
         char hid[256] = "";
         int hr = xm_hv_host_id(hv, hid, sizeof(hid));
         check(hr == 0 && hid[0], "host_id = \"%s\" (rc %d)", hid, hr);
-        rc = rc ? rc : put(hv, "hostid", hid);
+        rc = rc ? rc : xdom_put("hostid", "%s", hid);
     }
     if (!rc) {
         /* a node only A can read (for B's watch on it) */
-        rc = put(hv, "private", "0");
+        rc = xdom_put("private", "0");
         xm_store_perm_t own[1] = { { self, XM_PERM_NONE } };
         char p[XM_STORE_MAX_PATH];
-        path_of(p, "private");
+        xdom_path(p, "private");
         rc = rc ? rc : xm_store_set_perms(hv, p, own, 1);
     }
-    rc = rc ? rc : put(hv, "ready", "1");
+    rc = rc ? rc : xdom_put("ready", "1");
     check(rc == 0, "publish refs %u %u %u, port %u in %s (rc %d)", refs[0],
-          refs[1], refs[2], port, home, rc);
+          refs[1], refs[2], port, xdom.home, rc);
 
     /* The watch fires once when set. */
     {
@@ -348,7 +270,7 @@ static int run_a(xm_hv_t *hv, uint32_t self, uint32_t peer)
                 free(wp);
                 free(wt);
             }
-            v = get(hv, "inbox");
+            v = xdom_get("inbox");
             if (v && fired && !strcmp(v, "hello from B"))
                 break;
             free(v);
@@ -361,8 +283,8 @@ static int run_a(xm_hv_t *hv, uint32_t self, uint32_t peer)
     }
 
     /* Changes B watches: one B can read, one it cannot. */
-    rc = put(hv, "private", "1");
-    rc = rc ? rc : put(hv, "mailbox/by-a", "x");
+    rc = xdom_put("private", "1");
+    rc = rc ? rc : xdom_put("mailbox/by-a", "x");
     check(rc == 0, "A changes private and creates mailbox/by-a (rc %d)", rc);
 
     /* Unmap notify: a child shares a page, B maps it, the child dies. */
@@ -372,7 +294,7 @@ static int run_a(xm_hv_t *hv, uint32_t self, uint32_t peer)
         child_main(peer);
     check(pid > 0, "fork child for the unmap-notify test");
     if (pid > 0) {
-        v = wait_node(hv, "inbox", "child-mapped");
+        v = xdom_wait("inbox", "child-mapped", NULL);
         check(v != NULL, "B mapped the child's page (inbox: %s)",
               v ? v : "(timeout)");
         free(v);
@@ -381,23 +303,23 @@ static int run_a(xm_hv_t *hv, uint32_t self, uint32_t peer)
         note("child %d killed with SIGKILL", (int)pid);
     }
 
-    v = wait_node(hv, "inbox", "b-unmapped");
+    v = xdom_wait("inbox", "b-unmapped", NULL);
     check(v != NULL, "B unmapped A's pages (inbox: %s)", v ? v : "(timeout)");
     free(v);
     rc = xm_hv_unshare(hv, rw, 2);
     check(rc == 0, "unshare rw pages (rc %d)", rc);
     rc = xm_hv_unshare(hv, ro, 1);
     check(rc == 0, "unshare ro page (rc %d)", rc);
-    put(hv, "unshared", "1");
+    xdom_put("unshared", "1");
 
-    v = wait_node(hv, "inbox", "b-done");
+    v = xdom_wait("inbox", "b-done", NULL);
     check(v != NULL, "B finished (inbox: %s)", v ? v : "(timeout)");
     free(v);
 
     {
         char **names = NULL;
         unsigned nn = 0, want = 0;
-        rc = xm_store_list(hv, home, &names, &nn);
+        rc = xm_store_list(hv, xdom.home, &names, &nn);
         for (unsigned i = 0; i < nn; i++) {
             want += !strcmp(names[i], "inbox") || !strcmp(names[i], "mailbox")
                     || !strcmp(names[i], "refs");
@@ -405,7 +327,7 @@ static int run_a(xm_hv_t *hv, uint32_t self, uint32_t peer)
         }
         free(names);
         check(rc == 0 && want == 3, "list %s: %u children incl. inbox, "
-              "mailbox, refs (rc %d)", home, nn, rc);
+              "mailbox, refs (rc %d)", xdom.home, nn, rc);
     }
 
     {
@@ -414,28 +336,28 @@ static int run_a(xm_hv_t *hv, uint32_t self, uint32_t peer)
         char p[XM_STORE_MAX_PATH];
         size_t l;
         v = NULL;
-        path_of(p, "mailbox/from-b");
+        xdom_path(p, "mailbox/from-b");
         rc = xm_store_read(hv, p, &v, &l);
         note("node B created without giving A access: A's read -> rc %d "
              "%s%s%s", rc, rc ? strerror(-rc) : "value ", rc ? "" : v,
              "");
         free(v);
         v = NULL;
-        path_of(p, "mailbox/from-b-shared");
+        xdom_path(p, "mailbox/from-b-shared");
         rc = xm_store_read(hv, p, &v, &l);
         check(rc == 0 && v && !strcmp(v, "created by B"), "A reads the node "
               "B created in A's mailbox and opened to A (rc %d, %s)", rc,
               v ? v : "-");
         free(v);
-        rc = put(hv, "mailbox/from-b-shared", "overwritten by A");
+        rc = xdom_put("mailbox/from-b-shared", "overwritten by A");
         check(rc == 0, "A overwrites that node (rc %d)", rc);
     }
-    path_of(buf, "inbox");
+    xdom_path(buf, "inbox");
     xm_store_unwatch(hv, buf, "inbox");
     rc = xm_hv_evt_close(hv, port);
     check(rc == 0, "close event channel (rc %d)", rc);
-    rc = xm_store_remove(hv, home);
-    check(rc == 0, "remove %s including B's nodes (rc %d)", home, rc);
+    rc = xm_store_remove(hv, xdom.home);
+    check(rc == 0, "remove %s including B's nodes (rc %d)", xdom.home, rc);
     return 0;
 }
 
@@ -455,23 +377,23 @@ static int run_b(xm_hv_t *hv, uint32_t self, uint32_t peer)
     void *rw = NULL, *ro = NULL;
     int rc;
 
-    v = wait_node(hv, "ready", "1");
-    check(v != NULL, "A published %s/ready", home);
+    v = xdom_wait("ready", "1", NULL);
+    check(v != NULL, "A published %s/ready", xdom.home);
     free(v);
     if (!v)
         return 1;
-    v = get(hv, "refs");
+    v = xdom_get("refs");
     check(v && sscanf(v, "%u %u %u", &refs[0], &refs[1], &refs[2]) == 3,
           "read refs from A's home: %s", v ? v : "(none)");
     free(v);
-    v = get(hv, "port");
+    v = xdom_get("port");
     check(v && sscanf(v, "%u", &aport) == 1, "read port from A's home: %s",
           v ? v : "(none)");
     free(v);
     {
         char hid[256] = "";
         int hr = xm_hv_host_id(hv, hid, sizeof(hid));
-        v = get(hv, "hostid");
+        v = xdom_get("hostid");
         check(hr == 0 && hid[0] && v && !strcmp(v, hid),
               "host_id = \"%s\", same as A's \"%s\" (rc %d)", hid,
               v ? v : "?", hr);
@@ -481,10 +403,10 @@ static int run_b(xm_hv_t *hv, uint32_t self, uint32_t peer)
     /* watches on A's nodes: mailbox (B may read), private (B may not) */
     {
         char p[XM_STORE_MAX_PATH];
-        path_of(p, "mailbox");
+        xdom_path(p, "mailbox");
         rc = xm_store_watch(hv, p, "mb");
         check(rc == 0, "watch A's %s (rc %d)", p, rc);
-        path_of(p, "private");
+        xdom_path(p, "private");
         rc = xm_store_watch(hv, p, "priv");
         note("watch on A's %s (not readable by B): rc %d %s", p, rc,
              rc ? strerror(-rc) : "");
@@ -593,22 +515,22 @@ static int run_b(xm_hv_t *hv, uint32_t self, uint32_t peer)
     /* store: write A's inbox (granted), not A's refs (read-only for B) */
     {
         char p[XM_STORE_MAX_PATH];
-        path_of(p, "inbox");
+        xdom_path(p, "inbox");
         rc = xm_store_write(hv, p, "hello from B", 12);
         check(rc == 0, "write %s (A granted write) (rc %d)", p, rc);
-        path_of(p, "refs");
+        xdom_path(p, "refs");
         rc = xm_store_write(hv, p, "0 0 0", 5);
         check(rc == -EACCES, "write %s (read-only for B) refused with "
               "-EACCES (rc %d)", p, rc);
-        path_of(p, "newnode");
+        xdom_path(p, "newnode");
         rc = xm_store_write(hv, p, "x", 1);
         note("creating %s (parent read-only for B): rc %d %s", p, rc,
              rc ? strerror(-rc) : "");
         check(rc < 0, "creating a node below A's read-only dir refused");
-        path_of(p, "mailbox/from-b");
+        xdom_path(p, "mailbox/from-b");
         rc = xm_store_write(hv, p, "created by B", 12);
         check(rc == 0, "create %s (parent writable for B) (rc %d)", p, rc);
-        path_of(p, "mailbox/from-b-shared");
+        xdom_path(p, "mailbox/from-b-shared");
         rc = xm_store_write(hv, p, "created by B", 12);
         check(rc == 0, "create %s (rc %d)", p, rc);
         xm_store_perm_t op[2] = { { self, XM_PERM_NONE },
@@ -633,7 +555,7 @@ static int run_b(xm_hv_t *hv, uint32_t self, uint32_t peer)
     check(rc == 0, "notify A (rc %d)", rc);
 
     /* unmap notify */
-    v = wait_node(hv, "child", NULL);
+    v = xdom_wait("child", NULL, NULL);
     uint32_t cref = 0, cport = 0, clocal = 0;
     check(v && sscanf(v, "%u %u", &cref, &cport) == 2, "A's child published "
           "its notify page: %s", v ? v : "(timeout)");
@@ -651,7 +573,7 @@ static int run_b(xm_hv_t *hv, uint32_t self, uint32_t peer)
         usleep(100000);
         drain_events(hv, clocal);
         char p[XM_STORE_MAX_PATH];
-        path_of(p, "inbox");
+        xdom_path(p, "inbox");
         xm_store_write(hv, p, "child-mapped", 12);
         int other = 0;
         int n = wait_events(hv, clocal, WAIT_MS, &other, b_child_dead, NULL);
@@ -701,7 +623,7 @@ static int run_b(xm_hv_t *hv, uint32_t self, uint32_t peer)
     {
         char p[XM_STORE_MAX_PATH], **names = NULL;
         unsigned nn = 0, want = 0;
-        path_of(p, "mailbox");
+        xdom_path(p, "mailbox");
         rc = xm_store_list(hv, p, &names, &nn);
         for (unsigned i = 0; i < nn; i++) {
             want += !strcmp(names[i], "from-b") ||
@@ -712,11 +634,11 @@ static int run_b(xm_hv_t *hv, uint32_t self, uint32_t peer)
         free(names);
         check(rc == 0 && want == 3, "list A's mailbox: %u children incl. "
               "from-b, from-b-shared, by-a (rc %d)", nn, rc);
-        path_of(p, "inbox");
+        xdom_path(p, "inbox");
         xm_store_write(hv, p, "b-unmapped", 10);
     }
     /* refs A has revoked must fail cleanly */
-    v = wait_node(hv, "unshared", "1");
+    v = xdom_wait("unshared", "1", NULL);
     check(v != NULL, "A revoked its grants");
     free(v);
     {
@@ -736,8 +658,8 @@ static int run_b(xm_hv_t *hv, uint32_t self, uint32_t peer)
     }
     {
         char p[XM_STORE_MAX_PATH], msg[32];
-        path_of(p, "inbox");
-        snprintf(msg, sizeof(msg), "b-done %d", fails);
+        xdom_path(p, "inbox");
+        snprintf(msg, sizeof(msg), "b-done %d", xdom.fails);
         xm_store_write(hv, p, msg, strlen(msg));
     }
     return 0;
@@ -753,7 +675,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s a|b <peer domid>\n", argv[0]);
         return 2;
     }
-    role = argv[1][0];
+    xdom.prog = "hv_xdom";
+    xdom.role = argv[1][0];
     peer = (uint32_t)strtoul(argv[2], NULL, 10);
     setenv("XENMPI_BACKEND", "xen", 0);
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -763,19 +686,18 @@ int main(int argc, char **argv)
           getenv("XENMPI_BACKEND"), rc);
     if (rc)
         return 1;
+    xdom.hv = hv;
     check(!strcmp(xm_hv_backend_name(hv), "xen"), "backend is %s",
           xm_hv_backend_name(hv));
     self = xm_hv_domid(hv);
     check(self != XM_DOMID_INVALID && self != 0 && self != peer,
           "own domid %u, peer %u", self, peer);
-    a = role == 'a' ? self : peer;
-    snprintf(home, sizeof(home), "/local/domain/%u/xenmpi-test/hv_xdom", a);
+    a = xdom.role == 'a' ? self : peer;
+    snprintf(xdom.home, sizeof(xdom.home), "/local/domain/%u/xenmpi-test/hv_xdom", a);
 
-    rc = role == 'a' ? run_a(hv, self, peer) : run_b(hv, self, peer);
+    rc = xdom.role == 'a' ? run_a(hv, self, peer) : run_b(hv, self, peer);
     if (rc)
         check(0, "stopped early");
     xm_hv_close(hv);
-    printf("hv_xdom[%c] RESULT: %s (%d passed, %d failed)\n", role,
-           fails ? "FAIL" : "PASS", passes, fails);
-    return fails ? 1 : 0;
+    return xdom_result();
 }
