@@ -95,6 +95,13 @@ static double mono_now(void)
 
 static void chan_release(xm_channel_t *ch);
 
+/* memory the endpoint allocated for itself: the owner may place it */
+static void ep_place(xm_endpoint_t *ep, void *addr, size_t len)
+{
+    if (ep->p.place_cb)
+        ep->p.place_cb(ep->p.cb_arg, addr, len);
+}
+
 /* ---------------- endpoint ---------------- */
 
 int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **out)
@@ -132,8 +139,8 @@ int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **
                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (ep->rxbuf == MAP_FAILED)
         ep->rxbuf = NULL;
-    else if (params->place_cb)
-        params->place_cb(params->cb_arg, ep->rxbuf, XM_RXBUF_SIZE);
+    else
+        ep_place(ep, ep->rxbuf, XM_RXBUF_SIZE);
     snprintf(ep->dir, sizeof(ep->dir), "/local/domain/%u/xenmpi/ep%u", hv->domid, ep->id);
     snprintf(ep->req_dir, sizeof(ep->req_dir), "%s/req", ep->dir);
     rc = -ENOMEM;
@@ -218,8 +225,7 @@ static int chan_share_own(xm_channel_t *ch)
         return rc;
     }
     ch->my = p;
-    if (ch->ep->p.place_cb)
-        ch->ep->p.place_cb(ch->ep->p.cb_arg, ch->my, XM_PAGE_SIZE);
+    ep_place(ch->ep, ch->my, XM_PAGE_SIZE);
     rc = xm_hv_share(hv, ch->peer_dom, ch->tx_pages, 0, -1, -1, &p, ch->tx_refs);
     if (rc) {
         xm_error("granting a %u-page ring to domain %u: %s", ch->tx_pages, ch->peer_dom,
@@ -227,8 +233,7 @@ static int chan_share_own(xm_channel_t *ch)
         return rc;
     }
     ch->tx = p;
-    if (ch->ep->p.place_cb)
-        ch->ep->p.place_cb(ch->ep->p.cb_arg, ch->tx, ch->tx_size);
+    ep_place(ch->ep, ch->tx, ch->tx_size);
     ch->my->magic = XM_WIRE_MAGIC;
     ch->my->version = XM_WIRE_VERSION;
     ch->my->hdr_size = sizeof(struct xm_ctrl_page);
