@@ -132,7 +132,11 @@ run_prog() {
     [ -n "${built[$m-$p]:-}" ] || { fail "$name" "not built"; return; }
     local ppv=1 args=()
     [ $layout = 4x2 ] && ppv=2
-    [ $p = pingpong ] && { [ $ppv = 1 ] && args=(1000) || args=(100); }
+    # 4x2: the content check is the point; its timing phase (ranks 0 and 2
+    # while 1 and 3 idle-spin, four busy ranks on two cores) hands each ring
+    # of a large message over at the scheduler's pace, up to 80 ms a 2 MiB
+    # message, so it runs the minimum of 10 iterations; 2x1 measures
+    [ $p = pingpong ] && { [ $ppv = 1 ] && args=(1000) || args=(10); }
     local host; host=$(new_host "$name")
     local log=$logs/$name.log start=$SECONDS rc why
     dom=$((dom + 2))
@@ -158,22 +162,9 @@ run_prog() {
     fi
 }
 
-# Known bug, left visible: MPICH's ping-pong with 4 ranks in 2 VMs on a
-# 2-core machine passes alone (5-18 s) but stalls inside the full suite (one
-# run: 82 ms per 2 MiB message, 120 s timeout).  Reported as skipped until
-# fixed; XM_MPI_KNOWN_BUGS=1 runs it anyway.
-known_bug() {
-    [ "${XM_MPI_KNOWN_BUGS:-0}" = 1 ] && return 1
-    [ "$1" = mpich-pingpong-4x2 ]
-}
-
 for layout in 2x1 4x2; do
     for m in mpich openmpi; do
         for p in $progs; do
-            if known_bug "$m-$p-$layout"; then
-                echo "SKIP: mpi/$m-$p-$layout (known stall under load, see test/mpi/run-mpi-tests.sh)"
-                continue
-            fi
             run_prog $m $p $layout
         done
     done
