@@ -84,6 +84,29 @@ typedef struct xm_hv_ops {
      * the first failing segment's status (all statuses are filled in). */
     int (*copy)(xm_hv_t *hv, xm_copy_seg_t *segs, unsigned count);
 
+    /* Owner side: grant count existing pages of this process, starting at
+     * addr (page aligned), to peer; read-only unless writable.  Nothing is
+     * copied or moved: the peer's grant copies read and write these very
+     * pages.  refs[count] receives one ref per page; *handle names the grant
+     * for grant_mem_end.  Errors: -EINVAL (count 0 or too large, unaligned
+     * addr, peer invalid or ourselves), -EFAULT (range not mapped, or not
+     * writable for a writable grant), -ENOSPC (grant table full), -ENOMEM,
+     * -ENODEV (xen: the xenmpi_grant module is not loaded).  On error
+     * nothing stays granted.
+     * The refs are ordinary grant refs: segments of copy work on them
+     * exactly as on refs from share.  Closing the handle, or the process's
+     * death, ends every grant_mem grant it made.  Keep the pages mapped
+     * until grant_mem_end (xen: the module pins them, docs/kernel.md; sim: a
+     * copy of a page its owner unmapped fails with -EIO).  Backend notes:
+     * xen passes the module's other errors through as negative errno
+     * (-EOPNOTSUPP, -EEXIST, -EPERM, ...; its EACCES becomes -EFAULT, E2BIG
+     * -EINVAL and EDQUOT -ENOSPC); sim reaches these refs by grant copy
+     * only (map fails with -EOPNOTSUPP). */
+    int (*grant_mem)(xm_hv_t *hv, uint32_t peer, void *addr, unsigned count,
+                     int writable, uint64_t *handle, uint32_t *refs);
+    /* End a grant_mem grant: -ENOENT for an unknown handle. */
+    int (*grant_mem_end)(xm_hv_t *hv, uint64_t handle);
+
     int (*evt_alloc_unbound)(xm_hv_t *hv, uint32_t remote, uint32_t *port);
     int (*evt_bind)(xm_hv_t *hv, uint32_t remote, uint32_t remote_port,
                     uint32_t *local_port);
@@ -152,6 +175,12 @@ static inline int xm_hv_unmap(xm_hv_t *hv, void *addr, unsigned count)
 { return hv->ops->unmap(hv, addr, count); }
 static inline int xm_hv_copy(xm_hv_t *hv, xm_copy_seg_t *segs, unsigned n)
 { return hv->ops->copy(hv, segs, n); }
+static inline int xm_hv_grant_mem(xm_hv_t *hv, uint32_t peer, void *addr,
+                                  unsigned count, int writable,
+                                  uint64_t *handle, uint32_t *refs)
+{ return hv->ops->grant_mem(hv, peer, addr, count, writable, handle, refs); }
+static inline int xm_hv_grant_mem_end(xm_hv_t *hv, uint64_t handle)
+{ return hv->ops->grant_mem_end(hv, handle); }
 static inline int xm_hv_evt_alloc_unbound(xm_hv_t *hv, uint32_t r, uint32_t *p)
 { return hv->ops->evt_alloc_unbound(hv, r, p); }
 static inline int xm_hv_evt_bind(xm_hv_t *hv, uint32_t r, uint32_t rp, uint32_t *lp)

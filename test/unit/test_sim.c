@@ -10,11 +10,19 @@
  *
  * Each test runs on its own simulated host (XENMPI_SIM_HOST=ut<pid>-<n>) and
  * removes /dev/shm/xenmpi-sim-<host> in its teardown.  Every wait is bounded.
+ *
+ * grant_mem tests: a child owns plain buffers (OP_BUF_*) it grants with
+ * grant_mem, and copies with up to GSEGS_MAX segments between a 2 MiB local
+ * buffer and foreign refs (OP_GCOPY).  This file defines process_vm_readv,
+ * process_vm_writev, open and kill itself (forwarding to the kernel) so a
+ * child can report which of them a copy made.
  */
+#undef _FORTIFY_SOURCE   /* open() is defined below */
 #include "xm_hv.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -24,6 +32,8 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +48,11 @@
 #define MAX_SEGS 16
 #define MAX_HANDLES 64
 #define DATA_MAX 8192
+#define GSEGS_MAX 2048             /* segments of one OP_GCOPY */
+#define GREFS_MAX 512              /* pages of one OP_GMEM */
+#define GBUFS 16                   /* OP_BUF_MAP buffers per child */
+#define LBUF 0xffffu               /* "buffer" index of the local copy buffer */
+#define LBUF_SIZE (2u << 20)
 
 enum {
     OP_QUIT = 1,
@@ -48,6 +63,15 @@ enum {
     OP_ST_READ, OP_ST_WRITE, OP_ST_REMOVE, OP_ST_LIST, OP_ST_PERMS,
     OP_ST_WATCH, OP_ST_UNWATCH, OP_ST_WPOLL, OP_ST_RWATCH,
     OP_HOST_ID,
+    OP_BUF_MAP, OP_BUF_UNMAP, OP_BUF_PROT, OP_BUF_PEEK, OP_PAT_FILL, OP_PAT_CHECK, OP_GMEM, OP_GMEM_END,
+    OP_GCOPY,
+};
+
+struct gseg {
+    uint32_t domid, ref;
+    uint16_t offset, len;
+    uint32_t loff;   /* in the child's local buffer */
+    uint8_t dir;
 };
 
 struct seg {
@@ -67,6 +91,9 @@ struct req {
     char s1[XM_STORE_MAX_PATH], s2[XM_STORE_MAX_PATH];
     uint32_t dlen;
     unsigned char data[DATA_MAX];
+    /* grant_mem ops; left out of req_init's clearing */
+    uint64_t h64;
+    struct gseg gsegs[GSEGS_MAX];
 };
 
 struct rep {
@@ -78,6 +105,9 @@ struct rep {
     char s1[XM_STORE_MAX_PATH], s2[XM_STORE_MAX_PATH];
     uint32_t dlen;
     unsigned char data[DATA_MAX];
+    uint64_t h64;
+    uint32_t grefs[GREFS_MAX];
+    int16_t gst[GSEGS_MAX];
 };
 
 static int64_t now_us(void)
@@ -85,6 +115,72 @@ static int64_t now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ------------------------------------------------------------------ */
+/* calls the sim backend makes, counted (this program's definitions win  */
+/* over libc's for the statically linked core)                          */
+/* ------------------------------------------------------------------ */
+
+static unsigned long n_pvm, n_pvm_liov, n_pvm_riov, n_open, n_kill;
+static int g_pvm_delay_ms;   /* sleep before each process_vm_* call */
+static int g_child_fd = -1;  /* a child's command socket */
+
+static void pvm_count(unsigned long nl, unsigned long nr)
+{
+    if (g_pvm_delay_ms) {
+        /* tell the driver the copy is past its checks, once */
+        if (g_child_fd >= 0 && send(g_child_fd, "E", 1, 0) != 1)
+            _exit(4);
+        g_child_fd = -1;
+        usleep((useconds_t)g_pvm_delay_ms * 1000);
+    }
+    n_pvm++;
+    if (nl > n_pvm_liov)
+        n_pvm_liov = nl;
+    if (nr > n_pvm_riov)
+        n_pvm_riov = nr;
+}
+
+ssize_t process_vm_readv(pid_t pid, const struct iovec *l, unsigned long nl,
+                         const struct iovec *r, unsigned long nr, unsigned long flags)
+{
+    pvm_count(nl, nr);
+    return syscall(SYS_process_vm_readv, pid, l, nl, r, nr, flags);
+}
+
+ssize_t process_vm_writev(pid_t pid, const struct iovec *l, unsigned long nl,
+                          const struct iovec *r, unsigned long nr, unsigned long flags)
+{
+    pvm_count(nl, nr);
+    return syscall(SYS_process_vm_writev, pid, l, nl, r, nr, flags);
+}
+
+int open(const char *path, int flags, ...)
+{
+    va_list ap;
+    int mode = 0;
+
+    n_open++;
+    if (flags & (O_CREAT | O_TMPFILE)) {
+        va_start(ap, flags);
+        mode = va_arg(ap, int);
+        va_end(ap);
+    }
+    return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+
+int kill(pid_t pid, int sig)
+{
+    n_kill++;
+    return (int)syscall(SYS_kill, pid, sig);
+}
+
+/* Pattern byte at position p of the stream "seed": differs between
+ * neighbouring bytes, pages and seeds. */
+static uint8_t gpat(uint32_t seed, size_t p)
+{
+    return (uint8_t)(seed * 37u + p * 7u + (p >> 12) * 13u + (p >> 8));
 }
 
 /* ------------------------------------------------------------------ */
@@ -107,9 +203,138 @@ struct handle {
     unsigned count;
 };
 
+static struct { unsigned char *addr; size_t len; } g_bufs[GBUFS];
+static int g_serve_fd = -1;
+static unsigned char *g_lbuf;
+static xm_copy_seg_t g_hvsegs[GSEGS_MAX];
+
+/* buffer b (LBUF: the local copy buffer) from off for len, or NULL */
+static unsigned char *child_buf(uint32_t b, size_t off, size_t len)
+{
+    unsigned char *base = b == LBUF ? g_lbuf : b < GBUFS ? g_bufs[b].addr : NULL;
+    size_t size = b == LBUF ? LBUF_SIZE : b < GBUFS ? g_bufs[b].len : 0;
+
+    return base && off <= size && len <= size - off ? base + off : NULL;
+}
+
+static void child_serve_gmem(xm_hv_t *hv, struct req *rq, struct rep *rp)
+{
+    unsigned char *p;
+    unsigned k;
+
+    switch (rq->op) {
+    case OP_BUF_MAP:   /* a pages, prot b, pattern seed c (base 0) */
+        for (k = 0; k < GBUFS && g_bufs[k].addr; k++)
+            ;
+        if (k == GBUFS) {
+            rp->rc = -E2BIG;
+            break;
+        }
+        p = mmap(NULL, (size_t)rq->a * XM_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            rp->rc = -errno;
+            break;
+        }
+        for (size_t i = 0; i < (size_t)rq->a * XM_PAGE_SIZE; i++)
+            p[i] = gpat(rq->c, i);
+        if (rq->b != (PROT_READ | PROT_WRITE) && mprotect(p, (size_t)rq->a * XM_PAGE_SIZE,
+                                                          (int)rq->b)) {
+            rp->rc = -errno;
+            break;
+        }
+        g_bufs[k].addr = p;
+        g_bufs[k].len = (size_t)rq->a * XM_PAGE_SIZE;
+        rp->n = k;
+        break;
+    case OP_BUF_UNMAP:   /* buffer a: pages b..b+c-1 go; the buffer stays known */
+        p = child_buf(rq->a, (size_t)rq->b * XM_PAGE_SIZE, (size_t)rq->c * XM_PAGE_SIZE);
+        rp->rc = !p || rq->a == LBUF ? -ERANGE
+                 : munmap(p, (size_t)rq->c * XM_PAGE_SIZE) ? -errno : 0;
+        break;
+    case OP_BUF_PROT:   /* buffer a: pages b..b+c-1 get protection d */
+        p = child_buf(rq->a, (size_t)rq->b * XM_PAGE_SIZE, (size_t)rq->c * XM_PAGE_SIZE);
+        rp->rc = !p || rq->a == LBUF ? -ERANGE
+                 : mprotect(p, (size_t)rq->c * XM_PAGE_SIZE, rq->d) ? -errno : 0;
+        break;
+    case OP_BUF_PEEK:   /* buffer a from b for c bytes */
+        p = child_buf(rq->a, rq->b, rq->c);
+        if (!p || rq->c > DATA_MAX)
+            rp->rc = -ERANGE;
+        else
+            memcpy(rp->data, p, rq->c);
+        break;
+    case OP_PAT_FILL:    /* buffer a from b for c: pattern seed d from position e */
+    case OP_PAT_CHECK:   /* rc 1 and n = first wrong byte when it differs */
+        p = child_buf(rq->a, rq->b, rq->c);
+        if (!p) {
+            rp->rc = -ERANGE;
+            break;
+        }
+        for (size_t i = 0; i < rq->c; i++) {
+            uint8_t v = gpat((uint32_t)rq->d, (size_t)(uint32_t)rq->e + i);
+            if (rq->op == OP_PAT_FILL)
+                p[i] = v;
+            else if (p[i] != v) {
+                rp->rc = 1;
+                rp->n = (uint32_t)i;
+                rp->v[0] = p[i];
+                rp->v[1] = v;
+                break;
+            }
+        }
+        break;
+    case OP_GMEM:   /* peer a, buffer b + byte offset d, e pages, writable c */
+        if (rq->b >= GBUFS || !g_bufs[rq->b].addr || rq->e < 0 || rq->e > GREFS_MAX) {
+            rp->rc = -ERANGE;
+            break;
+        }
+        rp->rc = xm_hv_grant_mem(hv, rq->a, g_bufs[rq->b].addr + rq->d, (unsigned)rq->e,
+                                 (int)rq->c, &rp->h64, rp->grefs);
+        break;
+    case OP_GMEM_END:
+        rp->rc = xm_hv_grant_mem_end(hv, rq->h64);
+        break;
+    case OP_GCOPY:   /* n segments; v[]: process_vm calls, their most iovecs
+                      * (local, remote), opens and kills the copy made; d > 0:
+                      * sleep d ms before each process_vm call, and send "E"
+                      * before the first */
+        if (rq->n > GSEGS_MAX) {
+            rp->rc = -E2BIG;
+            break;
+        }
+        for (k = 0; k < rq->n; k++) {
+            const struct gseg *s = &rq->gsegs[k];
+            if ((size_t)s->loff + s->len > LBUF_SIZE) {
+                rp->rc = -ERANGE;
+                return;
+            }
+            g_hvsegs[k] = (xm_copy_seg_t){ .local = g_lbuf + s->loff, .domid = s->domid,
+                                           .ref = s->ref, .offset = s->offset, .len = s->len,
+                                           .dir = s->dir, .status = 0x7fff };
+        }
+        n_pvm = n_pvm_liov = n_pvm_riov = n_open = n_kill = 0;
+        g_pvm_delay_ms = rq->d > 0 ? rq->d : 0;
+        g_child_fd = rq->d > 0 ? g_serve_fd : -1;
+        rp->rc = xm_hv_copy(hv, g_hvsegs, rq->n);
+        g_pvm_delay_ms = 0;
+        g_child_fd = -1;
+        rp->v[0] = (uint32_t)n_pvm;
+        rp->v[1] = (uint32_t)n_pvm_liov;
+        rp->v[2] = (uint32_t)n_pvm_riov;
+        rp->v[3] = (uint32_t)n_open;
+        rp->v[4] = (uint32_t)n_kill;
+        for (k = 0; k < rq->n; k++)
+            rp->gst[k] = g_hvsegs[k].status;
+        break;
+    }
+}
+
 static void child_serve(xm_hv_t *hv, int fd, struct req *rq, struct rep *rp)
 {
     struct handle h[MAX_HANDLES] = { { 0 } };
+
+    g_serve_fd = fd;
 
     for (;;) {
         ssize_t n = recv(fd, rq, sizeof(*rq), 0);
@@ -342,6 +567,17 @@ static void child_serve(xm_hv_t *hv, int fd, struct req *rq, struct rep *rp)
             }
             break;
         }
+        case OP_BUF_MAP:
+        case OP_BUF_UNMAP:
+        case OP_BUF_PROT:
+        case OP_BUF_PEEK:
+        case OP_PAT_FILL:
+        case OP_PAT_CHECK:
+        case OP_GMEM:
+        case OP_GMEM_END:
+        case OP_GCOPY:
+            child_serve_gmem(hv, rq, rp);
+            break;
         case OP_HOST_ID: {
             char buf[XM_STORE_MAX_PATH];
             size_t len = rq->b ? rq->b : sizeof(buf);
@@ -365,7 +601,8 @@ static void child_main(int fd, const char *const *env)
     xm_hv_t *hv = NULL;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() == 1 || !rq || !rp)
+    g_lbuf = malloc(LBUF_SIZE);
+    if (getppid() == 1 || !rq || !rp || !g_lbuf)
         _exit(5);
     for (; env && *env; env++) {
         const char *eq = strchr(*env, '=');
@@ -591,6 +828,171 @@ static int d_copy1(dom_t *d, uint32_t domid, uint32_t ref, unsigned off, unsigne
     assert_int_equal(RP->st[0], rc);   /* single segment: rc is its status */
     if (out)
         memcpy(out, RP->data, len);
+    return rc;
+}
+
+/* grant_mem: buffers of a child, grants of them, big copies */
+static int d_bufmap(dom_t *d, unsigned pages, int prot, unsigned seed)
+{
+    req_init(OP_BUF_MAP);
+    RQ->a = pages;
+    RQ->b = (uint32_t)prot;
+    RQ->c = seed;
+    assert_int_equal(call(d), 0);
+    return (int)RP->n;
+}
+
+static void d_bufunmap(dom_t *d, int b, unsigned first, unsigned n)
+{
+    req_init(OP_BUF_UNMAP);
+    RQ->a = (uint32_t)b;
+    RQ->b = first;
+    RQ->c = n;
+    assert_int_equal(call(d), 0);
+}
+
+static void d_bufprot(dom_t *d, int b, unsigned first, unsigned n, int prot)
+{
+    req_init(OP_BUF_PROT);
+    RQ->a = (uint32_t)b;
+    RQ->b = first;
+    RQ->c = n;
+    RQ->d = prot;
+    assert_int_equal(call(d), 0);
+}
+
+static void d_bufpeek(dom_t *d, unsigned b, size_t off, size_t len, void *out)
+{
+    req_init(OP_BUF_PEEK);
+    RQ->a = b;
+    RQ->b = (uint32_t)off;
+    RQ->c = (uint32_t)len;
+    assert_int_equal(call(d), 0);
+    memcpy(out, RP->data, len);
+}
+
+static void d_pat(dom_t *d, int op, unsigned b, size_t off, size_t len, unsigned seed,
+                  size_t base, int line)
+{
+    req_init(op);
+    RQ->a = b;
+    RQ->b = (uint32_t)off;
+    RQ->c = (uint32_t)len;
+    RQ->d = (int32_t)seed;
+    RQ->e = (int32_t)base;
+    int rc = call(d);
+    if (rc == 1)
+        fail_msg("line %d: buffer %u byte %zu is %u, expected %u (seed %u)", line, b,
+                 off + RP->n, RP->v[0], RP->v[1], seed);
+    assert_int_equal(rc, 0);
+}
+/* fill / check buffer b's [off, off + len) with pattern seed from position base */
+#define d_patfill(d, b, off, len, seed, base) \
+    d_pat((d), OP_PAT_FILL, (b), (off), (len), (seed), (base), __LINE__)
+#define d_patcheck(d, b, off, len, seed, base) \
+    d_pat((d), OP_PAT_CHECK, (b), (off), (len), (seed), (base), __LINE__)
+
+static int d_gmem(dom_t *d, uint32_t peer, int b, unsigned byte_off, unsigned count, int wr,
+                  uint64_t *h, uint32_t *refs)
+{
+    req_init(OP_GMEM);
+    RQ->a = peer;
+    RQ->b = (uint32_t)b;
+    RQ->c = (uint32_t)wr;
+    RQ->d = (int32_t)byte_off;
+    RQ->e = (int32_t)count;
+    int rc = call(d);
+    if (rc == 0) {
+        *h = RP->h64;
+        if (refs)
+            memcpy(refs, RP->grefs, count * sizeof(uint32_t));
+    }
+    return rc;
+}
+
+static int d_gmem_end(dom_t *d, uint64_t h)
+{
+    req_init(OP_GMEM_END);
+    RQ->h64 = h;
+    return call(d);
+}
+
+/* build an OP_GCOPY request segment by segment, then d_gcopy() */
+static unsigned g_nseg;
+static void gcopy_init(void)
+{
+    req_init(OP_GCOPY);
+    g_nseg = 0;
+}
+
+static void gseg(uint32_t domid, uint32_t ref, unsigned off, unsigned len, size_t loff, int dir)
+{
+    assert_true(g_nseg < GSEGS_MAX);
+    RQ->gsegs[g_nseg++] = (struct gseg){ .domid = domid, .ref = ref, .offset = (uint16_t)off,
+                                         .len = (uint16_t)len, .loff = (uint32_t)loff,
+                                         .dir = (uint8_t)dir };
+}
+
+struct gstats {
+    unsigned pvm, liov, riov, opens, kills;
+    int16_t st[GSEGS_MAX];
+};
+
+/* the copy; statuses and what it cost in *gs (may be NULL) */
+static int d_gcopy_reply(struct gstats *gs)
+{
+    int rc = RP->rc;
+    for (unsigned i = 0; i < g_nseg; i++)
+        assert_true(RP->gst[i] != 0x7fff);   /* every status written */
+    if (gs) {
+        gs->pvm = RP->v[0];
+        gs->liov = RP->v[1];
+        gs->riov = RP->v[2];
+        gs->opens = RP->v[3];
+        gs->kills = RP->v[4];
+        memcpy(gs->st, RP->gst, g_nseg * sizeof(int16_t));
+    }
+    return rc;
+}
+
+static int d_gcopy(dom_t *d, struct gstats *gs)
+{
+    RQ->n = g_nseg;
+    call(d);
+    return d_gcopy_reply(gs);
+}
+
+/* start the copy with delay_ms before each system call and return once it
+ * is past its checks, in the first call's delay; d_gcopy_end() collects it
+ * (other domains may be driven meanwhile) */
+static void d_gcopy_start(dom_t *d, int delay_ms)
+{
+    char e = 0;
+
+    RQ->n = g_nseg;
+    RQ->d = delay_ms;
+    assert_int_equal(send(d->fd, RQ, sizeof(*RQ), 0), (ssize_t)sizeof(*RQ));
+    assert_int_equal(poll_in(d->fd, CALL_TIMEOUT_MS), 1);
+    assert_int_equal(recv(d->fd, &e, 1, 0), 1);
+    assert_int_equal(e, 'E');
+}
+
+static int d_gcopy_end(dom_t *d, struct gstats *gs)
+{
+    assert_int_equal(recv_timeout(d->fd, RP, CALL_TIMEOUT_MS), 0);
+    return d_gcopy_reply(gs);
+}
+
+/* one segment through OP_GCOPY; local buffer offset loff */
+static int d_gcopy1(dom_t *d, uint32_t domid, uint32_t ref, unsigned off, unsigned len,
+                    size_t loff, int dir)
+{
+    struct gstats gs;
+
+    gcopy_init();
+    gseg(domid, ref, off, len, loff, dir);
+    int rc = d_gcopy(d, &gs);
+    assert_int_equal(gs.st[0], rc);
     return rc;
 }
 
@@ -884,7 +1286,7 @@ static void test_grant_readonly_mprotect(void **state)
 {
     dom_t a, b;
     uint32_t ref;
-    int ha, hb;
+    int ha = -1, hb = -1;
     char buf[64];
 
     (void)state;
@@ -1057,7 +1459,7 @@ static void test_grant_stale_ref(void **state)
     /* 4 entries: refs 1..3, so a fourth share must reuse a number */
     static const char *const small[] = { "XENMPI_SIM_GNTTAB_SIZE=4", NULL };
     dom_t a, b, c;
-    uint32_t r0, r;
+    uint32_t r0 = 0, r = 0;
     int h0, h[4], hb;
     char buf[XM_PAGE_SIZE], exp[64];
     unsigned nh = 0, reused = 0;
@@ -1196,7 +1598,7 @@ static void test_grant_table_size(void **state)
 static void test_evtchn_rules(void **state)
 {
     dom_t a, b, c;
-    uint32_t pa, pb, pc, p, pb2, pa2;
+    uint32_t pa = 0, pb = 0, pc = 0, p = 0, pb2 = 0, pa2 = 0;
 
     (void)state;
     dom_up(&a, NULL);
@@ -1660,7 +2062,7 @@ static void test_fault_injection(void **state)
     static const char *const drop[] = { "XENMPI_SIM_DROP_NOTIFY=2", NULL };
     static const char *const delay[] = { "XENMPI_SIM_DELAY_NOTIFY_US=150000", NULL };
     dom_t a, b, c;
-    uint32_t pa, pb, pa2, pc, p;
+    uint32_t pa = 0, pb = 0, pa2 = 0, pc = 0, p = 0;
     unsigned delivered = 0;
 
     (void)state;
@@ -1785,7 +2187,7 @@ static void test_hosts_isolated(void **state)
     char h2[96];
     const char *q_env[] = { "XENMPI_SIM_DOMID=29186", h2, NULL };
     dom_t o, p, q;
-    uint32_t ref, po, pp, pq, port;
+    uint32_t ref = 0, po = 0, pp = 0, pq = 0, port = 0;
     int ho, hp, hq;
     char buf[XM_STORE_MAX_PATH], path[128];
 
@@ -1870,6 +2272,599 @@ static void test_host_id(void **state)
     dom_quit(&b);
 }
 
+/* ------------------------------------------------------------------ */
+/* 13. grant_mem: a process's existing pages                           */
+/* ------------------------------------------------------------------ */
+#define RW (PROT_READ | PROT_WRITE)
+
+static void test_gmem_rw(void **state)
+{
+    dom_t a, b;
+    uint32_t refs[3];
+    uint64_t h;
+    int ba, hb;
+    struct gstats gs;
+
+    (void)state;
+    dom_up(&a, NULL);
+    dom_up(&b, NULL);
+    ba = d_bufmap(&a, 3, RW, 5);
+    assert_int_equal(d_gmem(&a, b.domid, ba, 0, 3, 1, &h, refs), 0);
+    assert_int_equal(h, 1);   /* a process's first handle */
+    assert_true(refs[0] != refs[1] && refs[1] != refs[2] && refs[0] != refs[2]);
+
+    /* the peer reads the owner's three pages: one call for the lot */
+    gcopy_init();
+    for (unsigned i = 0; i < 3; i++)
+        gseg(a.domid, refs[i], 0, XM_PAGE_SIZE, i * XM_PAGE_SIZE, XM_COPY_FROM_FOREIGN);
+    assert_int_equal(d_gcopy(&b, &gs), 0);
+    for (unsigned i = 0; i < 3; i++)
+        assert_int_equal(gs.st[i], 0);
+    assert_int_equal(gs.pvm, 1);
+    assert_int_equal(gs.liov, 1);
+    assert_int_equal(gs.riov, 1);
+    d_patcheck(&b, LBUF, 0, 3 * XM_PAGE_SIZE, 5, 0);
+
+    /* the very pages, not a copy: the owner's later writes are what the
+     * peer reads */
+    d_patfill(&a, ba, XM_PAGE_SIZE + 10, 100, 77, 0);
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[1], 10, 100, 0x10000, XM_COPY_FROM_FOREIGN), 0);
+    d_patcheck(&b, LBUF, 0x10000, 100, 77, 0);
+
+    /* the peer writes page 1 from 100 for 2000 bytes and all of page 2 */
+    d_patfill(&b, LBUF, 0x20000, 2000 + XM_PAGE_SIZE, 9, 0);
+    gcopy_init();
+    gseg(a.domid, refs[1], 100, 2000, 0x20000, XM_COPY_TO_FOREIGN);
+    gseg(a.domid, refs[2], 0, XM_PAGE_SIZE, 0x20000 + 2000, XM_COPY_TO_FOREIGN);
+    assert_int_equal(d_gcopy(&b, &gs), 0);
+    assert_int_equal(gs.st[0], 0);
+    assert_int_equal(gs.st[1], 0);
+    /* known owner: the copy is one process_vm_writev and nothing else */
+    assert_int_equal(gs.pvm, 1);
+    assert_int_equal(gs.liov, 1);
+    assert_int_equal(gs.riov, 2);
+    assert_int_equal(gs.opens, 0);
+    assert_int_equal(gs.kills, 0);
+    /* ... and it landed in the owner's own buffer, nowhere else */
+    d_patcheck(&a, ba, 0, XM_PAGE_SIZE + 10, 5, 0);
+    d_patcheck(&a, ba, XM_PAGE_SIZE + 10, 90, 77, 0);
+    d_patcheck(&a, ba, XM_PAGE_SIZE + 100, 2000, 9, 0);
+    d_patcheck(&a, ba, XM_PAGE_SIZE + 2100, XM_PAGE_SIZE - 2100, 5, XM_PAGE_SIZE + 2100);
+    d_patcheck(&a, ba, 2 * XM_PAGE_SIZE, XM_PAGE_SIZE, 9, 2000);
+    /* and reads back through the grant */
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[2], 0, XM_PAGE_SIZE, 0x30000,
+                              XM_COPY_FROM_FOREIGN), 0);
+    d_patcheck(&b, LBUF, 0x30000, XM_PAGE_SIZE, 9, 2000);
+
+    /* the sim reaches such refs by grant copy only */
+    assert_int_equal(d_map(&b, a.domid, 1, refs, 0, -1, &hb), -EOPNOTSUPP);
+
+    assert_int_equal(d_gmem_end(&a, h), 0);
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[0], 0, 8, 0, XM_COPY_FROM_FOREIGN), -EPERM);
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[2], 0, 8, 0, XM_COPY_TO_FOREIGN), -EPERM);
+    d_patcheck(&a, ba, 2 * XM_PAGE_SIZE, XM_PAGE_SIZE, 9, 2000);
+    dom_quit(&a);
+    dom_quit(&b);
+}
+
+static void test_gmem_readonly(void **state)
+{
+    dom_t a, b, c;
+    uint32_t refs[2];
+    uint64_t h;
+    int ba;
+    struct gstats gs;
+
+    (void)state;
+    dom_up(&a, NULL);
+    dom_up(&b, NULL);
+    dom_up(&c, NULL);
+    ba = d_bufmap(&a, 2, RW, 11);
+    assert_int_equal(d_gmem(&a, b.domid, ba, 0, 2, 0, &h, refs), 0);
+
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[0], 0, XM_PAGE_SIZE, 0, XM_COPY_FROM_FOREIGN), 0);
+    d_patcheck(&b, LBUF, 0, XM_PAGE_SIZE, 11, 0);
+    /* writes are refused, reads in the same batch go through */
+    d_patfill(&b, LBUF, 0x1000, XM_PAGE_SIZE, 99, 0);
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[0], 0, 64, 0x1000, XM_COPY_TO_FOREIGN), -EACCES);
+    gcopy_init();
+    gseg(a.domid, refs[1], 0, 64, 0x1000, XM_COPY_TO_FOREIGN);
+    gseg(a.domid, refs[1], 0, XM_PAGE_SIZE, 0x3000, XM_COPY_FROM_FOREIGN);
+    gseg(a.domid, refs[0], 4000, 96, 0x1000, XM_COPY_TO_FOREIGN);
+    assert_int_equal(d_gcopy(&b, &gs), -EACCES);
+    assert_int_equal(gs.st[0], -EACCES);
+    assert_int_equal(gs.st[1], 0);
+    assert_int_equal(gs.st[2], -EACCES);
+    d_patcheck(&b, LBUF, 0x3000, XM_PAGE_SIZE, 11, XM_PAGE_SIZE);
+    d_patcheck(&a, ba, 0, 2 * XM_PAGE_SIZE, 11, 0);   /* nothing written */
+
+    /* a third domain gets nothing, either way */
+    d_patfill(&c, LBUF, 0, 64, 99, 0);
+    assert_int_equal(d_gcopy1(&c, a.domid, refs[0], 0, 64, 0, XM_COPY_FROM_FOREIGN), -EPERM);
+    assert_int_equal(d_gcopy1(&c, a.domid, refs[1], 0, 64, 0, XM_COPY_TO_FOREIGN), -EPERM);
+    d_patcheck(&c, LBUF, 0, 64, 99, 0);   /* its buffer untouched */
+    d_patcheck(&a, ba, 0, 2 * XM_PAGE_SIZE, 11, 0);
+
+    /* ended: the grantee gets nothing either */
+    assert_int_equal(d_gmem_end(&a, h), 0);
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[0], 0, 64, 0x5000, XM_COPY_FROM_FOREIGN), -EPERM);
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[1], 0, 64, 0x1000, XM_COPY_TO_FOREIGN), -EPERM);
+    assert_int_equal(d_gmem_end(&a, h), -ENOENT);
+    /* a new grant to c does not revive them for b */
+    uint32_t r2[2];
+    uint64_t h2;
+    assert_int_equal(d_gmem(&a, c.domid, ba, 0, 2, 0, &h2, r2), 0);
+    assert_true(h2 > h);
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[0], 0, 64, 0x5000, XM_COPY_FROM_FOREIGN), -EPERM);
+    assert_int_equal(d_gcopy1(&b, a.domid, r2[0], 0, 64, 0x5000, XM_COPY_FROM_FOREIGN), -EPERM);
+    assert_int_equal(d_gcopy1(&c, a.domid, r2[1], 0, 64, 0x100, XM_COPY_FROM_FOREIGN), 0);
+    d_patcheck(&c, LBUF, 0x100, 64, 11, XM_PAGE_SIZE);
+    assert_int_equal(d_gmem_end(&a, h2), 0);
+    dom_quit(&a);
+    dom_quit(&b);
+    dom_quit(&c);
+}
+
+static void test_gmem_bad_input(void **state)
+{
+    static const char *const small[] = { "XENMPI_SIM_GNTTAB_SIZE=16", NULL };
+    dom_t a, b;
+    uint32_t refs[16];
+    uint64_t h, h1;
+    int big, ro, holes, gone, split;
+
+    (void)state;
+    dom_up(&a, small);
+    dom_up(&b, NULL);
+    big = d_bufmap(&a, 17, RW, 1);
+    ro = d_bufmap(&a, 2, PROT_READ, 2);
+    holes = d_bufmap(&a, 3, RW, 3);
+    gone = d_bufmap(&a, 2, RW, 4);
+    split = d_bufmap(&a, 4, RW, 5);
+    d_bufunmap(&a, holes, 1, 1);
+    d_bufunmap(&a, gone, 0, 2);
+
+    /* handles count from 1 and are never reused */
+    assert_int_equal(d_gmem(&a, b.domid, big, 0, 1, 1, &h1, refs), 0);
+    assert_int_equal(h1, 1);
+    assert_int_equal(d_gmem_end(&a, h1), 0);
+    assert_int_equal(d_gmem(&a, b.domid, big, 0, 1, 1, &h, refs), 0);
+    assert_int_equal(h, 2);
+    assert_int_equal(d_gmem_end(&a, h1), -ENOENT);
+    assert_int_equal(d_gmem_end(&a, h), 0);
+
+    /* -EINVAL */
+    assert_int_equal(d_gmem(&a, b.domid, big, 100, 1, 0, &h, refs), -EINVAL);
+    assert_int_equal(d_gmem(&a, b.domid, big, 2048, 2, 1, &h, refs), -EINVAL);
+    assert_int_equal(d_gmem(&a, b.domid, big, 0, 0, 0, &h, refs), -EINVAL);
+    assert_int_equal(d_gmem(&a, b.domid, big, 0, 17, 0, &h, refs), -EINVAL);   /* > table */
+    assert_int_equal(d_gmem(&a, a.domid, big, 0, 1, 0, &h, refs), -EINVAL);
+    assert_int_equal(d_gmem(&a, XM_DOMID_INVALID, big, 0, 1, 0, &h, refs), -EINVAL);
+    assert_int_equal(d_gmem(&a, 0x7ff0, big, 0, 1, 0, &h, refs), -EINVAL);
+    /* -EFAULT: not mapped, wholly or in part */
+    assert_int_equal(d_gmem(&a, b.domid, gone, 0, 2, 0, &h, refs), -EFAULT);
+    assert_int_equal(d_gmem(&a, b.domid, gone, XM_PAGE_SIZE, 1, 1, &h, refs), -EFAULT);
+    assert_int_equal(d_gmem(&a, b.domid, holes, 0, 3, 0, &h, refs), -EFAULT);
+    assert_int_equal(d_gmem(&a, b.domid, holes, 0, 2, 1, &h, refs), -EFAULT);
+    assert_int_equal(d_gmem(&a, b.domid, holes, XM_PAGE_SIZE, 2, 0, &h, refs), -EFAULT);
+    /* -EFAULT: a writable grant of memory not mapped writable */
+    assert_int_equal(d_gmem(&a, b.domid, ro, 0, 2, 1, &h, refs), -EFAULT);
+    assert_int_equal(d_gmem(&a, b.domid, ro, XM_PAGE_SIZE, 1, 1, &h, refs), -EFAULT);
+    d_bufprot(&a, split, 2, 1, PROT_READ);   /* rw rw r rw */
+    assert_int_equal(d_gmem(&a, b.domid, split, 0, 4, 1, &h, refs), -EFAULT);
+    assert_int_equal(d_gmem(&a, b.domid, split, XM_PAGE_SIZE, 2, 1, &h, refs), -EFAULT);
+    assert_int_equal(d_gmem(&a, b.domid, split, 2 * XM_PAGE_SIZE, 2, 1, &h, refs), -EFAULT);
+    /* -ENOENT */
+    assert_int_equal(d_gmem_end(&a, 0), -ENOENT);
+    assert_int_equal(d_gmem_end(&a, 12345), -ENOENT);
+    assert_int_equal(d_gmem_end(&a, UINT64_MAX), -ENOENT);
+
+    /* what is fine: the mapped parts, read-only memory read-only, writable
+     * ranges over several mappings */
+    assert_int_equal(d_gmem(&a, b.domid, holes, 2 * XM_PAGE_SIZE, 1, 1, &h, refs), 0);
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[0], 0, XM_PAGE_SIZE, 0, XM_COPY_FROM_FOREIGN), 0);
+    d_patcheck(&b, LBUF, 0, XM_PAGE_SIZE, 3, 2 * XM_PAGE_SIZE);
+    assert_int_equal(d_gmem_end(&a, h), 0);
+    assert_int_equal(d_gmem(&a, b.domid, ro, 0, 2, 0, &h, refs), 0);
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[1], 0, XM_PAGE_SIZE, 0, XM_COPY_FROM_FOREIGN), 0);
+    d_patcheck(&b, LBUF, 0, XM_PAGE_SIZE, 2, XM_PAGE_SIZE);
+    assert_int_equal(d_gmem_end(&a, h), 0);
+    assert_int_equal(d_gmem(&a, b.domid, split, 0, 4, 0, &h, refs), 0);
+    assert_int_equal(d_gmem_end(&a, h), 0);
+    d_bufprot(&a, split, 2, 1, PROT_READ | PROT_WRITE | PROT_EXEC);   /* rw rwx rw: 3 mappings */
+    assert_int_equal(d_gmem(&a, b.domid, split, 0, 4, 1, &h, refs), 0);
+    d_patfill(&b, LBUF, 0, 64, 42, 0);
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[2], 8, 64, 0, XM_COPY_TO_FOREIGN), 0);
+    d_patcheck(&a, split, 2 * XM_PAGE_SIZE + 8, 64, 42, 0);
+    assert_int_equal(d_gmem_end(&a, h), 0);
+
+    /* none of the failures kept an entry: all 15 usable entries are free */
+    assert_int_equal(d_gmem(&a, b.domid, big, 0, 15, 1, &h, refs), 0);
+    for (unsigned i = 0; i < 15; i++)
+        assert_true(refs[i] >= 1 && refs[i] < 16);
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[14], 0, XM_PAGE_SIZE, 0, XM_COPY_FROM_FOREIGN), 0);
+    d_patcheck(&b, LBUF, 0, XM_PAGE_SIZE, 1, 14 * XM_PAGE_SIZE);
+    assert_int_equal(d_gmem(&a, b.domid, big, 15 * XM_PAGE_SIZE, 1, 1, &h1, refs), -ENOSPC);
+    assert_int_equal(d_gmem_end(&a, h), 0);
+    dom_quit(&a);
+    dom_quit(&b);
+}
+
+static void test_gmem_exhaustion(void **state)
+{
+    static const char *const small[] = { "XENMPI_SIM_GNTTAB_SIZE=64", NULL };
+    dom_t a, b;
+    uint32_t refs[64], sref, r1;
+    uint64_t h, h1, hx;
+    int ba, hs, hs2;
+    char buf[16];
+
+    (void)state;
+    dom_up(&a, small);
+    dom_up(&b, NULL);
+    ba = d_bufmap(&a, 64, RW, 7);
+    /* 63 usable entries (ref 0 is reserved); a memfd share takes one */
+    assert_int_equal(d_share(&a, b.domid, 1, 1, -1, -1, &sref, &hs), 0);
+    d_fills(&a, hs, 0, "shared");
+    assert_int_equal(d_gmem(&a, b.domid, ba, 0, 63, 1, &hx, refs), -ENOSPC);
+    assert_int_equal(d_gmem(&a, b.domid, ba, 0, 64, 0, &hx, refs), -ENOSPC);
+    assert_int_equal(d_gmem(&a, b.domid, ba, 0, 63, 0, &hx, refs), -ENOSPC);
+    /* the failures rolled back: exactly the 62 free entries still fit */
+    assert_int_equal(d_gmem(&a, b.domid, ba, 0, 62, 1, &h, refs), 0);
+    for (unsigned i = 0; i < 62; i++) {
+        assert_true(refs[i] >= 1 && refs[i] < 64 && refs[i] != sref);
+        for (unsigned j = 0; j < i; j++)
+            assert_true(refs[i] != refs[j]);
+    }
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[61], 0, XM_PAGE_SIZE, 0, XM_COPY_FROM_FOREIGN), 0);
+    d_patcheck(&b, LBUF, 0, XM_PAGE_SIZE, 7, 61 * XM_PAGE_SIZE);
+    /* full now, for either kind */
+    assert_int_equal(d_gmem(&a, b.domid, ba, 62 * XM_PAGE_SIZE, 1, 0, &hx, &r1), -ENOSPC);
+    assert_int_equal(d_share(&a, b.domid, 1, 1, -1, -1, &r1, &hs2), -ENOSPC);
+    assert_int_equal(d_copy1(&b, a.domid, sref, 0, 7, XM_COPY_FROM_FOREIGN, NULL, buf), 0);
+    assert_string_equal(buf, "shared");
+    /* ending frees every entry of the grant; unsharing frees its one */
+    assert_int_equal(d_gmem_end(&a, h), 0);
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[61], 0, 8, 0, XM_COPY_FROM_FOREIGN), -EPERM);
+    assert_int_equal(d_gmem(&a, b.domid, ba, 0, 62, 0, &h, refs), 0);
+    assert_int_equal(d_unshare(&a, hs), 0);
+    assert_int_equal(d_gmem(&a, b.domid, ba, 62 * XM_PAGE_SIZE, 2, 0, &hx, refs), -ENOSPC);
+    assert_int_equal(d_gmem(&a, b.domid, ba, 62 * XM_PAGE_SIZE, 1, 0, &h1, &r1), 0);
+    assert_int_equal(d_gcopy1(&b, a.domid, r1, 0, XM_PAGE_SIZE, 0, XM_COPY_FROM_FOREIGN), 0);
+    d_patcheck(&b, LBUF, 0, XM_PAGE_SIZE, 7, 62 * XM_PAGE_SIZE);
+    assert_int_equal(d_gmem_end(&a, h1), 0);
+    assert_int_equal(d_gmem_end(&a, h), 0);
+    dom_quit(&a);
+    dom_quit(&b);
+}
+
+static void test_gmem_coalesce(void **state)
+{
+    dom_t a, b;
+    uint32_t refs1[8], refs2[8], refs3[256], sref;
+    uint64_t h1, h2, h3;
+    int r1, r2, r3, hs;
+    struct gstats gs;
+    size_t loff;
+    static unsigned char got[3 * DATA_MAX];
+
+    (void)state;
+    dom_up(&a, NULL);
+    dom_up(&b, NULL);
+    r1 = d_bufmap(&a, 8, RW, 1);
+    r2 = d_bufmap(&a, 8, RW, 2);
+    r3 = d_bufmap(&a, 256, RW, 3);
+    assert_int_equal(d_gmem(&a, b.domid, r1, 0, 8, 1, &h1, refs1), 0);
+    assert_int_equal(d_gmem(&a, b.domid, r2, 0, 8, 1, &h2, refs2), 0);
+    assert_int_equal(d_gmem(&a, b.domid, r3, 0, 256, 1, &h3, refs3), 0);
+
+    /* segments alternating between two grants, inside pages */
+    gcopy_init();
+    for (unsigned i = 0, l = 0; i < 16; l += 1000 + i * 13, i++)
+        gseg(a.domid, (i % 2 ? refs2 : refs1)[i / 2], (i * 97) % 1500, 1000 + i * 13, l,
+             XM_COPY_FROM_FOREIGN);
+    assert_int_equal(d_gcopy(&b, &gs), 0);
+    assert_int_equal(gs.pvm, 1);
+    assert_int_equal(gs.liov, 1);
+    assert_int_equal(gs.riov, 16);
+    loff = 0;
+    for (unsigned i = 0; i < 16; i++) {
+        assert_int_equal(gs.st[i], 0);
+        d_patcheck(&b, LBUF, loff, 1000 + i * 13, i % 2 ? 2 : 1,
+                   (i / 2) * XM_PAGE_SIZE + (i * 97) % 1500);
+        loff += 1000 + i * 13;
+    }
+
+    /* pieces of pages that continue each other remotely, scattered locally */
+    static const unsigned cut[] = { 0, 1000, 3000, XM_PAGE_SIZE };
+    gcopy_init();
+    loff = 0x40000;
+    for (unsigned p = 0; p < 8; p++)
+        for (unsigned k = 0; k < 3; k++) {
+            gseg(a.domid, refs1[p], cut[k], cut[k + 1] - cut[k], loff, XM_COPY_FROM_FOREIGN);
+            loff += cut[k + 1] - cut[k] + 16;
+        }
+    assert_int_equal(d_gcopy(&b, &gs), 0);
+    assert_int_equal(gs.pvm, 1);
+    assert_int_equal(gs.riov, 1);
+    assert_int_equal(gs.liov, 24);
+    loff = 0x40000;
+    for (unsigned p = 0; p < 8; p++)
+        for (unsigned k = 0; k < 3; k++) {
+            d_patcheck(&b, LBUF, loff, cut[k + 1] - cut[k], 1, p * XM_PAGE_SIZE + cut[k]);
+            loff += cut[k + 1] - cut[k] + 16;
+        }
+
+    /* 1 MiB, 256 page segments, both sides contiguous: one system call */
+    gcopy_init();
+    for (unsigned p = 0; p < 256; p++)
+        gseg(a.domid, refs3[p], 0, XM_PAGE_SIZE, p * XM_PAGE_SIZE, XM_COPY_FROM_FOREIGN);
+    assert_int_equal(d_gcopy(&b, &gs), 0);
+    assert_int_equal(gs.pvm, 1);
+    assert_int_equal(gs.liov, 1);
+    assert_int_equal(gs.riov, 1);
+    assert_int_equal(gs.opens, 0);
+    assert_int_equal(gs.kills, 0);
+    for (unsigned p = 0; p < 256; p++)
+        assert_int_equal(gs.st[p], 0);
+    d_patcheck(&b, LBUF, 0, 256 * XM_PAGE_SIZE, 3, 0);
+    /* and back */
+    d_patfill(&b, LBUF, 0, 256 * XM_PAGE_SIZE, 4, 0);
+    gcopy_init();
+    for (unsigned p = 0; p < 256; p++)
+        gseg(a.domid, refs3[p], 0, XM_PAGE_SIZE, p * XM_PAGE_SIZE, XM_COPY_TO_FOREIGN);
+    assert_int_equal(d_gcopy(&b, &gs), 0);
+    assert_int_equal(gs.pvm, 1);
+    assert_int_equal(gs.liov, 1);
+    assert_int_equal(gs.riov, 1);
+    d_patcheck(&a, r3, 0, 256 * XM_PAGE_SIZE, 4, 0);
+
+    /* batch order holds across directions: write, then read the same bytes */
+    d_patfill(&b, LBUF, 0x100000, 512, 21, 0);
+    gcopy_init();
+    gseg(a.domid, refs1[0], 0, 512, 0x110000, XM_COPY_FROM_FOREIGN);
+    gseg(a.domid, refs1[0], 0, 512, 0x100000, XM_COPY_TO_FOREIGN);
+    gseg(a.domid, refs1[0], 0, 512, 0x120000, XM_COPY_FROM_FOREIGN);
+    assert_int_equal(d_gcopy(&b, &gs), 0);
+    assert_int_equal(gs.pvm, 3);
+    d_patcheck(&b, LBUF, 0x110000, 512, 1, 0);
+    d_patcheck(&b, LBUF, 0x120000, 512, 21, 0);
+
+    /* 1500 scattered pieces: more remote iovecs than one call takes */
+    gcopy_init();
+    for (unsigned i = 0; i < 1500; i++) {
+        unsigned k = i / 2;
+        gseg(a.domid, (i % 2 ? refs3 : refs2)[k % 8], (k / 8) * 32, 16, i * 16,
+             XM_COPY_FROM_FOREIGN);
+    }
+    assert_int_equal(d_gcopy(&b, &gs), 0);
+    assert_int_equal(gs.pvm, 2);
+    assert_int_equal(gs.liov, 1);
+    assert_int_equal(gs.riov, 1024);
+    for (unsigned i = 0; i < 1500; i++)
+        assert_int_equal(gs.st[i], 0);
+    for (unsigned part = 0; part < 3; part++)
+        d_bufpeek(&b, LBUF, part * DATA_MAX, DATA_MAX, got + part * DATA_MAX);
+    for (unsigned i = 0; i < 1500; i++) {
+        unsigned k = i / 2;
+        size_t pos = (size_t)(k % 8) * XM_PAGE_SIZE + (k / 8) * 32;
+        for (unsigned j = 0; j < 16; j++)
+            if (got[i * 16 + j] != gpat(i % 2 ? 4 : 2, pos + j))
+                fail_msg("piece %u byte %u: %u, expected %u", i, j, got[i * 16 + j],
+                         gpat(i % 2 ? 4 : 2, pos + j));
+    }
+
+    /* a batch of both kinds and bad segments: order and statuses */
+    assert_int_equal(d_share(&a, b.domid, 1, 1, -1, -1, &sref, &hs), 0);
+    d_fills(&a, hs, 0, "memfd-page");
+    gcopy_init();
+    gseg(a.domid, refs1[1], 0, 100, 0x1000, XM_COPY_FROM_FOREIGN);
+    gseg(a.domid, sref, 0, 11, 0x2000, XM_COPY_FROM_FOREIGN);
+    gseg(a.domid, refs1[1], 100, 100, 0x1064, XM_COPY_FROM_FOREIGN);
+    gseg(a.domid, refs1[1], 4000, 200, 0x3000, XM_COPY_FROM_FOREIGN);   /* crosses */
+    gseg(a.domid, refs1[0] + 5000, 0, 100, 0x3000, XM_COPY_FROM_FOREIGN);   /* not granted */
+    gseg(a.domid, refs1[1], 200, 100, 0x10c8, XM_COPY_FROM_FOREIGN);
+    assert_int_equal(d_gcopy(&b, &gs), -EINVAL);
+    assert_int_equal(gs.st[0], 0);
+    assert_int_equal(gs.st[1], 0);
+    assert_int_equal(gs.st[2], 0);
+    assert_int_equal(gs.st[3], -EINVAL);
+    assert_true(gs.st[4] < 0);
+    assert_int_equal(gs.st[5], 0);
+    assert_int_equal(gs.pvm, 2);   /* before the memfd page, and after it */
+    d_patcheck(&b, LBUF, 0x1000, 300, 1, XM_PAGE_SIZE);
+    d_bufpeek(&b, LBUF, 0x2000, 11, got);
+    assert_string_equal((char *)got, "memfd-page");
+
+    assert_int_equal(d_unshare(&a, hs), 0);
+    assert_int_equal(d_gmem_end(&a, h1), 0);
+    assert_int_equal(d_gmem_end(&a, h2), 0);
+    assert_int_equal(d_gmem_end(&a, h3), 0);
+    dom_quit(&a);
+    dom_quit(&b);
+}
+
+static void test_gmem_owner_exit(void **state)
+{
+    static const char *const aenv[] = { "XENMPI_SIM_GNTTAB_SIZE=8", "XENMPI_SIM_DOMID=29440",
+                                        NULL };   /* 0x7300 */
+    char benv_s[64];
+    const char *benv[] = { benv_s, NULL };
+    dom_t a, a2, b, b2, c;
+    uint32_t refs[7], refs2[7];
+    uint64_t h, h2;
+    int ba, ba2;
+    struct gstats gs;
+
+    (void)state;
+    dom_up(&a, aenv);
+    dom_up(&b, NULL);
+    dom_up(&c, NULL);
+    ba = d_bufmap(&a, 7, RW, 6);
+    assert_int_equal(d_gmem(&a, b.domid, ba, 0, 7, 1, &h, refs), 0);   /* the whole table */
+    gcopy_init();
+    for (unsigned p = 0; p < 7; p++)
+        gseg(a.domid, refs[p], 0, XM_PAGE_SIZE, p * XM_PAGE_SIZE, XM_COPY_FROM_FOREIGN);
+    assert_int_equal(d_gcopy(&b, &gs), 0);
+    d_patcheck(&b, LBUF, 0, 7 * XM_PAGE_SIZE, 6, 0);
+
+    /* the owner dies without ending anything */
+    dom_kill(&a);
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[0], 0, 64, 0, XM_COPY_FROM_FOREIGN), -EPERM);
+    assert_int_equal(d_gcopy1(&b, a.domid, refs[1], 0, 64, 0, XM_COPY_TO_FOREIGN), -EPERM);
+    gcopy_init();
+    for (unsigned p = 0; p < 7; p++)
+        gseg(a.domid, refs[p], 0, XM_PAGE_SIZE, p * XM_PAGE_SIZE, XM_COPY_FROM_FOREIGN);
+    assert_int_equal(d_gcopy(&b, &gs), -EPERM);
+    for (unsigned p = 0; p < 7; p++)
+        assert_int_equal(gs.st[p], -EPERM);
+    /* a process of the grantee domain that never met the owner: the same */
+    snprintf(benv_s, sizeof(benv_s), "XENMPI_SIM_DOMID=%u", b.domid);
+    dom_up(&b2, benv);
+    assert_int_equal(b2.domid, b.domid);
+    assert_int_equal(d_gcopy1(&b2, a.domid, refs[3], 0, 64, 0, XM_COPY_FROM_FOREIGN), -EPERM);
+
+    /* its domain reclaims the dead process's entries */
+    dom_up(&a2, aenv);
+    assert_int_equal(a2.domid, a.domid);
+    ba2 = d_bufmap(&a2, 7, RW, 8);
+    assert_int_equal(d_gmem(&a2, c.domid, ba2, 0, 7, 1, &h2, refs2), 0);
+    gcopy_init();
+    for (unsigned p = 0; p < 7; p++)
+        gseg(a.domid, refs2[p], 0, XM_PAGE_SIZE, p * XM_PAGE_SIZE, XM_COPY_FROM_FOREIGN);
+    assert_int_equal(d_gcopy(&c, &gs), 0);
+    d_patcheck(&c, LBUF, 0, 7 * XM_PAGE_SIZE, 8, 0);
+    /* the old refs name the new grants now: not b's */
+    for (unsigned p = 0; p < 7; p++)
+        assert_int_equal(d_gcopy1(&b, a.domid, refs[p], 0, 64, 0, XM_COPY_FROM_FOREIGN), -EPERM);
+
+    /* an orderly exit ends the grants too */
+    dom_quit(&a2);
+    assert_int_equal(d_gcopy1(&c, a.domid, refs2[0], 0, 64, 0, XM_COPY_FROM_FOREIGN), -EPERM);
+    dom_quit(&b);
+    dom_quit(&b2);
+    dom_quit(&c);
+}
+
+/* sim: a page the owner unmapped under its grant fails alone */
+static void test_gmem_owner_unmapped(void **state)
+{
+    dom_t a, b;
+    uint32_t refs[3];
+    uint64_t h;
+    int ba;
+    struct gstats gs;
+
+    (void)state;
+    dom_up(&a, NULL);
+    dom_up(&b, NULL);
+    ba = d_bufmap(&a, 3, RW, 12);
+    assert_int_equal(d_gmem(&a, b.domid, ba, 0, 3, 1, &h, refs), 0);
+    d_bufunmap(&a, ba, 1, 1);
+
+    gcopy_init();
+    for (unsigned p = 0; p < 3; p++)
+        gseg(a.domid, refs[p], 0, XM_PAGE_SIZE, p * XM_PAGE_SIZE, XM_COPY_FROM_FOREIGN);
+    assert_int_equal(d_gcopy(&b, &gs), -EIO);
+    assert_int_equal(gs.st[0], 0);
+    assert_int_equal(gs.st[1], -EIO);
+    assert_int_equal(gs.st[2], 0);
+    assert_int_equal(gs.pvm, 2);   /* the rest goes again after the fault */
+    d_patcheck(&b, LBUF, 0, XM_PAGE_SIZE, 12, 0);
+    d_patcheck(&b, LBUF, 2 * XM_PAGE_SIZE, XM_PAGE_SIZE, 12, 2 * XM_PAGE_SIZE);
+
+    d_patfill(&b, LBUF, 0, 3 * XM_PAGE_SIZE, 13, 0);
+    gcopy_init();
+    for (unsigned p = 0; p < 3; p++)
+        gseg(a.domid, refs[p], 0, XM_PAGE_SIZE, p * XM_PAGE_SIZE, XM_COPY_TO_FOREIGN);
+    assert_int_equal(d_gcopy(&b, &gs), -EIO);
+    assert_int_equal(gs.st[0], 0);
+    assert_int_equal(gs.st[1], -EIO);
+    assert_int_equal(gs.st[2], 0);
+    d_patcheck(&a, ba, 0, XM_PAGE_SIZE, 13, 0);
+    d_patcheck(&a, ba, 2 * XM_PAGE_SIZE, XM_PAGE_SIZE, 13, 2 * XM_PAGE_SIZE);
+
+    /* pieces around the hole */
+    d_patfill(&b, LBUF, 0x10000, 256, 0, 0);
+    gcopy_init();
+    gseg(a.domid, refs[0], 4000, 96, 0x10000, XM_COPY_FROM_FOREIGN);
+    gseg(a.domid, refs[1], 0, 10, 0x10060, XM_COPY_FROM_FOREIGN);
+    gseg(a.domid, refs[1], 10, 10, 0x1006a, XM_COPY_FROM_FOREIGN);
+    gseg(a.domid, refs[2], 0, 50, 0x10074, XM_COPY_FROM_FOREIGN);
+    assert_int_equal(d_gcopy(&b, &gs), -EIO);
+    assert_int_equal(gs.st[0], 0);
+    assert_int_equal(gs.st[1], -EIO);
+    assert_int_equal(gs.st[2], -EIO);
+    assert_int_equal(gs.st[3], 0);
+    assert_int_equal(gs.pvm, 3);
+    d_patcheck(&b, LBUF, 0x10000, 96, 13, 4000);
+    d_patcheck(&b, LBUF, 0x10074, 50, 13, 2 * XM_PAGE_SIZE);
+
+    assert_int_equal(d_gmem_end(&a, h), 0);
+    dom_quit(&a);
+    dom_quit(&b);
+}
+
+
+/* a grant ended (or ended and granted anew) while a copy is in flight:
+ * the copy went through, but its segments report -EPERM */
+static void test_gmem_end_during_copy(void **state)
+{
+    static const char *const small[] = { "XENMPI_SIM_GNTTAB_SIZE=5", NULL };   /* 4 usable */
+    dom_t a, b;
+    uint32_t refs[4], r2[4];
+    uint64_t h, h2;
+    int ba;
+    struct gstats gs;
+
+    (void)state;
+    dom_up(&a, small);
+    dom_up(&b, NULL);
+    ba = d_bufmap(&a, 4, RW, 14);
+    assert_int_equal(d_gmem(&a, b.domid, ba, 0, 4, 1, &h, refs), 0);
+
+    /* control: the same slow copy with nothing ended succeeds */
+    gcopy_init();
+    for (unsigned p = 0; p < 4; p++)
+        gseg(a.domid, refs[p], 0, XM_PAGE_SIZE, p * XM_PAGE_SIZE, XM_COPY_FROM_FOREIGN);
+    d_gcopy_start(&b, 300);
+    assert_int_equal(d_gcopy_end(&b, &gs), 0);
+    assert_int_equal(gs.pvm, 1);
+
+    /* ended during the copy: every segment -EPERM */
+    gcopy_init();
+    for (unsigned p = 0; p < 4; p++)
+        gseg(a.domid, refs[p], 0, XM_PAGE_SIZE, p * XM_PAGE_SIZE, XM_COPY_FROM_FOREIGN);
+    d_gcopy_start(&b, 300);   /* b has checked the entries and sleeps */
+    assert_int_equal(d_gmem_end(&a, h), 0);
+    assert_int_equal(d_gcopy_end(&b, &gs), -EPERM);
+    assert_int_equal(gs.pvm, 1);
+    for (unsigned p = 0; p < 4; p++)
+        assert_int_equal(gs.st[p], -EPERM);
+
+    /* ended and its entries granted anew (same pages, same peer: the table
+     * holds only these four) during the copy: still not the grant the copy
+     * was checked against */
+    assert_int_equal(d_gmem(&a, b.domid, ba, 0, 4, 1, &h, refs), 0);
+    gcopy_init();
+    for (unsigned p = 0; p < 4; p++)
+        gseg(a.domid, refs[p], 0, XM_PAGE_SIZE, p * XM_PAGE_SIZE, XM_COPY_TO_FOREIGN);
+    d_gcopy_start(&b, 300);
+    assert_int_equal(d_gmem_end(&a, h), 0);
+    assert_int_equal(d_gmem(&a, b.domid, ba, 0, 4, 1, &h2, r2), 0);
+    for (unsigned p = 0; p < 4; p++)
+        assert_true(r2[p] == refs[0] || r2[p] == refs[1] || r2[p] == refs[2] ||
+                    r2[p] == refs[3]);
+    assert_int_equal(d_gcopy_end(&b, &gs), -EPERM);
+    for (unsigned p = 0; p < 4; p++)
+        assert_int_equal(gs.st[p], -EPERM);
+    /* the new grant works */
+    assert_int_equal(d_gcopy1(&b, a.domid, r2[3], 0, 64, 0, XM_COPY_FROM_FOREIGN), 0);
+    assert_int_equal(d_gmem_end(&a, h2), 0);
+    dom_quit(&a);
+    dom_quit(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1891,6 +2886,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hosts_isolated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gmem_rw, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gmem_readonly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gmem_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gmem_exhaustion, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gmem_coalesce, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gmem_owner_exit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gmem_owner_unmapped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gmem_end_during_copy, setup, teardown),
     };
 
     signal(SIGPIPE, SIG_IGN);
