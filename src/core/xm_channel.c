@@ -15,6 +15,7 @@
 #include "xm_channel.h"
 #include "xm_log.h"
 #include "xm_wire.h"
+#include "xm_zc.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -196,6 +197,7 @@ void xm_endpoint_close(xm_endpoint_t *ep)
 
 uint32_t xm_endpoint_id(const xm_endpoint_t *ep) { return ep->id; }
 xm_hv_t *xm_endpoint_hv(const xm_endpoint_t *ep) { return ep->hv; }
+xm_endpoint_t *xm_chan_endpoint(const xm_channel_t *ch) { return ch->ep; }
 size_t xm_endpoint_max_msg(const xm_endpoint_t *ep) { return ep->max_msg; }
 int xm_endpoint_fd(const xm_endpoint_t *ep) { return ep->epfd; }
 
@@ -296,6 +298,8 @@ static int chan_map_peer(xm_channel_t *ch, const xm_hs_rec_t *r)
 static void chan_release(xm_channel_t *ch)
 {
     xm_hv_t *hv = ch->ep->hv;
+
+    xm_zc_chan_gone(ch);   /* grants over it end, waiting copies fail */
 
     if (ch->rx)
         xm_hv_unmap(hv, (void *)ch->rx, ch->rx_pages);
@@ -739,7 +743,10 @@ static int chan_poll(xm_channel_t *ch)
         if (h.type != XM_REC_PAD) {
             ch->st.msgs_recv++;
             n++;
-            ep->p.recv_cb(ep->p.cb_arg, ch, h.type, ep->rxbuf, h.len);
+            if (h.type >= XM_ZC_MSG_FIRST && h.type <= XM_ZC_MSG_LAST)
+                xm_zc_recv(ch, h.type, ep->rxbuf, h.len);
+            else
+                ep->p.recv_cb(ep->p.cb_arg, ch, h.type, ep->rxbuf, h.len);
             if (ch->state != XM_CH_CONNECTED)
                 return n;   /* failed meanwhile (callbacks must not close) */
         }
@@ -816,6 +823,7 @@ static int progress(xm_endpoint_t *ep, int slow)
         if (r > 0)
             n += r;
     }
+    xm_zc_progress(ep);
     if (n)
         ep->idle = 0;
     return n;

@@ -90,6 +90,7 @@ void xm_chan_commit(xm_channel_t *ch, uint16_t type, size_t len);
 enum xm_chan_state xm_chan_state(const xm_channel_t *ch);
 uint32_t xm_chan_peer_dom(const xm_channel_t *ch);
 uint32_t xm_chan_peer_ep(const xm_channel_t *ch);
+xm_endpoint_t *xm_chan_endpoint(const xm_channel_t *ch);
 void xm_chan_set_user(xm_channel_t *ch, void *user);
 void *xm_chan_user(const xm_channel_t *ch);
 /* Remote completion.  The receiver releases a record only after its

@@ -15,12 +15,6 @@
 #include <inttypes.h>
 #include <string.h>
 
-/* New sends must not overtake queued requests; a request being dispatched
- * from that queue must be allowed to send (the dispatcher has already taken
- * it off the queue, so "not empty" would refer to the ones behind it). */
-#define UCT_XEN_EP_MUST_QUEUE(_ep) \
-    (!ucs_queue_is_empty(&(_ep)->pending_q) && !(_ep)->in_dispatch)
-
 ucs_status_t uct_xen_chan_status(xm_channel_t *ch)
 {
     switch (xm_chan_state(ch)) {
@@ -79,6 +73,7 @@ static UCS_CLASS_INIT_FUNC(uct_xen_ep_t, const uct_ep_params_t *params)
     self->gets_issued  = 0;
     self->gets_done    = 0;
     ucs_queue_head_init(&self->flush_q);
+    ucs_list_head_init(&self->zops);
     ucs_list_add_tail(&iface->ep_list, &self->list);
     ucs_debug("xen: ep %p to domain %u endpoint %u (%s)", self, dev_addr->domid,
               peer_ep, (xm_chan_state(self->ch) == XM_CH_CONNECTED) ?
@@ -95,6 +90,7 @@ static UCS_CLASS_CLEANUP_FUNC(uct_xen_ep_t)
                 "xen: ep %p destroyed with pending requests", self);
     /* UCT: destroying an ep cancels its operations without completions */
     uct_xen_ep_fail_gets(self, iface, UCS_ERR_CANCELED, 0);
+    uct_xen_ep_cancel_zops(self, iface);
     ucs_list_del(&self->list);
 }
 

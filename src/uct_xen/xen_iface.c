@@ -6,6 +6,7 @@
  * channel came up or got ring space dispatch their pending queues.
  */
 #include "xen_iface.h"
+#include "xm_zc.h"
 
 #include <ucs/debug/log.h>
 #include <ucs/sys/string.h>
@@ -53,6 +54,21 @@ ucs_config_field_t uct_xen_iface_config_table[] = {
      "Bind each ring and receive buffer this interface allocates to the NUMA node of the\n"
      "vCPU that opened it (as this VM sees its nodes).",
      ucs_offsetof(uct_xen_iface_config_t, numa_bind), UCS_CONFIG_TYPE_BOOL},
+
+    {"ZCOPY", "y",
+     "Zero-copy gets and puts (UCP rendezvous): the owner grants the pages of a registered\n"
+     "buffer to the peer on demand, which grant-copies them (n: through the rings only).",
+     ucs_offsetof(uct_xen_iface_config_t, zcopy), UCS_CONFIG_TYPE_BOOL},
+
+    {"GRANT_CACHE", "64m",
+     "Soft cap on the memory this process keeps granted to peers for zero-copy; over it,\n"
+     "the least recently granted chunks are withdrawn.  Process-wide.",
+     ucs_offsetof(uct_xen_iface_config_t, grant_cache), UCS_CONFIG_TYPE_MEMUNITS},
+
+    {"PEER_CACHE", "64m",
+     "Cap on the peers' grants this process keeps for reuse (its software I/O TLB); over\n"
+     "it, the least recently used are released.  Process-wide.",
+     ucs_offsetof(uct_xen_iface_config_t, peer_cache), UCS_CONFIG_TYPE_MEMUNITS},
 
     {"EVENTS", "y",
      "Advertise wakeup events (send completion, receive, event fd) for UCP's wakeup feature.",
@@ -335,6 +351,9 @@ static unsigned uct_xen_iface_progress(uct_iface_h tl_iface)
     if (ucs_unlikely(!ucs_queue_is_empty(&iface->reply_q))) {
         n += uct_xen_iface_send_replies(iface);
     }
+    if (ucs_unlikely(!ucs_queue_is_empty(&iface->zfb_q))) {
+        n += uct_xen_zfb_progress(iface);
+    }
     if (ucs_unlikely(iface->ep_err_pending)) {
         n += uct_xen_iface_report_errors(iface);
     }
@@ -604,6 +623,16 @@ static ucs_status_t uct_xen_iface_query(uct_iface_h tl_iface,
         attr->cap.put.max_bcopy  = iface->config.rma_max;
         attr->cap.get.max_bcopy  = iface->config.rma_max;
     }
+    if ((iface->config.rma_max > 0) && iface->config.zcopy) {
+        /* grant copy of the owner's pages (the ring for what cannot be
+         * granted, hence rma_max above) */
+        attr->cap.flags         |= UCT_IFACE_FLAG_GET_ZCOPY |
+                                   UCT_IFACE_FLAG_PUT_ZCOPY;
+        attr->cap.get.min_zcopy  = 0;
+        attr->cap.get.max_zcopy  = SIZE_MAX;
+        attr->cap.put.min_zcopy  = 0;
+        attr->cap.put.max_zcopy  = SIZE_MAX;
+    }
     attr->cap.put.opt_zcopy_align = 1;
     attr->cap.put.align_mtu      = 1;
     attr->cap.put.max_iov        = 1;
@@ -856,6 +885,7 @@ static ucs_status_t uct_xen_iface_check_config(uct_xen_iface_t *iface,
     iface->config.seg_size  = seg_size;
     iface->config.max_short = cfg->max_short;
     iface->config.events    = cfg->events;
+    iface->config.zcopy     = cfg->zcopy;
     /* a put or a get answer is one record: header + data in one segment */
     iface->config.rma_max   = (seg_size > UCT_XEN_RMA_HDR) ?
                               (seg_size - UCT_XEN_RMA_HDR) : 0;
@@ -869,6 +899,7 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     const uct_xen_iface_config_t *cfg = ucs_derived_of(tl_config,
                                                        uct_xen_iface_config_t);
     xm_ep_params_t ep_params = {0};
+    xm_zc_config_t zc_cfg    = {0};
     char host[256];
     ucs_status_t status;
     int rc;
@@ -896,6 +927,7 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     self->rma_rejected   = 0;
     kh_init_inplace(uct_xen_get, &self->gets);
     ucs_queue_head_init(&self->reply_q);
+    ucs_queue_head_init(&self->zfb_q);
 
     status = uct_xen_hv_open(cfg->backend, &self->hv);
     if (status != UCS_OK) {
@@ -929,6 +961,11 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     if (status != UCS_OK) {
         goto err_ep_close;
     }
+    /* process-wide: the last iface opened sets them */
+    zc_cfg.owner_cache_bytes = cfg->grant_cache;
+    zc_cfg.peer_cache_bytes  = cfg->peer_cache;
+    zc_cfg.disable           = !cfg->zcopy;
+    xm_zc_configure(&zc_cfg);
 
     ucs_debug("xen: iface %p: %s backend, host '%s', domain %u endpoint %u, "
               "seg %zu short %zu", self, xm_hv_backend_name(self->hv), host,
@@ -983,9 +1020,9 @@ static uct_iface_ops_t uct_xen_iface_ops = {
     .ep_am_zcopy              = (uct_ep_am_zcopy_func_t)ucs_empty_function_return_unsupported,
     .ep_put_short             = uct_xen_ep_put_short,
     .ep_put_bcopy             = uct_xen_ep_put_bcopy,
-    .ep_put_zcopy             = (uct_ep_put_zcopy_func_t)ucs_empty_function_return_unsupported,
+    .ep_put_zcopy             = uct_xen_ep_put_zcopy,
     .ep_get_bcopy             = uct_xen_ep_get_bcopy,
-    .ep_get_zcopy             = (uct_ep_get_zcopy_func_t)ucs_empty_function_return_unsupported,
+    .ep_get_zcopy             = uct_xen_ep_get_zcopy,
     .ep_pending_add           = uct_xen_ep_pending_add,
     .ep_pending_purge         = uct_xen_ep_pending_purge,
     .ep_flush                 = uct_xen_ep_flush,

@@ -107,6 +107,9 @@ typedef struct uct_xen_iface_config {
     int                backend;     /* uct_xen_backend_t */
     int                events;      /* advertise wakeup events */
     int                numa_bind;   /* bind own rings and buffers locally */
+    int                zcopy;       /* GET/PUT_ZCOPY by grant copy */
+    size_t             grant_cache; /* soft cap on pages kept granted (bytes) */
+    size_t             peer_cache;  /* cap on peers' refs kept (bytes) */
 } uct_xen_iface_config_t;
 
 typedef struct uct_xen_iface {
@@ -122,6 +125,8 @@ typedef struct uct_xen_iface {
     khash_t(uct_xen_get) gets;         /* outstanding gets by request id */
     uint64_t             next_get_id;
     ucs_queue_head_t     reply_q;      /* get answers waiting for ring room */
+    ucs_queue_head_t     zfb_q;        /* zero-copy ranges taking the ring,
+                                        * not yet wholly sent */
     uint64_t             rma_rejected; /* remote accesses refused (hostile or stale) */
     hwloc_topology_t     topo;         /* this VM's own view (NUMA binding) */
     hwloc_nodeset_t      nodeset;      /* NUMA node(s) of the opening vCPU; NULL: no binding */
@@ -133,6 +138,7 @@ typedef struct uct_xen_iface {
         size_t           max_short;    /* max AM short incl. the 8-byte header */
         int              events;       /* advertise EVENT_* */
         size_t           rma_max;      /* max put/get payload; 0: no RMA */
+        int              zcopy;        /* advertise GET/PUT_ZCOPY */
         double           latency;      /* estimates for iface query, from */
         double           bandwidth;    /* dist_class (bytes per second) */
     } config;
@@ -147,8 +153,16 @@ typedef struct uct_xen_ep {
     uint64_t             gets_issued;
     uint64_t             gets_done;    /* completed, with or without error */
     ucs_queue_head_t     flush_q;      /* flushes waiting for gets to drain */
+    ucs_list_link_t      zops;         /* zero-copy operations in flight
+                                        * (counted in gets_issued too) */
     ucs_list_link_t      list;         /* in uct_xen_iface_t::ep_list */
 } uct_xen_ep_t;
+
+/* New sends must not overtake queued requests; a request being dispatched
+ * from that queue must be allowed to send (the dispatcher has already taken
+ * it off the queue, so "not empty" would refer to the ones behind it). */
+#define UCT_XEN_EP_MUST_QUEUE(_ep) \
+    (!ucs_queue_is_empty(&(_ep)->pending_q) && !(_ep)->in_dispatch)
 
 extern uct_component_t uct_xen_component;
 extern ucs_config_field_t uct_xen_iface_config_table[];
@@ -181,6 +195,18 @@ ssize_t uct_xen_ep_put_bcopy(uct_ep_h tl_ep, uct_pack_callback_t pack_cb,
 ucs_status_t uct_xen_ep_get_bcopy(uct_ep_h tl_ep, uct_unpack_callback_t unpack_cb,
                                   void *arg, size_t length, uint64_t remote_addr,
                                   uct_rkey_t rkey, uct_completion_t *comp);
+
+ucs_status_t uct_xen_ep_get_zcopy(uct_ep_h tl_ep, const uct_iov_t *iov,
+                                  size_t iovcnt, uint64_t remote_addr,
+                                  uct_rkey_t rkey, uct_completion_t *comp);
+ucs_status_t uct_xen_ep_put_zcopy(uct_ep_h tl_ep, const uct_iov_t *iov,
+                                  size_t iovcnt, uint64_t remote_addr,
+                                  uct_rkey_t rkey, uct_completion_t *comp);
+/* Send the zero-copy ranges that take the ring, until a ring is full. */
+unsigned uct_xen_zfb_progress(uct_xen_iface_t *iface);
+/* Drop an ep's zero-copy operations without completing them (ep destroy,
+ * after its gets were dropped). */
+void uct_xen_ep_cancel_zops(uct_xen_ep_t *ep, uct_xen_iface_t *iface);
 
 /* Owner side: copy len bytes between buf and [addr, addr+len) of live
  * registration rid, after checking the range lies inside it and that it was

@@ -1,45 +1,83 @@
 /*
  * xen_md.c - component "xen", its memory domain and device, registration.
  *
- * Registration records regions in a per-md registry for the emulated RMA
- * operations: the peer names a region by its registration id, never by a
+ * Registration records regions in the core's process-wide registry
+ * (xm_zc.h): the peer names a region by its registration id, never by a
  * pointer, and the owner checks every remote access against its own record
- * (uct_xen_md_rma_copy) before touching memory.  Ids come from one 64-bit
- * process-wide counter and are never reused, so a late put for a
- * deregistered id is rejected even when the memory has been reused.
+ * before touching memory (uct_xen_md_rma_copy for the copy path) or
+ * granting a page (zero-copy).  Ids are never reused, so a late put or
+ * grant request for a deregistered id is rejected even when the memory has
+ * been reused, and a peer's cached grants never outlive the id.
  */
 #include "xen_iface.h"
+#include "xm_zc.h"
 
-#include <ucs/datastruct/khash.h>
 #include <ucs/debug/log.h>
 #include <ucs/debug/memtrack_int.h>
-#include <ucs/type/spinlock.h>
+#include <ucs/memory/rcache.h>
+#include <ucs/sys/sys.h>
+#include <ucm/api/ucm.h>
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <sys/mman.h>
 #include <stdio.h>
 #include <string.h>
 
-/* One registered region: private memory of this process, never shared. */
+/* One registered region, recorded in the core's registry (xm_zc.h) under
+ * its id: the emulated RMA path and the zero-copy grants both look it up
+ * there, never through a peer's pointer. */
 typedef struct uct_xen_mem {
     uint64_t  id;
     uintptr_t base;
     size_t    length;
-    unsigned  flags;   /* UCT_MD_MEM_ACCESS_* given at registration */
 } uct_xen_mem_t;
 
-KHASH_MAP_INIT_INT64(uct_xen_mem, uct_xen_mem_t*)
+/* With the registration cache (UCX_XEN_RCACHE), the memh lives inside the
+ * cache's region: a buffer sent again keeps its registration, so peers'
+ * cached grants keep hitting; the cache deregisters (and the grants are
+ * withdrawn) when the memory is unmapped or the cache evicts it. */
+typedef struct uct_xen_rcache_region {
+    ucs_rcache_region_t super;
+    uct_xen_mem_t       mem;
+} uct_xen_rcache_region_t;
 
 typedef struct uct_xen_md {
     uct_md_t               super;
-    ucs_spinlock_t         lock;   /* mem_reg/dereg may run in another thread
-                                    * than the progress that checks accesses */
-    khash_t(uct_xen_mem)   regs;   /* id -> region */
+    ucs_rcache_t           *rcache;   /* NULL: register every time */
+    ucs_linear_func_t      reg_cost;
 } uct_xen_md_t;
 
-static uint64_t uct_xen_next_reg_id = 1;   /* 0 is never a valid id */
+typedef struct uct_xen_md_config {
+    uct_md_config_t          super;
+    ucs_ternary_auto_value_t rcache_enable;
+    uct_md_rcache_config_t   rcache;
+} uct_xen_md_config_t;
+
+/* UCT_MD_MEM_ACCESS_* -> the core's rights (none: no remote access) */
+static unsigned uct_xen_mem_access(unsigned flags)
+{
+    unsigned access = 0;
+
+    if (flags & UCT_MD_MEM_ACCESS_REMOTE_PUT) {
+        access |= XM_ZC_REMOTE_WRITE;
+    }
+    if (flags & UCT_MD_MEM_ACCESS_REMOTE_GET) {
+        access |= XM_ZC_REMOTE_READ;
+    }
+    return access;
+}
 
 static ucs_config_field_t uct_xen_md_config_table[] = {
-    {"", "", NULL, 0, UCS_CONFIG_TYPE_TABLE(uct_md_config_table)},
+    {"", "", NULL, ucs_offsetof(uct_xen_md_config_t, super),
+     UCS_CONFIG_TYPE_TABLE(uct_md_config_table)},
+
+    {"RCACHE", "try", "Cache registrations (needed for zero-copy grants to be reused).",
+     ucs_offsetof(uct_xen_md_config_t, rcache_enable), UCS_CONFIG_TYPE_TERNARY},
+
+    {"", "", NULL, ucs_offsetof(uct_xen_md_config_t, rcache),
+     UCS_CONFIG_TYPE_TABLE(uct_md_config_rcache_table)},
+
     {NULL}
 };
 
@@ -56,43 +94,68 @@ static ucs_status_t uct_xen_md_query(uct_md_h md, uct_md_attr_t *attr)
     attr->cap.max_alloc        = 0;
     attr->cap.max_reg          = ULONG_MAX;
     attr->rkey_packed_size     = sizeof(uct_xen_rkey_t);
-    attr->reg_cost             = ucs_linear_func_make(50e-9, 0);
+    attr->reg_cost             = ucs_derived_of(md, uct_xen_md_t)->reg_cost;
     memset(&attr->local_cpus, 0xff, sizeof(attr->local_cpus));
     return UCS_OK;
+}
+
+static ucs_status_t uct_xen_mem_reg_internal(void *address, size_t length,
+                                             unsigned flags, uct_xen_mem_t *mem)
+{
+    int rc;
+
+    rc = xm_zc_reg(address, length, uct_xen_mem_access(flags), &mem->id);
+    if (rc < 0) {
+        uct_md_log_mem_reg_error(flags, "xen: failed to register %p..%p: %s",
+                                 address, UCS_PTR_BYTE_OFFSET(address, length),
+                                 strerror(-rc));
+        return (rc == -ENOMEM) ? UCS_ERR_NO_MEMORY : UCS_ERR_INVALID_PARAM;
+    }
+    mem->base   = (uintptr_t)address;
+    mem->length = length;
+    ucs_trace("xen: registered %p..%p as id %" PRIu64, address,
+              UCS_PTR_BYTE_OFFSET(address, length), mem->id);
+    return UCS_OK;
+}
+
+/* after this the id is dead forever: lookups fail, ids are unique, and the
+ * grants peers hold for it are withdrawn */
+static void uct_xen_mem_dereg_internal(uct_xen_mem_t *mem)
+{
+    int rc = xm_zc_dereg(mem->id);
+
+    ucs_assertv(rc == 0, "xen: memh %p (id %" PRIu64 ") not registered", mem,
+                mem->id);
+    (void)rc;
+    ucs_trace("xen: deregistered id %" PRIu64, mem->id);
 }
 
 static ucs_status_t uct_xen_mem_reg(uct_md_h tl_md, void *address, size_t length,
                                     unsigned flags, uct_mem_h *memh_p)
 {
     uct_xen_md_t *md = ucs_derived_of(tl_md, uct_xen_md_t);
+    ucs_rcache_region_t *rregion;
     uct_xen_mem_t *mem;
-    khiter_t it;
-    int ret;
+    ucs_status_t status;
 
+    if (md->rcache != NULL) {
+        status = ucs_rcache_get(md->rcache, address, length,
+                                PROT_READ | PROT_WRITE, &flags, &rregion);
+        if (status == UCS_OK) {
+            *memh_p = &ucs_derived_of(rregion, uct_xen_rcache_region_t)->mem;
+        }
+        return status;
+    }
     mem = ucs_malloc(sizeof(*mem), "xen_mem");
     if (mem == NULL) {
         uct_md_log_mem_reg_error(flags, "xen: failed to allocate a registration");
         return UCS_ERR_NO_MEMORY;
     }
-    mem->id     = __atomic_fetch_add(&uct_xen_next_reg_id, 1, __ATOMIC_RELAXED);
-    mem->base   = (uintptr_t)address;
-    mem->length = length;
-    mem->flags  = flags;
-
-    ucs_spin_lock(&md->lock);
-    it = kh_put(uct_xen_mem, &md->regs, mem->id, &ret);
-    if (ret > 0) {
-        kh_value(&md->regs, it) = mem;
-    }
-    ucs_spin_unlock(&md->lock);
-    if (ret <= 0) {
-        /* cannot happen for a fresh id, except on allocation failure */
-        uct_md_log_mem_reg_error(flags, "xen: failed to record registration");
+    status = uct_xen_mem_reg_internal(address, length, flags, mem);
+    if (status != UCS_OK) {
         ucs_free(mem);
-        return UCS_ERR_NO_MEMORY;
+        return status;
     }
-    ucs_trace("xen: registered %p..%p as id %" PRIu64, address,
-              UCS_PTR_BYTE_OFFSET(address, length), mem->id);
     *memh_p = mem;
     return UCS_OK;
 }
@@ -102,24 +165,53 @@ static ucs_status_t uct_xen_mem_dereg(uct_md_h tl_md,
 {
     uct_xen_md_t *md = ucs_derived_of(tl_md, uct_xen_md_t);
     uct_xen_mem_t *mem;
-    khiter_t it;
 
     UCT_MD_MEM_DEREG_CHECK_PARAMS(params, 0);
     mem = params->memh;
-
-    /* after this the id is dead forever: lookups fail, and ids are unique */
-    ucs_spin_lock(&md->lock);
-    it = kh_get(uct_xen_mem, &md->regs, mem->id);
-    ucs_assertv(it != kh_end(&md->regs), "xen: memh %p (id %" PRIu64 ") not "
-                "registered", mem, mem->id);
-    if (it != kh_end(&md->regs)) {
-        kh_del(uct_xen_mem, &md->regs, it);
+    if (md->rcache != NULL) {
+        ucs_rcache_region_put(md->rcache,
+                              &ucs_container_of(mem, uct_xen_rcache_region_t,
+                                                mem)->super);
+        return UCS_OK;
     }
-    ucs_spin_unlock(&md->lock);
-    ucs_trace("xen: deregistered id %" PRIu64, mem->id);
+    uct_xen_mem_dereg_internal(mem);
     ucs_free(mem);
     return UCS_OK;
 }
+
+static ucs_status_t uct_xen_rcache_mem_reg_cb(void *context, ucs_rcache_t *rcache,
+                                              void *arg, ucs_rcache_region_t *rregion,
+                                              uint16_t rcache_mem_reg_flags)
+{
+    uct_xen_rcache_region_t *region = ucs_derived_of(rregion,
+                                                     uct_xen_rcache_region_t);
+
+    return uct_xen_mem_reg_internal((void*)region->super.super.start,
+                                    region->super.super.end -
+                                    region->super.super.start,
+                                    *(unsigned*)arg, &region->mem);
+}
+
+static void uct_xen_rcache_mem_dereg_cb(void *context, ucs_rcache_t *rcache,
+                                        ucs_rcache_region_t *rregion)
+{
+    uct_xen_mem_dereg_internal(&ucs_derived_of(rregion,
+                                               uct_xen_rcache_region_t)->mem);
+}
+
+static void uct_xen_rcache_dump_region_cb(void *context, ucs_rcache_t *rcache,
+                                          ucs_rcache_region_t *rregion,
+                                          char *buf, size_t max)
+{
+    snprintf(buf, max, "id %" PRIu64,
+             ucs_derived_of(rregion, uct_xen_rcache_region_t)->mem.id);
+}
+
+static ucs_rcache_ops_t uct_xen_rcache_ops = {
+    .mem_reg     = uct_xen_rcache_mem_reg_cb,
+    .mem_dereg   = uct_xen_rcache_mem_dereg_cb,
+    .dump_region = uct_xen_rcache_dump_region_cb
+};
 
 static ucs_status_t uct_xen_mkey_pack(uct_md_h md, uct_mem_h memh,
                                       const uct_md_mkey_pack_params_t *params,
@@ -138,53 +230,27 @@ static ucs_status_t uct_xen_mkey_pack(uct_md_h md, uct_mem_h memh,
 ucs_status_t uct_xen_md_rma_copy(uct_md_h tl_md, uint64_t id, uint64_t addr,
                                  uint64_t len, unsigned access, void *buf)
 {
-    uct_xen_md_t *md = ucs_derived_of(tl_md, uct_xen_md_t);
-    const uct_xen_mem_t *mem;
-    ucs_status_t status;
-    khiter_t it;
+    int rc = xm_zc_reg_copy(id, addr, len,
+                            (access == UCT_MD_MEM_ACCESS_REMOTE_PUT) ?
+                            XM_ZC_REMOTE_WRITE : XM_ZC_REMOTE_READ, buf);
 
-    ucs_spin_lock(&md->lock);
-    it = kh_get(uct_xen_mem, &md->regs, id);
-    if (it == kh_end(&md->regs)) {
-        status = UCS_ERR_NO_ELEM;            /* never registered, or dead */
-        goto out;
+    switch (rc) {
+    case 0:
+        return UCS_OK;
+    case -ENOENT:
+        return UCS_ERR_NO_ELEM;        /* never registered, or dead */
+    default:
+        return UCS_ERR_INVALID_ADDR;   /* outside it, or not allowed */
     }
-    mem = kh_value(&md->regs, it);
-    /* [addr, addr + len) inside [base, base + length), without overflow:
-     * every subtraction is of a smaller value from a larger one */
-    if ((addr < mem->base) || (len > mem->length) ||
-        ((addr - mem->base) > (mem->length - len))) {
-        status = UCS_ERR_INVALID_ADDR;
-        goto out;
-    }
-    if (!(mem->flags & access)) {
-        status = UCS_ERR_INVALID_ADDR;       /* registered without that right */
-        goto out;
-    }
-    /* under the lock: a concurrent dereg waits until the copy is done */
-    if (access == UCT_MD_MEM_ACCESS_REMOTE_PUT) {
-        memcpy((void*)(uintptr_t)addr, buf, len);
-    } else {
-        memcpy(buf, (const void*)(uintptr_t)addr, len);
-    }
-    status = UCS_OK;
-out:
-    ucs_spin_unlock(&md->lock);
-    return status;
 }
 
 static void uct_xen_md_close(uct_md_h tl_md)
 {
     uct_xen_md_t *md = ucs_derived_of(tl_md, uct_xen_md_t);
-    uct_xen_mem_t *mem;
 
-    kh_foreach_value(&md->regs, mem, {
-        ucs_debug("xen: md %p closed with id %" PRIu64 " registered", md,
-                  mem->id);
-        ucs_free(mem);
-    });
-    kh_destroy_inplace(uct_xen_mem, &md->regs);
-    ucs_spinlock_destroy(&md->lock);
+    if (md->rcache != NULL) {
+        ucs_rcache_destroy(md->rcache);
+    }
     ucs_free(md);
 }
 
@@ -193,6 +259,10 @@ static ucs_status_t uct_xen_md_open(uct_component_t *component,
                                     const uct_md_config_t *config,
                                     uct_md_h *md_p)
 {
+    const uct_xen_md_config_t *md_config = ucs_derived_of(config,
+                                                          uct_xen_md_config_t);
+    ucs_rcache_params_t rcache_params;
+    ucs_status_t status;
     static const uct_md_ops_t md_ops = {
         .close              = uct_xen_md_close,
         .query              = uct_xen_md_query,
@@ -202,21 +272,40 @@ static ucs_status_t uct_xen_md_open(uct_component_t *component,
         .detect_memory_type = ucs_empty_function_return_unsupported
     };
     uct_xen_md_t *md;
-    ucs_status_t status;
 
     md = ucs_calloc(1, sizeof(*md), "xen_md");
     if (md == NULL) {
         ucs_error("xen: failed to allocate the memory domain");
         return UCS_ERR_NO_MEMORY;
     }
-    status = ucs_spinlock_init(&md->lock, 0);
-    if (status != UCS_OK) {
-        ucs_free(md);
-        return status;
-    }
-    kh_init_inplace(uct_xen_mem, &md->regs);
     md->super.ops       = (uct_md_ops_t*)&md_ops;
     md->super.component = &uct_xen_component;
+    md->reg_cost        = ucs_linear_func_make(50e-9, 0);
+    md->rcache          = NULL;
+
+    if (md_config->rcache_enable != UCS_NO) {
+        uct_md_set_rcache_params(&rcache_params, &md_config->rcache);
+        rcache_params.region_struct_size = sizeof(uct_xen_rcache_region_t);
+        rcache_params.max_alignment      = ucs_get_page_size();
+        rcache_params.ucm_events         = UCM_EVENT_VM_UNMAPPED;
+        rcache_params.context            = md;
+        rcache_params.ops                = &uct_xen_rcache_ops;
+        status = ucs_rcache_create(&rcache_params, "xen", ucs_stats_get_root(),
+                                   &md->rcache);
+        if (status == UCS_OK) {
+            md->reg_cost = ucs_linear_func_make(
+                    uct_md_rcache_overhead(&md_config->rcache), 0);
+        } else if (md_config->rcache_enable == UCS_YES) {
+            ucs_error("xen: failed to create the registration cache: %s",
+                      ucs_status_string(status));
+            ucs_free(md);
+            return status;
+        } else {
+            md->rcache = NULL;
+            ucs_debug("xen: no registration cache (%s): zero-copy grants are "
+                      "not reused across sends", ucs_status_string(status));
+        }
+    }
     *md_p = &md->super;
     return UCS_OK;
 }
@@ -273,7 +362,7 @@ uct_component_t uct_xen_component = {
         .name           = "Xen memory domain",
         .prefix         = "XEN_",
         .table          = uct_xen_md_config_table,
-        .size           = sizeof(uct_md_config_t),
+        .size           = sizeof(uct_xen_md_config_t),
     },
     .cm_config          = UCS_CONFIG_EMPTY_GLOBAL_LIST_ENTRY,
     .tl_list            = UCT_COMPONENT_TL_LIST_INITIALIZER(&uct_xen_component),

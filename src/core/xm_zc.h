@@ -1,0 +1,137 @@
+/*
+ * xm_zc.h - zero-copy: registrations, on-demand grants of user pages, and
+ * the software I/O TLB.
+ *
+ * The owner of memory registers it here and hands peers a description
+ * (id, base, length: the adapter's rkey).  A peer that wants to read or
+ * write it asks the owner, over their channel, for grants of one chunk at a
+ * time; the owner grants the pages in place (xm_hv_grant_mem) and answers
+ * with the refs; the peer moves the data with batched grant copies.  Both
+ * sides cache: the owner its grants per (registration, channel, chunk), the
+ * peer the refs it received.  That pair of caches is the software I/O TLB:
+ *
+ *  - a peer entry is used only under the registration id it was granted
+ *    for, and ids are never reused, so a new registration of the same
+ *    addresses never meets old refs;
+ *  - the owner withdraws a grant (deregistration, its cache cap, grant
+ *    table exhaustion) by sending INVAL and ends it only when the peer has
+ *    acknowledged: refs are never reused while a peer may still use them;
+ *  - a peer that evicts an entry says so (REL), and the owner ends it.
+ *
+ * Only pages lying wholly inside a registration are ever granted; the
+ * partial pages at its ends, and chunks the owner cannot grant (-ENOSPC),
+ * are for the caller's copy path through the ring.
+ *
+ * Messages (docs/wire.md, "Zero-copy messages") travel on the channel as
+ * record types XM_ZC_MSG_*; the channel hands them to xm_zc_recv instead of
+ * the endpoint's receive callback.  Everything a peer sends is copied and
+ * validated before use.  One process-wide mutex guards all state; the copy
+ * itself runs under it (copies are synchronous).
+ */
+#ifndef XM_ZC_H
+#define XM_ZC_H
+
+#include "xm_channel.h"
+#include "xm_hv.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define XM_ZC_CHUNK_PAGES 256u
+#define XM_ZC_CHUNK_BYTES ((uint64_t)XM_ZC_CHUNK_PAGES * XM_PAGE_SIZE)
+
+/* Record types on the channel (above every adapter type). */
+enum {
+    XM_ZC_MSG_GREQ  = 0x7f00, /* peer -> owner: grant me this chunk */
+    XM_ZC_MSG_GREP  = 0x7f01, /* owner -> peer: refs, or why not */
+    XM_ZC_MSG_INVAL = 0x7f02, /* owner -> peer: stop using this grant */
+    XM_ZC_MSG_ACK   = 0x7f03, /* peer -> owner: INVAL done, end it */
+    XM_ZC_MSG_REL   = 0x7f04, /* peer -> owner: evicted, end it */
+    XM_ZC_MSG_FIRST = XM_ZC_MSG_GREQ,
+    XM_ZC_MSG_LAST  = XM_ZC_MSG_REL,
+};
+
+/* Access rights given at registration. */
+enum { XM_ZC_REMOTE_READ = 1, XM_ZC_REMOTE_WRITE = 2 };
+
+/* Directions of xm_zc_copy. */
+enum { XM_ZC_GET = 0, XM_ZC_PUT = 1 };
+
+typedef struct xm_zc_config {
+    uint64_t owner_cache_bytes; /* soft cap on what this process keeps granted; 0: 64 MiB */
+    uint64_t peer_cache_bytes;  /* cap on peers' refs kept; 0: 64 MiB */
+    int disable;                /* refuse xm_zc_copy (-ENOTSUP): copy path only */
+} xm_zc_config_t;
+
+/* Process-wide; applies to what is granted or cached from now on. */
+void xm_zc_configure(const xm_zc_config_t *cfg);
+
+/* ---- registry (owner) ---- */
+
+/* Register [addr, addr+len) with XM_ZC_REMOTE_* rights; *id is unique in
+ * the life of the process and never 0. */
+int xm_zc_reg(const void *addr, size_t len, unsigned access, uint64_t *id);
+/* Forget a registration: no grant is made for it again, and the grants
+ * peers hold are withdrawn (from progress).  -ENOENT when unknown. */
+int xm_zc_dereg(uint64_t id);
+/* Owner side of the copy path: copy between buf and [addr, addr+len) of
+ * registration id.  XM_ZC_REMOTE_WRITE: buf -> memory; READ: memory -> buf.
+ * -ENOENT no such registration, -EFAULT outside it, -EACCES not allowed. */
+int xm_zc_reg_copy(uint64_t id, uint64_t addr, uint64_t len, unsigned access,
+                   void *buf);
+
+/* ---- peer ---- */
+
+/* The next piece of [raddr, raddr+n) of the registration the peer
+ * described as (base, len): its length, and in *zc whether it can go by
+ * grant copy (1: wholly inside one chunk of the registration's whole
+ * pages) or must take the copy path (0).  n > 0. */
+size_t xm_zc_piece(uint64_t base, uint64_t len, uint64_t raddr, size_t n, int *zc);
+
+typedef void (*xm_zc_cb_t)(void *arg, int status);
+
+/* Copy n bytes between local and [raddr, raddr+n) of the peer's
+ * registration (id, base, len) as seen over ch; the range must be one
+ * piece xm_zc_piece() called zero-copy.  Returns 0 when done now (cache
+ * hit), -EINPROGRESS when cb will be called from progress (0, -ENOSPC: the
+ * owner could not grant, use the copy path; or another error), or a
+ * negative errno now (-ENOTSUP: zero-copy disabled; -EINVAL: not one
+ * zero-copy piece).  cb is never called from inside xm_zc_copy. */
+int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
+               uint64_t raddr, void *local, size_t n, int dir,
+               xm_zc_cb_t cb, void *arg);
+
+/* Drop every waiting copy whose cb argument is arg (an adapter tearing down
+ * an operation); their cb is not called. */
+void xm_zc_cancel(void *arg);
+
+/* ---- hooks for the channel (not for adapters) ---- */
+void xm_zc_recv(xm_channel_t *ch, uint16_t type, const void *data, size_t len);
+void xm_zc_chan_gone(xm_channel_t *ch);
+/* Send what is owed (grant answers, withdrawals) on this endpoint's
+ * channels; cheap when nothing is. */
+void xm_zc_progress(xm_endpoint_t *ep);
+
+/* ---- counters (process-wide) ---- */
+typedef struct xm_zc_stats {
+    uint64_t hits, misses;          /* peer cache lookups, per chunk */
+    uint64_t grants, granted_pages; /* owner grants made */
+    uint64_t revokes;               /* owner withdrawals (INVAL sent) */
+    uint64_t releases;              /* peer evictions (REL sent) */
+    uint64_t nospc;                 /* grant requests refused: table full */
+    uint64_t zc_bytes;              /* moved by grant copy */
+    uint64_t rejected;              /* malformed or stale peer messages */
+    uint64_t owner_pages, peer_pages; /* granted / cached now */
+} xm_zc_stats_t;
+void xm_zc_get_stats(xm_zc_stats_t *st);
+/* Adapters add what they moved through the ring instead. */
+void xm_zc_count_fallback(uint64_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
