@@ -15,6 +15,7 @@
  */
 #include "xm_channel.h"
 #include "xm_hv.h"
+#include "xm_zc.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -225,6 +226,24 @@ int main(int argc, char **argv)
         CHECK(send_msg(ep, &(uint64_t){ BW_COUNT }, sizeof(ack), TAG_CTL) == UCS_OK, "bw ack");
     dt = now() - t0;
     printf("%s: %u x 1 MiB in %.2f s: %.1f MB/s\n", argv[1], BW_COUNT, dt, BW_COUNT * (BW_SIZE / 1e6) / dt);
+    /* the rendezvous went by grant copy: a granted the whole pages of its
+     * buffer through xenmpi_grant, b copied them and reused the grants */
+    xm_zc_stats_t zs;
+    xm_zc_get_stats(&zs);
+    printf("%s: zero-copy: %llu grants (%llu pages), %llu hits, %llu misses, %llu bytes "
+           "by grant copy, %llu refused for lack of entries\n", argv[1],
+           (unsigned long long)zs.grants, (unsigned long long)zs.granted_pages,
+           (unsigned long long)zs.hits, (unsigned long long)zs.misses,
+           (unsigned long long)zs.zc_bytes, (unsigned long long)zs.nospc);
+    if (is_a) {
+        CHECK(zs.grants > 0 && zs.grants < BW_COUNT, "%llu grants for %u sends of one buffer",
+              (unsigned long long)zs.grants, BW_COUNT);
+    } else {
+        CHECK(zs.zc_bytes >= (uint64_t)BW_COUNT * (BW_SIZE - 2 * 4096),
+              "only %llu bytes by grant copy", (unsigned long long)zs.zc_bytes);
+        CHECK(zs.hits > zs.misses, "grants not reused: %llu hits, %llu misses",
+              (unsigned long long)zs.hits, (unsigned long long)zs.misses);
+    }
 
     /* 3. blocking ping-pong: notifications only for sleepers */
     blocking = 1;
