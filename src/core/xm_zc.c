@@ -101,6 +101,14 @@ struct zc_pent {
     uint32_t refs[XM_ZC_CHUNK_PAGES];
 };
 
+/* Channels whose owner answered -ENODEV (no xenmpi_grant module): not
+ * asked again while the channel lives; copies there go the copy path at
+ * once instead of after a round trip each. */
+struct zc_nogrant {
+    struct zc_nogrant *next;
+    xm_channel_t *ch;
+};
+
 struct zc_msg {
     struct zc_msg *next;
     xm_channel_t *ch;
@@ -121,6 +129,7 @@ static struct zc_region *regions[ZC_REG_BUCKETS];
 static struct zc_oent *ohead, *otail;
 static struct zc_pent *phead, *ptail;
 static struct zc_msg *outbox, **outbox_tail = &outbox;
+static struct zc_nogrant *nogrant;
 static uint64_t owner_live_pages;
 static int revoke_owed; /* some oent is O_REVOKE_PENDING */
 
@@ -649,6 +658,11 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
         return -EINVAL;
 
     pthread_mutex_lock(&zlock);
+    for (struct zc_nogrant *g = nogrant; g; g = g->next)
+        if (g->ch == ch) {
+            pthread_mutex_unlock(&zlock);
+            return -ENODEV;
+        }
     for (e = phead; e; e = e->next)
         if (e->ch == ch && e->id == id && e->chunk == chunk && (e->rw || !rw))
             break;
@@ -773,6 +787,17 @@ static void peer_grep(xm_channel_t *ch, const void *data, size_t len,
         zsend(ch, XM_ZC_MSG_REL, &m, sizeof(m));
         h.status = -EPROTO;
     }
+    if (h.status == -ENODEV) {
+        struct zc_nogrant *g = malloc(sizeof(*g));
+
+        if (g) {
+            g->ch = ch;
+            g->next = nogrant;
+            nogrant = g;
+        }
+        xm_info("zero-copy: domain %u cannot grant (no xenmpi_grant module): "
+                "copying through the ring", xm_chan_peer_dom(ch));
+    }
     if (h.status) {
         pent_run_waiters(ch, e, known_status(h.status) ? h.status : -EPROTO, dl);
         pent_free(e);
@@ -829,6 +854,14 @@ void xm_zc_chan_gone(xm_channel_t *ch)
     struct zc_msg **pp = &outbox, *m;
 
     pthread_mutex_lock(&zlock);
+    for (struct zc_nogrant **gp = &nogrant, *g; (g = *gp);) {
+        if (g->ch == ch) {
+            *gp = g->next;
+            free(g);
+        } else {
+            gp = &g->next;
+        }
+    }
     outbox_tail = &outbox;
     while ((m = *pp)) {
         if (m->ch == ch) {

@@ -99,8 +99,10 @@ typedef void (*xm_zc_cb_t)(void *arg, int status);
  * piece xm_zc_piece() called zero-copy.  Returns 0 when done now (cache
  * hit), -EINPROGRESS when cb will be called from progress (0, -ENOSPC: the
  * owner could not grant, use the copy path; or another error), or a
- * negative errno now (-ENOTSUP: zero-copy disabled; -EINVAL: not one
- * zero-copy piece).  cb is never called from inside xm_zc_copy. */
+ * negative errno now (-ENOTSUP: zero-copy disabled; -ENODEV: this
+ * channel's owner answered earlier that it cannot grant at all, no
+ * xenmpi_grant module; -EINVAL: not one zero-copy piece).  cb is never
+ * called from inside xm_zc_copy. */
 int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
                uint64_t raddr, void *local, size_t n, int dir,
                xm_zc_cb_t cb, void *arg);
