@@ -46,6 +46,7 @@
 #include <xen/grant_table.h>
 #include <xen/page.h>
 #include <xen/xen.h>
+#include <xen/xenbus.h>
 
 #include "uapi/xenmpi_grant.h"
 #include "xenmpi_grant_compat.h"
@@ -452,6 +453,31 @@ static struct xmg_grant *xmg_grant_alloc(unsigned long nr_pages,
 	return g;
 }
 
+/* This domain's id, read from the store on the first grant (not at load:
+ * dom0 loads modules before xenstored runs, and a store read would wait for
+ * it); DOMID_INVALID while unknown, and then only reserved ids are refused. */
+static unsigned int xmg_self_domid = DOMID_INVALID;
+static DEFINE_MUTEX(xmg_self_lock);
+
+static unsigned int xmg_self(void)
+{
+	unsigned int id = READ_ONCE(xmg_self_domid);
+
+	if (id != DOMID_INVALID)
+		return id;
+	mutex_lock(&xmg_self_lock);
+	if (xmg_self_domid == DOMID_INVALID) {
+		/* relative to this domain's home: /local/domain/<id>/domid */
+		id = xenbus_read_unsigned("domid", "", DOMID_INVALID);
+		if (id == DOMID_INVALID)
+			pr_warn_once("cannot read this domain's id from the store: grants to it are not refused\n");
+		WRITE_ONCE(xmg_self_domid, id);
+	}
+	id = xmg_self_domid;
+	mutex_unlock(&xmg_self_lock);
+	return id;
+}
+
 static long xmg_ioctl_grant(struct xmg_file *f, void __user *arg)
 {
 	struct xenmpi_grant_req req;
@@ -469,8 +495,9 @@ static long xmg_ioctl_grant(struct xmg_file *f, void __user *arg)
 		return -EINVAL;
 	ro = req.flags & XENMPI_GRANT_READONLY;
 	dir = req.flags & XENMPI_GRANT_DIRECTORY;
-	if (req.domid >= XENMPI_GRANT_DOMID_FIRST_RESERVED)
-		return -EINVAL;
+	if (req.domid >= XENMPI_GRANT_DOMID_FIRST_RESERVED ||
+	    req.domid == xmg_self())
+		return -EINVAL;	/* reserved, or ourselves: no peer to share with */
 	if (!req.len || (req.addr | req.len) & (XENMPI_GRANT_PAGE_SIZE - 1))
 		return -EINVAL;
 	if (req.addr != (unsigned long)req.addr ||

@@ -327,6 +327,8 @@ static void a_bad_input(int fd)
     /* domid */
     rc = grant(fd, buf, PG, 0x7ff0, 0, refs, 64, NULL);
     expect(fd, "grant to DOMID_SELF (0x7ff0)", -EINVAL, rc, &b);
+    rc = grant(fd, buf, PG, self, 0, refs, 64, NULL);
+    expect(fd, "grant to our own domid", -EINVAL, rc, &b);
     rc = grant(fd, buf, PG, 0xffff, 0, refs, 64, NULL);
     expect(fd, "grant to domid 0xffff", -EINVAL, rc, &b);
     rc = grant(fd, buf, PG, 0x10000, 0, refs, 64, NULL);
