@@ -648,7 +648,9 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
     uint64_t gs, ge, chunk;
     int zc, rw = dir == XM_ZC_PUT, rc;
 
-    if (zcfg.disable)
+    /* a domain cannot grant to itself: two processes of one VM use the
+     * ring (or, above us, the VM's own shared memory) */
+    if (zcfg.disable || xm_chan_peer_dom(ch) == xm_hv_domid(xm_endpoint_hv(xm_chan_endpoint(ch))))
         return -ENOTSUP;
     if (n == 0 || dir > XM_ZC_PUT || xm_zc_piece(base, len, raddr, n, &zc) != n || !zc)
         return -EINVAL;

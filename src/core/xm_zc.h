@@ -99,7 +99,8 @@ typedef void (*xm_zc_cb_t)(void *arg, int status);
  * piece xm_zc_piece() called zero-copy.  Returns 0 when done now (cache
  * hit), -EINPROGRESS when cb will be called from progress (0, -ENOSPC: the
  * owner could not grant, use the copy path; or another error), or a
- * negative errno now (-ENOTSUP: zero-copy disabled; -ENODEV: this
+ * negative errno now (-ENOTSUP: zero-copy disabled, or the owner is in
+ * this same domain, which cannot grant to itself; -ENODEV: this
  * channel's owner answered earlier that it cannot grant at all, no
  * xenmpi_grant module; -EINVAL: not one zero-copy piece).  cb is never
  * called from inside xm_zc_copy. */
