@@ -5,10 +5,11 @@
  * owner's registration go by grant copy through the core's software I/O
  * TLB (xm_zc_copy: a cache hit copies at once, a miss asks the owner for
  * grants and completes from progress); the partial pages at the ends of
- * the registration, and chunks the owner could not grant (its grant table
- * is full), take the copy path: emulated gets and puts through the ring,
- * which the owner checks and executes.  The operation completes when every
- * piece has.
+ * the registration, and pieces zero-copy could not serve (the owner's grant
+ * table is full, it has no xenmpi_grant module, it is in our own domain,
+ * it refused), take the copy path: emulated gets and puts through the
+ * ring, which the owner checks and executes.  The operation completes when
+ * every piece has.
  */
 #include "xen_iface.h"
 #include "xm_zc.h"
@@ -98,13 +99,15 @@ static void uct_xen_zfb_add(uct_xen_iface_t *iface, uct_xen_zop_t *op,
     ucs_queue_push(&iface->zfb_q, &fb->queue);
 }
 
-/* The owner could not grant (its grant table is full, it has no
- * xenmpi_grant module, or no memory), or zero-copy is off here: the piece
- * takes the ring.  Anything else is the operation's error. */
+/* Zero-copy is an optimisation; the ring path is the authority.  A piece
+ * the owner could not grant (table full, no xenmpi_grant module, same
+ * domain, no memory) or refused, or whose copy failed, is done again
+ * through the ring, where the owner checks the access against its record
+ * and either serves it or refuses it (UCS_ERR_INVALID_ADDR).  Only a
+ * channel that went down fails the piece here. */
 static int uct_xen_zc_use_ring(int rc)
 {
-    return (rc == -ENOSPC) || (rc == -ENODEV) || (rc == -ENOMEM) ||
-           (rc == -ENOTSUP);
+    return (rc != 0) && (rc != -EPIPE);
 }
 
 /* the core finished a grant-copy piece (from progress) */
@@ -265,8 +268,6 @@ uct_xen_ep_zcopy(uct_ep_h tl_ep, const uct_iov_t *iov, size_t iovcnt,
             ++op->sub.count;
         } else if (uct_xen_zc_use_ring(rc)) {
             uct_xen_zfb_add(iface, op, local, raddr, n);
-        } else if (rc != 0) {
-            uct_completion_update_status(&op->sub, uct_xen_zc_status(rc));
         }
     }
     if (!ucs_queue_is_empty(&iface->zfb_q)) {
