@@ -10,6 +10,7 @@ PKGS=(
   busybox-static cpio xz-utils bc
   hwloc  # lstopo with PNG output (xenmpi-topo draw); replaces hwloc-nox
   linux-headers-amd64 dkms  # the kernel module (kernel/, docs/kernel.md)
+  strace  # ucx/zcopy-hit-syscalls: the system calls of the zero-copy hit path
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -204,6 +204,293 @@ ucp_prog ucp-two-workers two-workers
 # error callback fires within 10 s and its worker keeps working
 ucp_prog ucp-peer-fail-kill kill
 
+# ---------------------------------------------------------------- zero-copy
+# Large messages go by UCP's rendezvous: the receiver gets the sender's
+# pages with GET_ZCOPY, which the owner grants on demand (chunks of up to
+# 1 MiB) and the peer grant-copies (process_vm_readv on sim); both sides
+# cache.  XENMPI_ZC_STATS=1 makes every process print at exit
+#   xenmpi-zc: pid=P hits=H misses=M grants=G granted_pages=GP revokes=R
+#              releases=L nospc=N fallback_bytes=F zc_bytes=Z
+# test/ucx/ucp_zcopy (built by `make check`, or UCP_ZCOPY) checks every
+# byte; its parent receives (and copies), its child sends (owns the pages).
+zprog=${UCP_ZCOPY:-$(dirname "$(dirname "$lib")")/test/ucx/ucp_zcopy}
+
+# zc_sum <file> <pid|all> <field>: the field summed over the stats lines
+# (of one process), "none" without a stats line.  A stats line (stderr) may
+# start in the middle of a line of UCX's log (stdout, block-buffered).
+zc_sum() {
+    awk -v p="$2" -v f="$3" '
+        match($0, /xenmpi-zc: pid=[0-9]+ .*/) {
+            nf = split(substr($0, RSTART), w, " ")
+            delete v
+            for (i = 2; i <= nf; i++) { split(w[i], kv, "="); v[kv[1]] = kv[2] }
+            if (p == "all" || v["pid"] == p) { s += v[f]; n++ }
+        }
+        END { if (n) printf "%.0f\n", s; else print "none" }' "$1"
+}
+# zc_role_pid <file> <sender|receiver>
+zc_role_pid() { sed -n "s/^$2 pid=\\([0-9]*\\)\$/\\1/p" "$1" | head -1; }
+zc_show() { grep -h -o 'xenmpi-zc: pid=.*' "$@" | sed 's/^/#   /'; }
+
+# zc_run <name> <mode> [env k=v ...]: run ucp_zcopy; 0 when it passed its
+# own checks (exit 0, "ok: done", no FAIL line)
+zc_run() {
+    local name=$1 mode=$2; shift 2
+    env LD_PRELOAD="$lib" XENMPI_SIM_HOST="$(new_host "$name")" UCX_TLS=xen,self \
+        UCX_LOG_LEVEL=error XENMPI_ZC_STATS=1 "$@" \
+        timeout "$ZTMO" "$zprog" "$mode" > "$tmp/$name" 2>&1
+    zc_rc=$?
+    [ $zc_rc -eq 0 ] && grep -q '^ok: done' "$tmp/$name" && ! grep -q '^FAIL' "$tmp/$name"
+}
+ZTMO=${UCX_ZCOPY_TIMEOUT:-180}
+
+# the knobs are documented
+t=zcopy-config
+missing=
+for var in ZCOPY GRANT_CACHE PEER_CACHE; do
+    awk -v v="UCX_XEN_$var=" '
+        /^#/ { if ($0 !~ /^# *$/ && $0 !~ /^# (syntax|inherits):/) doc = 1; next }
+        index($0, v) == 1 { found = doc; exit }
+        { doc = 0 }
+        END { exit !found }' "$tmp/info-config" || missing="$missing $var"
+done
+if [ -z "$missing" ]; then
+    pass $t
+    grep -h -E '^UCX_XEN_(ZCOPY|GRANT_CACHE|PEER_CACHE)=' "$tmp/info-config" | sed 's/^/#   /'
+else
+    fail $t "no UCX_XEN_ variable with a description for:$missing"
+fi
+
+# zcopy-lane: UCP gives the xen lane the rma_bw role (rendezvous by get/put
+# zcopy) when the transport advertises zero-copy, and not with
+# UCX_XEN_ZCOPY=n.  UCX 1.13 prints lane roles only at debug level (wireup.c,
+# ucp_wireup_print_config), e.g.
+#   ... wireup.c:1094 UCX DEBUG ep 0x...: lane[0]:  1:xen/xen0.0 md[1] -> addr[1].md[1]/xen/sysdev[255] rma_bw#0 am am_bw#0
+# (the info-level "ep_cfg[0]: tag(xen/xen0)" is the same either way).
+t=zcopy-lane
+lane_re='lane\[[0-9]+\]: +[0-9]+:xen/xen0\.[0-9]+ .*'
+lane_line() { grep -h -o -E "ep 0x[0-9a-f]+: $lane_re" "$@" | head -1 | sed 's/^ep 0x[0-9a-f]*: //'; }
+why=
+run_pair $t-y "UCX_TLS=xen,self UCX_LOG_LEVEL=debug XENMPI_ZC_STATS=1" \
+    -t tag_bw -s 16777216 -n 20 || why="ucx_perftest failed (zcopy on);"
+run_pair $t-n "UCX_TLS=xen,self UCX_LOG_LEVEL=debug XENMPI_ZC_STATS=1 UCX_XEN_ZCOPY=n" \
+    -t tag_bw -s 16777216 -n 20 || why="$why ucx_perftest failed (UCX_XEN_ZCOPY=n);"
+for s in srv cli; do
+    grep -q -E "$lane_re rma_bw#[0-9]" "$tmp/$t-y.$s" || why="$why $s: no xen lane with rma_bw;"
+    grep -q -E "$lane_re" "$tmp/$t-n.$s" || why="$why $s (UCX_XEN_ZCOPY=n): no xen lane in the log;"
+    ! grep -q -E "$lane_re rma_bw#" "$tmp/$t-n.$s" || why="$why $s (UCX_XEN_ZCOPY=n): xen lane with rma_bw;"
+done
+zy=$(zc_sum <(cat "$tmp/$t-y.srv" "$tmp/$t-y.cli") all zc_bytes)
+zn=$(zc_sum <(cat "$tmp/$t-n.srv" "$tmp/$t-n.cli") all zc_bytes)
+[ "$zy" != none ] && [ "$zy" -gt 0 ] || why="$why zc_bytes $zy with zero-copy on;"
+[ "$zn" = none ] || [ "$zn" -eq 0 ] || why="$why zc_bytes $zn with UCX_XEN_ZCOPY=n;"
+if [ -z "$why" ]; then
+    pass $t
+    echo "#   zcopy on:  $(lane_line "$tmp/$t-y.cli")"
+    echo "#   UCX_XEN_ZCOPY=n: $(lane_line "$tmp/$t-n.cli")"
+    echo "#   zc_bytes: $zy (on), $zn (UCX_XEN_ZCOPY=n); $(final_line "$tmp/$t-y.cli")"
+else
+    fail $t "$why"
+    echo "#   zcopy on:  $(lane_line "$tmp/$t-y.cli" "$tmp/$t-y.srv")"
+    echo "#   UCX_XEN_ZCOPY=n: $(lane_line "$tmp/$t-n.cli" "$tmp/$t-n.srv")"
+    zc_show "$tmp/$t-y.srv" "$tmp/$t-y.cli"
+    grep -h -v -E 'UCX +DEBUG|^$' "$tmp/$t-y.srv" "$tmp/$t-y.cli" | tail -8 | sed 's/^/#   /'
+fi
+
+zc_report() {  # name: the program's summary and the stats lines
+    grep -h -E '^ok: (receiver|sender|reuse-va):' "$tmp/$1" | sed 's/^/#   /'
+    zc_show "$tmp/$1"
+}
+zc_fail() {  # name why
+    fail "$1" "$2" "$tmp/$1"
+}
+
+# zcopy-sizes: 0 B .. 64 MiB, aligned and odd offsets, 3 rounds over the
+# same buffers: every byte right, zero-copy used, and the caches hit
+t=zcopy-sizes
+if [ ! -x "$zprog" ]; then
+    fail $t "$zprog not built (make -C build check or make test/ucx/ucp_zcopy)"
+elif ! zc_run $t sizes; then
+    zc_fail $t "rc $zc_rc"
+else
+    z=$(zc_sum "$tmp/$t" all zc_bytes); h=$(zc_sum "$tmp/$t" all hits)
+    if [ "$z" = none ]; then zc_fail $t "no xenmpi-zc statistics line (XENMPI_ZC_STATS=1)"
+    elif [ "$z" -eq 0 ]; then zc_fail $t "contents right, but zc_bytes=0: zero-copy not used"
+    elif [ "$h" -eq 0 ]; then zc_fail $t "contents right, zero-copy used, but no cache hit in 3 rounds"
+    else pass $t; zc_report $t
+    fi
+fi
+sizes_revokes=$(zc_sum "$tmp/$t" "$(zc_role_pid "$tmp/$t" sender)" revokes 2>/dev/null)
+
+# zcopy-reuse-va: a 4 MiB buffer sent, unmapped, mapped again at the same
+# address with new data (and half untouched: zero pages), rewritten in
+# place, sent as a sub-range: the receiver sees the new data each time.
+# On sim the copy reads the owner's current mapping, so old pages cannot
+# show up in the contents here; the owner's counters can: every new mapping
+# is a new registration whose pages need grants of their own (chunks of at
+# most 1 MiB: the program prints how many at least), or a peer on real Xen
+# would read the old, still-granted pages.
+t=zcopy-reuse-va
+if [ ! -x "$zprog" ]; then
+    fail $t "$zprog not built"
+elif ! zc_run $t reuse-va; then
+    zc_fail $t "rc $zc_rc"
+else
+    spid=$(zc_role_pid "$tmp/$t" sender)
+    remaps=$(sed -n 's/^ok: reuse-va: .* \([0-9]*\) remaps at the same address.*/\1/p' "$tmp/$t")
+    chunks=$(sed -n 's/^ok: reuse-va: new pages went out in at least \([0-9]*\) chunks.*/\1/p' "$tmp/$t")
+    z=$(zc_sum "$tmp/$t" all zc_bytes); g=$(zc_sum "$tmp/$t" "$spid" grants)
+    if [ "$z" = none ] || [ "$g" = none ]; then zc_fail $t "no xenmpi-zc statistics line of the sender (pid $spid)"
+    elif [ "$z" -eq 0 ]; then zc_fail $t "contents right, but zc_bytes=0: zero-copy not used"
+    elif [ "$g" -lt "${chunks:-1}" ]; then
+        zc_fail $t "contents right, but the sender made $g grants for new pages needing at least $chunks: old grants reused for new pages"
+    else pass $t; zc_report $t; echo "#   sender: $g grants; $((1 + remaps)) mappings of one address needed at least $chunks"
+    fi
+fi
+
+# zcopy-eviction: a 2 MiB grant cache: the owner withdraws least recently
+# used grants (more than with the default 64 MiB), contents stay right
+t=zcopy-eviction
+if [ ! -x "$zprog" ]; then
+    fail $t "$zprog not built"
+elif ! zc_run $t sizes UCX_XEN_GRANT_CACHE=2M; then
+    zc_fail $t "rc $zc_rc (UCX_XEN_GRANT_CACHE=2M)"
+else
+    r=$(zc_sum "$tmp/$t" "$(zc_role_pid "$tmp/$t" sender)" revokes); z=$(zc_sum "$tmp/$t" all zc_bytes)
+    if [ "$r" = none ]; then zc_fail $t "no xenmpi-zc statistics line of the sender"
+    elif [ "$z" -eq 0 ]; then zc_fail $t "contents right, but zc_bytes=0: zero-copy not used"
+    elif [ "$r" -eq 0 ]; then zc_fail $t "contents right, but the owner revoked nothing with UCX_XEN_GRANT_CACHE=2M"
+    elif [ -n "$sizes_revokes" ] && [ "$sizes_revokes" != none ] && [ "$r" -le "$sizes_revokes" ]; then
+        zc_fail $t "contents right, but the owner revoked $r grants with a 2 MiB cache, $sizes_revokes with the default"
+    else pass $t; zc_report $t; echo "#   owner revokes: $r with UCX_XEN_GRANT_CACHE=2M (${sizes_revokes:-?} with the default)"
+    fi
+fi
+
+# zcopy-peer-cache: a 2 MiB cache of peer refs: the copier releases grants
+# (REL), contents stay right
+t=zcopy-peer-cache
+if [ ! -x "$zprog" ]; then
+    fail $t "$zprog not built"
+elif ! zc_run $t sizes UCX_XEN_PEER_CACHE=2M; then
+    zc_fail $t "rc $zc_rc (UCX_XEN_PEER_CACHE=2M)"
+else
+    l=$(zc_sum "$tmp/$t" "$(zc_role_pid "$tmp/$t" receiver)" releases); z=$(zc_sum "$tmp/$t" all zc_bytes)
+    if [ "$l" = none ]; then zc_fail $t "no xenmpi-zc statistics line of the receiver"
+    elif [ "$z" -eq 0 ]; then zc_fail $t "contents right, but zc_bytes=0: zero-copy not used"
+    elif [ "$l" -eq 0 ]; then zc_fail $t "contents right, but the receiver released nothing with UCX_XEN_PEER_CACHE=2M"
+    else pass $t; zc_report $t
+    fi
+fi
+
+# zcopy-exhaustion: a grant table of 512 entries per domain: the rings fit
+# (a channel takes 2 x 64 ring pages + 2), one 1 MiB chunk (256 pages) at
+# most, so most chunks of the 16 and 64 MiB messages are refused (ENOSPC)
+# and go through the ring instead; contents stay right
+t=zcopy-exhaustion
+gsize=${UCX_ZCOPY_GNTTAB_SIZE:-512}
+if [ ! -x "$zprog" ]; then
+    fail $t "$zprog not built"
+elif ! zc_run $t sizes XENMPI_SIM_GNTTAB_SIZE=$gsize; then
+    zc_fail $t "rc $zc_rc (XENMPI_SIM_GNTTAB_SIZE=$gsize)"
+else
+    n=$(zc_sum "$tmp/$t" all nospc); f=$(zc_sum "$tmp/$t" all fallback_bytes)
+    if [ "$n" = none ]; then zc_fail $t "no xenmpi-zc statistics line"
+    elif [ "$n" -eq 0 ] || [ "$f" -eq 0 ]; then
+        zc_fail $t "contents right, but nospc=$n fallback_bytes=$f with XENMPI_SIM_GNTTAB_SIZE=$gsize"
+    else pass $t; zc_report $t
+    fi
+fi
+
+# zcopy-same-domain: both processes in one domain (XENMPI_SIM_DOMID, as
+# ranks sharing a VM): a grant to one's own domain is no way to reach the
+# peer, and whatever the transport does instead, every byte must arrive
+t=zcopy-same-domain
+if [ ! -x "$zprog" ]; then
+    fail $t "$zprog not built"
+elif ! zc_run $t sizes XENMPI_SIM_DOMID=42; then
+    zc_fail $t "rc $zc_rc (both processes in domain 42)"
+else
+    pass $t; zc_report $t
+fi
+
+# zcopy-hit-syscalls: one 1 MiB buffer sent 200 times after a warm-up, both
+# processes under strace.  Between the markers the program writes
+# (write(-1, "XM-BEGIN|XM-END <role> ...")), the thread that wrote them may
+# make: the receiver process_vm_readv (the copies; together at least the
+# bytes of the messages) and the sender nothing; both may make the core's
+# idle-poll check, epoll_wait(<fd>, .., 0), which runs once per 256 progress
+# calls without work (xm_channel.c, XM_SLOW_PATH_INTERVAL) whatever the
+# transfer: at most progress/256 + 2 of them (progress: the program's count
+# of ucp_worker_progress calls between its markers).  Anything else fails.
+t=zcopy-hit-syscalls
+# hs_count <strace log> <role>: "progress msgs pvr_calls pvr_bytes idle_epoll other" and
+# the other calls' names on a second line
+hs_count() {
+    awk -v role="$2" '
+        {
+            tid = $1; line = $0; sub(/^[0-9]+ +/, "", line)
+            if (line ~ / <unfinished \.\.\.>$/) { sub(/ <unfinished \.\.\.>$/, "", line); part[tid] = line; next }
+            if (line ~ /^<\.\.\. [a-z0-9_]+ resumed>/) { sub(/^<\.\.\. [a-z0-9_]+ resumed>/, "", line); line = part[tid] line; delete part[tid] }
+            if (line ~ "^write\\(-1, \"XM-BEGIN " role " ") { mt = tid; inw = 1; next }
+            if (inw && tid == mt && line ~ "^write\\(-1, \"XM-END " role " ") {
+                inw = 0
+                match(line, /progress=[0-9]+/); prog = substr(line, RSTART + 9, RLENGTH - 9)
+                match(line, /msgs=[0-9]+/); msgs = substr(line, RSTART + 5, RLENGTH - 5)
+                next
+            }
+            if (!inw || tid != mt) next
+            if (line ~ /^process_vm_readv\(/) {
+                pvr++
+                if (match(line, /= [0-9]+$/)) bytes += substr(line, RSTART + 2)
+            } else if (line ~ /^epoll_wait\([0-9]+, .*, 0\) += [0-9]+$/) {
+                idle++
+            } else {
+                other++
+                n = line; sub(/\(.*/, "", n); names[n]++
+            }
+        }
+        END {
+            printf "%s %s %d %d %d %d\n", prog == "" ? "none" : prog, msgs == "" ? "none" : msgs, pvr, bytes, idle, other
+            s = ""; for (n in names) s = s (s == "" ? "" : ", ") n " x" names[n]; print s == "" ? "-" : s
+        }' "$1"
+}
+if [ ! -x "$zprog" ]; then
+    fail $t "$zprog not built"
+elif ! command -v strace >/dev/null; then
+    fail $t "strace not installed (scripts/setup.sh installs it)"
+else
+    # the transport preloaded into the program only, not into strace
+    env XENMPI_SIM_HOST="$(new_host "$t")" UCX_TLS=xen,self UCX_LOG_LEVEL=error XENMPI_ZC_STATS=1 \
+        timeout "$ZTMO" strace -f -qq -s 128 -o "$tmp/$t.strace" -E LD_PRELOAD="$lib" \
+        "$zprog" hit-syscalls -n 200 > "$tmp/$t" 2>&1
+    rc=$?
+    { read -r rp rm rpvr rbytes ridle rother; read -r rnames; } < <(hs_count "$tmp/$t.strace" receiver)
+    { read -r sp sm spvr sbytes sidle sother; read -r snames; } < <(hs_count "$tmp/$t.strace" sender)
+    why=
+    if [ $rc -ne 0 ] || ! grep -q '^ok: done' "$tmp/$t" || grep -q '^FAIL' "$tmp/$t"; then
+        why="rc $rc"
+    elif [ "$rp" = none ] || [ "$sp" = none ]; then
+        why="markers missing in the strace log"
+    else
+        h=$(zc_sum "$tmp/$t" all hits)
+        [ "$h" != none ] && [ "$h" -ge "$rm" ] || why="$why $h cache hits for $rm sends of one buffer;"
+        [ "$rother" -eq 0 ] || why="$why receiver made: $rnames;"
+        [ "$rpvr" -gt 0 ] && [ "$rbytes" -ge $((rm * 1048576)) ] ||
+            why="$why receiver copied $rbytes bytes with $rpvr process_vm_readv for $rm MiB: zero-copy not used;"
+        [ "$ridle" -le $((rp / 256 + 2)) ] || why="$why receiver: $ridle idle epoll_wait for $rp progress calls;"
+        [ "$sother" -eq 0 ] && [ "$spvr" -eq 0 ] || why="$why sender made: $snames, process_vm_readv x$spvr;"
+        [ "$sidle" -le $((sp / 256 + 2)) ] || why="$why sender: $sidle idle epoll_wait for $sp progress calls;"
+    fi
+    counts="receiver: $rpvr process_vm_readv ($rbytes bytes for $rm messages), $ridle idle epoll_wait (limit $((${rp/none/0} / 256 + 2)) for $rp progress calls), $rother other; sender: $spvr process_vm_readv, $sidle idle epoll_wait (limit $((${sp/none/0} / 256 + 2)) for $sp progress calls), $sother other"
+    if [ -z "$why" ]; then
+        pass $t
+        echo "#   $counts"
+    else
+        fail $t "$why" "$tmp/$t"
+        echo "#   $counts"
+    fi
+fi
+
 # ---------------------------------------------------------------- RMA refusals
 # test/ucx/uct_rma_hostile (built by `make check`, or UCT_RMA_HOSTILE): one
 # process plays a peer that forges rkeys; the owner refuses every put and get
