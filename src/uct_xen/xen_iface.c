@@ -354,6 +354,9 @@ static unsigned uct_xen_iface_progress(uct_iface_h tl_iface)
     if (ucs_unlikely(!ucs_queue_is_empty(&iface->zfb_q))) {
         n += uct_xen_zfb_progress(iface);
     }
+    if (ucs_unlikely(!ucs_queue_is_empty(&iface->zput_q))) {
+        n += uct_xen_zput_progress(iface);
+    }
     if (ucs_unlikely(iface->ep_err_pending)) {
         n += uct_xen_iface_report_errors(iface);
     }
@@ -549,6 +552,12 @@ static int uct_xen_iface_must_stay_awake(uct_xen_iface_t *iface)
     }
     if (!ucs_queue_is_empty(&iface->reply_q) && !uct_xen_iface_arm_replies(iface)) {
         return 1;   /* a get answer can go out now */
+    }
+    if (!ucs_queue_is_empty(&iface->zfb_q)) {
+        return 1;   /* zero-copy ranges to send through the ring */
+    }
+    if (!ucs_queue_is_empty(&iface->zput_q) && uct_xen_zput_ready(iface)) {
+        return 1;   /* a peer consumed zero-copy puts: complete them */
     }
     /* A queued request waits for a connection or for ring space; only
      * progress turns it into a send. */
@@ -928,6 +937,7 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     kh_init_inplace(uct_xen_get, &self->gets);
     ucs_queue_head_init(&self->reply_q);
     ucs_queue_head_init(&self->zfb_q);
+    ucs_queue_head_init(&self->zput_q);
 
     status = uct_xen_hv_open(cfg->backend, &self->hv);
     if (status != UCS_OK) {

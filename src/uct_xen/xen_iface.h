@@ -127,6 +127,8 @@ typedef struct uct_xen_iface {
     ucs_queue_head_t     reply_q;      /* get answers waiting for ring room */
     ucs_queue_head_t     zfb_q;        /* zero-copy ranges taking the ring,
                                         * not yet wholly sent */
+    ucs_queue_head_t     zput_q;       /* put ranges sent, waiting for the
+                                        * peer to consume them */
     uint64_t             rma_rejected; /* remote accesses refused (hostile or stale) */
     hwloc_topology_t     topo;         /* this VM's own view (NUMA binding) */
     hwloc_nodeset_t      nodeset;      /* NUMA node(s) of the opening vCPU; NULL: no binding */
@@ -204,6 +206,9 @@ ucs_status_t uct_xen_ep_put_zcopy(uct_ep_h tl_ep, const uct_iov_t *iov,
                                   uct_rkey_t rkey, uct_completion_t *comp);
 /* Send the zero-copy ranges that take the ring, until a ring is full. */
 unsigned uct_xen_zfb_progress(uct_xen_iface_t *iface);
+/* Release the put ranges the peers have consumed; whether one can be. */
+unsigned uct_xen_zput_progress(uct_xen_iface_t *iface);
+int uct_xen_zput_ready(uct_xen_iface_t *iface);
 /* Drop an ep's zero-copy operations without completing them (ep destroy,
  * after its gets were dropped). */
 void uct_xen_ep_cancel_zops(uct_xen_ep_t *ep, uct_xen_iface_t *iface);

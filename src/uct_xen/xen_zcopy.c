@@ -32,13 +32,16 @@ typedef struct uct_xen_zpiece {
 } uct_xen_zpiece_t;
 
 /* A range for the copy path, not yet wholly sent; holds one count of its
- * operation until it is. */
+ * operation until it is.  A put range then waits in zput_q until the peer
+ * has consumed its last record (tx mark): the operation counts for ep
+ * flush until then, so a flush covers puts the ring still holds. */
 typedef struct uct_xen_zfb {
-    ucs_queue_elem_t queue;   /* in uct_xen_iface_t::zfb_q */
+    ucs_queue_elem_t queue;   /* in uct_xen_iface_t::zfb_q, then zput_q */
     uct_xen_zop_t    *op;
     uint8_t          *local;
     uint64_t         raddr;
     size_t           left;
+    uint32_t         mark;    /* zput_q: tx mark after its last put */
 } uct_xen_zfb_t;
 
 struct uct_xen_zop {
@@ -189,8 +192,45 @@ unsigned uct_xen_zfb_progress(uct_xen_iface_t *iface)
             ++count;
         }
         ucs_queue_pull_non_empty(&iface->zfb_q);
+        if ((op->dir == XM_ZC_PUT) && (fb->left == 0)) {
+            fb->mark = xm_chan_tx_mark(op->ep->ch);
+            ucs_queue_push(&iface->zput_q, &fb->queue);
+            continue;   /* the count is released when the peer applied it */
+        }
         ucs_free(fb);
         uct_invoke_completion(&op->sub, UCS_OK);   /* the range's count */
+    }
+    return count;
+}
+
+int uct_xen_zput_ready(uct_xen_iface_t *iface)
+{
+    uct_xen_zfb_t *fb;
+
+    ucs_queue_for_each(fb, &iface->zput_q, queue) {
+        if (xm_chan_tx_reached(fb->op->ep->ch, fb->mark)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+unsigned uct_xen_zput_progress(uct_xen_iface_t *iface)
+{
+    unsigned count = 0;
+    ucs_queue_iter_t iter;
+    uct_xen_zfb_t *fb;
+    uct_xen_zop_t *op;
+
+    ucs_queue_for_each_safe(fb, iter, &iface->zput_q, queue) {
+        op = fb->op;
+        if (!xm_chan_tx_reached(op->ep->ch, fb->mark)) {
+            continue;
+        }
+        ucs_queue_del_iter(&iface->zput_q, iter);
+        ucs_free(fb);
+        uct_invoke_completion(&op->sub, UCS_OK);
+        ++count;
     }
     return count;
 }
@@ -320,6 +360,12 @@ void uct_xen_ep_cancel_zops(uct_xen_ep_t *ep, uct_xen_iface_t *iface)
         ucs_queue_for_each_safe(fb, iter, &iface->zfb_q, queue) {
             if (fb->op == op) {
                 ucs_queue_del_iter(&iface->zfb_q, iter);
+                ucs_free(fb);
+            }
+        }
+        ucs_queue_for_each_safe(fb, iter, &iface->zput_q, queue) {
+            if (fb->op == op) {
+                ucs_queue_del_iter(&iface->zput_q, iter);
                 ucs_free(fb);
             }
         }

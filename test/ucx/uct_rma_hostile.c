@@ -221,6 +221,58 @@ static uint64_t fill_ring(uct_rkey_t rkey)
     return v - 1;
 }
 
+/* A put_zcopy that cannot go by grant copy (here: the 64-byte region holds
+ * no whole page) takes the ring, and may wait for ring room after the
+ * caller's ep flush began: that flush still completes only once the put
+ * landed. */
+static void check_put_zcopy_flush(uct_rkey_t rkey)
+{
+    get_ctx_t pz = {{get_comp, 1, UCS_OK}, 0, UCS_OK, NULL};
+    get_ctx_t fc = {{get_comp, 1, UCS_OK}, 0, UCS_OK, NULL};
+    uint8_t data[16];
+    uct_iov_t iov;
+    ucs_status_t status;
+    double end;
+    int i;
+
+    for (i = 0; i < 16; ++i) {
+        data[i] = 0xc0 + i;
+    }
+    iov.buffer = data;
+    iov.length = sizeof(data);
+    iov.memh   = UCT_MEM_HANDLE_NULL;
+    iov.stride = 0;
+    iov.count  = 1;
+    marker(rkey);
+    fill_ring(rkey);
+    status = uct_ep_put_zcopy(ep, &iov, 1, (uintptr_t)&owner.good[16], rkey,
+                              &pz.comp);
+    CHECK(status == UCS_INPROGRESS, "put_zcopy on a full ring: %s",
+          ucs_status_string(status));
+    status = uct_ep_flush(ep, 0, &fc.comp);
+    CHECK(status == UCS_INPROGRESS, "ep flush behind a queued put_zcopy: %s",
+          ucs_status_string(status));
+    for (i = 0; i < 10000; ++i) {
+        uct_iface_progress(iface_a);   /* B consumes nothing */
+    }
+    CHECK(!fc.done, "ep flush completed while the peer consumed nothing");
+    /* B, then A, checked right after A: a flush that A completes in the
+     * same progress call that sent the put would be seen before B runs */
+    end = now() + 10;
+    while (!fc.done && (now() < end)) {
+        uct_iface_progress(iface_b);
+        uct_iface_progress(iface_a);
+    }
+    CHECK(fc.done, "ep flush not completed within 10 s");
+    CHECK_OK(fc.status, "ep flush completion");
+    CHECK(pz.done && (pz.status == UCS_OK), "put_zcopy not completed (%d, %s) "
+          "when the flush was", pz.done, ucs_status_string(pz.status));
+    CHECK(!memcmp(&owner.good[16], data, sizeof(data)),
+          "ep flush completed before the ring put_zcopy landed");
+    printf("ok: a put_zcopy taking the ring behind a full ring is covered by "
+           "the ep flush issued after it\n");
+}
+
 static void check_iface_flush(uct_rkey_t rkey)
 {
     get_ctx_t fc = {{get_comp, 1, UCS_OK}, 0, UCS_OK, NULL};
@@ -485,6 +537,7 @@ int main(void)
     printf("ok: owner still serves legitimate puts and gets\n");
 
     check_iface_flush(good.rkey);
+    check_put_zcopy_flush(good.rkey);
 
     uct_rkey_release(cmpt, &good);
     uct_rkey_release(cmpt, &stale_rk);
