@@ -1,8 +1,9 @@
 /* Ping-pong between MPI ranks with every received byte checked.
  *
- *   pingpong [max_iters]
+ *   pingpong [max_iters [max_bytes]]
  *
- * Phase "check": for every size (0 B .. 4 MiB: powers of two and odd sizes)
+ * Phase "check": for every size (0 B .. max_bytes, default 4 MiB: powers of
+ * two and odd sizes; beyond 4 MiB also 16 MiB+123 and max_bytes-1)
  * and both directions, messages carry a pattern that depends on size,
  * iteration, sender and direction; the receive buffer is poisoned before
  * each receive and every byte is compared.  Pairs: first i <-> i^1, then
@@ -18,8 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAXSZ (4u << 20)
+#define MAXSZ_DEFAULT ((size_t)4 << 20)
 #define POISON 0xa5
+
+static size_t MAXSZ = MAXSZ_DEFAULT;   /* largest message: max_bytes */
 
 static int rank, nranks;
 
@@ -56,18 +59,20 @@ static void check(const uint8_t *b, size_t n, uint32_t seed, int from, const cha
         }
 }
 
-static size_t sizes[64];
+static size_t sizes[128];
 static int nsizes;
 
 static void make_sizes(void)
 {
-    static const size_t odd[] = {1, 3, 7, 13, 61, 127, 1000, 1023, 4095, 4097,
-                                 8191, 65537, 99999, 1048575, 1048577, 3000001, MAXSZ - 1};
+    const size_t odd[] = {1, 3, 7, 13, 61, 127, 1000, 1023, 4095, 4097,
+                          8191, 65537, 99999, 1048575, 1048577, 3000001, MAXSZ_DEFAULT - 1,
+                          ((size_t)16 << 20) + 123, MAXSZ - 1};
     sizes[nsizes++] = 0;
     for (size_t s = 1; s <= MAXSZ; s <<= 1)
         sizes[nsizes++] = s;
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++)
-        sizes[nsizes++] = odd[i];
+        if (odd[i] <= MAXSZ)
+            sizes[nsizes++] = odd[i];
     /* sort */
     for (int i = 1; i < nsizes; i++)
         for (int j = i; j > 0 && sizes[j - 1] > sizes[j]; j--) {
@@ -131,6 +136,11 @@ int main(int argc, char **argv)
         die("needs an even number of ranks (>= 2)");
     int max_iters = argc > 1 ? atoi(argv[1]) : 1000;
     if (max_iters < 1) max_iters = 1;
+    if (argc > 2) {
+        MAXSZ = (size_t)strtoull(argv[2], NULL, 0);
+        if (MAXSZ < 1 || MAXSZ > ((size_t)1 << 30))
+            die("max_bytes: 1 .. 1 GiB");
+    }
     make_sizes();
 
     uint8_t *sbuf = malloc(MAXSZ + 1), *rbuf = malloc(MAXSZ + 1);
@@ -142,7 +152,7 @@ int main(int argc, char **argv)
         check_pair((rank + nranks / 2) % nranks, sbuf, rbuf, "check (pairs i<->i+n/2)");
     MPI_Barrier(MPI_COMM_WORLD);
     if (rank == 0)
-        printf("pingpong: content check passed: %d sizes 0..%u B, both directions, %d ranks\n",
+        printf("pingpong: content check passed: %d sizes 0..%zu B, both directions, %d ranks\n",
                nsizes, MAXSZ, nranks);
 
     /* timing between rank 0 and rank n/2 */

@@ -5,10 +5,12 @@
 # mpicc.openmpi into <build dir>/test/mpi/ and runs each with both MPIs:
 #   <mpi>-<prog>-2x1: 2 ranks in 2 simulated VMs (one rank per domain),
 #   <mpi>-<prog>-4x2: 4 ranks in 2 simulated VMs (ranks 0,1 | ranks 2,3),
-# then HPL through Debian's hpcc (hpcc-hpl-2x1) with the MPI hpcc is linked
-# against.  Every run has UCX_TLS=xen,self (no other UCX transport may be
-# used) and must show, in the UCX info log, an ep_cfg line with a lane on
-# xen/xen0 and no ep_cfg lane on anything but xen and self.
+# then MPICH's ping-pong up to 64 MiB (mpich-pingpong64m-2x1, and its
+# zero-copy statistics as mpich-pingpong64m-2x1-zcopy), then HPL through
+# Debian's hpcc (hpcc-hpl-2x1) with the MPI hpcc is linked against.  Every
+# run has UCX_TLS=xen,self (no other UCX transport may be used) and must
+# show, in the UCX info log, an ep_cfg line with a lane on xen/xen0 and no
+# ep_cfg lane on anything but xen and self.
 # MPICH runs with MPIR_CVAR_NOLOCAL=1: the simulated VMs are processes of one
 # Linux host, and MPICH would otherwise carry the traffic between them in its
 # own ch4 shared memory (posix), never through UCX.  Open MPI runs with pml
@@ -169,6 +171,58 @@ for layout in 2x1 4x2; do
         done
     done
 done
+
+# ---------------------------------------------------------------- large messages
+# MPICH ping-pong of 0 B .. 64 MiB (powers of two, odd sizes, 16 MiB+123,
+# 64 MiB-1; every byte of both directions checked), 2 ranks in 2 simulated
+# VMs, 10 timed iterations: large messages go by UCP's rendezvous, zero-copy
+# over grants on xen.  Two results from one run: the contents and lanes
+# (mpich-pingpong64m-2x1), and the zero-copy statistics every process prints
+# with XENMPI_ZC_STATS=1 (mpich-pingpong64m-2x1-zcopy: bytes moved by grant
+# copy, zc_bytes, must be > 0).
+big_pingpong() {
+    local name=mpich-pingpong64m-2x1 m=mpich p=pingpong
+    [[ $name =~ $ONLY ]] || return 0
+    [ -n "${built[$m-$p]:-}" ] || { fail "$name" "not built"; fail "$name-zcopy" "not built"; return; }
+    local host; host=$(new_host "$name")
+    local log=$logs/$name.log start=$SECONDS rc why
+    dom=$((dom + 2))
+    launch $m 1 "$host" $((dom)) $((dom + 1)) "$log" env XENMPI_ZC_STATS=1 "$bin/$p-$m" 10 67108864
+    rc=$?
+    local t=$((SECONDS - start))
+    rm -rf "/dev/shm/xenmpi-sim-$host"
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        fail "$name" "timed out after $t s" "$log"
+    elif [ $rc -ne 0 ]; then
+        fail "$name" "exit $rc after $t s" "$log"
+    elif ! grep -q "^$p: OK" "$log" || ! grep -q "^$p: content check passed: .* 0\.\.67108864 B" "$log"; then
+        fail "$name" "no '$p: OK' line after a content check up to 64 MiB" "$log"
+    elif ! why=$(check_xen "$log"); then
+        fail "$name" "$why" "$log"
+    else
+        pass "$name"
+        echo "#   $t s; $(grep -h -o 'ep_cfg\[[0-9]*\]:.*(xen/xen0).*' "$log" | head -1)"
+        grep "^$p: content check" "$log" | sed 's/^/#   /'
+        echo "#   $(grep -m1 -E '^ +bytes +iters' "$log" | sed 's/^ *//')"
+        grep -E '^ +(65536|1048576|16777216|67108864) +[0-9]+ ' "$log" | sed 's/^/#   /'
+    fi
+    local stats z
+    stats=$(grep -h -o 'xenmpi-zc: pid=.*' "$log")
+    z=$(echo "$stats" | awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^zc_bytes=/) { s += substr($i, 10); n++ } }
+                             END { if (n) printf "%.0f\n", s; else print "none" }')
+    if [ $rc -ne 0 ]; then
+        fail "$name-zcopy" "the run failed"
+    elif [ "$z" = none ]; then
+        fail "$name-zcopy" "no xenmpi-zc statistics line (XENMPI_ZC_STATS=1)"
+    elif [ "$z" -eq 0 ]; then
+        fail "$name-zcopy" "zc_bytes=0: no byte moved by grant copy"
+        echo "$stats" | sed 's/^/#   /'
+    else
+        pass "$name-zcopy"
+        echo "$stats" | sed 's/^/#   /'
+    fi
+}
+big_pingpong
 
 # ---------------------------------------------------------------- HPL (hpcc)
 # Debian's hpcc reads hpccinf.txt from the working directory and writes
