@@ -67,6 +67,7 @@ run_cmd() {  # name command...
 echo "== unit tests (cmocka, sim backend)"
 run_cmocka sim "$B/test/unit/test_sim"
 run_cmocka channel "$B/test/unit/test_channel"
+run_cmocka zc "$B/test/unit/test_zc"
 
 echo "== host topology: cmocka, then publisher and CLI on sim domains (test/topo)"
 run_cmocka topo-unit "$B/test/unit/test_topo"

@@ -223,11 +223,13 @@ size_t xm_zc_piece(uint64_t base, uint64_t len, uint64_t raddr, size_t n, int *z
         return n;
     if (raddr < gs)
         return (size_t)(gs - raddr);
-    lim = gs + ((raddr - gs) / XM_ZC_CHUNK_BYTES + 1) * XM_ZC_CHUNK_BYTES;
-    if (lim > ge)
-        lim = ge;
+    /* room left in the chunk, and before the end of the whole pages: as
+     * lengths, so nothing wraps near the top of the address space */
+    lim = XM_ZC_CHUNK_BYTES - (raddr - gs) % XM_ZC_CHUNK_BYTES;
+    if (lim > ge - raddr)
+        lim = ge - raddr;
     *zc = 1;
-    return (size_t)(lim - raddr < n ? lim - raddr : n);
+    return (size_t)(lim < n ? lim : n);
 }
 
 /* ---- registry ---- */
@@ -654,6 +656,10 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
         return -ENOTSUP;
     if (n == 0 || dir > XM_ZC_PUT || xm_zc_piece(base, len, raddr, n, &zc) != n || !zc)
         return -EINVAL;
+    /* a channel that went down already failed what waited on it; nothing
+     * would answer a new request */
+    if (xm_chan_state(ch) != XM_CH_CONNECTED)
+        return -EPIPE;
     zc_span(base, len, &gs, &ge);
     chunk = (raddr - gs) / XM_ZC_CHUNK_BYTES;
     if (chunk > UINT32_MAX)

@@ -102,7 +102,8 @@ typedef void (*xm_zc_cb_t)(void *arg, int status);
  * negative errno now (-ENOTSUP: zero-copy disabled, or the owner is in
  * this same domain, which cannot grant to itself; -ENODEV: this
  * channel's owner answered earlier that it cannot grant at all, no
- * xenmpi_grant module; -EINVAL: not one zero-copy piece).  cb is never
+ * xenmpi_grant module; -EPIPE: the channel is down; -EINVAL: not one
+ * zero-copy piece).  cb is never
  * called from inside xm_zc_copy. */
 int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
                uint64_t raddr, void *local, size_t n, int dir,

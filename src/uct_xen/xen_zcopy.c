@@ -308,6 +308,8 @@ uct_xen_ep_zcopy(uct_ep_h tl_ep, const uct_iov_t *iov, size_t iovcnt,
             ++op->sub.count;
         } else if (uct_xen_zc_use_ring(rc)) {
             uct_xen_zfb_add(iface, op, local, raddr, n);
+        } else if (rc != 0) {
+            uct_completion_update_status(&op->sub, uct_xen_zc_status(rc));
         }
     }
     if (!ucs_queue_is_empty(&iface->zfb_q)) {

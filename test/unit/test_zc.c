@@ -1,0 +1,2162 @@
+/*
+ * Zero-copy unit tests: src/core/xm_zc.c driven over real sim channels.
+ *
+ * The zero-copy state is process-wide (one registry, one pair of caches,
+ * one set of counters per process), so owner and peer are two forked
+ * processes, each its own sim domain.  The owner is a small server: it
+ * keeps progressing its endpoint and executes what it is asked over a
+ * socketpair (allocate and fill memory, register, deregister, check
+ * contents, report its counters, send raw records, grant pages by hand).
+ * The peer drives each test; between two peers this cmocka process asks
+ * the owner directly.  Children report failures on stderr and through
+ * their exit status, which the cmocka process asserts.
+ *
+ * The channel hands every XM_ZC_MSG_* record to xm_zc_recv.  This program
+ * is linked with -Wl,--wrap=xm_zc_recv so that a role can record what
+ * arrives (TAP_RECORD) and, to play a hostile owner, keep it from the core
+ * altogether (TAP_SWALLOW).  Everything else is the real core.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "xm_channel.h"
+#include "xm_hv.h"
+#include "xm_zc.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MiB (1ull << 20)
+#define PG ((uint64_t)XM_PAGE_SIZE)
+#define CHUNK XM_ZC_CHUNK_BYTES
+#define CPAGES XM_ZC_CHUNK_PAGES
+#define RING_PAGES 4u
+#define RD XM_ZC_REMOTE_READ
+#define WR XM_ZC_REMOTE_WRITE
+#define GET XM_ZC_GET
+#define PUT XM_ZC_PUT
+
+/* The wire layouts of docs/wire.md ("Zero-copy messages"), written out
+ * here rather than taken from the implementation. */
+struct w_greq { uint64_t id; uint32_t chunk, flags; };
+struct w_grep { uint64_t id; uint32_t chunk, flags, gen; int32_t status; uint32_t npages, pad; };
+struct w_ginv { uint64_t id; uint32_t chunk, gen; };
+_Static_assert(sizeof(struct w_greq) == 16, "GREQ");
+_Static_assert(sizeof(struct w_grep) == 32, "GREP header");
+_Static_assert(sizeof(struct w_ginv) == 16, "INVAL/ACK/REL");
+
+/* ---- failures in the children ---- */
+
+static const char *role = "test";
+static int failures;
+
+#define FAILMSG(...) do {                                                    \
+        failures++;                                                          \
+        fprintf(stderr, "%s:%d: [%s, pid %d] ", __FILE__, __LINE__, role,    \
+                (int)getpid());                                              \
+        fprintf(stderr, __VA_ARGS__);                                        \
+        fputc('\n', stderr);                                                 \
+    } while (0)
+#define CHECK(c) do { if (!(c)) FAILMSG("check failed: %s", #c); } while (0)
+#define CHECK_EQ(a, b) do {                                                  \
+        long long a_ = (long long)(a), b_ = (long long)(b);                  \
+        if (a_ != b_)                                                        \
+            FAILMSG("%s == %s: %lld != %lld", #a, #b, a_, b_);               \
+    } while (0)
+#define CHECK_LE(a, b) do {                                                  \
+        long long a_ = (long long)(a), b_ = (long long)(b);                  \
+        if (a_ > b_)                                                         \
+            FAILMSG("%s <= %s: %lld > %lld", #a, #b, a_, b_);                \
+    } while (0)
+#define REQUIRE(c) do {                                                      \
+        if (!(c)) { FAILMSG("required: %s", #c); fflush(stderr); _exit(1); } \
+    } while (0)
+#define REQUIRE_EQ(a, b) do {                                                \
+        long long a_ = (long long)(a), b_ = (long long)(b);                  \
+        if (a_ != b_) {                                                      \
+            FAILMSG("required %s == %s: %lld != %lld", #a, #b, a_, b_);      \
+            fflush(stderr);                                                  \
+            _exit(1);                                                        \
+        }                                                                    \
+    } while (0)
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* Memory contents: a function of the owner's address and a seed, so any
+ * byte read from the wrong place or the wrong generation shows. */
+static uint8_t pat(uint64_t a, uint64_t seed)
+{
+    uint64_t x = (a ^ (seed * 0xA24BAED4963EE407ull)) * 0x9E3779B97F4A7C15ull;
+    return (uint8_t)(x >> 56);
+}
+
+static void fill(uint8_t *p, uint64_t raddr, size_t n, uint64_t seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = pat(raddr + i, seed);
+}
+
+static size_t mism(const uint8_t *p, uint64_t raddr, size_t n, uint64_t seed)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += p[i] != pat(raddr + i, seed);
+    return bad;
+}
+
+static size_t not_byte(const uint8_t *p, size_t n, uint8_t b)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += p[i] != b;
+    return bad;
+}
+
+/* ---- the tap on the records the channel hands to the core ---- */
+
+enum { TAP_OFF, TAP_RECORD, TAP_SWALLOW };
+struct tapmsg {
+    uint16_t type;
+    uint32_t len;
+    uint8_t data[2048];
+};
+#define TAPQ 64u
+static struct {
+    int mode;
+    unsigned head, tail, lost;
+    struct tapmsg q[TAPQ];
+} tap;
+
+void __real_xm_zc_recv(xm_channel_t *ch, uint16_t type, const void *data, size_t len);
+void __wrap_xm_zc_recv(xm_channel_t *ch, uint16_t type, const void *data, size_t len);
+
+void __wrap_xm_zc_recv(xm_channel_t *ch, uint16_t type, const void *data, size_t len)
+{
+    if (tap.mode != TAP_OFF) {
+        if (tap.tail - tap.head < TAPQ) {
+            struct tapmsg *m = &tap.q[tap.tail++ % TAPQ];
+            m->type = type;
+            m->len = (uint32_t)len;
+            memcpy(m->data, data, len < sizeof(m->data) ? len : sizeof(m->data));
+        } else {
+            tap.lost++;
+        }
+    }
+    if (tap.mode != TAP_SWALLOW)
+        __real_xm_zc_recv(ch, type, data, len);
+}
+
+/* ---- one role's endpoint ---- */
+
+static struct {
+    xm_hv_t *hv;
+    xm_endpoint_t *ep;
+    xm_channel_t *ch;
+    int accepted, connected, gone, failed;
+    unsigned other;
+} me;
+
+static void n_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len)
+{
+    me.other++;   /* nothing but zero-copy records is ever sent */
+}
+
+static void n_event(void *arg, xm_channel_t *ch, enum xm_chan_event ev)
+{
+    switch (ev) {
+    case XM_EV_ACCEPTED: me.ch = ch; me.accepted++; break;
+    case XM_EV_CONNECTED: me.connected++; break;
+    case XM_EV_PEER_GONE: me.gone++; break;
+    case XM_EV_FAILED: me.failed++; break;
+    }
+}
+
+static void node_open(unsigned ring_pages)
+{
+    xm_ep_params_t p = { .ring_pages = ring_pages, .recv_cb = n_recv, .event_cb = n_event };
+
+    REQUIRE_EQ(xm_hv_open(&me.hv), 0);
+    REQUIRE_EQ(xm_endpoint_open(me.hv, &p, &me.ep), 0);
+}
+
+static void node_close(void)
+{
+    if (me.ep)
+        xm_endpoint_close(me.ep);
+    if (me.hv)
+        xm_hv_close(me.hv);
+    me.ep = NULL;
+    me.hv = NULL;
+    me.ch = NULL;
+}
+
+/* ---- control requests to the owner ---- */
+
+enum {
+    OP_INFO = 1,  /* -> v0 domid, v1 endpoint id */
+    OP_ALLOC,     /* a0 slot, a1 len, a2 offset from a page, a3 seed -> v0 base */
+    OP_FILL,      /* a0 slot, a1 seed */
+    OP_REMAP,     /* a0 slot, a1 seed: munmap, mmap MAP_FIXED at the same address, fill */
+    OP_REG,       /* a0 slot, a1 access, a2 offset in slot, a3 len -> v0 id */
+    OP_DEREG,     /* a0 id */
+    OP_CHECK,     /* a0 lo, a1 hi, a2 seed -> rc -EIO, v0 first bad, v1 bad bytes */
+    OP_STATS,     /* a0: reset the maximum of owner_pages -> st, max, v0 chan state, v1 gone, v3 ring_full */
+    OP_CONFIG,    /* a0 owner_cache_bytes, a1 peer_cache_bytes, a2 disable */
+    OP_WAIT_GONE, /* progress until the current channel is down */
+    OP_HOLD,      /* stop progressing until the next request */
+    OP_EXIT_NOW,  /* answer, then _exit(0) closing nothing */
+    OP_QUIT,      /* close and exit */
+    OP_TAP,       /* a0 mode */
+    OP_TAPGET,    /* -> v0 type, v1 length, data (or -EAGAIN) */
+    OP_RAWSEND,   /* a0 type, data: xm_chan_send */
+    OP_GRANT,     /* a0 addr, a1 pages, a2 writable: xm_hv_grant_mem to the peer -> v0 handle, data refs */
+    OP_GRANT_END, /* a0 handle */
+};
+
+struct cmd {
+    uint64_t seq;
+    int32_t op;
+    uint32_t len;
+    uint64_t a[6];
+    uint8_t data[4096];
+};
+
+struct rep {
+    uint64_t seq;
+    int32_t rc;
+    uint32_t len;
+    uint64_t v[6];
+    xm_zc_stats_t st;
+    uint64_t max_owner_pages;
+    uint8_t data[4096];
+};
+
+static int ctl = -1;
+static uint64_t ctl_seq;
+static struct rep R;
+
+/* Ask the owner; progress (our endpoint) while waiting only when asked:
+ * several tests depend on the peer not consuming the owner's messages
+ * meanwhile. */
+static int rpc_try(int op, const uint64_t a[6], const void *data, uint32_t len, int progress)
+{
+    struct cmd c;
+    double end = now() + 60;
+
+    memset(&c, 0, offsetof(struct cmd, data));
+    c.seq = (uint64_t)getpid() << 32 | ++ctl_seq;
+    c.op = op;
+    c.len = len;
+    memcpy(c.a, a, sizeof(c.a));
+    if (len)
+        memcpy(c.data, data, len);
+    if (send(ctl, &c, offsetof(struct cmd, data) + len, MSG_NOSIGNAL) < 0)
+        return -errno;
+    for (;;) {
+        struct pollfd p = { .fd = ctl, .events = POLLIN };
+        if (poll(&p, 1, progress ? 0 : 10) == 1) {
+            ssize_t n = recv(ctl, &R, sizeof(R), 0);
+            if (n <= 0)
+                return -EPIPE;
+            if (R.seq == c.seq)
+                return 0;
+            continue;   /* an answer to someone gone */
+        }
+        if (progress && me.ep && xm_endpoint_progress(me.ep) <= 0)
+            usleep(50);
+        if (now() > end)
+            return -ETIMEDOUT;
+    }
+}
+
+static struct rep *rpc(int op, const uint64_t a[6], const void *data, uint32_t len)
+{
+    int rc = rpc_try(op, a, data, len, 0);
+
+    if (rc) {
+        FAILMSG("control request %d: %s", op, strerror(-rc));
+        fflush(stderr);
+        _exit(1);
+    }
+    return &R;
+}
+
+#define RPC(op, ...) rpc((op), (const uint64_t[6]){ __VA_ARGS__ }, NULL, 0)
+
+/* ---- the owner server ---- */
+
+struct owner_opts {
+    const char *gnttab;   /* XENMPI_SIM_GNTTAB_SIZE for the owner's domain */
+    unsigned ring_pages;
+    const char *domid;    /* XENMPI_SIM_DOMID: a domain shared with the peer */
+};
+
+#define NSLOTS 4
+static struct slot {
+    uint8_t *map;
+    size_t maplen;
+    uint64_t base, len;
+} slots[NSLOTS];
+static uint64_t max_owner_pages;
+
+static void owner_progress(void)
+{
+    xm_zc_stats_t s;
+
+    xm_endpoint_progress(me.ep);
+    xm_zc_get_stats(&s);
+    if (s.owner_pages > max_owner_pages)
+        max_owner_pages = s.owner_pages;
+}
+
+static void owner_cmd(const struct cmd *c, struct rep *r, int *hold)
+{
+    const uint64_t *a = c->a;
+    struct slot *s = &slots[a[0] % NSLOTS];
+
+    switch (c->op) {
+    case OP_INFO:
+        r->v[0] = xm_hv_domid(me.hv);
+        r->v[1] = xm_endpoint_id(me.ep);
+        break;
+    case OP_ALLOC:
+        s->maplen = ((a[2] + a[1] + PG - 1) & ~(PG - 1)) + PG;
+        s->map = mmap(NULL, s->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (s->map == MAP_FAILED) {
+            r->rc = -errno;
+            break;
+        }
+        s->base = (uintptr_t)s->map + a[2];
+        s->len = a[1];
+        fill((uint8_t *)(uintptr_t)s->base, s->base, s->len, a[3]);
+        r->v[0] = s->base;
+        r->v[1] = s->len;
+        break;
+    case OP_FILL:
+        fill((uint8_t *)(uintptr_t)s->base, s->base, s->len, a[1]);
+        break;
+    case OP_REMAP: {
+        void *p;
+        if (munmap(s->map, s->maplen)) {
+            r->rc = -errno;
+            break;
+        }
+        p = mmap(s->map, s->maplen, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        if (p != s->map) {
+            r->rc = -EADDRNOTAVAIL;
+            break;
+        }
+        fill((uint8_t *)(uintptr_t)s->base, s->base, s->len, a[1]);
+        break;
+    }
+    case OP_REG:
+        r->rc = xm_zc_reg((void *)(uintptr_t)(s->base + a[2]), a[3], (unsigned)a[1], &r->v[0]);
+        break;
+    case OP_DEREG:
+        r->rc = xm_zc_dereg(a[0]);
+        break;
+    case OP_CHECK: {
+        const uint8_t *p = (const uint8_t *)(uintptr_t)a[0];
+        for (uint64_t i = 0; i < a[1] - a[0]; i++)
+            if (p[i] != pat(a[0] + i, a[2])) {
+                if (!r->v[1]++)
+                    r->v[0] = a[0] + i;
+            }
+        r->rc = r->v[1] ? -EIO : 0;
+        break;
+    }
+    case OP_STATS:
+        xm_zc_get_stats(&r->st);
+        r->max_owner_pages = max_owner_pages;
+        if (a[0])
+            max_owner_pages = r->st.owner_pages;
+        r->v[0] = me.ch ? (uint64_t)xm_chan_state(me.ch) : UINT64_MAX;
+        r->v[1] = (uint64_t)me.gone;
+        r->v[2] = me.other;
+        if (me.ch) {
+            xm_chan_stats_t cs;
+            xm_chan_get_stats(me.ch, &cs);
+            r->v[3] = cs.ring_full;
+        }
+        break;
+    case OP_CONFIG: {
+        xm_zc_config_t cfg = { a[0], a[1], (int)a[2] };
+        xm_zc_configure(&cfg);
+        break;
+    }
+    case OP_WAIT_GONE: {
+        double end = now() + 20;
+        while (me.ch && xm_chan_state(me.ch) == XM_CH_CONNECTED && now() < end) {
+            owner_progress();
+            usleep(200);
+        }
+        r->rc = me.ch && xm_chan_state(me.ch) != XM_CH_CONNECTED ? 0 : -ETIMEDOUT;
+        break;
+    }
+    case OP_HOLD:
+        *hold = 1;
+        break;
+    case OP_EXIT_NOW:
+    case OP_QUIT:
+        break;
+    case OP_TAP:
+        tap.mode = (int)a[0];
+        tap.head = tap.tail = tap.lost = 0;
+        break;
+    case OP_TAPGET:
+        if (tap.head == tap.tail) {
+            r->rc = -EAGAIN;
+        } else {
+            const struct tapmsg *m = &tap.q[tap.head++ % TAPQ];
+            r->v[0] = m->type;
+            r->v[1] = m->len;
+            r->len = m->len < sizeof(m->data) ? m->len : sizeof(m->data);
+            memcpy(r->data, m->data, r->len);
+        }
+        break;
+    case OP_RAWSEND:
+        r->rc = me.ch ? xm_chan_send(me.ch, (uint16_t)a[0], NULL, 0, c->data, c->len) : -ENOTCONN;
+        break;
+    case OP_GRANT: {
+        uint32_t refs[CPAGES + 8];
+        if (!me.ch || a[1] > CPAGES + 8) {
+            r->rc = -EINVAL;
+            break;
+        }
+        r->rc = xm_hv_grant_mem(me.hv, xm_chan_peer_dom(me.ch), (void *)(uintptr_t)a[0],
+                                (unsigned)a[1], (int)a[2], &r->v[0], refs);
+        if (!r->rc) {
+            r->len = (uint32_t)(a[1] * sizeof(uint32_t));
+            memcpy(r->data, refs, r->len);
+        }
+        break;
+    }
+    case OP_GRANT_END:
+        r->rc = xm_hv_grant_mem_end(me.hv, a[0]);
+        break;
+    default:
+        r->rc = -ENOSYS;
+    }
+}
+
+static int owner_fn(const void *arg)
+{
+    const struct owner_opts *o = arg;
+    int hold = 0;
+
+    role = "owner";
+    if (o && o->gnttab)
+        setenv("XENMPI_SIM_GNTTAB_SIZE", o->gnttab, 1);   /* before the domain exists */
+    if (o && o->domid)
+        setenv("XENMPI_SIM_DOMID", o->domid, 1);
+    node_open(o && o->ring_pages ? o->ring_pages : RING_PAGES);
+    for (;;) {
+        struct pollfd p = { .fd = ctl, .events = POLLIN };
+        static struct cmd c;
+        static struct rep r;
+        ssize_t n;
+
+        if (!hold)
+            owner_progress();
+        if (poll(&p, 1, hold ? -1 : 1) != 1)
+            continue;
+        n = recv(ctl, &c, sizeof(c), 0);
+        if (n <= 0)
+            return 1;   /* everybody went away without saying goodbye */
+        /* whatever the peer sent before this request is handled first */
+        if (!hold)
+            owner_progress();
+        hold = 0;
+        memset(&r, 0, offsetof(struct rep, data));
+        r.seq = c.seq;
+        owner_cmd(&c, &r, &hold);
+        send(ctl, &r, offsetof(struct rep, data) + r.len, MSG_NOSIGNAL);
+        if (c.op == OP_EXIT_NOW) {
+            fflush(stderr);
+            _exit(failures ? 1 : 0);
+        }
+        if (c.op == OP_QUIT) {
+            CHECK_EQ(me.other, 0);
+            node_close();
+            return 0;
+        }
+    }
+}
+
+/* ---- the peer's side ---- */
+
+struct op {
+    int done, status;
+};
+
+static void op_cb(void *arg, int status)
+{
+    struct op *o = arg;
+    o->done++;
+    o->status = status;
+}
+
+static int ops_done(const struct op *o, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (!o[i].done)
+            return 0;
+    return 1;
+}
+
+static void pump(unsigned rounds)
+{
+    for (unsigned i = 0; i < rounds; i++) {
+        xm_endpoint_progress(me.ep);
+        usleep(100);
+    }
+}
+
+#define PUMP_UNTIL(cond, secs) do {                                          \
+        double end_ = now() + (secs);                                        \
+        while (!(cond)) {                                                    \
+            if (xm_endpoint_progress(me.ep) <= 0)                            \
+                usleep(50);                                                  \
+            if (now() > end_) {                                              \
+                FAILMSG("timed out waiting for %s", #cond);                  \
+                break;                                                       \
+            }                                                                \
+        }                                                                    \
+    } while (0)
+
+static uint32_t owner_dom;
+
+static void peer_connect(unsigned ring_pages)
+{
+    struct rep *r;
+    double end;
+
+    role = "peer";
+    node_open(ring_pages);
+    r = RPC(OP_INFO, 0);
+    owner_dom = (uint32_t)r->v[0];
+    REQUIRE_EQ(xm_endpoint_connect(me.ep, owner_dom, (uint32_t)r->v[1], &me.ch), 0);
+    end = now() + 20;
+    while (xm_chan_state(me.ch) == XM_CH_CONNECTING && now() < end) {
+        xm_endpoint_progress(me.ep);
+        usleep(100);
+    }
+    REQUIRE_EQ(xm_chan_state(me.ch), XM_CH_CONNECTED);
+}
+
+/* xm_zc_copy; a synchronous result is recorded in o as if called back */
+static int zcopy(uint64_t id, uint64_t base, uint64_t len, uint64_t raddr, void *local,
+                 size_t n, int dir, struct op *o)
+{
+    int rc;
+
+    memset(o, 0, sizeof(*o));
+    rc = xm_zc_copy(me.ch, id, base, len, raddr, local, n, dir, op_cb, o);
+    CHECK_EQ(o->done, 0);   /* the callback never runs inside xm_zc_copy */
+    if (rc != -EINPROGRESS) {
+        o->done = 1;
+        o->status = rc;
+    }
+    return rc;
+}
+
+/* one copy, waited for: its final status; *sync: it was done in the call */
+static int copy1(uint64_t id, uint64_t base, uint64_t len, uint64_t raddr, void *local,
+                 size_t n, int dir, int *sync)
+{
+    struct op o;
+    int rc = zcopy(id, base, len, raddr, local, n, dir, &o);
+
+    if (sync)
+        *sync = rc != -EINPROGRESS;
+    PUMP_UNTIL(o.done, 20);
+    CHECK_EQ(o.done, 1);
+    return o.status;
+}
+
+static xm_zc_stats_t zs(void)
+{
+    xm_zc_stats_t s;
+    xm_zc_get_stats(&s);
+    return s;
+}
+
+static uint64_t owner_max;
+
+/* the owner's counters, after it handled everything we sent before */
+static xm_zc_stats_t ozs(int reset_max)
+{
+    struct rep *r = RPC(OP_STATS, (uint64_t)reset_max);
+    owner_max = r->max_owner_pages;
+    return r->st;
+}
+
+static uint64_t alloc_slot(unsigned slot, uint64_t len, uint64_t off, uint64_t seed)
+{
+    struct rep *r = RPC(OP_ALLOC, slot, len, off, seed);
+    REQUIRE_EQ(r->rc, 0);
+    REQUIRE_EQ(r->v[0] % PG, off % PG);
+    return r->v[0];
+}
+
+static uint64_t reg_slot(unsigned slot, unsigned access, uint64_t off, uint64_t len)
+{
+    struct rep *r = RPC(OP_REG, slot, access, off, len);
+    REQUIRE_EQ(r->rc, 0);
+    REQUIRE(r->v[0] != 0);
+    return r->v[0];
+}
+
+/* bytes of [lo, hi) of the owner's memory that differ from seed's pattern */
+static long long owner_check(uint64_t lo, uint64_t hi, uint64_t seed)
+{
+    struct rep *r = RPC(OP_CHECK, lo, hi, seed);
+    if (r->rc)
+        fprintf(stderr, "[peer] owner memory [%#llx, %#llx) seed %llu: %llu bad bytes from %#llx\n",
+                (unsigned long long)lo, (unsigned long long)hi, (unsigned long long)seed,
+                (unsigned long long)r->v[1], (unsigned long long)r->v[0]);
+    return (long long)r->v[1];
+}
+
+/* ======================================================================
+ * 1. GET: pieces, misses then hits, byte-exact contents
+ * ====================================================================== */
+
+static int peer_basic(const void *arg)
+{
+    const uint64_t off = 100, len = 3 * MiB + 3 * PG + 777, seed = 11;
+    uint64_t base, gs, ge, id, a;
+    xm_zc_stats_t p0, p1, p2, o0, o1, o2;
+    unsigned k;
+
+    peer_connect(RING_PAGES);
+    base = alloc_slot(0, len, off, seed);
+    gs = base - off + PG;               /* first whole page */
+    ge = gs + 3 * MiB + 2 * PG;         /* end of the last whole page */
+    id = reg_slot(0, RD, 0, len);
+
+    /* the pieces of the whole registration, exactly: partial head page,
+     * three full chunks counted from gs, a chunk of two pages, partial tail */
+    const struct { uint64_t raddr; size_t n; int zc; } want[] = {
+        { base, PG - off, 0 },
+        { gs, CHUNK, 1 },
+        { gs + CHUNK, CHUNK, 1 },
+        { gs + 2 * CHUNK, CHUNK, 1 },
+        { gs + 3 * CHUNK, 2 * PG, 1 },
+        { ge, 877, 0 },
+    };
+    for (a = base, k = 0; a < base + len; k++) {
+        int zc = -1;
+        size_t n = xm_zc_piece(base, len, a, base + len - a, &zc);
+        REQUIRE(k < 6);
+        CHECK_EQ(a, want[k].raddr);
+        CHECK_EQ(n, want[k].n);
+        CHECK_EQ(zc, want[k].zc);
+        REQUIRE(n > 0);
+        a += n;
+    }
+    CHECK_EQ(k, 6);
+    CHECK_EQ(a, base + len);
+
+    uint8_t *lb = malloc(len);
+    REQUIRE(lb);
+#define L(ra) (lb + ((ra) - base))
+    memset(lb, 0xEE, len);
+
+    /* round 1: every zero-copy piece at once; chunk 1 in two copies that
+     * wait for the same grant */
+    const struct { uint64_t ra; size_t n; } cp[] = {
+        { gs, CHUNK },
+        { gs + CHUNK, CHUNK / 2 + 5 },
+        { gs + CHUNK + CHUNK / 2 + 5, CHUNK / 2 - 5 },
+        { gs + 2 * CHUNK, CHUNK },
+        { gs + 3 * CHUNK, 2 * PG },
+    };
+    struct op ops[6];
+    p0 = zs();
+    o0 = ozs(0);
+    for (unsigned i = 0; i < 5; i++)
+        CHECK_EQ(zcopy(id, base, len, cp[i].ra, L(cp[i].ra), cp[i].n, GET, &ops[i]), -EINPROGRESS);
+    PUMP_UNTIL(ops_done(ops, 5), 20);
+    for (unsigned i = 0; i < 5; i++) {
+        CHECK_EQ(ops[i].done, 1);
+        CHECK_EQ(ops[i].status, 0);
+    }
+    CHECK_EQ(mism(L(gs), gs, ge - gs, seed), 0);
+    CHECK_EQ(not_byte(lb, gs - base, 0xEE), 0);           /* partial pages untouched */
+    CHECK_EQ(not_byte(L(ge), base + len - ge, 0xEE), 0);
+    p1 = zs();
+    o1 = ozs(0);
+    CHECK_EQ(p1.misses - p0.misses, 5);
+    CHECK_EQ(p1.hits - p0.hits, 0);
+    CHECK_EQ(p1.zc_bytes - p0.zc_bytes, ge - gs);
+    CHECK_EQ(p1.peer_pages, 3 * CPAGES + 2);
+    CHECK_EQ(p1.rejected, p0.rejected);
+    CHECK_EQ(o1.grants - o0.grants, 4);                    /* one per chunk, not per copy */
+    CHECK_EQ(o1.granted_pages - o0.granted_pages, 3 * CPAGES + 2);
+    CHECK_EQ(o1.owner_pages, 3 * CPAGES + 2);
+    CHECK_EQ(o1.rejected, o0.rejected);
+
+    /* round 2, same ranges: all hits, done inside the call */
+    memset(lb, 0xEE, len);
+    for (unsigned i = 0; i < 5; i++)
+        CHECK_EQ(zcopy(id, base, len, cp[i].ra, L(cp[i].ra), cp[i].n, GET, &ops[i]), 0);
+    CHECK_EQ(mism(L(gs), gs, ge - gs, seed), 0);
+    /* an odd range across page boundaries writes exactly its bytes */
+    uint8_t odd[4 * PG + 20];
+    const uint64_t ora = gs + 2 * CHUNK + 5;
+    const size_t on = 3 * PG + 10;
+    memset(odd, 0xEE, sizeof(odd));
+    CHECK_EQ(zcopy(id, base, len, ora, odd + 7, on, GET, &ops[5]), 0);
+    CHECK_EQ(not_byte(odd, 7, 0xEE), 0);
+    CHECK_EQ(mism(odd + 7, ora, on, seed), 0);
+    CHECK_EQ(not_byte(odd + 7 + on, sizeof(odd) - 7 - on, 0xEE), 0);
+    pump(20);
+    for (unsigned i = 0; i < 6; i++)
+        CHECK_EQ(ops[i].done, 1);                          /* no late callback */
+    p2 = zs();
+    o2 = ozs(0);
+    CHECK_EQ(p2.hits - p1.hits, 6);
+    CHECK_EQ(p2.misses - p1.misses, 0);
+    CHECK_EQ(o2.grants - o1.grants, 0);
+
+    /* refused at once: not one zero-copy piece, or no such direction */
+    struct op e;
+    uint8_t tmp[64];
+    CHECK_EQ(zcopy(id, base, len, gs, tmp, 0, GET, &e), -EINVAL);
+    CHECK_EQ(zcopy(id, base, len, base, tmp, 10, GET, &e), -EINVAL);              /* head page */
+    CHECK_EQ(zcopy(id, base, len, gs - 5, tmp, 10, GET, &e), -EINVAL);            /* straddles gs */
+    CHECK_EQ(zcopy(id, base, len, gs + CHUNK - 10, tmp, 20, GET, &e), -EINVAL);   /* two chunks */
+    CHECK_EQ(zcopy(id, base, len, ge - 10, tmp, 20, GET, &e), -EINVAL);           /* into the tail */
+    CHECK_EQ(zcopy(id, base, len, ge, tmp, 20, GET, &e), -EINVAL);                /* the tail */
+    CHECK_EQ(zcopy(id, base, len, gs, tmp, 10, 2, &e), -EINVAL);
+    CHECK_EQ(zcopy(id, 0, 1ull << 60, 1ull << 53, tmp, 10, GET, &e), -EINVAL);    /* chunk > 32 bits */
+    xm_zc_config_t off_cfg = { 0, 0, 1 }, on_cfg = { 0, 0, 0 };
+    xm_zc_configure(&off_cfg);
+    CHECK_EQ(zcopy(id, base, len, gs, tmp, 10, GET, &e), -ENOTSUP);
+    xm_zc_configure(&on_cfg);
+    CHECK_EQ(zcopy(id, base, len, gs, tmp, 10, GET, &e), 0);
+    CHECK_EQ(mism(tmp, gs, 10, seed), 0);
+    xm_zc_stats_t p3 = zs();
+    CHECK_EQ(p3.misses - p2.misses, 0);
+    CHECK_EQ(p3.hits - p2.hits, 1);
+#undef L
+    free(lb);
+    node_close();
+    return 0;
+}
+
+/* ======================================================================
+ * 2. PUT: refused on a read-only registration, writes a writable one
+ * ====================================================================== */
+
+static int peer_put(const void *arg)
+{
+    const uint64_t off = 3000, len = MiB + 2 * PG + 50;
+    uint64_t base, gs, ge, idR, idRW, idW;
+    xm_zc_stats_t o0, o1, p0, p1;
+    int sync;
+
+    peer_connect(RING_PAGES);
+    base = alloc_slot(0, len, off, 21);
+    gs = base - off + PG;
+    ge = gs + MiB + PG;                /* chunk 0: 256 pages, chunk 1: one page */
+    idR = reg_slot(0, RD, 0, len);
+    idRW = reg_slot(0, RD | WR, 0, len);
+    idW = reg_slot(0, WR, 0, len);
+
+    uint8_t *lb = malloc(len), *scratch = malloc(CHUNK);
+    REQUIRE(lb && scratch);
+#define L(ra) (lb + ((ra) - base))
+    fill(lb, base, len, 22);
+
+    o0 = ozs(0);
+    CHECK_EQ(copy1(idR, base, len, gs, L(gs), CHUNK, PUT, &sync), -EACCES);
+    CHECK(!sync);
+    CHECK_EQ(copy1(idR, base, len, gs + CHUNK, L(gs + CHUNK), PG, PUT, &sync), -EACCES);
+    /* and the other way round: a write-only registration cannot be read */
+    memset(scratch, 0xEE, CHUNK);
+    CHECK_EQ(copy1(idW, base, len, gs, scratch, CHUNK, GET, &sync), -EACCES);
+    CHECK_EQ(not_byte(scratch, CHUNK, 0xEE), 0);
+    CHECK_EQ(owner_check(base, base + len, 21), 0);        /* not a byte changed */
+    o1 = ozs(0);
+    CHECK_EQ(o1.grants - o0.grants, 0);
+    CHECK_EQ(o1.owner_pages, 0);
+
+    /* writable: the whole pages change, the partial ones do not */
+    CHECK_EQ(copy1(idRW, base, len, gs, L(gs), CHUNK, PUT, &sync), 0);
+    CHECK(!sync);
+    CHECK_EQ(copy1(idRW, base, len, gs + CHUNK, L(gs + CHUNK), PG, PUT, &sync), 0);
+    CHECK_EQ(owner_check(gs, ge, 22), 0);
+    CHECK_EQ(owner_check(base, gs, 21), 0);
+    CHECK_EQ(owner_check(ge, base + len, 21), 0);
+    o1 = ozs(0);
+    CHECK_EQ(o1.grants - o0.grants, 2);
+    /* a writable grant serves a GET too; the read-only id is another entry */
+    memset(scratch, 0, CHUNK);
+    CHECK_EQ(copy1(idRW, base, len, gs, scratch, CHUNK, GET, &sync), 0);
+    CHECK(sync);
+    CHECK_EQ(mism(scratch, gs, CHUNK, 22), 0);
+    memset(scratch, 0, CHUNK);
+    CHECK_EQ(copy1(idR, base, len, gs, scratch, CHUNK, GET, &sync), 0);
+    CHECK(!sync);
+    CHECK_EQ(mism(scratch, gs, CHUNK, 22), 0);
+
+    /* a read grant cached first does not serve a PUT: it asks for a
+     * writable one */
+    uint64_t b1 = alloc_slot(1, MiB, 0, 23), idB = reg_slot(1, RD | WR, 0, MiB);
+    CHECK_EQ(copy1(idB, b1, MiB, b1, scratch, CHUNK, GET, &sync), 0);
+    CHECK(!sync);
+    CHECK_EQ(mism(scratch, b1, MiB, 23), 0);
+    fill(scratch, b1, MiB, 24);
+    p0 = zs();
+    CHECK_EQ(copy1(idB, b1, MiB, b1, scratch, CHUNK, PUT, &sync), 0);
+    CHECK(!sync);
+    p1 = zs();
+    CHECK_EQ(p1.hits - p0.hits, 0);
+    CHECK_EQ(p1.misses - p0.misses, 1);
+    CHECK_EQ(owner_check(b1, b1 + MiB, 24), 0);
+    /* a small PUT at an odd place writes exactly its bytes */
+    uint8_t small[100];
+    fill(small, b1 + 5, sizeof(small), 25);
+    CHECK_EQ(copy1(idB, b1, MiB, b1 + 5, small, sizeof(small), PUT, &sync), 0);
+    CHECK(sync);
+    CHECK_EQ(owner_check(b1, b1 + 5, 24), 0);
+    CHECK_EQ(owner_check(b1 + 5, b1 + 105, 25), 0);
+    CHECK_EQ(owner_check(b1 + 105, b1 + MiB, 24), 0);
+#undef L
+    free(lb);
+    free(scratch);
+    node_close();
+    return 0;
+}
+
+/* ======================================================================
+ * 3. Invalidation: deregistration, reuse of the addresses under a new id
+ * ====================================================================== */
+
+static int peer_inval(const void *arg)
+{
+    const int remap = arg != NULL;
+    const uint64_t off = 300, len = 2 * MiB + PG, s1 = 31, s2 = 32;
+    uint64_t base, gs, id1, id2;
+    xm_zc_stats_t p0, p1, o0, o1, o2;
+    struct op ops[2];
+    int sync;
+
+    peer_connect(RING_PAGES);
+    base = alloc_slot(0, len, off, s1);
+    gs = base - off + PG;              /* two whole chunks from gs */
+    id1 = reg_slot(0, RD, 0, len);
+    uint8_t *lb = malloc(2 * CHUNK);
+    REQUIRE(lb);
+    for (unsigned c = 0; c < 2; c++)
+        CHECK_EQ(copy1(id1, base, len, gs + c * CHUNK, lb + c * CHUNK, CHUNK, GET, NULL), 0);
+    CHECK_EQ(mism(lb, gs, 2 * CHUNK, s1), 0);
+    p0 = zs();
+    o0 = ozs(0);
+    CHECK_EQ(p0.peer_pages, 2 * CPAGES);
+    CHECK_EQ(o0.owner_pages, 2 * CPAGES);
+
+    /* the owner forgets id1 and reuses the addresses; we do not progress
+     * meanwhile, so the old grants are still in our cache */
+    CHECK_EQ(RPC(OP_DEREG, id1)->rc, 0);
+    if (remap)
+        CHECK_EQ(RPC(OP_REMAP, 0, s2)->rc, 0);
+    else
+        CHECK_EQ(RPC(OP_FILL, 0, s2)->rc, 0);
+    id2 = reg_slot(0, RD, 0, len);
+    CHECK(id2 != id1);
+
+    /* the new id never meets the old refs: misses, new data */
+    memset(lb, 0xEE, 2 * CHUNK);
+    for (unsigned c = 0; c < 2; c++)
+        CHECK_EQ(zcopy(id2, base, len, gs + c * CHUNK, lb + c * CHUNK, CHUNK, GET, &ops[c]),
+                 -EINPROGRESS);
+    p1 = zs();
+    CHECK_EQ(p1.misses - p0.misses, 2);
+    CHECK_EQ(p1.hits - p0.hits, 0);
+    PUMP_UNTIL(ops_done(ops, 2), 20);
+    CHECK_EQ(ops[0].status, 0);
+    CHECK_EQ(ops[1].status, 0);
+    CHECK_EQ(mism(lb, gs, 2 * CHUNK, s2), 0);
+
+    /* the INVALs arrive, we drop the old grants and ACK; the owner ends them */
+    PUMP_UNTIL(zs().peer_pages == 2 * CPAGES, 10);
+    o1 = ozs(0);
+    CHECK_EQ(o1.revokes - o0.revokes, 2);
+    CHECK_EQ(o1.grants - o0.grants, 2);
+    CHECK_EQ(o1.owner_pages, 2 * CPAGES);                  /* id2's grants only */
+    CHECK_EQ(o1.rejected, o0.rejected);
+    CHECK_EQ(zs().rejected, p0.rejected);
+
+    /* the old id: an error through the callback, not a byte of anything */
+    for (unsigned c = 0; c < 2; c++) {
+        memset(lb, 0xEE, CHUNK);
+        CHECK_EQ(copy1(id1, base, len, gs + c * CHUNK, lb, CHUNK, GET, &sync), -ENOENT);
+        CHECK(!sync);
+        CHECK_EQ(not_byte(lb, CHUNK, 0xEE), 0);
+    }
+    o2 = ozs(0);
+    CHECK_EQ(o2.grants, o1.grants);
+    CHECK_EQ(o2.owner_pages, 2 * CPAGES);
+    CHECK_EQ(RPC(OP_DEREG, id1)->rc, -ENOENT);
+    /* id2 is still cached */
+    CHECK_EQ(copy1(id2, base, len, gs + CHUNK, lb, CHUNK, GET, &sync), 0);
+    CHECK(sync);
+    CHECK_EQ(mism(lb, gs + CHUNK, CHUNK, s2), 0);
+    free(lb);
+    node_close();
+    return 0;
+}
+
+/* ======================================================================
+ * 4. Eviction: the owner's cap (INVAL/ACK), the peer's cap (REL)
+ * ====================================================================== */
+
+static int peer_evict_owner(const void *arg)
+{
+    const uint64_t len = 8 * CHUNK, seed = 41;
+    uint64_t base, id;
+    xm_zc_stats_t p0, p1, o0, o1;
+    int sync;
+
+    peer_connect(RING_PAGES);
+    RPC(OP_CONFIG, 2 * MiB, 0, 0);
+    base = alloc_slot(0, len, 0, seed);
+    id = reg_slot(0, RD, 0, len);
+    uint8_t *lb = malloc(len);
+    REQUIRE(lb);
+    memset(lb, 0xEE, len);
+    p0 = zs();
+    o0 = ozs(1);
+    for (unsigned c = 0; c < 8; c++) {
+        CHECK_EQ(copy1(id, base, len, base + c * CHUNK, lb + c * CHUNK, CHUNK, GET, &sync), 0);
+        CHECK(!sync);
+        /* the owner withdrew what exceeds its cap: our ACK goes out before
+         * the next request */
+        PUMP_UNTIL(zs().peer_pages <= 2 * CPAGES, 10);
+    }
+    CHECK_EQ(mism(lb, base, len, seed), 0);
+    o1 = ozs(0);
+    p1 = zs();
+    CHECK_EQ(o1.grants - o0.grants, 8);
+    CHECK_EQ(o1.revokes - o0.revokes, 6);
+    CHECK_EQ(o1.owner_pages, 2 * CPAGES);
+    CHECK_LE(owner_max, 2 * CPAGES + CPAGES);              /* cap + one chunk at any time */
+    CHECK(owner_max >= 2 * CPAGES);
+    CHECK_EQ(p1.misses - p0.misses, 8);
+    CHECK_EQ(p1.peer_pages, 2 * CPAGES);
+    CHECK_EQ(p1.releases - p0.releases, 0);
+    /* the newest is still there, the oldest comes back on demand */
+    memset(lb, 0xEE, len);
+    CHECK_EQ(copy1(id, base, len, base + 7 * CHUNK, lb, CHUNK, GET, &sync), 0);
+    CHECK(sync);
+    CHECK_EQ(mism(lb, base + 7 * CHUNK, CHUNK, seed), 0);
+    CHECK_EQ(copy1(id, base, len, base, lb, CHUNK, GET, &sync), 0);
+    CHECK(!sync);
+    CHECK_EQ(mism(lb, base, CHUNK, seed), 0);
+    free(lb);
+    node_close();
+    return 0;
+}
+
+static int peer_evict_peer(const void *arg)
+{
+    const uint64_t len = 8 * CHUNK, seed = 42;
+    const xm_zc_config_t cfg = { 0, 2 * MiB, 0 };
+    uint64_t base, id;
+    xm_zc_stats_t p0, p1, p2, o0, o1;
+    int sync;
+
+    peer_connect(RING_PAGES);
+    xm_zc_configure(&cfg);
+    base = alloc_slot(0, len, 0, seed);
+    id = reg_slot(0, RD, 0, len);
+    uint8_t *lb = malloc(len);
+    REQUIRE(lb);
+    memset(lb, 0xEE, len);
+    p0 = zs();
+    o0 = ozs(0);
+    for (unsigned c = 0; c < 8; c++) {
+        CHECK_EQ(copy1(id, base, len, base + c * CHUNK, lb + c * CHUNK, CHUNK, GET, &sync), 0);
+        CHECK(!sync);
+        CHECK_LE(zs().peer_pages, 2 * CPAGES);
+    }
+    CHECK_EQ(mism(lb, base, len, seed), 0);
+    p1 = zs();
+    o1 = ozs(0);                                           /* after our RELs */
+    CHECK_EQ(p1.releases - p0.releases, 6);
+    CHECK_EQ(p1.peer_pages, 2 * CPAGES);
+    CHECK_EQ(p1.misses - p0.misses, 8);
+    CHECK_EQ(o1.grants - o0.grants, 8);
+    CHECK_EQ(o1.revokes - o0.revokes, 0);
+    CHECK_EQ(o1.owner_pages, 2 * CPAGES);                  /* the owner ended what we released */
+    CHECK_EQ(o1.rejected, o0.rejected);
+    memset(lb, 0xEE, len);
+    CHECK_EQ(copy1(id, base, len, base, lb, CHUNK, GET, &sync), 0);
+    CHECK(!sync);
+    CHECK_EQ(copy1(id, base, len, base + 7 * CHUNK, lb + CHUNK, CHUNK, GET, &sync), 0);
+    CHECK(sync);
+    CHECK_EQ(mism(lb, base, CHUNK, seed), 0);
+    CHECK_EQ(mism(lb + CHUNK, base + 7 * CHUNK, CHUNK, seed), 0);
+    p2 = zs();
+    CHECK_EQ(p2.releases - p0.releases, 7);
+    free(lb);
+    node_close();
+    return 0;
+}
+
+/* ======================================================================
+ * 5. Grant table exhaustion
+ * ====================================================================== */
+
+/* room for the channel (control page and a 4-page ring) and two chunks */
+#define SMALL_GNTTAB "617"
+
+static int peer_exhaust(const void *arg)
+{
+    const uint64_t len = 8 * CHUNK, seed = 51;
+    uint64_t base, idA, b1, idB;
+    xm_zc_stats_t o0, o1, o2, o3;
+    struct op ops[8];
+    int sync;
+
+    peer_connect(RING_PAGES);
+    base = alloc_slot(0, len, 0, seed);
+    idA = reg_slot(0, RD, 0, len);
+    uint8_t *lb = malloc(len);
+    REQUIRE(lb);
+    memset(lb, 0xEE, len);
+    o0 = ozs(0);
+    for (unsigned c = 0; c < 8; c++)
+        CHECK_EQ(zcopy(idA, base, len, base + c * CHUNK, lb + c * CHUNK, CHUNK, GET, &ops[c]),
+                 -EINPROGRESS);
+    PUMP_UNTIL(ops_done(ops, 8), 20);
+    for (unsigned c = 0; c < 8; c++) {
+        CHECK_EQ(ops[c].done, 1);
+        CHECK_EQ(ops[c].status, c < 2 ? 0 : -ENOSPC);
+    }
+    CHECK_EQ(mism(lb, base, 2 * CHUNK, seed), 0);
+    CHECK_EQ(not_byte(lb + 2 * CHUNK, 6 * CHUNK, 0xEE), 0);
+    o1 = ozs(0);
+    CHECK_EQ(o1.nospc - o0.nospc, 6);
+    CHECK_EQ(o1.grants - o0.grants, 2);
+    CHECK_EQ(o1.revokes - o0.revokes, 0);                  /* no grant of idA withdrawn for idA */
+    CHECK_EQ(o1.owner_pages, 2 * CPAGES);
+    pump(50);
+    CHECK_EQ(zs().peer_pages, 2 * CPAGES);                 /* no INVAL came */
+    /* the chunks that fit keep hitting */
+    memset(lb, 0xEE, 2 * CHUNK);
+    for (unsigned c = 0; c < 2; c++) {
+        CHECK_EQ(copy1(idA, base, len, base + c * CHUNK, lb + c * CHUNK, CHUNK, GET, &sync), 0);
+        CHECK(sync);
+    }
+    CHECK_EQ(mism(lb, base, 2 * CHUNK, seed), 0);
+    /* a refused chunk is asked again, and refused again (nothing stuck) */
+    CHECK_EQ(copy1(idA, base, len, base + 2 * CHUNK, lb, CHUNK, GET, &sync), -ENOSPC);
+    CHECK(!sync);
+    o2 = ozs(0);
+    CHECK_EQ(o2.nospc - o0.nospc, 7);
+    CHECK_EQ(o2.revokes - o0.revokes, 0);
+
+    /* another registration: the owner makes room by withdrawing the
+     * oldest grant of idA, and the retry succeeds once we acknowledged */
+    b1 = alloc_slot(1, CHUNK, 0, 52);
+    idB = reg_slot(1, RD, 0, CHUNK);
+    CHECK_EQ(copy1(idB, b1, CHUNK, b1, lb, CHUNK, GET, &sync), -ENOSPC);
+    o3 = ozs(0);
+    CHECK_EQ(o3.revokes - o0.revokes, 1);
+    PUMP_UNTIL(zs().peer_pages == CPAGES, 10);
+    memset(lb, 0xEE, CHUNK);
+    CHECK_EQ(copy1(idB, b1, CHUNK, b1, lb, CHUNK, GET, &sync), 0);
+    CHECK(!sync);
+    CHECK_EQ(mism(lb, b1, CHUNK, 52), 0);
+    CHECK_EQ(copy1(idA, base, len, base + CHUNK, lb, CHUNK, GET, &sync), 0);
+    CHECK(sync);
+    CHECK_EQ(mism(lb, base + CHUNK, CHUNK, seed), 0);
+    CHECK_EQ(ozs(0).owner_pages, 2 * CPAGES);
+    free(lb);
+    node_close();
+    return 0;
+}
+
+/* ======================================================================
+ * 6a. A hostile peer: what the owner accepts
+ * ====================================================================== */
+
+static void raw(uint16_t type, const void *p, size_t len)
+{
+    CHECK_EQ(xm_chan_send(me.ch, type, NULL, 0, p, len), 0);
+}
+
+/* the owner handled what we sent; we handled what it answered */
+static xm_zc_stats_t sync_owner(void)
+{
+    xm_zc_stats_t s = ozs(0);
+    pump(3);
+    return s;
+}
+
+/* pop the next record the tap saw */
+static int tap_pop(uint16_t *type, void *buf, size_t *len)
+{
+    if (tap.head == tap.tail)
+        return 0;
+    struct tapmsg *m = &tap.q[tap.head++ % TAPQ];
+    *type = m->type;
+    *len = m->len;
+    memcpy(buf, m->data, m->len < sizeof(m->data) ? m->len : sizeof(m->data));
+    return 1;
+}
+
+static int peer_hostile_peer(const void *arg)
+{
+    const uint64_t len = 2 * CHUNK, seed = 81;
+    uint64_t base, id, btiny, idTiny;
+    xm_zc_stats_t o0, o1, p0, p1;
+    uint8_t buf[2048];
+    uint16_t type;
+    size_t blen;
+    int sync;
+
+    peer_connect(RING_PAGES);
+    tap.mode = TAP_RECORD;   /* see the answers; the core still handles them */
+    base = alloc_slot(0, len, 0, seed);
+    id = reg_slot(0, RD, 0, len);
+    btiny = alloc_slot(1, 100, 50, 82);
+    idTiny = reg_slot(1, RD, 0, 100);   /* no whole page */
+    (void)btiny;
+    o0 = ozs(0);
+    p0 = zs();
+
+    /* malformed lengths: ignored, counted, not answered */
+    struct w_greq q = { id, 0, 0 };
+    uint8_t big[17] = { 0 };
+    memcpy(big, &q, sizeof(q));
+    raw(XM_ZC_MSG_GREQ, &q, 15);
+    raw(XM_ZC_MSG_GREQ, big, 17);
+    raw(XM_ZC_MSG_GREQ, NULL, 0);
+    o1 = sync_owner();
+    CHECK_EQ(o1.rejected - o0.rejected, 3);
+    CHECK_EQ(o1.grants - o0.grants, 0);
+    CHECK_EQ(tap.tail - tap.head, 0);
+
+    /* well formed but wrong: answered with the reason, nothing granted */
+    const struct { struct w_greq q; int status; } bad[] = {
+        { { id, 0, 2 }, -EINVAL },            /* unknown flag */
+        { { id, 0, 0x80000000u }, -EINVAL },
+        { { id, 1, 3 }, -EINVAL },            /* unknown flag next to the write flag */
+        { { id + 1000, 0, 0 }, -ENOENT },     /* never registered */
+        { { 0, 0, 0 }, -ENOENT },
+        { { id, 2, 0 }, -EINVAL },            /* chunk past the end */
+        { { id, 0xffffffffu, 0 }, -EINVAL },
+        { { idTiny, 0, 0 }, -EINVAL },        /* a registration without whole pages */
+        { { id, 0, 1 }, -EACCES },            /* write to a read-only registration */
+    };
+    const unsigned nbad = sizeof(bad) / sizeof(bad[0]);
+    for (unsigned i = 0; i < nbad; i++) {
+        struct w_grep h;
+        raw(XM_ZC_MSG_GREQ, &bad[i].q, sizeof(bad[i].q));
+        sync_owner();
+        REQUIRE(tap_pop(&type, buf, &blen));
+        CHECK_EQ(type, XM_ZC_MSG_GREP);
+        CHECK_EQ(blen, sizeof(h));
+        memcpy(&h, buf, sizeof(h));
+        CHECK_EQ(h.id, bad[i].q.id);
+        CHECK_EQ(h.chunk, bad[i].q.chunk);
+        CHECK_EQ(h.flags, bad[i].q.flags);
+        CHECK_EQ(h.status, bad[i].status);
+        CHECK_EQ(h.npages, 0);
+        if (h.status != bad[i].status)
+            fprintf(stderr, "[peer] bad GREQ %u answered %d\n", i, h.status);
+        CHECK_EQ(tap.tail - tap.head, 0);
+    }
+    o1 = sync_owner();
+    p1 = zs();
+    CHECK_EQ(o1.grants - o0.grants, 0);
+    CHECK_EQ(o1.owner_pages, 0);
+    CHECK_EQ(o1.rejected - o0.rejected, 3);                /* so our core sent no REL either */
+    CHECK_EQ(p1.rejected - p0.rejected, nbad);             /* answers to nothing we asked */
+
+    /* a valid request our core never made: granted, answered; our core
+     * counts the answer and returns the grant (REL), which the owner ends */
+    struct w_grep gh;
+    raw(XM_ZC_MSG_GREQ, &q, sizeof(q));
+    sync_owner();
+    REQUIRE(tap_pop(&type, buf, &blen));
+    CHECK_EQ(type, XM_ZC_MSG_GREP);
+    CHECK_EQ(blen, sizeof(gh) + CPAGES * sizeof(uint32_t));
+    memcpy(&gh, buf, sizeof(gh));
+    CHECK_EQ(gh.status, 0);
+    CHECK_EQ(gh.npages, CPAGES);
+    CHECK(gh.gen != 0);
+    o1 = sync_owner();
+    CHECK_EQ(o1.grants - o0.grants, 1);
+    CHECK_EQ(o1.owner_pages, 0);
+    CHECK_EQ(o1.rejected - o0.rejected, 3);
+    CHECK_EQ(zs().rejected - p0.rejected, nbad + 1);
+
+    /* a real grant through the core; learn its gen from the answer */
+    uint8_t *lb = malloc(CHUNK);
+    REQUIRE(lb);
+    CHECK_EQ(copy1(id, base, len, base, lb, CHUNK, GET, &sync), 0);
+    CHECK(!sync);
+    CHECK_EQ(mism(lb, base, CHUNK, seed), 0);
+    struct w_grep g = { 0 };
+    while (tap_pop(&type, buf, &blen))
+        if (type == XM_ZC_MSG_GREP && blen >= sizeof(g))
+            memcpy(&g, buf, sizeof(g));
+    CHECK_EQ(g.id, id);
+    CHECK_EQ(g.status, 0);
+    CHECK(g.gen != 0 && g.gen != gh.gen);
+    o0 = sync_owner();
+    CHECK_EQ(o0.owner_pages, CPAGES);
+
+    /* ACK of a grant never withdrawn, RELs that name nothing: ignored */
+    const struct { uint16_t type; struct w_ginv m; size_t len; } stale[] = {
+        { XM_ZC_MSG_ACK, { id, 0, g.gen }, 16 },
+        { XM_ZC_MSG_ACK, { id, 0, g.gen + 77 }, 16 },
+        { XM_ZC_MSG_REL, { id, 0, g.gen + 1 }, 16 },
+        { XM_ZC_MSG_REL, { id + 1, 0, g.gen }, 16 },
+        { XM_ZC_MSG_REL, { id, 1, g.gen }, 16 },
+        { XM_ZC_MSG_REL, { id, 0, g.gen }, 15 },
+        { XM_ZC_MSG_ACK, { id, 0, g.gen }, 17 },
+    };
+    const unsigned nstale = sizeof(stale) / sizeof(stale[0]);
+    for (unsigned i = 0; i < nstale; i++) {
+        uint8_t m[17] = { 0 };
+        memcpy(m, &stale[i].m, sizeof(stale[i].m));
+        raw(stale[i].type, m, stale[i].len);
+        o1 = sync_owner();
+        CHECK_EQ(o1.rejected - o0.rejected, i + 1);
+        CHECK_EQ(o1.owner_pages, CPAGES);
+    }
+    /* the grant still works: a hit, the right bytes */
+    memset(lb, 0xEE, CHUNK);
+    CHECK_EQ(copy1(id, base, len, base + 3, lb, 2 * PG, GET, &sync), 0);
+    CHECK(sync);
+    CHECK_EQ(mism(lb, base + 3, 2 * PG, seed), 0);
+
+    /* an INVAL sent to an owner is acknowledged as it is */
+    struct w_ginv inv = { id, 0, 12345 };
+    raw(XM_ZC_MSG_INVAL, &inv, sizeof(inv));
+    sync_owner();
+    REQUIRE(tap_pop(&type, buf, &blen));
+    CHECK_EQ(type, XM_ZC_MSG_ACK);
+    CHECK_EQ(blen, sizeof(inv));
+    CHECK(!memcmp(buf, &inv, sizeof(inv)));
+
+    /* the right REL ends the grant; the core then finds its cached refs
+     * dead, returns them and asks again */
+    struct w_ginv rel = { id, 0, g.gen };
+    o0 = sync_owner();
+    raw(XM_ZC_MSG_REL, &rel, sizeof(rel));
+    o1 = sync_owner();
+    CHECK_EQ(o1.owner_pages, 0);
+    CHECK_EQ(o1.rejected, o0.rejected);
+    p0 = zs();
+    memset(lb, 0xEE, CHUNK);
+    CHECK_EQ(copy1(id, base, len, base, lb, CHUNK, GET, &sync), 0);
+    CHECK(!sync);
+    CHECK_EQ(mism(lb, base, CHUNK, seed), 0);
+    p1 = zs();
+    CHECK_EQ(p1.misses - p0.misses, 1);
+    o1 = sync_owner();
+    CHECK_EQ(o1.owner_pages, CPAGES);
+    CHECK_EQ(o1.grants - o0.grants, 1);
+    CHECK_EQ(tap.lost, 0);
+    free(lb);
+    node_close();
+    return 0;
+}
+
+/* ======================================================================
+ * 6b. A hostile owner: what the peer accepts
+ * ====================================================================== */
+
+/* the owner sends a record we then receive */
+static void owner_raw(uint16_t type, const void *p, size_t len)
+{
+    struct rep *r = rpc(OP_RAWSEND, (const uint64_t[6]){ type }, p, (uint32_t)len);
+    CHECK_EQ(r->rc, 0);
+    pump(3);
+}
+
+static size_t mk_grep(uint8_t *out, uint64_t id, uint32_t chunk, uint32_t flags, uint32_t gen,
+                      int32_t status, uint32_t npages, unsigned nrefs, const uint32_t *refs)
+{
+    struct w_grep h = { id, chunk, flags, gen, status, npages, 0 };
+    memcpy(out, &h, sizeof(h));
+    for (unsigned i = 0; i < nrefs; i++) {
+        uint32_t r = refs ? refs[i] : 1000 + i;
+        memcpy(out + sizeof(h) + i * 4, &r, 4);
+    }
+    return sizeof(h) + nrefs * 4;
+}
+
+/* the next record the owner's tap holds: 0 when none */
+static int owner_tap(uint16_t *type, void *buf, size_t *len)
+{
+    struct rep *r = RPC(OP_TAPGET, 0);
+    if (r->rc == -EAGAIN)
+        return 0;
+    *type = (uint16_t)r->v[0];
+    *len = r->v[1];
+    memcpy(buf, r->data, r->len);
+    return 1;
+}
+
+static void expect_owner_tap(uint16_t type, const void *payload, size_t len)
+{
+    uint8_t buf[2048];
+    uint16_t t;
+    size_t l;
+
+    if (!owner_tap(&t, buf, &l)) {
+        FAILMSG("the owner received nothing, expected type %#x", type);
+        return;
+    }
+    CHECK_EQ(t, type);
+    CHECK_EQ(l, len);
+    if (l == len && memcmp(buf, payload, len))
+        FAILMSG("record of type %#x has other contents", type);
+}
+
+static void expect_owner_tap_empty(void)
+{
+    uint8_t buf[2048];
+    uint16_t t;
+    size_t l;
+
+    while (owner_tap(&t, buf, &l))
+        FAILMSG("the owner received a record of type %#x (%zu bytes), expected none", t, l);
+}
+
+static int peer_hostile_owner(const void *arg)
+{
+    const uint64_t len = 2 * CHUNK + 2 * PG, seed = 91, fid = 777;
+    uint64_t base;
+    uint8_t g[2048], *lb;
+    uint32_t refs[CPAGES + 1];
+    xm_zc_stats_t p0, p1;
+    struct op A, B;
+    int sync;
+
+    peer_connect(RING_PAGES);
+    base = alloc_slot(0, len, 0, seed);   /* not registered: the owner answers by hand */
+    RPC(OP_TAP, TAP_SWALLOW);
+    lb = malloc(CHUNK);
+    REQUIRE(lb);
+    memset(lb, 0xEE, CHUNK);
+    for (unsigned i = 0; i <= CPAGES; i++)
+        refs[i] = 5000 + i;
+
+    /* our request, as on the wire */
+    CHECK_EQ(zcopy(fid, base, len, base, lb, 3 * PG, GET, &A), -EINPROGRESS);
+    pump(3);
+    struct w_greq q = { fid, 0, 0 };
+    expect_owner_tap(XM_ZC_MSG_GREQ, &q, sizeof(q));
+
+    /* malformed answers: ignored (the copy still waits), counted, not answered */
+    p0 = zs();
+    unsigned nmal = 0;
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 5, 0, CPAGES, CPAGES, refs) - 1 - 4 * CPAGES), nmal++;   /* 31 bytes */
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 5, 0, 2, 1, refs)), nmal++;        /* refs missing */
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 5, 0, CPAGES, CPAGES + 1, refs)), nmal++; /* one too many */
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 5, 0, CPAGES + 1, CPAGES + 1, refs)), nmal++; /* > 256 */
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 5, 5, 0, 0, NULL)), nmal++;        /* positive status */
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 5, -ENOSPC, 3, 3, refs)), nmal++;  /* error with refs */
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 5, 0, 0, 0, NULL)), nmal++;        /* success, no refs */
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 2, 5, 0, CPAGES, CPAGES, refs)), nmal++; /* unknown flag */
+    p1 = zs();
+    CHECK_EQ(p1.rejected - p0.rejected, nmal);
+    CHECK_EQ(A.done, 0);
+    CHECK_EQ(not_byte(lb, CHUNK, 0xEE), 0);
+    CHECK_EQ(p1.peer_pages, 0);
+    expect_owner_tap_empty();
+
+    /* answers to nothing we asked: counted; a successful one is returned */
+    struct w_ginv rel;
+    p0 = zs();
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid + 1, 0, 0, 9, 0, CPAGES, CPAGES, refs));
+    rel = (struct w_ginv){ fid + 1, 0, 9 };
+    expect_owner_tap(XM_ZC_MSG_REL, &rel, sizeof(rel));
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 1, 10, 0, CPAGES, CPAGES, refs));   /* we asked read-only */
+    rel = (struct w_ginv){ fid, 0, 10 };
+    expect_owner_tap(XM_ZC_MSG_REL, &rel, sizeof(rel));
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 1, 0, 11, 0, CPAGES, CPAGES, refs));   /* chunk 1 */
+    rel = (struct w_ginv){ fid, 1, 11 };
+    expect_owner_tap(XM_ZC_MSG_REL, &rel, sizeof(rel));
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid + 2, 0, 0, 0, -ENOSPC, 0, 0, NULL));
+    expect_owner_tap_empty();
+    p1 = zs();
+    CHECK_EQ(p1.rejected - p0.rejected, 4);
+    CHECK_EQ(p1.peer_pages, 0);
+    CHECK_EQ(A.done, 0);
+
+    /* the real answer: pages granted by hand */
+    struct rep *r = RPC(OP_GRANT, base, CPAGES, 0);
+    REQUIRE_EQ(r->rc, 0);
+    uint64_t handle = r->v[0];
+    uint32_t real[CPAGES];
+    memcpy(real, r->data, sizeof(real));
+    p0 = zs();
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 55, 0, CPAGES, CPAGES, real));
+    PUMP_UNTIL(A.done, 5);
+    CHECK_EQ(A.done, 1);
+    CHECK_EQ(A.status, 0);
+    CHECK_EQ(mism(lb, base, 3 * PG, seed), 0);
+    CHECK_EQ(not_byte(lb + 3 * PG, CHUNK - 3 * PG, 0xEE), 0);
+    p1 = zs();
+    CHECK_EQ(p1.rejected, p0.rejected);
+    CHECK_EQ(p1.peer_pages, CPAGES);
+    CHECK_EQ(copy1(fid, base, len, base + CHUNK - PG - 1, lb, PG + 1, GET, &sync), 0);
+    CHECK(sync);
+    CHECK_EQ(mism(lb, base + CHUNK - PG - 1, PG + 1, seed), 0);
+    expect_owner_tap_empty();
+
+    /* a page count other than the key describes: -EPROTO, grant returned */
+    p0 = zs();
+    CHECK_EQ(zcopy(fid, base, len, base + 2 * CHUNK, lb, PG, GET, &B), -EINPROGRESS);   /* 2 pages */
+    pump(3);
+    q = (struct w_greq){ fid, 2, 0 };
+    expect_owner_tap(XM_ZC_MSG_GREQ, &q, sizeof(q));
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 2, 0, 66, 0, 3, 3, refs));
+    PUMP_UNTIL(B.done, 5);
+    CHECK_EQ(B.status, -EPROTO);
+    rel = (struct w_ginv){ fid, 2, 66 };
+    expect_owner_tap(XM_ZC_MSG_REL, &rel, sizeof(rel));
+    CHECK_EQ(zcopy(fid, base, len, base + CHUNK, lb, PG, GET, &B), -EINPROGRESS);       /* 256 pages */
+    pump(3);
+    q = (struct w_greq){ fid, 1, 0 };
+    expect_owner_tap(XM_ZC_MSG_GREQ, &q, sizeof(q));
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 1, 0, 67, 0, CPAGES - 1, CPAGES - 1, refs));
+    PUMP_UNTIL(B.done, 5);
+    CHECK_EQ(B.status, -EPROTO);
+    rel = (struct w_ginv){ fid, 1, 67 };
+    expect_owner_tap(XM_ZC_MSG_REL, &rel, sizeof(rel));
+    p1 = zs();
+    CHECK_EQ(p1.rejected - p0.rejected, 2);
+
+    /* errors: known ones as they are, unknown ones as -EPROTO; no REL */
+    const struct { int32_t sent, seen; } errs[] = {
+        { -E2BIG, -EPROTO }, { -ENOSPC, -ENOSPC }, { -ENOENT, -ENOENT }, { -EACCES, -EACCES },
+        { INT32_MIN, -EPROTO },
+    };
+    for (unsigned i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+        memset(lb, 0xEE, PG);
+        CHECK_EQ(zcopy(fid, base, len, base + CHUNK, lb, PG, GET, &B), -EINPROGRESS);
+        pump(3);
+        expect_owner_tap(XM_ZC_MSG_GREQ, &q, sizeof(q));
+        owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 1, 0, 0, errs[i].sent, 0, 0, NULL));
+        PUMP_UNTIL(B.done, 5);
+        CHECK_EQ(B.status, errs[i].seen);
+        CHECK_EQ(not_byte(lb, PG, 0xEE), 0);
+    }
+    expect_owner_tap_empty();
+
+    /* INVAL: malformed ignored; unknown acknowledged; known dropped and
+     * acknowledged, and the next copy asks again */
+    struct w_ginv inv = { fid, 0, 55 };
+    uint8_t m15[16];
+    memcpy(m15, &inv, sizeof(inv));
+    p0 = zs();
+    owner_raw(XM_ZC_MSG_INVAL, m15, 15);
+    CHECK_EQ(zs().rejected - p0.rejected, 1);
+    expect_owner_tap_empty();
+    inv.gen = 99999;
+    owner_raw(XM_ZC_MSG_INVAL, &inv, sizeof(inv));
+    expect_owner_tap(XM_ZC_MSG_ACK, &inv, sizeof(inv));
+    CHECK_EQ(zs().peer_pages, CPAGES);
+    inv.gen = 55;
+    owner_raw(XM_ZC_MSG_INVAL, &inv, sizeof(inv));
+    expect_owner_tap(XM_ZC_MSG_ACK, &inv, sizeof(inv));
+    CHECK_EQ(zs().peer_pages, 0);
+    CHECK_EQ(zcopy(fid, base, len, base, lb, PG, GET, &B), -EINPROGRESS);
+    pump(3);
+    q = (struct w_greq){ fid, 0, 0 };
+    expect_owner_tap(XM_ZC_MSG_GREQ, &q, sizeof(q));
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 0, -ENOENT, 0, 0, NULL));
+    PUMP_UNTIL(B.done, 5);
+    CHECK_EQ(B.status, -ENOENT);
+    CHECK_EQ(RPC(OP_GRANT_END, handle)->rc, 0);
+
+    /* -ENODEV (the owner cannot grant at all) in answer to nothing asked
+     * is only counted; in answer to our request it fails the copy and
+     * marks the channel: no request goes out over it again */
+    p0 = zs();
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid + 3, 0, 0, 0, -ENODEV, 0, 0, NULL));
+    CHECK_EQ(zs().rejected - p0.rejected, 1);
+    CHECK_EQ(zcopy(fid, base, len, base, lb, PG, GET, &B), -EINPROGRESS);
+    pump(3);
+    expect_owner_tap(XM_ZC_MSG_GREQ, &q, sizeof(q));
+    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 0, -ENODEV, 0, 0, NULL));
+    PUMP_UNTIL(B.done, 5);
+    CHECK_EQ(B.status, -ENODEV);
+    p0 = zs();
+    memset(lb, 0xEE, PG);
+    CHECK_EQ(zcopy(fid, base, len, base + CHUNK, lb, PG, GET, &B), -ENODEV);
+    CHECK_EQ(zcopy(fid + 5, base, len, base, lb, PG, GET, &B), -ENODEV);
+    CHECK_EQ(zcopy(fid, base, len, base, lb, PG, PUT, &B), -ENODEV);
+    pump(3);
+    expect_owner_tap_empty();
+    p1 = zs();
+    CHECK_EQ(p1.misses, p0.misses);
+    CHECK_EQ(p1.hits, p0.hits);
+    CHECK_EQ(not_byte(lb, PG, 0xEE), 0);
+    free(lb);
+    node_close();
+    return 0;
+}
+
+/* ======================================================================
+ * 7. The channel goes away
+ * ====================================================================== */
+
+/* the peer dies holding grants (run under a small grant table) */
+static int peer_gone_first(const void *arg)
+{
+    uint64_t base, id;
+    uint8_t *lb;
+
+    peer_connect(RING_PAGES);
+    base = alloc_slot(0, 2 * CHUNK, 0, 61);
+    id = reg_slot(0, RD, 0, 2 * CHUNK);
+    lb = malloc(2 * CHUNK);
+    REQUIRE(lb);
+    for (unsigned c = 0; c < 2; c++)
+        CHECK_EQ(copy1(id, base, 2 * CHUNK, base + c * CHUNK, lb + c * CHUNK, CHUNK, GET, NULL), 0);
+    CHECK_EQ(mism(lb, base, 2 * CHUNK, 61), 0);
+    CHECK_EQ(ozs(0).owner_pages, 2 * CPAGES);
+    /* exit closing nothing: the owner has to notice the death */
+    fflush(stderr);
+    _exit(failures ? 1 : 0);
+}
+
+/* the next peer finds the whole table free again, then closes politely */
+static int peer_gone_second(const void *arg)
+{
+    uint64_t base, id;
+    xm_zc_stats_t o0, o1;
+    uint8_t *lb;
+
+    peer_connect(RING_PAGES);
+    base = alloc_slot(1, 2 * CHUNK, 0, 62);
+    id = reg_slot(1, RD, 0, 2 * CHUNK);
+    lb = malloc(2 * CHUNK);
+    REQUIRE(lb);
+    o0 = ozs(0);
+    for (unsigned c = 0; c < 2; c++)
+        CHECK_EQ(copy1(id, base, 2 * CHUNK, base + c * CHUNK, lb + c * CHUNK, CHUNK, GET, NULL), 0);
+    CHECK_EQ(mism(lb, base, 2 * CHUNK, 62), 0);
+    o1 = ozs(0);
+    CHECK_EQ(o1.nospc - o0.nospc, 0);
+    CHECK_EQ(o1.owner_pages, 2 * CPAGES);
+    node_close();
+    return 0;
+}
+
+/* the owner dies while we wait for its answer */
+static int peer_owner_dies(const void *arg)
+{
+    const int copy_after = arg != NULL;
+    uint64_t base, id;
+    struct op a, b, c, d;
+    uint8_t *lb;
+
+    peer_connect(RING_PAGES);
+    base = alloc_slot(0, 2 * CHUNK, 0, 71);
+    id = reg_slot(0, RD, 0, 2 * CHUNK);
+    lb = malloc(2 * CHUNK);
+    REQUIRE(lb);
+    memset(lb, 0xEE, 2 * CHUNK);
+    RPC(OP_HOLD, 0);   /* the owner stops reading its ring */
+    CHECK_EQ(zcopy(id, base, 2 * CHUNK, base, lb, CHUNK, GET, &a), -EINPROGRESS);
+    CHECK_EQ(zcopy(id, base, 2 * CHUNK, base + CHUNK, lb + CHUNK, CHUNK, GET, &b), -EINPROGRESS);
+    CHECK_EQ(zcopy(id, base, 2 * CHUNK, base + PG, lb + PG, PG, GET, &c), -EINPROGRESS);
+    xm_zc_cancel(&c);   /* dropped: never called back */
+    pump(20);
+    CHECK_EQ(a.done + b.done + c.done, 0);
+    RPC(OP_EXIT_NOW, 0);
+    PUMP_UNTIL(a.done && b.done, 20);
+    CHECK_EQ(a.done, 1);
+    CHECK_EQ(b.done, 1);
+    CHECK_EQ(a.status, -EPIPE);
+    CHECK_EQ(b.status, -EPIPE);
+    pump(20);
+    CHECK_EQ(c.done, 0);
+    CHECK_EQ(not_byte(lb, 2 * CHUNK, 0xEE), 0);
+    CHECK_EQ(xm_chan_state(me.ch), XM_CH_PEER_GONE);
+    CHECK_EQ(zs().peer_pages, 0);
+    if (copy_after) {
+        /* a copy on the dead channel fails, now or through the callback */
+        int rc = zcopy(id, base, 2 * CHUNK, base, lb, CHUNK, GET, &d);
+        CHECK(rc != 0);
+        if (rc == -EINPROGRESS) {
+            PUMP_UNTIL(d.done, 5);
+            CHECK_EQ(d.done, 1);
+        }
+        if (d.done)
+            CHECK(d.status < 0);
+        CHECK_EQ(not_byte(lb, 2 * CHUNK, 0xEE), 0);
+    }
+    free(lb);
+    node_close();
+    return 0;
+}
+
+/* ======================================================================
+ * Queued messages: a one-page ring on the owner's side
+ * ====================================================================== */
+
+static int peer_ring_full(const void *arg)
+{
+    const unsigned n = 32;
+    const uint64_t len = n * CHUNK, seed = 101;
+    uint64_t base, id;
+    struct op ops[32];
+    xm_zc_stats_t o0, o1;
+    uint8_t *lb;
+
+    peer_connect(1);
+    RPC(OP_CONFIG, 2 * MiB, 0, 0);
+    base = alloc_slot(0, len, 0, seed);
+    id = reg_slot(0, RD, 0, len);
+    lb = malloc(len);
+    REQUIRE(lb);
+    memset(lb, 0xEE, len);
+    o0 = ozs(0);
+    for (unsigned c = 0; c < n; c++)
+        CHECK_EQ(zcopy(id, base, len, base + c * CHUNK, lb + c * CHUNK, CHUNK, GET, &ops[c]),
+                 -EINPROGRESS);
+    PUMP_UNTIL(ops_done(ops, n), 60);
+    for (unsigned c = 0; c < n; c++)
+        CHECK_EQ(ops[c].status, 0);
+    CHECK_EQ(mism(lb, base, len, seed), 0);
+    /* every withdrawal came after its grant: what we keep is what the
+     * owner keeps */
+    PUMP_UNTIL(zs().peer_pages == 2 * CPAGES, 10);
+    double end = now() + 10;
+    do {
+        pump(5);
+        o1 = ozs(0);
+    } while (o1.owner_pages != 2 * CPAGES && now() < end);
+    CHECK_EQ(o1.owner_pages, 2 * CPAGES);
+    CHECK_EQ(o1.grants - o0.grants, n);
+    CHECK_EQ(o1.revokes - o0.revokes, n - 2);
+    CHECK(R.v[3] > 0);   /* the owner's ring was full at times: the queue was used */
+    CHECK_EQ(o1.rejected, o0.rejected);
+    CHECK_EQ(zs().rejected, 0);
+    free(lb);
+    node_close();
+    return 0;
+}
+
+/* ======================================================================
+ * Two processes of one domain: a domain cannot grant to itself
+ * ====================================================================== */
+
+#define SHARED_DOMID "20000"
+
+static int peer_same_domain(const void *arg)
+{
+    uint64_t base, id;
+    xm_zc_stats_t o0, o1, p0, p1;
+    struct op o;
+    uint8_t *lb;
+
+    setenv("XENMPI_SIM_DOMID", SHARED_DOMID, 1);
+    peer_connect(RING_PAGES);
+    CHECK_EQ(xm_chan_peer_dom(me.ch), xm_hv_domid(me.hv));
+    base = alloc_slot(0, CHUNK, 0, 111);
+    id = reg_slot(0, RD | WR, 0, CHUNK);
+    RPC(OP_TAP, TAP_RECORD);
+    lb = malloc(CHUNK);
+    REQUIRE(lb);
+    memset(lb, 0xEE, CHUNK);
+    o0 = ozs(0);
+    p0 = zs();
+    CHECK_EQ(zcopy(id, base, CHUNK, base, lb, CHUNK, GET, &o), -ENOTSUP);
+    CHECK_EQ(zcopy(id, base, CHUNK, base + 5, lb, 10, PUT, &o), -ENOTSUP);
+    pump(10);
+    CHECK_EQ(o.done, 1);
+    expect_owner_tap_empty();   /* not asked */
+    o1 = ozs(0);
+    p1 = zs();
+    CHECK_EQ(o1.grants, o0.grants);
+    CHECK_EQ(o1.rejected, o0.rejected);
+    CHECK_EQ(p1.misses, p0.misses);
+    CHECK_EQ(p1.hits, p0.hits);
+    CHECK_EQ(not_byte(lb, CHUNK, 0xEE), 0);
+    CHECK_EQ(owner_check(base, base + CHUNK, 111), 0);
+    free(lb);
+    node_close();
+    return 0;
+}
+
+/* ======================================================================
+ * the cmocka side: processes
+ * ====================================================================== */
+
+static pid_t spawn(int (*fn)(const void *), const void *arg, int keep, int drop)
+{
+    pid_t pid;
+
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid == 0) {
+        static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS };
+        for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+            signal(sigs[i], SIG_DFL);   /* not cmocka's handlers */
+        alarm(150);
+        if (drop >= 0)
+            close(drop);
+        ctl = keep;
+        failures = 0;
+        int rc = fn(arg);
+        fflush(stderr);
+        _exit(rc || failures ? 1 : 0);
+    }
+    return pid;
+}
+
+/* exit status, 128 + signal, or -2 after killing it at the deadline */
+static int reap(pid_t pid, double secs)
+{
+    double end = now() + secs;
+    int st;
+
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (r < 0)
+            return -1;
+        if (now() > end) {
+            fprintf(stderr, "process %d did not finish in %.0f s: killed\n", (int)pid, secs);
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return -2;
+        }
+        usleep(2000);
+    }
+}
+
+static const uint64_t noargs[6];
+
+static int owner_quit(pid_t owner, int sock)
+{
+    ctl = sock;
+    if (rpc_try(OP_QUIT, noargs, NULL, 0, 0))
+        kill(owner, SIGKILL);
+    return reap(owner, 30);
+}
+
+struct pair {
+    pid_t owner;
+    int sock;   /* our end; the owner has the other */
+};
+
+static void pair_start(struct pair *p, const struct owner_opts *oo)
+{
+    int sv[2];
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+    p->owner = spawn(owner_fn, oo, sv[0], sv[1]);
+    assert_true(p->owner > 0);
+    close(sv[0]);
+    p->sock = sv[1];
+}
+
+static int pair_peer(struct pair *p, int (*fn)(const void *), const void *arg)
+{
+    pid_t pid = spawn(fn, arg, p->sock, -1);
+    return pid > 0 ? reap(pid, 180) : -1;
+}
+
+static void run_pair(int (*fn)(const void *), const void *arg, const struct owner_opts *oo,
+                     int owner_exits)
+{
+    struct pair p;
+    int prc, orc;
+
+    pair_start(&p, oo);
+    prc = pair_peer(&p, fn, arg);
+    orc = owner_exits ? reap(p.owner, 30) : owner_quit(p.owner, p.sock);
+    close(p.sock);
+    assert_int_equal(prc, 0);
+    assert_int_equal(orc, 0);
+}
+
+static void test_get_basic(void **state) { run_pair(peer_basic, NULL, NULL, 0); }
+static void test_put_rights(void **state) { run_pair(peer_put, NULL, NULL, 0); }
+static void test_inval_reregister(void **state) { run_pair(peer_inval, NULL, NULL, 0); }
+static void test_inval_remap(void **state) { run_pair(peer_inval, "remap", NULL, 0); }
+static void test_evict_owner_cap(void **state) { run_pair(peer_evict_owner, NULL, NULL, 0); }
+static void test_evict_peer_cap(void **state) { run_pair(peer_evict_peer, NULL, NULL, 0); }
+
+static void test_exhaustion(void **state)
+{
+    const struct owner_opts oo = { SMALL_GNTTAB, 0, NULL };
+    run_pair(peer_exhaust, NULL, &oo, 0);
+}
+
+static void test_hostile_peer(void **state) { run_pair(peer_hostile_peer, NULL, NULL, 0); }
+static void test_hostile_owner(void **state) { run_pair(peer_hostile_owner, NULL, NULL, 0); }
+
+static void test_ring_full(void **state)
+{
+    const struct owner_opts oo = { NULL, 1, NULL };
+    run_pair(peer_ring_full, NULL, &oo, 0);
+}
+
+/* the peer dies holding grants: they end, and the table has room again */
+static void test_peer_gone(void **state)
+{
+    const struct owner_opts oo = { SMALL_GNTTAB, 0, NULL };
+    struct pair p;
+    int prc1, prc2 = -1, wait1 = -1, wait2 = -1, orc;
+    uint64_t pages1 = 99, pages2 = 99, granted = 0;
+
+    pair_start(&p, &oo);
+    prc1 = pair_peer(&p, peer_gone_first, NULL);
+    ctl = p.sock;
+    if (prc1 == 0 && rpc_try(OP_WAIT_GONE, noargs, NULL, 0, 0) == 0) {
+        wait1 = R.rc;
+        if (rpc_try(OP_STATS, noargs, NULL, 0, 0) == 0) {
+            pages1 = R.st.owner_pages;
+            granted = R.st.granted_pages;
+        }
+        prc2 = pair_peer(&p, peer_gone_second, NULL);
+        ctl = p.sock;
+        if (prc2 == 0 && rpc_try(OP_WAIT_GONE, noargs, NULL, 0, 0) == 0) {
+            wait2 = R.rc;
+            if (rpc_try(OP_STATS, noargs, NULL, 0, 0) == 0)
+                pages2 = R.st.owner_pages;
+        }
+    }
+    orc = owner_quit(p.owner, p.sock);
+    close(p.sock);
+    assert_int_equal(prc1, 0);
+    assert_int_equal(wait1, 0);
+    assert_int_equal(pages1, 0);
+    assert_int_equal(granted, 2 * CPAGES);
+    assert_int_equal(prc2, 0);
+    assert_int_equal(wait2, 0);
+    assert_int_equal(pages2, 0);
+    assert_int_equal(orc, 0);
+}
+
+static void test_same_domain(void **state)
+{
+    const struct owner_opts oo = { NULL, 0, SHARED_DOMID };
+    run_pair(peer_same_domain, NULL, &oo, 0);
+}
+
+static void test_owner_gone(void **state) { run_pair(peer_owner_dies, NULL, NULL, 1); }
+static void test_copy_on_dead_channel(void **state) { run_pair(peer_owner_dies, "after", NULL, 1); }
+
+/* ======================================================================
+ * without a channel: geometry and the owner's copy path
+ * ====================================================================== */
+
+struct pc {
+    uint64_t base, len, raddr;
+    size_t n, want;
+    int zc;
+};
+
+static void check_pieces(const struct pc *c, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        int zc = -1;
+        size_t got = xm_zc_piece(c[i].base, c[i].len, c[i].raddr, c[i].n, &zc);
+        if (got != c[i].want || zc != c[i].zc)
+            fprintf(stderr, "case %u: piece(%#llx, %#llx, %#llx, %#zx) = %#zx zc %d, want %#zx zc %d\n",
+                    i, (unsigned long long)c[i].base, (unsigned long long)c[i].len,
+                    (unsigned long long)c[i].raddr, c[i].n, got, zc, c[i].want, c[i].zc);
+        assert_int_equal(got, c[i].want);
+        assert_int_equal(zc, c[i].zc);
+    }
+}
+
+static void test_piece_exact(void **state)
+{
+    const uint64_t M = 0x10000000, base = M + 100, len = 3 * MiB + 3 * PG + 777;
+    const uint64_t gs = M + PG, ge = M + 3 * MiB + 3 * PG, end = base + len;
+    const uint64_t top = 0xFFFFFFFFFFFFE000ull;   /* one page below the last */
+    const struct pc c[] = {
+        /* a registration with partial pages at both ends */
+        { base, len, base, len, PG - 100, 0 },
+        { base, len, base + 5, 10, 10, 0 },              /* inside the head page */
+        { base, len, gs - 1, 2, 1, 0 },
+        { base, len, gs, len, CHUNK, 1 },
+        { base, len, gs, 1, 1, 1 },
+        { base, len, gs + CHUNK - 100, 200, 100, 1 },    /* up to the chunk boundary */
+        { base, len, gs + CHUNK, 200, 200, 1 },
+        { base, len, gs + CHUNK - 1, CHUNK + 1, 1, 1 },
+        { base, len, gs + 2 * CHUNK + 5, 3 * PG + 10, 3 * PG + 10, 1 },
+        { base, len, gs + 3 * CHUNK, 100000, 2 * PG, 1 }, /* the last, short chunk */
+        { base, len, ge - 1, 10, 1, 1 },
+        { base, len, ge, 10, 10, 0 },                    /* the tail page */
+        { base, len, ge, end - ge, 877, 0 },
+        { base, len, M, PG, PG, 0 },                     /* before the registration */
+        { base, len, M, PG + 1, PG, 0 },
+        { base, len, M + 8 * MiB, 5, 5, 0 },             /* after it */
+        { base, len, gs, UINT64_MAX - gs + 1, UINT64_MAX - gs + 1, 0 },   /* raddr + n wraps */
+        /* no whole page at all */
+        { 100, 4000, 100, 4000, 4000, 0 },
+        { PG, PG - 1, PG, PG - 1, PG - 1, 0 },
+        { PG + 1, 2 * PG - 2, PG + 1, 2 * PG - 2, 2 * PG - 2, 0 },
+        { 0, 0, 0, 1, 1, 0 },
+        { 5 * PG, 0, 5 * PG, 10, 10, 0 },
+        /* page aligned */
+        { PG, PG, PG, PG, PG, 1 },
+        { PG, PG, PG, 2 * PG, PG, 1 },
+        { 0, 2 * MiB, 0, 2 * MiB, MiB, 1 },
+        { 0, 2 * MiB, MiB - PG, 2 * PG, PG, 1 },
+        /* near the top of the address space */
+        { top + PG, PG, top + PG, 100, 100, 0 },         /* base + len wraps: nothing */
+        { UINT64_MAX - 10, 5, UINT64_MAX - 10, 5, 5, 0 },
+        { UINT64_MAX - 10, 10, UINT64_MAX - 10, 5, 5, 0 },
+        { top, PG, top, PG, PG, 1 },
+        { top, PG, top + PG - 1, 1, 1, 1 },
+        { top, PG, top - 1, 2, 1, 0 },
+        { top, PG, top, 2 * PG, 2 * PG, 0 },             /* raddr + n wraps */
+        { top + 1, PG, top + 1, 100, 100, 0 },
+    };
+    check_pieces(c, sizeof(c) / sizeof(c[0]));
+}
+
+/* A zero-copy piece never reaches past the last whole page, even where
+ * the end of its chunk lies beyond 2^64. */
+static void test_piece_top_of_address_space(void **state)
+{
+    const uint64_t top = 0xFFFFFFFFFFFFE000ull;
+    const struct pc c[] = {
+        { top, PG, top, PG + 1, PG, 1 },
+        { top, PG, top + 10, PG, PG - 10, 1 },
+        { 0, UINT64_MAX, top, PG + 1, PG, 1 },
+        { 0xFFFFFFFFFFF00000ull, MiB - 1, 0xFFFFFFFFFFFFE000ull, PG + 1, PG, 1 },
+    };
+    check_pieces(c, sizeof(c) / sizeof(c[0]));
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* Random cases against an oracle in 128-bit arithmetic; the pieces of a
+ * range also cover it exactly.  Registrations end at least a chunk below
+ * 2^64 (test_piece_top_of_address_space covers the rest). */
+static void test_piece_random(void **state)
+{
+    typedef unsigned __int128 u128;
+
+    for (unsigned it = 0; it < 200000; it++) {
+        uint64_t base, len, raddr, n;
+        switch (rnd() % 4) {
+        case 0: base = rnd() % (64 * MiB); break;
+        case 1: base = (rnd() % (1ull << 47)) & ~(PG - 1); break;
+        case 2: base = (rnd() % (1ull << 47)) | (rnd() % PG); break;
+        default: base = UINT64_MAX - 2 * CHUNK - rnd() % (64 * MiB); break;
+        }
+        len = rnd() % 4 == 0 ? rnd() % (3 * PG) : rnd() % (6 * MiB);
+        if ((u128)base + len + CHUNK > UINT64_MAX)
+            len = UINT64_MAX - CHUNK - base;
+        raddr = base >= 2 * PG ? base - 2 * PG + rnd() % (len + 4 * PG)
+                               : rnd() % (base + len + 2 * PG);
+        n = 1 + rnd() % (rnd() % 2 ? 3 * MiB : 3 * PG);
+        if ((u128)raddr + n > UINT64_MAX)
+            continue;
+
+        /* the oracle */
+        u128 gs = ((u128)base + PG - 1) / PG * PG, ge = ((u128)base + len) / PG * PG;
+        size_t want;
+        int wzc;
+        if (ge <= gs || raddr >= ge || (u128)raddr + n <= gs) {
+            want = n;
+            wzc = 0;
+        } else if (raddr < gs) {
+            want = (size_t)(gs - raddr);
+            wzc = 0;
+        } else {
+            u128 cend = gs + ((raddr - gs) / CHUNK + 1) * CHUNK;
+            u128 lim = cend < ge ? cend : ge;
+            want = (size_t)(lim - raddr < n ? lim - raddr : n);
+            wzc = 1;
+        }
+        int zc = -1;
+        size_t got = xm_zc_piece(base, len, raddr, n, &zc);
+        if (got != want || zc != wzc)
+            fprintf(stderr, "piece(%#llx, %#llx, %#llx, %#llx) = %#zx zc %d, want %#zx zc %d\n",
+                    (unsigned long long)base, (unsigned long long)len,
+                    (unsigned long long)raddr, (unsigned long long)n, got, zc, want, wzc);
+        assert_int_equal(got, want);
+        assert_int_equal(zc, wzc);
+
+        /* walking a range piece by piece covers it exactly */
+        if (it % 16 == 0) {
+            uint64_t a = raddr, left = n;
+            while (left) {
+                size_t k = xm_zc_piece(base, len, a, left, &zc);
+                assert_true(k > 0 && k <= left);
+                if (zc) {
+                    assert_true(a >= gs && (u128)a + k <= ge);
+                    assert_true((a - gs) / CHUNK == (a + k - 1 - gs) / CHUNK);
+                }
+                a += k;
+                left -= k;
+            }
+        }
+    }
+}
+
+static void test_reg_copy_bounds(void **state)
+{
+    uint8_t *m = mmap(NULL, 3 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    fill(m, (uintptr_t)m, 3 * PG, 1);
+    const uint64_t base = (uintptr_t)m + 100, len = 5000;
+    uint64_t idR = 0, idW = 0, idRW = 0, id;
+    uint8_t buf[8192], src[64];
+
+    assert_int_equal(xm_zc_reg((void *)(uintptr_t)base, len, RD, &idR), 0);
+    assert_int_equal(xm_zc_reg((void *)(uintptr_t)base, len, WR, &idW), 0);
+    assert_int_equal(xm_zc_reg((void *)(uintptr_t)base, len, RD | WR, &idRW), 0);
+    assert_true(idR != 0 && idW != idR && idRW != idW && idRW != idR);
+
+    /* inside */
+    memset(buf, 0, sizeof(buf));
+    assert_int_equal(xm_zc_reg_copy(idR, base, len, RD, buf), 0);
+    assert_int_equal(mism(buf, base, len, 1), 0);
+    assert_int_equal(xm_zc_reg_copy(idR, base + len - 1, 1, RD, buf), 0);
+    assert_int_equal(buf[0], pat(base + len - 1, 1));
+    assert_int_equal(xm_zc_reg_copy(idR, base, 0, RD, buf), 0);
+    assert_int_equal(xm_zc_reg_copy(idR, base + len, 0, RD, buf), 0);
+    assert_int_equal(xm_zc_reg_copy(idRW, base + 7, 100, RD, buf), 0);
+    assert_int_equal(mism(buf, base + 7, 100, 1), 0);
+
+    /* outside, and overflowing */
+    const struct { uint64_t addr, len; } out[] = {
+        { base - 1, 1 }, { base - 1, 2 }, { base + len - 1, 2 }, { base + len, 1 },
+        { base + len + 1, 0 }, { base, len + 1 }, { 0, 1 }, { base - 100, len },
+        { base + 1, UINT64_MAX }, { UINT64_MAX, 2 }, { UINT64_MAX - 5, 10 },
+        { base + 2, UINT64_MAX - base }, { base + 10, UINT64_MAX - 9 },
+        { base + len, UINT64_MAX }, { UINT64_MAX, 0 },
+    };
+    for (unsigned i = 0; i < sizeof(out) / sizeof(out[0]); i++) {
+        assert_int_equal(xm_zc_reg_copy(idR, out[i].addr, out[i].len, RD, buf), -EFAULT);
+        assert_int_equal(xm_zc_reg_copy(idW, out[i].addr, out[i].len, WR, buf), -EFAULT);
+    }
+
+    /* rights: exactly one direction, one the registration allows */
+    assert_int_equal(xm_zc_reg_copy(idR, base, 10, WR, buf), -EACCES);
+    assert_int_equal(xm_zc_reg_copy(idW, base, 10, RD, buf), -EACCES);
+    assert_int_equal(xm_zc_reg_copy(idRW, base, 10, RD | WR, buf), -EACCES);
+    assert_int_equal(xm_zc_reg_copy(idRW, base, 10, 0, buf), -EACCES);
+    assert_int_equal(xm_zc_reg_copy(idRW, base, 10, 4, buf), -EACCES);
+    assert_int_equal(xm_zc_reg_copy(idR, base - 1, 10, WR, buf), -EFAULT);   /* bounds first */
+    assert_int_equal(mism(m, (uintptr_t)m, 3 * PG, 1), 0);                  /* nothing written */
+
+    /* a write changes exactly its bytes */
+    fill(src, base + 10, sizeof(src), 2);
+    assert_int_equal(xm_zc_reg_copy(idW, base + 10, sizeof(src), WR, src), 0);
+    assert_int_equal(mism(m, (uintptr_t)m, 110, 1), 0);
+    assert_int_equal(mism(m + 110, base + 10, sizeof(src), 2), 0);
+    assert_int_equal(mism(m + 110 + sizeof(src), (uintptr_t)m + 110 + sizeof(src),
+                          3 * PG - 110 - sizeof(src), 1), 0);
+    fill(src, base + len - sizeof(src), sizeof(src), 3);
+    assert_int_equal(xm_zc_reg_copy(idRW, base + len - sizeof(src), sizeof(src), WR, src), 0);
+    assert_int_equal(mism(m + 100 + len - sizeof(src), base + len - sizeof(src), sizeof(src), 3), 0);
+    assert_int_equal(m[100 + len], pat((uintptr_t)m + 100 + len, 1));
+
+    /* unknown and forgotten ids */
+    assert_int_equal(xm_zc_reg_copy(idRW + 1000, base, 10, RD, buf), -ENOENT);
+    assert_int_equal(xm_zc_reg_copy(0, base, 10, RD, buf), -ENOENT);
+    assert_int_equal(xm_zc_dereg(idR), 0);
+    assert_int_equal(xm_zc_reg_copy(idR, base, 10, RD, buf), -ENOENT);
+    assert_int_equal(xm_zc_dereg(idR), -ENOENT);
+    assert_int_equal(xm_zc_dereg(0), -ENOENT);
+    assert_int_equal(xm_zc_reg_copy(idRW, base, 10, RD, buf), 0);   /* the others stay */
+
+    /* registration arguments; ids are never reused */
+    assert_int_equal(xm_zc_reg((void *)(uintptr_t)base, len, 4, &id), -EINVAL);
+    assert_int_equal(xm_zc_reg((void *)(uintptr_t)(UINTPTR_MAX - 10), 100, RD, &id), -EINVAL);
+    assert_int_equal(xm_zc_reg((void *)(uintptr_t)base, len, RD, &id), 0);
+    assert_true(id != idR && id != idW && id != idRW && id != 0);
+    assert_int_equal(xm_zc_dereg(id), 0);
+    assert_int_equal(xm_zc_dereg(idW), 0);
+    assert_int_equal(xm_zc_dereg(idRW), 0);
+    munmap(m, 3 * PG);
+}
+
+static char host[64];
+
+static int setup(void **state)
+{
+    snprintf(host, sizeof(host), "unit-zc-%d", (int)getpid());
+    setenv("XENMPI_BACKEND", "sim", 1);
+    setenv("XENMPI_SIM_HOST", host, 1);
+    unsetenv("XENMPI_SIM_DOMID");
+    unsetenv("XENMPI_SIM_GNTTAB_SIZE");
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf /dev/shm/xenmpi-sim-%s", host);
+    return system(cmd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_piece_exact),
+        cmocka_unit_test(test_piece_random),
+        cmocka_unit_test(test_piece_top_of_address_space),
+        cmocka_unit_test(test_reg_copy_bounds),
+        cmocka_unit_test(test_get_basic),
+        cmocka_unit_test(test_put_rights),
+        cmocka_unit_test(test_inval_reregister),
+        cmocka_unit_test(test_inval_remap),
+        cmocka_unit_test(test_evict_owner_cap),
+        cmocka_unit_test(test_evict_peer_cap),
+        cmocka_unit_test(test_exhaustion),
+        cmocka_unit_test(test_hostile_peer),
+        cmocka_unit_test(test_hostile_owner),
+        cmocka_unit_test(test_ring_full),
+        cmocka_unit_test(test_same_domain),
+        cmocka_unit_test(test_peer_gone),
+        cmocka_unit_test(test_owner_gone),
+        cmocka_unit_test(test_copy_on_dead_channel),
+    };
+    return cmocka_run_group_tests_name("zc", tests, setup, teardown);
+}
