@@ -60,6 +60,11 @@ ucs_config_field_t uct_xen_iface_config_table[] = {
      "buffer to the peer on demand, which grant-copies them (n: through the rings only).",
      ucs_offsetof(uct_xen_iface_config_t, zcopy), UCS_CONFIG_TYPE_BOOL},
 
+    {"ZCOPY_MIN", "0",
+     "Smallest get or put UCP is told to do by zero-copy (the iface's min_zcopy): UCP's\n"
+     "rendezvous threshold rises to it, and smaller messages go through the rings.",
+     ucs_offsetof(uct_xen_iface_config_t, zcopy_min), UCS_CONFIG_TYPE_MEMUNITS},
+
     {"GRANT_CACHE", "64m",
      "Soft cap on the memory this process keeps granted to peers for zero-copy; over it,\n"
      "the least recently granted chunks are withdrawn.  Process-wide.",
@@ -637,9 +642,9 @@ static ucs_status_t uct_xen_iface_query(uct_iface_h tl_iface,
          * granted, hence rma_max above) */
         attr->cap.flags         |= UCT_IFACE_FLAG_GET_ZCOPY |
                                    UCT_IFACE_FLAG_PUT_ZCOPY;
-        attr->cap.get.min_zcopy  = 0;
+        attr->cap.get.min_zcopy  = iface->config.zcopy_min;
         attr->cap.get.max_zcopy  = SIZE_MAX;
-        attr->cap.put.min_zcopy  = 0;
+        attr->cap.put.min_zcopy  = iface->config.zcopy_min;
         attr->cap.put.max_zcopy  = SIZE_MAX;
     }
     attr->cap.put.opt_zcopy_align = 1;
@@ -895,6 +900,8 @@ static ucs_status_t uct_xen_iface_check_config(uct_xen_iface_t *iface,
     iface->config.max_short = cfg->max_short;
     iface->config.events    = cfg->events;
     iface->config.zcopy     = cfg->zcopy;
+    iface->config.zcopy_min = (cfg->zcopy_min == UCS_MEMUNITS_AUTO) ? 0 :
+                              cfg->zcopy_min;
     /* a put or a get answer is one record: header + data in one segment */
     iface->config.rma_max   = (seg_size > UCT_XEN_RMA_HDR) ?
                               (seg_size - UCT_XEN_RMA_HDR) : 0;

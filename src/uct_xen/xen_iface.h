@@ -108,6 +108,7 @@ typedef struct uct_xen_iface_config {
     int                events;      /* advertise wakeup events */
     int                numa_bind;   /* bind own rings and buffers locally */
     int                zcopy;       /* GET/PUT_ZCOPY by grant copy */
+    size_t             zcopy_min;   /* min_zcopy advertised for them */
     size_t             grant_cache; /* soft cap on pages kept granted (bytes) */
     size_t             peer_cache;  /* cap on peers' refs kept (bytes) */
 } uct_xen_iface_config_t;
@@ -141,6 +142,7 @@ typedef struct uct_xen_iface {
         int              events;       /* advertise EVENT_* */
         size_t           rma_max;      /* max put/get payload; 0: no RMA */
         int              zcopy;        /* advertise GET/PUT_ZCOPY */
+        size_t           zcopy_min;    /* their min_zcopy */
         double           latency;      /* estimates for iface query, from */
         double           bandwidth;    /* dist_class (bytes per second) */
     } config;
