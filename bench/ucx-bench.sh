@@ -1,7 +1,8 @@
 #!/bin/bash
 # UCX transports side by side in one run: ucx_perftest pairs over xen (two sim
 # VMs), posix, sysv, cma and tcp (loopback).  Prints medians of the
-# repetitions, the ratios the project targets, and draws a PNG.
+# repetitions, the ratios the project targets, the zero-copy cache hit rate
+# of the xen bandwidth runs (XENMPI_ZC_STATS), and draws a PNG.
 #   bench/ucx-bench.sh [reps] [out dir]     (default 3, build/bench-out)
 # Not a test: machines are noisy; read ratios from one run, not absolutes.
 set -u
@@ -13,20 +14,25 @@ LIB=${XM_UCT_LIB:-$SRC/build/.libs/libuct_xen.so}
 mkdir -p "$OUT"
 RAW=$OUT/raw.txt
 : >"$RAW"
+ZC=$OUT/zc.txt      # per xen run: label size hits misses zc_bytes fallback_bytes
+: >"$ZC"
+ERR=$OUT/pair.err   # stderr of the last pair (both processes)
 PORT=$((30000 + $$ % 20000))
 
-# one client/server pair; prints the client's Final line
+# one client/server pair; prints the client's Final line; both processes'
+# stderr (with XENMPI_ZC_STATS=1 the xen transport's zero-copy counters) in $ERR
 pair() {  # env-string perftest-args...
     local envs=$1; shift
     local host=bench-$$-$PORT
     PORT=$((PORT + 1))
-    env LD_PRELOAD="$LIB" XENMPI_SIM_HOST="$host" $envs \
-        timeout 120 ucx_perftest -p $PORT "$@" >/dev/null 2>&1 &
+    env LD_PRELOAD="$LIB" XENMPI_SIM_HOST="$host" XENMPI_ZC_STATS=1 $envs \
+        timeout 120 ucx_perftest -p $PORT "$@" >/dev/null 2>"$ERR.srv" &
     local spid=$!
     for _ in $(seq 50); do ss -ltn 2>/dev/null | grep -q ":$PORT\b" && break; sleep 0.1; done
-    env LD_PRELOAD="$LIB" XENMPI_SIM_HOST="$host" $envs \
-        timeout 120 ucx_perftest 127.0.0.1 -p $PORT "$@" 2>/dev/null | grep '^Final:' | tr -s ' '
+    env LD_PRELOAD="$LIB" XENMPI_SIM_HOST="$host" XENMPI_ZC_STATS=1 $envs \
+        timeout 120 ucx_perftest 127.0.0.1 -p $PORT "$@" 2>"$ERR.cli" | grep '^Final:' | tr -s ' '
     wait $spid 2>/dev/null
+    cat "$ERR.srv" "$ERR.cli" >"$ERR" 2>/dev/null; rm -f "$ERR.srv" "$ERR.cli"
     rm -rf "/dev/shm/xenmpi-sim-$host"
 }
 
@@ -42,6 +48,14 @@ measure() {
         if [ "$metric" = lat ]; then v=$(echo "$line" | awk '{print $3}')
         else v=$(echo "$line" | awk '{print $7}'); fi
         [ -n "$v" ] && vals+=("$v")
+        # xenmpi-zc: pid=P hits=H misses=M ... fallback_bytes=F zc_bytes=Z
+        [ "$label" = xen ] && [ "$metric" = bw ] && awk -v l="$label" -v s="$size" '
+            match($0, /xenmpi-zc: pid=.*/) {
+                nf = split(substr($0, RSTART), w, " ")
+                for (i = 2; i <= nf; i++) { split(w[i], kv, "="); v[kv[1]] += kv[2] }; n++
+            }
+            END { if (n) printf "%s %s %.0f %.0f %.0f %.0f\n", l, s, v["hits"], v["misses"], v["zc_bytes"], v["fallback_bytes"] }' \
+            "$ERR" >>"$ZC"
     done
     v=$(printf '%s\n' "${vals[@]}" | median)
     echo "$label $metric $size $v" >>"$RAW"
@@ -75,6 +89,17 @@ for s in 4096 65536 1048576 4194304; do
     measure posix+cma bw $s "UCX_TLS=posix,cma,self" -t tag_bw -n $n
     measure tcp bw $s "UCX_TLS=tcp,self" -t tag_bw -n $n
 done
+# zero-copy territory beyond 4 MiB: xen against posix+cma (1 GiB a run)
+for s in 16777216; do
+    n=$(( (1 << 30) / s ))
+    measure xen bw $s "UCX_TLS=xen,self" -t tag_bw -n $n
+    measure posix+cma bw $s "UCX_TLS=posix,cma,self" -t tag_bw -n $n
+done
+# xen without zero-copy (rendezvous through the rings), for the gain
+for s in 65536 1048576 4194304 16777216; do
+    n=$(( (1 << 30) / s )); [ $n -lt $N_BW ] && n=$N_BW
+    measure xen-ring bw $s "UCX_TLS=xen,self UCX_XEN_ZCOPY=n" -t tag_bw -n $n
+done
 
 echo
 echo "== targets (ratios from this run)"
@@ -83,7 +108,25 @@ printf '  UCP tag_lat 8 B  xen/posix      %s  (target <= 1.2)\n' "$(ratio "$(get
 printf '  UCP tag_lat 8 B  xen/posix+cma  %s  (target <= 1.2)\n' "$(ratio "$(get xen lat 8)" "$(get posix+cma lat 8)")"
 printf '  UCP tag_bw 1 MiB xen/sysv       %s  (target >= 1.0)\n' "$(ratio "$(get xen bw 1048576)" "$(get sysv bw 1048576)")"
 printf '  UCP tag_bw 1 MiB xen/tcp        %s  (target >= 2.0)\n' "$(ratio "$(get xen bw 1048576)" "$(get tcp bw 1048576)")"
-printf '  UCP tag_bw 1 MiB xen/posix+cma  %s\n' "$(ratio "$(get xen bw 1048576)" "$(get posix+cma bw 1048576)")"
+printf '  UCP tag_bw 64 KiB xen/posix+cma %s  (target >= 0.9)\n' "$(ratio "$(get xen bw 65536)" "$(get posix+cma bw 65536)")"
+printf '  UCP tag_bw 1 MiB xen/posix+cma  %s  (target >= 1.0)\n' "$(ratio "$(get xen bw 1048576)" "$(get posix+cma bw 1048576)")"
+printf '  UCP tag_bw 16 MiB xen/posix+cma %s  (target >= 1.0)\n' "$(ratio "$(get xen bw 16777216)" "$(get posix+cma bw 16777216)")"
+for s in 65536 1048576 4194304 16777216; do
+    printf '  UCP tag_bw %8s B zero-copy/ring (xen, UCX_XEN_ZCOPY=n)  %s\n' "$s" \
+        "$(ratio "$(get xen bw $s)" "$(get xen-ring bw $s)")"
+done
+
+echo
+echo "== zero-copy cache of the xen tag_bw runs (XENMPI_ZC_STATS, all repetitions)"
+for s in 65536 1048576 16777216; do
+    awk -v s="$s" '$1 == "xen" && $2 == s { h += $3; m += $4; z += $5; f += $6; n++ }
+        END {
+            if (!n) { printf "  tag_bw %9s B  no xenmpi-zc statistics line\n", s; exit }
+            rate = (h + m > 0) ? sprintf("%.3f", h / (h + m)) : "n/a"
+            printf "  tag_bw %9s B  hit rate %-6s (hits %.0f, misses %.0f; %.0f MiB by grant copy, %.0f MiB through the ring)\n",
+                   s, rate, h, m, z / 1048576, f / 1048576
+        }' "$ZC"
+done
 
 if command -v gnuplot >/dev/null; then
     for l in xen posix posix+cma sysv tcp; do
@@ -95,7 +138,7 @@ set terminal png size 1200,500 noenhanced
 set output "$OUT/ucx-bench.png"
 set multiplot layout 1,2
 set logscale x 2
-set format x "%.0s%cB"
+set format x "%.0b%BB"
 set xlabel "message size (bytes)"
 set grid
 set key left top
