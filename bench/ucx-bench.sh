@@ -49,7 +49,7 @@ measure() {
         else v=$(echo "$line" | awk '{print $7}'); fi
         [ -n "$v" ] && vals+=("$v")
         # xenmpi-zc: pid=P hits=H misses=M ... fallback_bytes=F zc_bytes=Z
-        [ "$label" = xen ] && [ "$metric" = bw ] && awk -v l="$label" -v s="$size" '
+        case $label in xen|xen-zc0) ;; *) false ;; esac && [ "$metric" = bw ] && awk -v l="$label" -v s="$size" '
             match($0, /xenmpi-zc: pid=.*/) {
                 nf = split(substr($0, RSTART), w, " ")
                 for (i = 2; i <= nf; i++) { split(w[i], kv, "="); v[kv[1]] += kv[2] }; n++
@@ -95,10 +95,12 @@ for s in 16777216; do
     measure xen bw $s "UCX_TLS=xen,self" -t tag_bw -n $n
     measure posix+cma bw $s "UCX_TLS=posix,cma,self" -t tag_bw -n $n
 done
-# xen without zero-copy (rendezvous through the rings), for the gain
+# xen without zero-copy (rendezvous through the rings), and with zero-copy
+# for every rendezvous (UCX_XEN_ZCOPY_MIN=0; by default it starts above 1 MiB)
 for s in 65536 1048576 4194304 16777216; do
     n=$(( (1 << 30) / s )); [ $n -lt $N_BW ] && n=$N_BW
     measure xen-ring bw $s "UCX_TLS=xen,self UCX_XEN_ZCOPY=n" -t tag_bw -n $n
+    measure xen-zc0 bw $s "UCX_TLS=xen,self UCX_XEN_ZCOPY_MIN=0" -t tag_bw -n $n
 done
 
 echo
@@ -112,20 +114,24 @@ printf '  UCP tag_bw 64 KiB xen/posix+cma %s  (target >= 0.9)\n' "$(ratio "$(get
 printf '  UCP tag_bw 1 MiB xen/posix+cma  %s  (target >= 1.0)\n' "$(ratio "$(get xen bw 1048576)" "$(get posix+cma bw 1048576)")"
 printf '  UCP tag_bw 16 MiB xen/posix+cma %s  (target >= 1.0)\n' "$(ratio "$(get xen bw 16777216)" "$(get posix+cma bw 16777216)")"
 for s in 65536 1048576 4194304 16777216; do
-    printf '  UCP tag_bw %8s B zero-copy/ring (xen, UCX_XEN_ZCOPY=n)  %s\n' "$s" \
-        "$(ratio "$(get xen bw $s)" "$(get xen-ring bw $s)")"
+    printf '  UCP tag_bw %8s B xen, zero-copy at every size/posix+cma  %s\n' "$s" \
+        "$(ratio "$(get xen-zc0 bw $s)" "$(get posix+cma bw $s)")"
+    printf '  UCP tag_bw %8s B xen, zero-copy at every size/rings only  %s\n' "$s" \
+        "$(ratio "$(get xen-zc0 bw $s)" "$(get xen-ring bw $s)")"
 done
 
 echo
 echo "== zero-copy cache of the xen tag_bw runs (XENMPI_ZC_STATS, all repetitions)"
+for l in xen xen-zc0; do
 for s in 65536 1048576 16777216; do
-    awk -v s="$s" '$1 == "xen" && $2 == s { h += $3; m += $4; z += $5; f += $6; n++ }
+    awk -v s="$s" -v l="$l" '$1 == l && $2 == s { h += $3; m += $4; z += $5; f += $6; n++ }
         END {
-            if (!n) { printf "  tag_bw %9s B  no xenmpi-zc statistics line\n", s; exit }
+            if (!n) { printf "  %-7s tag_bw %9s B  no xenmpi-zc statistics line\n", l, s; exit }
             rate = (h + m > 0) ? sprintf("%.3f", h / (h + m)) : "n/a"
-            printf "  tag_bw %9s B  hit rate %-6s (hits %.0f, misses %.0f; %.0f MiB by grant copy, %.0f MiB through the ring)\n",
-                   s, rate, h, m, z / 1048576, f / 1048576
+            printf "  %-7s tag_bw %9s B  hit rate %-6s (hits %.0f, misses %.0f; %.0f MiB by grant copy, %.0f MiB through the ring)\n",
+                   l, s, rate, h, m, z / 1048576, f / 1048576
         }' "$ZC"
+done
 done
 
 if command -v gnuplot >/dev/null; then

@@ -60,9 +60,10 @@ ucs_config_field_t uct_xen_iface_config_table[] = {
      "buffer to the peer on demand, which grant-copies them (n: through the rings only).",
      ucs_offsetof(uct_xen_iface_config_t, zcopy), UCS_CONFIG_TYPE_BOOL},
 
-    {"ZCOPY_MIN", "0",
+    {"ZCOPY_MIN", "auto",
      "Smallest get or put UCP is told to do by zero-copy (the iface's min_zcopy): UCP's\n"
-     "rendezvous threshold rises to it, and smaller messages go through the rings.",
+     "rendezvous threshold rises to it, and smaller messages go through the rings\n"
+     "(auto: 1 MiB + 1, so messages up to 1 MiB stay on the rings; 0: every rendezvous).",
      ucs_offsetof(uct_xen_iface_config_t, zcopy_min), UCS_CONFIG_TYPE_MEMUNITS},
 
     {"GRANT_CACHE", "64m",
@@ -900,8 +901,8 @@ static ucs_status_t uct_xen_iface_check_config(uct_xen_iface_t *iface,
     iface->config.max_short = cfg->max_short;
     iface->config.events    = cfg->events;
     iface->config.zcopy     = cfg->zcopy;
-    iface->config.zcopy_min = (cfg->zcopy_min == UCS_MEMUNITS_AUTO) ? 0 :
-                              cfg->zcopy_min;
+    iface->config.zcopy_min = (cfg->zcopy_min == UCS_MEMUNITS_AUTO) ?
+                              UCT_XEN_ZCOPY_MIN_AUTO : cfg->zcopy_min;
     /* a put or a get answer is one record: header + data in one segment */
     iface->config.rma_max   = (seg_size > UCT_XEN_RMA_HDR) ?
                               (seg_size - UCT_XEN_RMA_HDR) : 0;

@@ -30,6 +30,9 @@
 #define UCT_XEN_DEV_NAME  "xen0"
 #define UCT_XEN_AM_HDR    sizeof(uint64_t)  /* AM short: header, then payload */
 #define UCT_XEN_SEG_SIZE_AUTO (32768 + 64)  /* UCX_XEN_SEG_SIZE=auto, room permitting */
+/* UCX_XEN_ZCOPY_MIN=auto: up to 1 MiB the rings are faster than grant copy
+ * of 4 KiB pages (bench/ucx-bench.sh, docs/architecture.md) */
+#define UCT_XEN_ZCOPY_MIN_AUTO ((1u << 20) + 1)
 
 /*
  * Emulated RMA: the owner of the target memory executes puts and gets in its

@@ -237,7 +237,7 @@ zc_show() { grep -h -o 'xenmpi-zc: pid=.*' "$@" | sed 's/^/#   /'; }
 zc_run() {
     local name=$1 mode=$2; shift 2
     env LD_PRELOAD="$lib" XENMPI_SIM_HOST="$(new_host "$name")" UCX_TLS=xen,self \
-        UCX_LOG_LEVEL=error XENMPI_ZC_STATS=1 "$@" \
+        UCX_LOG_LEVEL=error XENMPI_ZC_STATS=1 UCX_XEN_ZCOPY_MIN=0 "$@" \
         timeout "$ZTMO" "$zprog" "$mode" > "$tmp/$name" 2>&1
     zc_rc=$?
     [ $zc_rc -eq 0 ] && grep -q '^ok: done' "$tmp/$name" && ! grep -q '^FAIL' "$tmp/$name"
@@ -460,7 +460,7 @@ elif ! command -v strace >/dev/null; then
     fail $t "strace not installed (scripts/setup.sh installs it)"
 else
     # the transport preloaded into the program only, not into strace
-    env XENMPI_SIM_HOST="$(new_host "$t")" UCX_TLS=xen,self UCX_LOG_LEVEL=error XENMPI_ZC_STATS=1 \
+    env XENMPI_SIM_HOST="$(new_host "$t")" UCX_TLS=xen,self UCX_LOG_LEVEL=error XENMPI_ZC_STATS=1 UCX_XEN_ZCOPY_MIN=0 \
         timeout "$ZTMO" strace -f -qq -s 128 -o "$tmp/$t.strace" -E LD_PRELOAD="$lib" \
         "$zprog" hit-syscalls -n 200 > "$tmp/$t" 2>&1
     rc=$?
