@@ -98,7 +98,7 @@ done
 # xen without zero-copy (rendezvous through the rings), and with zero-copy
 # for every rendezvous (UCX_XEN_ZCOPY_MIN=0; by default it starts above 1 MiB)
 for s in 65536 1048576 4194304 16777216; do
-    n=$(( (1 << 30) / s )); [ $n -lt $N_BW ] && n=$N_BW
+    n=$(( (1 << 30) / s ))
     measure xen-ring bw $s "UCX_TLS=xen,self UCX_XEN_ZCOPY=n" -t tag_bw -n $n
     measure xen-zc0 bw $s "UCX_TLS=xen,self UCX_XEN_ZCOPY_MIN=0" -t tag_bw -n $n
 done

@@ -823,7 +823,8 @@ static int progress(xm_endpoint_t *ep, int slow)
         if (r > 0)
             n += r;
     }
-    xm_zc_progress(ep);
+    if (__builtin_expect(__atomic_load_n(&xm_zc_work, __ATOMIC_RELAXED), 0))
+        xm_zc_progress(ep);
     if (n)
         ep->idle = 0;
     return n;

@@ -132,6 +132,7 @@ static struct zc_msg *outbox, **outbox_tail = &outbox;
 static struct zc_nogrant *nogrant;
 static uint64_t owner_live_pages;
 static int revoke_owed; /* some oent is O_REVOKE_PENDING */
+int xm_zc_work;         /* outbox or revoke_owed: progress has work (racy hint) */
 
 /* generic doubly-linked list helpers for oent/pent (same prev/next layout) */
 #define LIST_UNLINK(head, tail, e) do {                  \
@@ -344,6 +345,7 @@ static void zsend(xm_channel_t *ch, uint16_t type, const void *p, size_t len)
     memcpy(m->data, p, len);
     *outbox_tail = m;
     outbox_tail = &m->next;
+    __atomic_store_n(&xm_zc_work, 1, __ATOMIC_RELAXED);
 }
 
 static void outbox_flush(xm_endpoint_t *ep)
@@ -396,6 +398,7 @@ static void zc_revoke(struct zc_oent *o)
     o->state = O_REVOKE_PENDING;
     owner_live_pages -= o->npages;
     revoke_owed = 1;
+    __atomic_store_n(&xm_zc_work, 1, __ATOMIC_RELAXED);
 }
 
 /* Withdraw the oldest live grants until want pages are on their way out
@@ -919,14 +922,11 @@ void xm_zc_cancel(void *arg)
 
 void xm_zc_progress(xm_endpoint_t *ep)
 {
-    /* racy peek: a miss is caught on the next call */
-    if (!__atomic_load_n(&revoke_owed, __ATOMIC_RELAXED) &&
-        !__atomic_load_n(&outbox, __ATOMIC_RELAXED))
-        return;
     pthread_mutex_lock(&zlock);
     if (revoke_owed)
         send_revokes(ep);
     if (outbox)
         outbox_flush(ep);
+    __atomic_store_n(&xm_zc_work, revoke_owed || outbox, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&zlock);
 }

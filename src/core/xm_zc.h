@@ -117,8 +117,10 @@ void xm_zc_cancel(void *arg);
 void xm_zc_recv(xm_channel_t *ch, uint16_t type, const void *data, size_t len);
 void xm_zc_chan_gone(xm_channel_t *ch);
 /* Send what is owed (grant answers, withdrawals) on this endpoint's
- * channels; cheap when nothing is. */
+ * channels.  The channel calls it only while xm_zc_work is set (a hint,
+ * read without the lock: the progress after a change sees it). */
 void xm_zc_progress(xm_endpoint_t *ep);
+extern int xm_zc_work __attribute__((visibility("hidden")));
 
 /* ---- counters (process-wide) ---- */
 typedef struct xm_zc_stats {
