@@ -61,7 +61,7 @@ enum { O_LIVE, O_REVOKE_PENDING, O_REVOKING };
 
 /* Owner: one grant of one chunk to one channel's peer. */
 struct zc_oent {
-    struct zc_oent *prev, *next;  /* oldest first */
+    struct zc_oent *prev, *next;  /* least recently used first */
     xm_channel_t *ch;
     xm_hv_t *hv;
     uint64_t id;
@@ -288,6 +288,33 @@ int xm_zc_dereg(uint64_t id)
     return 0;
 }
 
+void xm_zc_touch(uint64_t id)
+{
+    struct zc_oent *o, *next, *mhead = NULL, *mtail = NULL;
+
+    if (!__atomic_load_n(&ohead, __ATOMIC_RELAXED))
+        return;   /* nothing granted: the common case costs no lock */
+    pthread_mutex_lock(&zlock);
+    /* the registration's live grants, in their order, move behind the
+     * others: owner_shrink withdraws from the front */
+    for (o = ohead; o; o = next) {
+        next = o->next;
+        if (o->id != id || o->state != O_LIVE)
+            continue;
+        LIST_UNLINK(ohead, otail, o);
+        LIST_APPEND(mhead, mtail, o);
+    }
+    if (mhead) {
+        mhead->prev = otail;
+        if (otail)
+            otail->next = mhead;
+        else
+            ohead = mhead;
+        otail = mtail;
+    }
+    pthread_mutex_unlock(&zlock);
+}
+
 int xm_zc_reg_copy(uint64_t id, uint64_t addr, uint64_t len, unsigned access, void *buf)
 {
     struct zc_region *r;
@@ -401,7 +428,7 @@ static void zc_revoke(struct zc_oent *o)
     __atomic_store_n(&xm_zc_work, 1, __ATOMIC_RELAXED);
 }
 
-/* Withdraw the oldest live grants until want pages are on their way out
+/* Withdraw the least recently used live grants until want pages are on their way out
  * (want: exhaustion), or until the live ones fit the cap.  On exhaustion
  * the grants of the registration being asked for stay: withdrawing them
  * for its own next chunk would make a message larger than the table

@@ -78,6 +78,12 @@ int xm_zc_reg(const void *addr, size_t len, unsigned access, uint64_t *id);
 /* Forget a registration: no grant is made for it again, and the grants
  * peers hold are withdrawn (from progress).  -ENOENT when unknown. */
 int xm_zc_dereg(uint64_t id);
+/* The owner is about to hand out registration id again (a rendezvous
+ * packs its key): its grants become the most recently used, the last the
+ * owner cache withdraws.  A peer's cache hits never reach the owner; this
+ * is how the owner's order follows use rather than grant time.  Unknown
+ * ids are ignored. */
+void xm_zc_touch(uint64_t id);
 /* Owner side of the copy path: copy between buf and [addr, addr+len) of
  * registration id.  XM_ZC_REMOTE_WRITE: buf -> memory; READ: memory -> buf.
  * -ENOENT no such registration, -EFAULT outside it, -EACCES not allowed. */

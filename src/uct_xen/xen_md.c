@@ -224,6 +224,8 @@ static ucs_status_t uct_xen_mkey_pack(uct_md_h md, uct_mem_h memh,
     packed.base   = mem->base;
     packed.length = mem->length;
     memcpy(rkey_buffer, &packed, sizeof(packed));
+    /* a rendezvous is about to use it: its grants are the last to go */
+    xm_zc_touch(mem->id);
     return UCS_OK;
 }
 

@@ -228,6 +228,7 @@ enum {
     OP_RAWSEND,   /* a0 type, data: xm_chan_send */
     OP_GRANT,     /* a0 addr, a1 pages, a2 writable: xm_hv_grant_mem to the peer -> v0 handle, data refs */
     OP_GRANT_END, /* a0 handle */
+    OP_TOUCH,     /* a0 id: xm_zc_touch */
 };
 
 struct cmd {
@@ -451,6 +452,9 @@ static void owner_cmd(const struct cmd *c, struct rep *r, int *hold)
     }
     case OP_GRANT_END:
         r->rc = xm_hv_grant_mem_end(me.hv, a[0]);
+        break;
+    case OP_TOUCH:
+        xm_zc_touch(a[0]);
         break;
     default:
         r->rc = -ENOSYS;
@@ -974,6 +978,55 @@ static int peer_evict_owner(const void *arg)
     CHECK_EQ(copy1(id, base, len, base, lb, CHUNK, GET, &sync), 0);
     CHECK(!sync);
     CHECK_EQ(mism(lb, base, CHUNK, seed), 0);
+    free(lb);
+    node_close();
+    return 0;
+}
+
+/* The owner withdraws the least recently used grant: a registration it
+ * handed out again (xm_zc_touch, a rendezvous packing its key) stays even
+ * though it was granted first. */
+static int peer_evict_owner_lru(const void *arg)
+{
+    const uint64_t seed = 43;
+    uint64_t base[3], id[3];
+    xm_zc_stats_t o0, o1;
+    int sync;
+
+    peer_connect(RING_PAGES);
+    RPC(OP_CONFIG, 2 * MiB, 0, 0);
+    for (unsigned i = 0; i < 3; i++) {
+        base[i] = alloc_slot(i, CHUNK, 0, seed + i);
+        id[i] = reg_slot(i, RD, 0, CHUNK);
+    }
+    uint8_t *lb = malloc(CHUNK);
+    REQUIRE(lb);
+    o0 = ozs(0);
+    /* 0 then 1 granted: the cache is full */
+    for (unsigned i = 0; i < 2; i++) {
+        CHECK_EQ(copy1(id[i], base[i], CHUNK, base[i], lb, CHUNK, GET, &sync), 0);
+        CHECK(!sync);
+    }
+    /* the owner hands out 0 again; a cache hit here tells it nothing */
+    CHECK_EQ(RPC(OP_TOUCH, id[0])->rc, 0);
+    RPC(OP_TOUCH, (uint64_t)999999);   /* unknown: ignored */
+    CHECK_EQ(copy1(id[2], base[2], CHUNK, base[2], lb, CHUNK, GET, &sync), 0);
+    CHECK(!sync);
+    CHECK_EQ(mism(lb, base[2], CHUNK, seed + 2), 0);
+    PUMP_UNTIL(zs().peer_pages <= 2 * CPAGES, 10);
+    o1 = ozs(0);
+    CHECK_EQ(o1.grants - o0.grants, 3);
+    CHECK_EQ(o1.revokes - o0.revokes, 1);
+    CHECK_EQ(o1.owner_pages, 2 * CPAGES);
+    /* 1 went, not 0 */
+    memset(lb, 0xEE, CHUNK);
+    CHECK_EQ(copy1(id[0], base[0], CHUNK, base[0], lb, CHUNK, GET, &sync), 0);
+    CHECK(sync);
+    CHECK_EQ(mism(lb, base[0], CHUNK, seed), 0);
+    memset(lb, 0xEE, CHUNK);
+    CHECK_EQ(copy1(id[1], base[1], CHUNK, base[1], lb, CHUNK, GET, &sync), 0);
+    CHECK(!sync);
+    CHECK_EQ(mism(lb, base[1], CHUNK, seed + 1), 0);
     free(lb);
     node_close();
     return 0;
@@ -1813,6 +1866,7 @@ static void test_put_rights(void **state) { run_pair(peer_put, NULL, NULL, 0); }
 static void test_inval_reregister(void **state) { run_pair(peer_inval, NULL, NULL, 0); }
 static void test_inval_remap(void **state) { run_pair(peer_inval, "remap", NULL, 0); }
 static void test_evict_owner_cap(void **state) { run_pair(peer_evict_owner, NULL, NULL, 0); }
+static void test_evict_owner_lru(void **state) { run_pair(peer_evict_owner_lru, NULL, NULL, 0); }
 static void test_evict_peer_cap(void **state) { run_pair(peer_evict_peer, NULL, NULL, 0); }
 
 static void test_exhaustion(void **state)
@@ -2148,6 +2202,7 @@ int main(void)
         cmocka_unit_test(test_inval_reregister),
         cmocka_unit_test(test_inval_remap),
         cmocka_unit_test(test_evict_owner_cap),
+        cmocka_unit_test(test_evict_owner_lru),
         cmocka_unit_test(test_evict_peer_cap),
         cmocka_unit_test(test_exhaustion),
         cmocka_unit_test(test_hostile_peer),
