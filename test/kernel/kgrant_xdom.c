@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -457,6 +458,47 @@ static void a_bad_input(int fd)
             munmap(m, 2 * PG);
         if (mfd >= 0)
             close(mfd);
+    }
+
+    /* other file pages (ramfs): a long-term writable pin would bypass the
+     * filesystem's dirty tracking, so read-write is refused; read-only is
+     * fine */
+    {
+        char dir[] = "/kgrant-ramfs-XXXXXX", path[64];
+        struct xenmpi_grant_info rb;
+        int ffd = -1, mounted = 0;
+        void *m = MAP_FAILED;
+
+        if (mkdtemp(dir) && mount("none", dir, "ramfs", 0, NULL) == 0) {
+            mounted = 1;
+            snprintf(path, sizeof(path), "%s/f", dir);
+            ffd = open(path, O_RDWR | O_CREAT, 0600);
+        }
+        if (ffd >= 0 && ftruncate(ffd, 2 * PG) == 0)
+            m = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, ffd, 0);
+        if (m == MAP_FAILED) {
+            check(0, "map 2 pages of a ramfs file at %s: %s", dir, strerror(errno));
+        } else {
+            memset(m, 0x33, 2 * PG);
+            rc = info(fd, &rb);
+            if (!rc)
+                rc = grant(fd, m, 2 * PG, peer, 0, refs, 64, NULL);
+            expect(fd, "read-write grant of a shared ramfs file mapping",
+                   -EOPNOTSUPP, rc, &rb);
+            rc = grant(fd, m, 2 * PG, peer, XENMPI_GRANT_READONLY, refs, 64, &g1);
+            check(rc == 0 && g1.nr_refs == 2,
+                  "read-only grant of the same ramfs pages (rc %d)", rc);
+            if (!rc)
+                end_grant(fd, g1.handle, NULL);
+            munmap(m, 2 * PG);
+        }
+        if (ffd >= 0) {
+            close(ffd);
+            unlink(path);
+        }
+        if (mounted)
+            umount(dir);
+        rmdir(dir);
     }
 
     munmap(buf, 8 * PG);
