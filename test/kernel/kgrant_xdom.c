@@ -641,6 +641,54 @@ static void a_limits(int fd)
 /* ------------------------------------------------------------------ */
 /* B: reading a grant directory (hostile data: checked before use) */
 
+/* The domUs run with max_grant_frames = 8 (4096 refs, see run.sh): grant
+ * 1024-page ranges until the grant table is full.  The one that does not
+ * fit fails with ENOSPC, leaves every counter as it was, and gives back
+ * the refs it had taken: after ending one range, the same request fits. */
+#define EX_STEP 1024u
+#define EX_MAX 8u
+static void a_exhaust(int fd)
+{
+    struct xenmpi_grant_req g[EX_MAX];
+    struct xenmpi_grant_info b, t;
+    uint32_t *refs = calloc(EX_STEP, sizeof(uint32_t));
+    uint8_t *buf = pages_map(EX_STEP * EX_MAX, PROT_READ | PROT_WRITE);
+    unsigned n = 0;
+    int rc = 0;
+
+    if (!refs || !buf) {
+        check(0, "buffers for the grant table exhaustion");
+        free(refs);
+        return;
+    }
+    memset(buf, 0x5a, (size_t)EX_STEP * EX_MAX * PG);
+    for (; n < EX_MAX; n++) {
+        info(fd, &b);
+        rc = grant(fd, buf + (size_t)n * EX_STEP * PG, (uint64_t)EX_STEP * PG,
+                   peer, XENMPI_GRANT_READONLY, refs, EX_STEP, &g[n]);
+        if (rc)
+            break;
+    }
+    expect(fd, "grant table full", -ENOSPC, rc, &b);
+    check(n >= 1 && n < EX_MAX, "%u ranges of %u pages fit before it",
+          n, EX_STEP);
+    if (n >= 1 && rc == -ENOSPC) {
+        end_grant(fd, g[n - 1].handle, NULL);
+        rc = grant(fd, buf + (size_t)n * EX_STEP * PG, (uint64_t)EX_STEP * PG,
+                   peer, XENMPI_GRANT_READONLY, refs, EX_STEP, &g[n - 1]);
+        check(rc == 0, "after ending one, the refused range fits (rc %d): "
+              "the refused call returned what it took", rc);
+        if (rc)
+            n--;
+    }
+    while (n)
+        end_grant(fd, g[--n].handle, NULL);
+    info(fd, &t);
+    check(all_zero(&t), "all ended: %s", counters(&t));
+    munmap(buf, (size_t)EX_STEP * EX_MAX * PG);
+    free(refs);
+}
+
 static int b_read_dir(uint32_t dref, uint32_t nr_pages, uint16_t flags,
                       uint32_t *out)
 {
@@ -777,6 +825,7 @@ static int run_a(void)
     }
     a_bad_input(fd);
     a_limits(fd);
+    a_exhaust(fd);
     info(fd, &in);
     check(all_zero(&in), "after the hostile input: %s", counters(&in));
 

@@ -221,6 +221,8 @@ ramdisk = "/boot/domu.cpio.gz"
 extra = "console=hvc0 xenrole=domu quiet loglevel=4 xentest_tmo=${XENTEST_TEST_TIMEOUT:-600}"
 memory = 256
 vcpus = 1
+# 4096 grant refs: the kgrant test fills the table
+max_grant_frames = 8
 on_crash = "preserve"
 on_poweroff = "destroy"
 EOF
