@@ -90,7 +90,9 @@ typedef struct xm_hv_ops {
      * pages.  refs[count] receives one ref per page; *handle names the grant
      * for grant_mem_end.  Errors: -EINVAL (count 0 or too large, unaligned
      * addr, peer invalid or ourselves), -EFAULT (range not mapped, or not
-     * writable for a writable grant), -ENOSPC (grant table full), -ENOMEM,
+     * writable for a writable grant), -ENOSPC (grant table full), -EEXIST
+     * (a live grant_mem grant to the same peer covers one of these
+     * addresses, even if other pages are mapped there now), -ENOMEM,
      * -ENODEV (xen: the xenmpi_grant module is not loaded).  On error
      * nothing stays granted.
      * The refs are ordinary grant refs: segments of copy work on them
@@ -99,7 +101,7 @@ typedef struct xm_hv_ops {
      * until grant_mem_end (xen: the module pins them, docs/kernel.md; sim: a
      * copy of a page its owner unmapped fails with -EIO).  Backend notes:
      * xen passes the module's other errors through as negative errno
-     * (-EOPNOTSUPP, -EEXIST, -EPERM, ...; its EACCES becomes -EFAULT, E2BIG
+     * (-EOPNOTSUPP, -EPERM, ...; its EACCES becomes -EFAULT, E2BIG
      * -EINVAL and EDQUOT -ENOSPC); sim reaches these refs by grant copy
      * only (map fails with -EOPNOTSUPP). */
     int (*grant_mem)(xm_hv_t *hv, uint32_t peer, void *addr, unsigned count,

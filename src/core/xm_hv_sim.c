@@ -159,6 +159,8 @@ struct sim_share {
 struct sim_memgrant {
     struct sim_memgrant *next;
     uint64_t id;
+    uintptr_t addr;
+    uint32_t peer;
     unsigned count;
     uint32_t refs[];
 };
@@ -842,7 +844,23 @@ static int sim_grant_mem(xm_hv_t *hv, uint32_t peer, void *addr, unsigned count,
         }
     }
     memcpy(refs, mg->refs, count * sizeof(uint32_t));
+    mg->addr = a;
+    mg->peer = peer;
     pthread_mutex_lock(&s->lock);
+    /* as xenmpi_grant: one live grant per page (address) and peer; the
+     * check and the insertion are one step under the lock */
+    for (struct sim_memgrant *o = s->memgrants; o; o = o->next) {
+        if (o->peer == peer && a < o->addr + (uintptr_t)o->count * XM_PAGE_SIZE &&
+            o->addr < a + len) {
+            pthread_mutex_unlock(&s->lock);
+            xm_debug("sim: grant_mem of %u page(s) at %p to domain %u overlaps "
+                     "live grant %llu", count, addr, peer, (unsigned long long)o->id);
+            for (i = 0; i < count; i++)
+                gnt_end(s, mg->refs[i]);
+            free(mg);
+            return -EEXIST;
+        }
+    }
     mg->id = ++s->memgrant_ids;
     mg->next = s->memgrants;
     s->memgrants = mg;

@@ -70,9 +70,21 @@ struct zc_oent {
     int rw;
     int state;
     uint64_t handle;
+    uint64_t addr;                /* first granted page */
     uint32_t npages;
     uint32_t refs[XM_ZC_CHUNK_PAGES];
 };
+
+/* Owner: a grant request that met one of our grants to the same peer still
+ * covering those addresses (-EEXIST) while it is being withdrawn: the
+ * memory was unmapped and mapped again, deregistered and registered anew.
+ * Answered when the withdrawn grant ends (the peer's ACK). */
+struct zc_park {
+    struct zc_park *next;
+    xm_channel_t *ch;
+    struct zc_greq q;
+};
+#define ZC_MAX_PARKED 64u   /* per channel; beyond, the request is refused */
 
 struct zc_waiter {
     struct zc_waiter *next;
@@ -130,6 +142,7 @@ static struct zc_oent *ohead, *otail;
 static struct zc_pent *phead, *ptail;
 static struct zc_msg *outbox, **outbox_tail = &outbox;
 static struct zc_nogrant *nogrant;
+static struct zc_park *parked;
 static uint64_t owner_live_pages;
 static int revoke_owed; /* some oent is O_REVOKE_PENDING */
 int xm_zc_work;         /* outbox or revoke_owed: progress has work (racy hint) */
@@ -468,6 +481,68 @@ static void send_revokes(xm_endpoint_t *ep)
     revoke_owed = left;
 }
 
+/* The grant for q over [addr, +np pages) was refused because one of ours
+ * to the same domain covers some of those addresses (one live grant per
+ * page and peer domain).  When those are over this same channel, withdraw
+ * them (a read-only grant the peer now wants writable; an old registration
+ * of addresses mapped again) and park q: the last one's end (ACK) retries
+ * it.  -EEXIST: the overlap is over another channel to that domain (refuse:
+ * the copy path), or too many parked on ch already. */
+static int owner_park(xm_channel_t *ch, const struct zc_greq *q, uint64_t addr, uint32_t np)
+{
+    const uint64_t end = addr + (uint64_t)np * XM_PAGE_SIZE;
+    struct zc_park *p;
+    unsigned n = 0;
+    int mine = 0, others = 0;
+
+    for (struct zc_oent *o = ohead; o; o = o->next) {
+        if (addr < o->addr + (uint64_t)o->npages * XM_PAGE_SIZE && o->addr < end &&
+            xm_chan_peer_dom(o->ch) == xm_chan_peer_dom(ch)) {
+            mine += o->ch == ch;
+            others += o->ch != ch;
+        }
+    }
+    for (p = parked; p; p = p->next)
+        n += p->ch == ch;
+    if (!mine || others || n >= ZC_MAX_PARKED)
+        return -EEXIST;
+    p = malloc(sizeof(*p));
+    if (!p)
+        return -EEXIST;
+    for (struct zc_oent *o = ohead; o; o = o->next)
+        if (o->ch == ch && addr < o->addr + (uint64_t)o->npages * XM_PAGE_SIZE && o->addr < end)
+            zc_revoke(o);
+    p->ch = ch;
+    p->q = *q;
+    p->next = parked;
+    parked = p;
+    return 0;
+}
+
+static void owner_greq(xm_channel_t *ch, const void *data, size_t len);
+
+/* A grant over ch ended: ask again for what waited on it (in arrival order;
+ * each may park again behind another withdrawal). */
+static void owner_unpark(xm_channel_t *ch)
+{
+    struct zc_park *mine = NULL, **pp = &parked, *p;
+
+    while ((p = *pp)) {
+        if (p->ch == ch) {
+            *pp = p->next;
+            p->next = mine;   /* reverses: parked is newest first */
+            mine = p;
+        } else {
+            pp = &p->next;
+        }
+    }
+    while ((p = mine)) {
+        mine = p->next;
+        owner_greq(ch, &p->q, sizeof(p->q));
+        free(p);
+    }
+}
+
 static void owner_greq(xm_channel_t *ch, const void *data, size_t len)
 {
     struct zc_greq q;
@@ -520,12 +595,19 @@ static void owner_greq(xm_channel_t *ch, const void *data, size_t len)
     o->chunk = q.chunk;
     o->rw = rw;
     o->npages = np;
-    rc = xm_hv_grant_mem(o->hv, xm_chan_peer_dom(ch),
-                         (void *)(uintptr_t)(gs + (uint64_t)q.chunk * XM_ZC_CHUNK_BYTES),
+    o->addr = gs + (uint64_t)q.chunk * XM_ZC_CHUNK_BYTES;
+    rc = xm_hv_grant_mem(o->hv, xm_chan_peer_dom(ch), (void *)(uintptr_t)o->addr,
                          np, rw, &o->handle, o->refs);
     if (rc) {
+        uint64_t addr = o->addr;
+
         free(o);
         o = NULL;
+        if (rc == -EEXIST && owner_park(ch, &q, addr, np) == 0) {
+            if (revoke_owed)
+                send_revokes(xm_chan_endpoint(ch));
+            return;
+        }
         if (rc == -ENOSPC) {
             zst.nospc++;
             owner_shrink(np, NULL, q.id);   /* room for the next request */
@@ -572,6 +654,7 @@ static void owner_end(xm_channel_t *ch, uint16_t type, const void *data, size_t 
         return;
     }
     oent_end(o);
+    owner_unpark(ch);
 }
 
 /* ---- peer ---- */
@@ -908,6 +991,14 @@ void xm_zc_chan_gone(xm_channel_t *ch)
         } else {
             outbox_tail = &m->next;
             pp = &m->next;
+        }
+    }
+    for (struct zc_park **pp = &parked, *p; (p = *pp);) {
+        if (p->ch == ch) {
+            *pp = p->next;
+            free(p);
+        } else {
+            pp = &p->next;
         }
     }
     /* the peer can no longer use what we granted over this channel */
