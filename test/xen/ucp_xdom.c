@@ -8,7 +8,9 @@
  * every message:
  *   1. polling tag ping-pong: after a warm-up, <pingpongs> (default 10^5)
  *      round trips must make ZERO calls that reach /dev/xen or xenstored;
- *   2. bandwidth: 1 MiB messages a -> b;
+ *   2. bandwidth: 1 MiB messages a -> b, by grant copy; then the same from
+ *      an mmap'ed buffer that a unmaps and maps again at the same address
+ *      with other data: b must get the new data, not the old pinned pages;
  *   3. blocking ping-pong (ucp_worker_arm + poll on the worker's fd): each
  *      side's event notifications must not exceed the other side's sleeps.
  * Exit 0 when every check passed.  Times are printed, never asserted.
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <ucp/api/ucp.h>
 #include <unistd.h>
@@ -33,6 +36,7 @@
 #define BW_SIZE (1u << 20)
 #define BW_COUNT 32
 #define BLOCK_ITERS 500
+#define REUSE_SENDS 4
 
 static int failures;
 #define CHECK(c, ...) do { if (!(c)) { failures++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
@@ -246,6 +250,70 @@ int main(int argc, char **argv)
               "only %llu bytes by grant copy", (unsigned long long)zs.zc_bytes);
         CHECK(zs.hits > zs.misses, "grants not reused: %llu hits, %llu misses",
               (unsigned long long)zs.hits, (unsigned long long)zs.misses);
+    }
+
+    /* 2b. address reuse: a sends from an mmap'ed buffer, unmaps it, maps
+     * other memory at the same address with other data and sends again.
+     * The first grants pin the old pages, so a peer reading through them
+     * would see the old data: b checks every byte, a checks the old grants
+     * were withdrawn and new ones made. */
+    xm_zc_stats_t z0, z1;
+    xm_zc_get_stats(&z0);
+    uint8_t *va = mmap(NULL, BW_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(va != MAP_FAILED, "mmap %u bytes: %s", BW_SIZE, strerror(errno));
+    for (unsigned round = 0; round < 2 && va != MAP_FAILED; round++) {
+        if (round == 1) {
+            if (is_a) {
+                CHECK(munmap(va, BW_SIZE) == 0, "munmap");
+                void *again = mmap(va, BW_SIZE, PROT_READ | PROT_WRITE,
+                                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+                CHECK(again == va, "mmap at %p again: %s", (void *)va,
+                      again == MAP_FAILED ? strerror(errno) : "another address");
+                if (again != va)
+                    break;
+            }
+        }
+        for (unsigned k = 0; k < REUSE_SENDS; k++) {
+            uint64_t seed = 1000 + round;
+            if (is_a) {
+                fill(va, BW_SIZE, seed);
+                CHECK(send_msg(ep, va, BW_SIZE, TAG_BW) == UCS_OK, "reuse send %u.%u", round, k);
+            } else {
+                CHECK(recv_msg(big, BW_SIZE, TAG_BW) == UCS_OK, "reuse recv %u.%u", round, k);
+                fill(want, BW_SIZE, seed);
+                CHECK(memcmp(big, want, BW_SIZE) == 0, "after %s, message %u carried %s",
+                      round ? "the address was mapped again" : "the first map", k,
+                      round && !memcmp(big, (fill(want, BW_SIZE, 1000), want), BW_SIZE) ?
+                      "the old pages' data" : "wrong data");
+            }
+        }
+        if (is_a)
+            CHECK(recv_msg(&ack, sizeof(ack), TAG_CTL) == UCS_OK && ack == REUSE_SENDS, "reuse ack");
+        else
+            CHECK(send_msg(ep, &(uint64_t){ REUSE_SENDS }, sizeof(ack), TAG_CTL) == UCS_OK, "reuse ack");
+    }
+    if (va != MAP_FAILED)
+        munmap(va, BW_SIZE);
+    xm_zc_get_stats(&z1);
+    printf("%s: address reuse: %llu grants, %llu withdrawn, %llu hits, %llu misses, %llu bytes "
+           "by grant copy\n", argv[1],
+           (unsigned long long)(z1.grants - z0.grants), (unsigned long long)(z1.revokes - z0.revokes),
+           (unsigned long long)(z1.hits - z0.hits), (unsigned long long)(z1.misses - z0.misses),
+           (unsigned long long)(z1.zc_bytes - z0.zc_bytes));
+    if (is_a) {
+        /* one grant per mapping, the first withdrawn when it was unmapped */
+        CHECK(z1.grants - z0.grants >= 2, "%llu grants for two mappings",
+              (unsigned long long)(z1.grants - z0.grants));
+        CHECK(z1.revokes - z0.revokes >= 1, "the unmapped buffer's grant was not withdrawn");
+    } else {
+        /* every message by grant copy: the new mapping's request waited
+         * for the old grant's end instead of taking the ring */
+        CHECK(z1.zc_bytes - z0.zc_bytes == 2ull * REUSE_SENDS * BW_SIZE,
+              "%llu of %llu bytes by grant copy", (unsigned long long)(z1.zc_bytes - z0.zc_bytes),
+              2ull * REUSE_SENDS * BW_SIZE);
+        CHECK(z1.misses - z0.misses == 2 && z1.hits - z0.hits == 2 * (REUSE_SENDS - 1),
+              "%llu misses, %llu hits over two mappings", (unsigned long long)(z1.misses - z0.misses),
+              (unsigned long long)(z1.hits - z0.hits));
     }
 
     /* 3. blocking ping-pong: notifications only for sleepers */
