@@ -516,6 +516,7 @@ static int owner_park(xm_channel_t *ch, const struct zc_greq *q, uint64_t addr, 
     p->q = *q;
     p->next = parked;
     parked = p;
+    zst.parked++;
     return 0;
 }
 
@@ -532,6 +533,7 @@ static void owner_unpark(xm_channel_t *ch)
             *pp = p->next;
             p->next = mine;   /* reverses: parked is newest first */
             mine = p;
+            zst.parked--;
         } else {
             pp = &p->next;
         }
@@ -997,6 +999,7 @@ void xm_zc_chan_gone(xm_channel_t *ch)
         if (p->ch == ch) {
             *pp = p->next;
             free(p);
+            zst.parked--;
         } else {
             pp = &p->next;
         }

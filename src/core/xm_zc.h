@@ -138,6 +138,7 @@ typedef struct xm_zc_stats {
     uint64_t zc_bytes;              /* moved by grant copy */
     uint64_t rejected;              /* malformed or stale peer messages */
     uint64_t owner_pages, peer_pages; /* granted / cached now */
+    uint64_t parked;                /* grant requests waiting for a withdrawal, now */
 } xm_zc_stats_t;
 void xm_zc_get_stats(xm_zc_stats_t *st);
 /* Adapters add what they moved through the ring instead. */

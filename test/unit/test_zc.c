@@ -1342,6 +1342,102 @@ static int peer_hostile_peer(const void *arg)
     return 0;
 }
 
+/* Requests that overlap a grant being withdrawn wait for its ACK, at most
+ * 64 per channel; a peer that never acknowledges gets the rest refused and
+ * keeps nothing else busy.  Our core sees none of the owner's messages
+ * (TAP_SWALLOW): every answer is ours to count. */
+static int peer_park_cap(const void *arg)
+{
+    const unsigned extra = 3, nreq = 64 + extra;
+    uint64_t base, id;
+    xm_zc_stats_t o0, o1;
+    uint8_t buf[2048];
+    uint16_t type;
+    size_t blen;
+    struct w_grep h;
+    struct w_ginv inv;
+    unsigned ninval, nexist, ngrant, nother;
+    uint32_t g1 = 0, g2 = 0;
+
+    peer_connect(RING_PAGES);
+    tap.mode = TAP_SWALLOW;
+    base = alloc_slot(0, CHUNK, 0, 91);
+    (void)base;
+    id = reg_slot(0, RD | WR, 0, CHUNK);
+    o0 = sync_owner();
+
+    /* a read-only grant */
+    struct w_greq ro = { id, 0, 0 }, rw = { id, 0, 1 };
+    raw(XM_ZC_MSG_GREQ, &ro, sizeof(ro));
+    sync_owner();
+    REQUIRE(tap_pop(&type, buf, &blen));
+    CHECK_EQ(type, XM_ZC_MSG_GREP);
+    memcpy(&h, buf, sizeof(h));
+    CHECK_EQ(h.status, 0);
+    g1 = h.gen;
+
+    /* writable ones for the same pages: the first withdraws the read-only
+     * grant, 64 wait, the rest are refused */
+    for (unsigned i = 0; i < nreq; i++)
+        raw(XM_ZC_MSG_GREQ, &rw, sizeof(rw));
+    o1 = sync_owner();
+    ninval = nexist = nother = 0;
+    while (tap_pop(&type, buf, &blen)) {
+        if (type == XM_ZC_MSG_INVAL && blen == sizeof(inv)) {
+            memcpy(&inv, buf, sizeof(inv));
+            ninval += inv.id == id && inv.chunk == 0 && inv.gen == g1;
+        } else if (type == XM_ZC_MSG_GREP && blen == sizeof(h)) {
+            memcpy(&h, buf, sizeof(h));
+            nexist += h.status == -EEXIST && h.flags == 1 && h.npages == 0;
+        } else {
+            nother++;
+        }
+    }
+    CHECK_EQ(ninval, 1);
+    CHECK_EQ(nexist, extra);
+    CHECK_EQ(nother, 0);
+    CHECK_EQ(o1.grants - o0.grants, 1);
+    CHECK_EQ(o1.revokes - o0.revokes, 1);
+    CHECK_EQ(o1.owner_pages, CPAGES);   /* still granted until our ACK */
+    CHECK_EQ(o1.parked, 64);
+
+    /* the ACK ends it: the first waiting request is granted writable; the
+     * next, a duplicate, withdraws that one in turn and waits again with
+     * the others */
+    inv.id = id;
+    inv.chunk = 0;
+    inv.gen = g1;
+    raw(XM_ZC_MSG_ACK, &inv, sizeof(inv));
+    o1 = sync_owner();
+    ninval = ngrant = nother = 0;
+    while (tap_pop(&type, buf, &blen)) {
+        if (type == XM_ZC_MSG_GREP && blen == sizeof(h) + CPAGES * sizeof(uint32_t)) {
+            memcpy(&h, buf, sizeof(h));
+            ngrant += h.status == 0 && h.flags == 1 && h.npages == CPAGES;
+            g2 = h.gen;
+        } else if (type == XM_ZC_MSG_INVAL && blen == sizeof(inv)) {
+            struct w_ginv v;
+            memcpy(&v, buf, sizeof(v));
+            ninval += v.gen == g2 && g2 != 0;
+        } else {
+            nother++;
+        }
+    }
+    CHECK_EQ(ngrant, 1);
+    CHECK_EQ(ninval, 1);
+    CHECK_EQ(nother, 0);
+    CHECK(g2 != g1);
+    CHECK_EQ(o1.grants - o0.grants, 2);
+    CHECK_EQ(o1.revokes - o0.revokes, 2);
+    CHECK_EQ(o1.owner_pages, CPAGES);
+    CHECK_EQ(o1.parked, 63);
+    CHECK_EQ(o1.rejected, o0.rejected);
+    /* we leave without acknowledging: the channel's end ends the grant and
+     * drops what waits (the owner's test checks its pages go to 0) */
+    node_close();
+    return 0;
+}
+
 /* ======================================================================
  * 6b. A hostile owner: what the peer accepts
  * ====================================================================== */
@@ -1878,6 +1974,33 @@ static void test_exhaustion(void **state)
 static void test_hostile_peer(void **state) { run_pair(peer_hostile_peer, NULL, NULL, 0); }
 static void test_hostile_owner(void **state) { run_pair(peer_hostile_owner, NULL, NULL, 0); }
 
+/* a peer that never acknowledges: what waits is bounded, and its end ends
+ * the grant and drops the waiting requests */
+static void test_park_cap(void **state)
+{
+    struct pair p;
+    int prc, wait = -1, orc;
+    uint64_t pages = 99, parked = 99;
+
+    pair_start(&p, NULL);
+    prc = pair_peer(&p, peer_park_cap, NULL);
+    ctl = p.sock;
+    if (prc == 0 && rpc_try(OP_WAIT_GONE, noargs, NULL, 0, 0) == 0) {
+        wait = R.rc;
+        if (rpc_try(OP_STATS, noargs, NULL, 0, 0) == 0) {
+            pages = R.st.owner_pages;
+            parked = R.st.parked;
+        }
+    }
+    orc = owner_quit(p.owner, p.sock);
+    close(p.sock);
+    assert_int_equal(prc, 0);
+    assert_int_equal(wait, 0);
+    assert_int_equal(pages, 0);
+    assert_int_equal(parked, 0);
+    assert_int_equal(orc, 0);
+}
+
 static void test_ring_full(void **state)
 {
     const struct owner_opts oo = { NULL, 1, NULL };
@@ -2207,6 +2330,7 @@ int main(void)
         cmocka_unit_test(test_exhaustion),
         cmocka_unit_test(test_hostile_peer),
         cmocka_unit_test(test_hostile_owner),
+        cmocka_unit_test(test_park_cap),
         cmocka_unit_test(test_ring_full),
         cmocka_unit_test(test_same_domain),
         cmocka_unit_test(test_peer_gone),
