@@ -69,10 +69,19 @@ struct zc_oent {
     uint32_t gen;
     int rw;
     int state;
-    uint64_t handle;
+    struct zc_grant *g;           /* the grant, maybe shared with other channels */
     uint64_t addr;                /* first granted page */
     uint32_t npages;
     uint32_t refs[XM_ZC_CHUNK_PAGES];
+};
+
+/* Owner: one xm_hv_grant_mem grant.  Grants are to a domain, so peers in
+ * one domain (several ranks in a VM) asking for the same chunk over their
+ * own channels share one: each channel has its own zc_oent (its own gen,
+ * withdrawal and ACK), and the grant ends with the last of them. */
+struct zc_grant {
+    uint64_t handle;
+    unsigned users;
 };
 
 /* Owner: a grant request that met one of our grants to the same peer still
@@ -191,10 +200,11 @@ __attribute__((destructor)) static void zc_print_stats(void)
     if (!s || !*s || !strcmp(s, "0"))
         return;
     fprintf(stderr, "xenmpi-zc: pid=%d hits=%llu misses=%llu grants=%llu "
-            "granted_pages=%llu revokes=%llu releases=%llu nospc=%llu "
+            "granted_pages=%llu shared=%llu revokes=%llu releases=%llu nospc=%llu "
             "fallback_bytes=%llu zc_bytes=%llu\n", (int)getpid(),
             (unsigned long long)zst.hits, (unsigned long long)zst.misses,
             (unsigned long long)zst.grants, (unsigned long long)zst.granted_pages,
+            (unsigned long long)zst.shared,
             (unsigned long long)zst.revokes, (unsigned long long)zst.releases,
             (unsigned long long)zst.nospc,
             (unsigned long long)__atomic_load_n(&zc_fallback_bytes, __ATOMIC_RELAXED),
@@ -419,11 +429,14 @@ static void outbox_flush(xm_endpoint_t *ep)
 
 static void oent_end(struct zc_oent *o)
 {
-    int rc = xm_hv_grant_mem_end(o->hv, o->handle);
+    if (--o->g->users == 0) {
+        int rc = xm_hv_grant_mem_end(o->hv, o->g->handle);
 
-    if (rc)
-        xm_warn("zero-copy: ending grant of chunk %u of registration %llu: %s",
-                o->chunk, (unsigned long long)o->id, strerror(-rc));
+        if (rc)
+            xm_warn("zero-copy: ending grant of chunk %u of registration %llu: %s",
+                    o->chunk, (unsigned long long)o->id, strerror(-rc));
+        free(o->g);
+    }
     if (o->state == O_LIVE)
         owner_live_pages -= o->npages;
     zst.owner_pages -= o->npages;
@@ -598,11 +611,26 @@ static void owner_greq(xm_channel_t *ch, const void *data, size_t len)
     o->rw = rw;
     o->npages = np;
     o->addr = gs + (uint64_t)q.chunk * XM_ZC_CHUNK_BYTES;
-    rc = xm_hv_grant_mem(o->hv, xm_chan_peer_dom(ch), (void *)(uintptr_t)o->addr,
-                         np, rw, &o->handle, o->refs);
+    /* another process of the peer's domain holds this chunk already */
+    for (struct zc_oent *x = ohead; x; x = x->next) {
+        if (x->state == O_LIVE && x->id == q.id && x->chunk == q.chunk && x->ch != ch &&
+            x->hv == o->hv && (x->rw || !rw) && x->npages == np &&
+            xm_chan_peer_dom(x->ch) == xm_chan_peer_dom(ch)) {
+            o->g = x->g;
+            o->g->users++;
+            memcpy(o->refs, x->refs, np * sizeof(uint32_t));
+            zst.shared++;
+            goto granted;
+        }
+    }
+    o->g = malloc(sizeof(*o->g));
+    rc = o->g ? xm_hv_grant_mem(o->hv, xm_chan_peer_dom(ch), (void *)(uintptr_t)o->addr,
+                                np, rw, &o->g->handle, o->refs)
+              : -ENOMEM;
     if (rc) {
         uint64_t addr = o->addr;
 
+        free(o->g);
         free(o);
         o = NULL;
         if (rc == -EEXIST && owner_park(ch, &q, addr, np) == 0) {
@@ -616,13 +644,15 @@ static void owner_greq(xm_channel_t *ch, const void *data, size_t len)
         }
         goto reply;
     }
+    o->g->users = 1;
+    zst.grants++;
+    zst.granted_pages += np;
+granted:
     o->gen = next_gen++;
     o->state = O_LIVE;
     LIST_APPEND(ohead, otail, o);
     owner_live_pages += np;
     zst.owner_pages += np;
-    zst.grants++;
-    zst.granted_pages += np;
     owner_shrink(0, o, 0);
     rep.h.gen = o->gen;
     rep.h.npages = np;

@@ -132,12 +132,13 @@ extern int xm_zc_work __attribute__((visibility("hidden")));
 typedef struct xm_zc_stats {
     uint64_t hits, misses;          /* peer cache lookups, per chunk */
     uint64_t grants, granted_pages; /* owner grants made */
+    uint64_t shared;                /* owner grants handed to one more channel to the same domain */
     uint64_t revokes;               /* owner withdrawals (INVAL sent) */
     uint64_t releases;              /* peer evictions (REL sent) */
     uint64_t nospc;                 /* grant requests refused: table full */
     uint64_t zc_bytes;              /* moved by grant copy */
     uint64_t rejected;              /* malformed or stale peer messages */
-    uint64_t owner_pages, peer_pages; /* granted / cached now */
+    uint64_t owner_pages, peer_pages; /* granted (per channel) / cached now */
     uint64_t parked;                /* grant requests waiting for a withdrawal, now */
 } xm_zc_stats_t;
 void xm_zc_get_stats(xm_zc_stats_t *st);

@@ -6,7 +6,8 @@
 #   <mpi>-<prog>-2x1: 2 ranks in 2 simulated VMs (one rank per domain),
 #   <mpi>-<prog>-4x2: 4 ranks in 2 simulated VMs (ranks 0,1 | ranks 2,3),
 # then MPICH's ping-pong up to 64 MiB (mpich-pingpong64m-2x1, and its
-# zero-copy statistics as mpich-pingpong64m-2x1-zcopy), then HPL through
+# zero-copy statistics as mpich-pingpong64m-2x1-zcopy), one buffer sent to
+# both ranks of the other VM (mpich-fanout-4x2), then HPL through
 # Debian's hpcc (hpcc-hpl-2x1) with the MPI hpcc is linked against.  Every
 # run has UCX_TLS=xen,self (no other UCX transport may be used) and must
 # show, in the UCX info log, an ep_cfg line with a lane on xen/xen0 and no
@@ -223,6 +224,48 @@ big_pingpong() {
     fi
 }
 big_pingpong
+
+# ---------------------------------------------------------------- one grant, two ranks
+# MPICH, 4 ranks in 2 simulated VMs (0,1 | 2,3): rank 0 sends one 4 MiB
+# buffer to ranks 2 and 3 in turn, 8 times, every byte checked.  Grants are
+# to a domain: the second of ranks 2 and 3 to ask for a chunk must get the
+# grant the first got (shared=, counted by rank 0), not a refusal that
+# sends it through the ring (fallback_bytes=0 everywhere).
+fanout_test() {
+    local name=mpich-fanout-4x2 m=mpich p=fanout
+    [[ $name =~ $ONLY ]] || return 0
+    if ! timeout 120 mpicc.$m -O2 -Wall -Wextra -o "$bin/$p-$m" "$src/$p.c" > "$logs/build-$m-$p.log" 2>&1; then
+        fail "$name" "mpicc.$m failed" "$logs/build-$m-$p.log"; return
+    fi
+    local host; host=$(new_host "$name")
+    local log=$logs/$name.log start=$SECONDS rc why
+    dom=$((dom + 2))
+    launch $m 2 "$host" $((dom)) $((dom + 1)) "$log" env XENMPI_ZC_STATS=1 "$bin/$p-$m" 8 4194304
+    rc=$?
+    local t=$((SECONDS - start))
+    rm -rf "/dev/shm/xenmpi-sim-$host"
+    local stats sum
+    stats=$(grep -h -o 'xenmpi-zc: pid=.*' "$log")
+    sum() { echo "$stats" | awk -v f="$1" '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == f) s += kv[2] } }
+                                          END { printf "%.0f\n", s }'; }
+    if [ $rc -ne 0 ]; then
+        fail "$name" "exit $rc after $t s" "$log"
+    elif ! grep -q "^$p: OK" "$log"; then
+        fail "$name" "no '$p: OK' line" "$log"
+    elif ! why=$(check_xen "$log"); then
+        fail "$name" "$why" "$log"
+    elif [ "$(echo "$stats" | grep -c .)" -ne 4 ]; then
+        fail "$name" "$(echo "$stats" | grep -c .) xenmpi-zc statistics lines, want 4" "$log"
+    elif [ "$(sum zc_bytes)" -eq 0 ] || [ "$(sum fallback_bytes)" -ne 0 ] || [ "$(sum shared)" -eq 0 ]; then
+        fail "$name" "zc_bytes=$(sum zc_bytes) fallback_bytes=$(sum fallback_bytes) shared=$(sum shared): want bytes by grant copy, none through the ring, grants shared"
+        echo "$stats" | sed 's/^/#   /'
+    else
+        pass "$name"
+        echo "#   $t s; $(grep "^$p: OK" "$log")"
+        echo "$stats" | sed 's/^/#   /'
+    fi
+}
+fanout_test
 
 # ---------------------------------------------------------------- HPL (hpcc)
 # Debian's hpcc reads hpccinf.txt from the working directory and writes

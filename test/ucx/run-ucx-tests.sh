@@ -209,7 +209,7 @@ ucp_prog ucp-peer-fail-kill kill
 # pages with GET_ZCOPY, which the owner grants on demand (chunks of up to
 # 1 MiB) and the peer grant-copies (process_vm_readv on sim); both sides
 # cache.  XENMPI_ZC_STATS=1 makes every process print at exit
-#   xenmpi-zc: pid=P hits=H misses=M grants=G granted_pages=GP revokes=R
+#   xenmpi-zc: pid=P hits=H misses=M grants=G granted_pages=GP shared=S revokes=R
 #              releases=L nospc=N fallback_bytes=F zc_bytes=Z
 # test/ucx/ucp_zcopy (built by `make check`, or UCP_ZCOPY) checks every
 # byte; its parent receives (and copies), its child sends (owns the pages).
