@@ -127,6 +127,20 @@ launch() {
     return $rc
 }
 
+# launch_new <mpi> <name> <ranks per VM> <command...>: launch on a private
+# simulated host and two fresh domids, log in $logs/<name>.log; sets the
+# caller's rc (exit status) and t (seconds)
+launch_new() {
+    local m=$1 name=$2 ppv=$3; shift 3
+    local host; host=$(new_host "$name")
+    local start=$SECONDS
+    dom=$((dom + 2))
+    launch "$m" "$ppv" "$host" $((dom)) $((dom + 1)) "$logs/$name.log" "$@"
+    rc=$?
+    t=$((SECONDS - start))
+    rm -rf "/dev/shm/xenmpi-sim-$host"
+}
+
 run_prog() {
     local m=$1 p=$2 layout=$3
     local short; [ $m = mpich ] && short=mpich || short=ompi
@@ -140,13 +154,8 @@ run_prog() {
     # of a large message over at the scheduler's pace, up to 80 ms a 2 MiB
     # message, so it runs the minimum of 10 iterations; 2x1 measures
     [ $p = pingpong ] && { [ $ppv = 1 ] && args=(1000) || args=(10); }
-    local host; host=$(new_host "$name")
-    local log=$logs/$name.log start=$SECONDS rc why
-    dom=$((dom + 2))
-    launch $m $ppv "$host" $((dom)) $((dom + 1)) "$log" "$bin/$p-$m" "${args[@]}"
-    rc=$?
-    local t=$((SECONDS - start))
-    rm -rf "/dev/shm/xenmpi-sim-$host"
+    local log=$logs/$name.log rc t why
+    launch_new $m "$name" $ppv "$bin/$p-$m" "${args[@]}"
     if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
         fail "$name" "timed out after $t s" "$log"; return
     elif [ $rc -ne 0 ]; then
@@ -185,13 +194,8 @@ big_pingpong() {
     local name=mpich-pingpong64m-2x1 m=mpich p=pingpong
     [[ $name =~ $ONLY ]] || return 0
     [ -n "${built[$m-$p]:-}" ] || { fail "$name" "not built"; fail "$name-zcopy" "not built"; return; }
-    local host; host=$(new_host "$name")
-    local log=$logs/$name.log start=$SECONDS rc why
-    dom=$((dom + 2))
-    launch $m 1 "$host" $((dom)) $((dom + 1)) "$log" env XENMPI_ZC_STATS=1 "$bin/$p-$m" 10 67108864
-    rc=$?
-    local t=$((SECONDS - start))
-    rm -rf "/dev/shm/xenmpi-sim-$host"
+    local log=$logs/$name.log rc t why
+    launch_new $m "$name" 1 env XENMPI_ZC_STATS=1 "$bin/$p-$m" 10 67108864
     if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
         fail "$name" "timed out after $t s" "$log"
     elif [ $rc -ne 0 ]; then
@@ -237,13 +241,8 @@ fanout_test() {
     if ! timeout 120 mpicc.$m -O2 -Wall -Wextra -o "$bin/$p-$m" "$src/$p.c" > "$logs/build-$m-$p.log" 2>&1; then
         fail "$name" "mpicc.$m failed" "$logs/build-$m-$p.log"; return
     fi
-    local host; host=$(new_host "$name")
-    local log=$logs/$name.log start=$SECONDS rc why
-    dom=$((dom + 2))
-    launch $m 2 "$host" $((dom)) $((dom + 1)) "$log" env XENMPI_ZC_STATS=1 "$bin/$p-$m" 8 4194304
-    rc=$?
-    local t=$((SECONDS - start))
-    rm -rf "/dev/shm/xenmpi-sim-$host"
+    local log=$logs/$name.log rc t why
+    launch_new $m "$name" 2 env XENMPI_ZC_STATS=1 "$bin/$p-$m" 8 4194304
     local stats sum
     stats=$(grep -h -o 'xenmpi-zc: pid=.*' "$log")
     sum() { echo "$stats" | awk -v f="$1" '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == f) s += kv[2] } }

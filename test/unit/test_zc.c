@@ -1974,30 +1974,42 @@ static void test_exhaustion(void **state)
 static void test_hostile_peer(void **state) { run_pair(peer_hostile_peer, NULL, NULL, 0); }
 static void test_hostile_owner(void **state) { run_pair(peer_hostile_owner, NULL, NULL, 0); }
 
+/* Run a peer; once it is done, wait until the owner sees its channel go
+ * down and read the owner's counters.  0 when all three happened. */
+struct gone {
+    int prc, wait;
+    xm_zc_stats_t st;
+};
+
+static int peer_until_gone(struct pair *p, int (*fn)(const void *), struct gone *g)
+{
+    g->prc = pair_peer(p, fn, NULL);
+    ctl = p->sock;
+    if (g->prc || rpc_try(OP_WAIT_GONE, noargs, NULL, 0, 0))
+        return -1;
+    g->wait = R.rc;
+    if (rpc_try(OP_STATS, noargs, NULL, 0, 0))
+        return -1;
+    g->st = R.st;
+    return 0;
+}
+
 /* a peer that never acknowledges: what waits is bounded, and its end ends
  * the grant and drops the waiting requests */
 static void test_park_cap(void **state)
 {
     struct pair p;
-    int prc, wait = -1, orc;
-    uint64_t pages = 99, parked = 99;
+    struct gone g = { -1, -1, { 0 } };
+    int orc;
 
     pair_start(&p, NULL);
-    prc = pair_peer(&p, peer_park_cap, NULL);
-    ctl = p.sock;
-    if (prc == 0 && rpc_try(OP_WAIT_GONE, noargs, NULL, 0, 0) == 0) {
-        wait = R.rc;
-        if (rpc_try(OP_STATS, noargs, NULL, 0, 0) == 0) {
-            pages = R.st.owner_pages;
-            parked = R.st.parked;
-        }
-    }
+    peer_until_gone(&p, peer_park_cap, &g);
     orc = owner_quit(p.owner, p.sock);
     close(p.sock);
-    assert_int_equal(prc, 0);
-    assert_int_equal(wait, 0);
-    assert_int_equal(pages, 0);
-    assert_int_equal(parked, 0);
+    assert_int_equal(g.prc, 0);
+    assert_int_equal(g.wait, 0);
+    assert_int_equal(g.st.owner_pages, 0);
+    assert_int_equal(g.st.parked, 0);
     assert_int_equal(orc, 0);
 }
 
@@ -2012,35 +2024,21 @@ static void test_peer_gone(void **state)
 {
     const struct owner_opts oo = { SMALL_GNTTAB, 0, NULL };
     struct pair p;
-    int prc1, prc2 = -1, wait1 = -1, wait2 = -1, orc;
-    uint64_t pages1 = 99, pages2 = 99, granted = 0;
+    struct gone g1 = { -1, -1, { 0 } }, g2 = { -1, -1, { 0 } };
+    int orc;
 
     pair_start(&p, &oo);
-    prc1 = pair_peer(&p, peer_gone_first, NULL);
-    ctl = p.sock;
-    if (prc1 == 0 && rpc_try(OP_WAIT_GONE, noargs, NULL, 0, 0) == 0) {
-        wait1 = R.rc;
-        if (rpc_try(OP_STATS, noargs, NULL, 0, 0) == 0) {
-            pages1 = R.st.owner_pages;
-            granted = R.st.granted_pages;
-        }
-        prc2 = pair_peer(&p, peer_gone_second, NULL);
-        ctl = p.sock;
-        if (prc2 == 0 && rpc_try(OP_WAIT_GONE, noargs, NULL, 0, 0) == 0) {
-            wait2 = R.rc;
-            if (rpc_try(OP_STATS, noargs, NULL, 0, 0) == 0)
-                pages2 = R.st.owner_pages;
-        }
-    }
+    if (peer_until_gone(&p, peer_gone_first, &g1) == 0)
+        peer_until_gone(&p, peer_gone_second, &g2);
     orc = owner_quit(p.owner, p.sock);
     close(p.sock);
-    assert_int_equal(prc1, 0);
-    assert_int_equal(wait1, 0);
-    assert_int_equal(pages1, 0);
-    assert_int_equal(granted, 2 * CPAGES);
-    assert_int_equal(prc2, 0);
-    assert_int_equal(wait2, 0);
-    assert_int_equal(pages2, 0);
+    assert_int_equal(g1.prc, 0);
+    assert_int_equal(g1.wait, 0);
+    assert_int_equal(g1.st.owner_pages, 0);
+    assert_int_equal(g1.st.granted_pages, 2 * CPAGES);
+    assert_int_equal(g2.prc, 0);
+    assert_int_equal(g2.wait, 0);
+    assert_int_equal(g2.st.owner_pages, 0);
     assert_int_equal(orc, 0);
 }
 
