@@ -345,6 +345,22 @@ static void a_bad_input(int fd)
     rc = grant(fd, hole, 3 * PG, peer, XENMPI_GRANT_READONLY, refs, 64, NULL);
     expect(fd, "grant of a range with an unmapped page in the middle",
            -EFAULT, rc, &b);
+    /* privcmd mappings are VM_IO | VM_PFNMAP: no struct pages to pin */
+    {
+        int pfd = open("/dev/xen/privcmd", O_RDWR | O_CLOEXEC);
+        void *pm = pfd >= 0 ? mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, pfd, 0)
+                            : MAP_FAILED;
+        if (pm == MAP_FAILED) {
+            check(0, "map /dev/xen/privcmd: %s", strerror(errno));
+        } else {
+            rc = grant(fd, pm, PG, peer, XENMPI_GRANT_READONLY, refs, 64, NULL);
+            expect(fd, "grant of a /dev/xen/privcmd (VM_IO|VM_PFNMAP) mapping",
+                   -EOPNOTSUPP, rc, &b);
+            munmap(pm, PG);
+        }
+        if (pfd >= 0)
+            close(pfd);
+    }
 
     /* where the refs go */
     rc = grant(fd, buf, PG, peer, 0, NULL, 0, NULL);
