@@ -315,8 +315,6 @@ void xm_zc_touch(uint64_t id)
 {
     struct zc_oent *o, *next, *mhead = NULL, *mtail = NULL;
 
-    if (!__atomic_load_n(&ohead, __ATOMIC_RELAXED))
-        return;   /* nothing granted: the common case costs no lock */
     pthread_mutex_lock(&zlock);
     /* the registration's live grants, in their order, move behind the
      * others: owner_shrink withdraws from the front */
@@ -494,6 +492,30 @@ static void send_revokes(xm_endpoint_t *ep)
     revoke_owed = left;
 }
 
+/* Does o's grant cover any page of [addr, end)? */
+static int oent_overlaps(const struct zc_oent *o, uint64_t addr, uint64_t end)
+{
+    return addr < o->addr + (uint64_t)o->npages * XM_PAGE_SIZE && o->addr < end;
+}
+
+/* Take ch's parked requests off the list, oldest first. */
+static struct zc_park *park_take(xm_channel_t *ch)
+{
+    struct zc_park *mine = NULL, **pp = &parked, *p;
+
+    while ((p = *pp)) {
+        if (p->ch == ch) {
+            *pp = p->next;
+            p->next = mine;   /* reverses: parked is newest first */
+            mine = p;
+            zst.parked--;
+        } else {
+            pp = &p->next;
+        }
+    }
+    return mine;
+}
+
 /* The grant for q over [addr, +np pages) was refused because one of ours
  * to the same domain covers some of those addresses (one live grant per
  * page and peer domain).  When those are over this same channel, withdraw
@@ -509,8 +531,7 @@ static int owner_park(xm_channel_t *ch, const struct zc_greq *q, uint64_t addr, 
     int mine = 0, others = 0;
 
     for (struct zc_oent *o = ohead; o; o = o->next) {
-        if (addr < o->addr + (uint64_t)o->npages * XM_PAGE_SIZE && o->addr < end &&
-            xm_chan_peer_dom(o->ch) == xm_chan_peer_dom(ch)) {
+        if (oent_overlaps(o, addr, end) && xm_chan_peer_dom(o->ch) == xm_chan_peer_dom(ch)) {
             mine += o->ch == ch;
             others += o->ch != ch;
         }
@@ -523,7 +544,7 @@ static int owner_park(xm_channel_t *ch, const struct zc_greq *q, uint64_t addr, 
     if (!p)
         return -EEXIST;
     for (struct zc_oent *o = ohead; o; o = o->next)
-        if (o->ch == ch && addr < o->addr + (uint64_t)o->npages * XM_PAGE_SIZE && o->addr < end)
+        if (o->ch == ch && oent_overlaps(o, addr, end))
             zc_revoke(o);
     p->ch = ch;
     p->q = *q;
@@ -539,18 +560,8 @@ static void owner_greq(xm_channel_t *ch, const void *data, size_t len);
  * each may park again behind another withdrawal). */
 static void owner_unpark(xm_channel_t *ch)
 {
-    struct zc_park *mine = NULL, **pp = &parked, *p;
+    struct zc_park *mine = park_take(ch), *p;
 
-    while ((p = *pp)) {
-        if (p->ch == ch) {
-            *pp = p->next;
-            p->next = mine;   /* reverses: parked is newest first */
-            mine = p;
-            zst.parked--;
-        } else {
-            pp = &p->next;
-        }
-    }
     while ((p = mine)) {
         mine = p->next;
         owner_greq(ch, &p->q, sizeof(p->q));
@@ -1025,14 +1036,9 @@ void xm_zc_chan_gone(xm_channel_t *ch)
             pp = &m->next;
         }
     }
-    for (struct zc_park **pp = &parked, *p; (p = *pp);) {
-        if (p->ch == ch) {
-            *pp = p->next;
-            free(p);
-            zst.parked--;
-        } else {
-            pp = &p->next;
-        }
+    for (struct zc_park *p = park_take(ch), *nx; p; p = nx) {
+        nx = p->next;
+        free(p);
     }
     /* the peer can no longer use what we granted over this channel */
     for (struct zc_oent *o = ohead, *nx; o; o = nx) {
