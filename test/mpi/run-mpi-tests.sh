@@ -31,6 +31,7 @@ if [ -z "$lib" ] || [ ! -f "$lib" ] || [ -z "$bdir" ]; then
 fi
 lib=$(cd "$(dirname "$lib")" && pwd)/$(basename "$lib")
 src=$(cd "$(dirname "$0")" && pwd)
+. "$src/../zc-stats.sh"   # zc_sum
 mkdir -p "$bdir/test/mpi/logs" || exit 2
 bin=$(cd "$bdir/test/mpi" && pwd)
 logs=$bin/logs
@@ -213,8 +214,7 @@ big_pingpong() {
     fi
     local stats z
     stats=$(grep -h -o 'xenmpi-zc: pid=.*' "$log")
-    z=$(echo "$stats" | awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^zc_bytes=/) { s += substr($i, 10); n++ } }
-                             END { if (n) printf "%.0f\n", s; else print "none" }')
+    z=$(zc_sum "$log" all zc_bytes)
     if [ $rc -ne 0 ]; then
         fail "$name-zcopy" "the run failed"
     elif [ "$z" = none ]; then
@@ -243,10 +243,9 @@ fanout_test() {
     fi
     local log=$logs/$name.log rc t why
     launch_new $m "$name" 2 env XENMPI_ZC_STATS=1 "$bin/$p-$m" 8 4194304
-    local stats sum
+    local stats zc fb sh
     stats=$(grep -h -o 'xenmpi-zc: pid=.*' "$log")
-    sum() { echo "$stats" | awk -v f="$1" '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == f) s += kv[2] } }
-                                          END { printf "%.0f\n", s }'; }
+    zc=$(zc_sum "$log" all zc_bytes); fb=$(zc_sum "$log" all fallback_bytes); sh=$(zc_sum "$log" all shared)
     if [ $rc -ne 0 ]; then
         fail "$name" "exit $rc after $t s" "$log"
     elif ! grep -q "^$p: OK" "$log"; then
@@ -255,8 +254,8 @@ fanout_test() {
         fail "$name" "$why" "$log"
     elif [ "$(echo "$stats" | grep -c .)" -ne 4 ]; then
         fail "$name" "$(echo "$stats" | grep -c .) xenmpi-zc statistics lines, want 4" "$log"
-    elif [ "$(sum zc_bytes)" -eq 0 ] || [ "$(sum fallback_bytes)" -ne 0 ] || [ "$(sum shared)" -eq 0 ]; then
-        fail "$name" "zc_bytes=$(sum zc_bytes) fallback_bytes=$(sum fallback_bytes) shared=$(sum shared): want bytes by grant copy, none through the ring, grants shared"
+    elif [ "$zc" -eq 0 ] || [ "$fb" -ne 0 ] || [ "$sh" -eq 0 ]; then
+        fail "$name" "zc_bytes=$zc fallback_bytes=$fb shared=$sh: want bytes by grant copy, none through the ring, grants shared"
         echo "$stats" | sed 's/^/#   /'
     else
         pass "$name"

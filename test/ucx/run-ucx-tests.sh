@@ -208,26 +208,13 @@ ucp_prog ucp-peer-fail-kill kill
 # Large messages go by UCP's rendezvous: the receiver gets the sender's
 # pages with GET_ZCOPY, which the owner grants on demand (chunks of up to
 # 1 MiB) and the peer grant-copies (process_vm_readv on sim); both sides
-# cache.  XENMPI_ZC_STATS=1 makes every process print at exit
-#   xenmpi-zc: pid=P hits=H misses=M grants=G granted_pages=GP shared=S revokes=R
-#              releases=L nospc=N fallback_bytes=F zc_bytes=Z
+# cache.  XENMPI_ZC_STATS=1 makes every process print its counters at exit
+# (test/zc-stats.sh reads them).
 # test/ucx/ucp_zcopy (built by `make check`, or UCP_ZCOPY) checks every
 # byte; its parent receives (and copies), its child sends (owns the pages).
 zprog=${UCP_ZCOPY:-$(dirname "$(dirname "$lib")")/test/ucx/ucp_zcopy}
 
-# zc_sum <file> <pid|all> <field>: the field summed over the stats lines
-# (of one process), "none" without a stats line.  A stats line (stderr) may
-# start in the middle of a line of UCX's log (stdout, block-buffered).
-zc_sum() {
-    awk -v p="$2" -v f="$3" '
-        match($0, /xenmpi-zc: pid=[0-9]+ .*/) {
-            nf = split(substr($0, RSTART), w, " ")
-            delete v
-            for (i = 2; i <= nf; i++) { split(w[i], kv, "="); v[kv[1]] = kv[2] }
-            if (p == "all" || v["pid"] == p) { s += v[f]; n++ }
-        }
-        END { if (n) printf "%.0f\n", s; else print "none" }' "$1"
-}
+. "$(dirname "$0")/../zc-stats.sh"   # zc_sum
 # zc_role_pid <file> <sender|receiver>
 zc_role_pid() { sed -n "s/^$2 pid=\\([0-9]*\\)\$/\\1/p" "$1" | head -1; }
 zc_show() { grep -h -o 'xenmpi-zc: pid=.*' "$@" | sed 's/^/#   /'; }
