@@ -281,10 +281,12 @@ int main(int argc, char **argv)
             } else {
                 CHECK(recv_msg(big, BW_SIZE, TAG_BW) == UCS_OK, "reuse recv %u.%u", round, k);
                 fill(want, BW_SIZE, seed);
-                CHECK(memcmp(big, want, BW_SIZE) == 0, "after %s, message %u carried %s",
-                      round ? "the address was mapped again" : "the first map", k,
-                      round && !memcmp(big, (fill(want, BW_SIZE, 1000), want), BW_SIZE) ?
-                      "the old pages' data" : "wrong data");
+                if (memcmp(big, want, BW_SIZE)) {
+                    fill(want, BW_SIZE, 1000);   /* round 0's data */
+                    CHECK(0, "after %s, message %u carried %s",
+                          round ? "the address was mapped again" : "the first map", k,
+                          round && !memcmp(big, want, BW_SIZE) ? "the old pages' data" : "wrong data");
+                }
             }
         }
         if (is_a)
