@@ -11,11 +11,21 @@
  * consumer load-acquires prod, copies, then store-releases cons.  Arming is
  * Dekker-style: write our arm word, full fence, re-read the peer's index;
  * the other side publishes its index, full fence, reads our arm word.
+ *
+ * Failure and callbacks: a failure noticed on a send path (an impossible
+ * consumer index) only marks the channel FAILED; its resources are
+ * released, the services told and the adapter's event callback run from
+ * the endpoint's next progress (ep_reap), never inside a send.  So a
+ * service may send while it holds its own lock: nothing re-enters it.
+ *
+ * Services (xm_endpoint_add_service): the core protocols above the
+ * channel claim ranges of record types; the channel knows none of them by
+ * name.  Records in the adapter range go to the endpoint's recv_cb, a type
+ * nobody claimed is dropped and counted.
  */
 #include "xm_channel.h"
 #include "xm_log.h"
 #include "xm_wire.h"
-#include "xm_zc.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -34,6 +44,19 @@
 /* the receive copy buffer: a peer's ring may be larger than ours, so it
  * holds the largest message any ring allows */
 #define XM_RXBUF_SIZE XM_MAX_MSG((size_t)XM_RING_MAX_PAGES * XM_PAGE_SIZE)
+#define XM_MAX_SERVICES 4
+/* events drained per slow progress: a peer that keeps notifying cannot
+ * hold progress (the fd stays readable, the next slow path goes on) */
+#define XM_EVT_DRAIN_MAX 64
+
+#ifdef XM_TEST_SEAMS
+/* test builds only (test/unit/test_channel): a peer acting between two of
+ * our loads */
+void (*xm_test_seam)(xm_channel_t *ch, int point);
+#define SEAM(ch, point) do { if (xm_test_seam) xm_test_seam((ch), (point)); } while (0)
+#else
+#define SEAM(ch, point) do { } while (0)
+#endif
 
 struct xm_channel {
     xm_endpoint_t *ep;
@@ -59,6 +82,8 @@ struct xm_channel {
 
     /* fast-path state, private */
     uint32_t prod, cached_cons;
+    uint32_t published;   /* prod as the peer sees it (a PAD may be ahead) */
+    int down_owed;        /* failed or gone: release and report in progress */
     uint32_t cons, released;
     uint32_t notified;    /* the peer's last sleep generation we notified */
     uint32_t arm_seq;     /* our sleep generation */
@@ -84,7 +109,11 @@ struct xm_endpoint {
     unsigned idle;       /* progress calls since the slow path last ran */
     unsigned connecting; /* channels waiting for a handshake answer */
     int armed;           /* some channel's rx_arm has the armed bit set */
+    int down_owed;       /* some channel has down_owed set */
     double connect_timeout;
+    unsigned nservices;
+    xm_service_t services[XM_MAX_SERVICES];
+    uint64_t unclaimed;  /* records of a type no service claimed */
 };
 
 static double mono_now(void)
@@ -109,7 +138,6 @@ int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **
 {
     xm_store_perm_t perm_req = { hv->domid, XM_PERM_WRITE };
     xm_endpoint_t *ep;
-    char path[256];
     unsigned pages = params->ring_pages;
     int rc;
 
@@ -167,7 +195,6 @@ int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **
         xm_error("publishing endpoint at %s: %s", ep->req_dir, strerror(-rc));
         goto err;
     }
-    snprintf(path, sizeof(path), "%s/resp", ep->dir);
     xm_debug("endpoint %u:%u listening at %s", hv->domid, ep->id, ep->dir);
     *out = ep;
     return 0;
@@ -299,7 +326,11 @@ static void chan_release(xm_channel_t *ch)
 {
     xm_hv_t *hv = ch->ep->hv;
 
-    xm_zc_chan_gone(ch);   /* grants over it end, waiting copies fail */
+    /* the services drop what they hold for it (grants end, waiting
+     * copies and gets fail) */
+    for (unsigned i = 0; i < ch->ep->nservices; i++)
+        if (ch->ep->services[i].chan_gone)
+            ch->ep->services[i].chan_gone(ch->ep->services[i].arg, ch);
 
     if (ch->rx)
         xm_hv_unmap(hv, (void *)ch->rx, ch->rx_pages);
@@ -328,6 +359,8 @@ static void chan_release(xm_channel_t *ch)
     ch->req_path[0] = ch->resp_path[0] = 0;
 }
 
+/* Mark the channel down; ep_reap releases it and reports it from progress
+ * (this may run inside a send, under a service's lock). */
 static void chan_fail(xm_channel_t *ch, enum xm_chan_state st)
 {
     xm_endpoint_t *ep = ch->ep;
@@ -337,10 +370,29 @@ static void chan_fail(xm_channel_t *ch, enum xm_chan_state st)
     if (ch->state == XM_CH_CONNECTING && ch->initiator)
         ep->connecting--;
     ch->state = st;
-    chan_release(ch);
-    if (ep->p.event_cb)
-        ep->p.event_cb(ep->p.cb_arg, ch,
-                       st == XM_CH_PEER_GONE ? XM_EV_PEER_GONE : XM_EV_FAILED);
+    ch->down_owed = 1;
+    ep->down_owed = 1;
+}
+
+/* Release and report the channels that went down since the last call. */
+static void ep_reap(xm_endpoint_t *ep)
+{
+    for (;;) {
+        xm_channel_t *c = ep->chans;
+
+        /* from the head each time: a callback may connect anew or make
+         * more channels fail; each is reported once */
+        while (c && !c->down_owed)
+            c = c->next;
+        if (!c)
+            break;
+        c->down_owed = 0;
+        chan_release(c);
+        if (ep->p.event_cb)
+            ep->p.event_cb(ep->p.cb_arg, c,
+                           c->state == XM_CH_PEER_GONE ? XM_EV_PEER_GONE : XM_EV_FAILED);
+    }
+    ep->down_owed = 0;
 }
 
 int xm_endpoint_connect(xm_endpoint_t *ep, uint32_t peer_dom, uint32_t peer_ep,
@@ -358,12 +410,14 @@ int xm_endpoint_connect(xm_endpoint_t *ep, uint32_t peer_dom, uint32_t peer_ep,
         return 0;
     }
     ch = calloc(1, sizeof(*ch));
+    if (!ch)
+        return -ENOMEM;
+    ch->ep = ep;   /* before any failure: chan_release needs it */
     rec = malloc(sizeof(*rec));
     buf = malloc(XM_HS_MAX_LEN + 1);
     rc = -ENOMEM;
-    if (!ch || !rec || !buf)
+    if (!rec || !buf)
         goto err;
-    ch->ep = ep;
     ch->peer_dom = peer_dom;
     ch->peer_ep = peer_ep;
     ch->initiator = 1;
@@ -411,8 +465,7 @@ int xm_endpoint_connect(xm_endpoint_t *ep, uint32_t peer_dom, uint32_t peer_ep,
     *out = ch;
     return 0;
 err:
-    if (ch)
-        chan_release(ch);
+    chan_release(ch);
     free(ch);
     free(rec);
     free(buf);
@@ -568,17 +621,16 @@ static void scan_requests(xm_endpoint_t *ep)
 
 /* ---------------- data path ---------------- */
 
-static inline uint32_t peer_word(const uint32_t *p) { return LOAD(p); }
-
 /* Refresh our view of how far the peer consumed our ring; validate. */
 static int tx_refresh_cons(xm_channel_t *ch)
 {
-    uint32_t c = peer_word(&ch->peer->cons);
+    uint32_t c = LOAD(&ch->peer->cons);
 
-    if ((uint32_t)(ch->prod - c) > ch->tx_size ||
-        (uint32_t)(c - ch->cached_cons) > (uint32_t)(ch->prod - ch->cached_cons)) {
-        xm_error("domain %u moved its consumer index to %u (ours: produced %u, released %u): "
-                 "closing the channel", ch->peer_dom, c, ch->prod, ch->cached_cons);
+    /* it can only have consumed what we published, and never goes back */
+    if ((uint32_t)(ch->published - c) > ch->tx_size ||
+        (uint32_t)(c - ch->cached_cons) > (uint32_t)(ch->published - ch->cached_cons)) {
+        xm_error("domain %u moved its consumer index to %u (ours: published %u, released %u): "
+                 "closing the channel", ch->peer_dom, c, ch->published, ch->cached_cons);
         chan_fail(ch, XM_CH_FAILED);
         return -EPROTO;
     }
@@ -592,6 +644,8 @@ static void notify_peer(xm_channel_t *ch)
     xm_hv_evt_notify(ch->ep->hv, ch->port);
 }
 
+/* We wait for the peer to consume (ring space, remote completion): a
+ * sleeper then asks it for a notification (tx_wait, xm_endpoint_arm). */
 static void tx_want(xm_channel_t *ch)
 {
     ch->tx_want = 1;
@@ -604,7 +658,7 @@ static inline void tx_kick(xm_channel_t *ch)
     uint32_t arm;
 
     FENCE();
-    arm = peer_word(&ch->peer->rx_arm);
+    arm = LOAD(&ch->peer->rx_arm);
     if ((arm & 1) && arm != ch->notified) {
         ch->notified = arm;
         notify_peer(ch);
@@ -643,6 +697,9 @@ void *xm_chan_reserve(xm_channel_t *ch, size_t max, int *err)
     }
     ch->tx_want = 0;
     if (pad) {
+        /* written now, published with the next commit: a reservation that
+         * is never committed leaves the peer's view (and every tx mark)
+         * where it was */
         struct xm_rec_hdr h = { .len = pad - (uint32_t)sizeof(h), .type = XM_REC_PAD };
         memcpy(ch->tx + off, &h, sizeof(h));
         ch->prod += pad;
@@ -658,10 +715,14 @@ void xm_chan_commit(xm_channel_t *ch, uint16_t type, size_t len)
     uint32_t off = ch->prod & (ch->tx_size - 1);
     struct xm_rec_hdr h = { .len = (uint32_t)len, .type = type };
 
-    if (len > ch->reserved)
+    if (len > ch->reserved) {
+        /* an adapter bug: it wrote past what it reserved */
+        xm_error("commit of %zu bytes after reserving %zu: truncated", len, ch->reserved);
         len = h.len = (uint32_t)ch->reserved;
+    }
     memcpy(ch->tx + off, &h, sizeof(h));
     ch->prod += (uint32_t)XM_REC_SIZE(len);
+    ch->published = ch->prod;
     STORE(&ch->my->prod, ch->prod);
     ch->st.msgs_sent++;
     tx_kick(ch);
@@ -697,20 +758,35 @@ static void rx_release(xm_channel_t *ch)
     ch->released = ch->cons;
     ch->st.releases++;
     FENCE();
-    w = peer_word(&ch->peer->tx_wait);
+    w = LOAD(&ch->peer->tx_wait);
     if ((w & 1) && w != ch->notified) {
         ch->notified = w;
         notify_peer(ch);
     }
 }
 
-static int chan_check_live(xm_channel_t *ch)
+static const xm_service_t *find_service(const xm_endpoint_t *ep, uint16_t type)
 {
-    if (LOAD(&ch->peer->live))
-        return 0;
-    xm_info("domain %u endpoint %u is gone", ch->peer_dom, ch->peer_ep);
-    chan_fail(ch, XM_CH_PEER_GONE);
-    return -EPIPE;
+    for (unsigned i = 0; i < ep->nservices; i++)
+        if (type >= ep->services[i].first_type && type <= ep->services[i].last_type)
+            return &ep->services[i];
+    return NULL;
+}
+
+static void deliver(xm_channel_t *ch, uint16_t type, const void *data, size_t len)
+{
+    xm_endpoint_t *ep = ch->ep;
+    const xm_service_t *svc;
+
+    if (type <= XM_REC_ADAPTER_LAST) {
+        ep->p.recv_cb(ep->p.cb_arg, ch, type, data, len);
+    } else if ((svc = find_service(ep, type))) {
+        svc->recv(svc->arg, ch, type, data, len);
+    } else {
+        if (!ep->unclaimed++)
+            xm_warn("domain %u sent a record of type 0x%x, which nothing here "
+                    "handles: dropped (and any more such)", ch->peer_dom, type);
+    }
 }
 
 static int chan_poll(xm_channel_t *ch)
@@ -719,9 +795,21 @@ static int chan_poll(xm_channel_t *ch)
     uint32_t prod, avail;
     int n = 0;
 
-    prod = peer_word(&ch->peer->prod);
-    if (prod == ch->cons)
-        return chan_check_live(ch);
+    prod = LOAD(&ch->peer->prod);
+    if (prod == ch->cons) {
+        if (LOAD(&ch->peer->live))
+            return 0;
+        /* It died, but may have published more between our two loads: its
+         * live byte is cleared after its last store, so what it published
+         * is visible now.  Deliver that first; the next poll ends it. */
+        SEAM(ch, 1);
+        prod = LOAD(&ch->peer->prod);
+        if (prod == ch->cons) {
+            xm_info("domain %u endpoint %u is gone", ch->peer_dom, ch->peer_ep);
+            chan_fail(ch, XM_CH_PEER_GONE);
+            return -EPIPE;
+        }
+    }
     avail = prod - ch->cons;
     if (avail > ch->rx_size) {
         xm_error("domain %u published producer index %u past its %u-byte ring "
@@ -743,10 +831,7 @@ static int chan_poll(xm_channel_t *ch)
         if (h.type != XM_REC_PAD) {
             ch->st.msgs_recv++;
             n++;
-            if (h.type >= XM_ZC_MSG_FIRST && h.type <= XM_ZC_MSG_LAST)
-                xm_zc_recv(ch, h.type, ep->rxbuf, h.len);
-            else
-                ep->p.recv_cb(ep->p.cb_arg, ch, h.type, ep->rxbuf, h.len);
+            deliver(ch, h.type, ep->rxbuf, h.len);
             if (ch->state != XM_CH_CONNECTED)
                 return n;   /* failed meanwhile (callbacks must not close) */
         }
@@ -804,8 +889,10 @@ static void progress_slow(xm_endpoint_t *ep)
             }
     }
     /* events are hints: unmask, the rings are the truth */
-    while (xm_hv_evt_pending(hv, &port) == 0)
+    for (unsigned i = 0; i < XM_EVT_DRAIN_MAX && xm_hv_evt_pending(hv, &port) == 0; i++) {
         xm_hv_evt_unmask(hv, port);
+        SEAM(NULL, 2);
+    }
 }
 
 static int progress(xm_endpoint_t *ep, int slow)
@@ -823,8 +910,11 @@ static int progress(xm_endpoint_t *ep, int slow)
         if (r > 0)
             n += r;
     }
-    if (__builtin_expect(__atomic_load_n(&xm_zc_work, __ATOMIC_RELAXED), 0))
-        xm_zc_progress(ep);
+    for (unsigned i = 0; i < ep->nservices; i++)
+        if (ep->services[i].progress)
+            n += ep->services[i].progress(ep->services[i].arg, ep);
+    if (__builtin_expect(ep->down_owed, 0))
+        ep_reap(ep);
     if (n)
         ep->idle = 0;
     return n;
@@ -877,6 +967,13 @@ int xm_endpoint_arm(xm_endpoint_t *ep)
     /* drain the event fd and handle the store first: after this the fd is
      * readable again only for something new */
     progress_slow(ep);
+    /* channels to release and report, or services with work only our
+     * progress can do: don't sleep */
+    if (ep->down_owed)
+        return -EBUSY;
+    for (unsigned i = 0; i < ep->nservices; i++)
+        if (ep->services[i].busy && ep->services[i].busy(ep->services[i].arg, ep))
+            return -EBUSY;
     ep->armed = 1;
     for (xm_channel_t *c = ep->chans; c; c = c->next) {
         if (c->state != XM_CH_CONNECTED)
@@ -892,7 +989,7 @@ int xm_endpoint_arm(xm_endpoint_t *ep)
         FENCE();
         /* re-check after arming: data, a dead peer, or progress on what
          * we wait for means "don't sleep" */
-        if (peer_word(&c->peer->prod) != c->cons || !LOAD(&c->peer->live) ||
+        if (LOAD(&c->peer->prod) != c->cons || !LOAD(&c->peer->live) ||
             (c->tx_want && (tx_refresh_cons(c) || c->cached_cons != c->tx_want_cons))) {
             withdraw(ep);
             return -EBUSY;
@@ -933,7 +1030,7 @@ void xm_chan_own_pages(xm_channel_t *ch, struct xm_ctrl_page **ctrl, uint8_t **r
 
 uint32_t xm_chan_tx_mark(const xm_channel_t *ch)
 {
-    return ch->prod;
+    return ch->published;
 }
 
 int xm_chan_tx_reached(xm_channel_t *ch, uint32_t mark)
@@ -976,7 +1073,41 @@ uint32_t xm_chan_inflight(xm_channel_t *ch)
         return 0;
     if (tx_refresh_cons(ch))
         return 0;
-    return ch->prod - ch->cached_cons;
+    return ch->published - ch->cached_cons;
+}
+
+int xm_chan_want_space(xm_channel_t *ch, size_t len)
+{
+    if (ch->state != XM_CH_CONNECTED)
+        return 0;
+    if (len > ch->ep->max_msg)
+        len = ch->ep->max_msg;
+    if (xm_chan_space(ch) >= len)
+        return 0;
+    ch->st.ring_full++;
+    tx_want(ch);
+    return 1;
+}
+
+int xm_endpoint_add_service(xm_endpoint_t *ep, const xm_service_t *svc)
+{
+    if (!svc->recv || svc->first_type > svc->last_type ||
+        svc->first_type <= XM_REC_ADAPTER_LAST || svc->last_type >= XM_REC_PAD)
+        return -EINVAL;
+    for (unsigned i = 0; i < ep->nservices; i++) {
+        const xm_service_t *o = &ep->services[i];
+        if (svc->first_type <= o->last_type && o->first_type <= svc->last_type)
+            return -EEXIST;
+    }
+    if (ep->nservices == XM_MAX_SERVICES)
+        return -ENOSPC;
+    ep->services[ep->nservices++] = *svc;
+    return 0;
+}
+
+uint64_t xm_endpoint_unclaimed(const xm_endpoint_t *ep)
+{
+    return ep->unclaimed;
 }
 
 void xm_chan_close(xm_channel_t *ch)

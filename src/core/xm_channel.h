@@ -45,6 +45,28 @@ typedef struct xm_ep_params {
 } xm_ep_params_t;
 
 int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **out);
+
+/* A protocol of the core (zero-copy grants, emulated RMA) on the
+ * endpoint: it claims the record types [first_type, last_type] (outside
+ * the adapter range and PAD; xm_wire.h has the registry).  recv gets
+ * every record of those types (a private copy, valid until it returns);
+ * chan_gone is called when a channel is released (down or closed), before
+ * its pages go; progress, if set, runs in every xm_endpoint_progress and
+ * returns the work it did; busy, if set, says progress has work now that
+ * no peer event will announce (xm_endpoint_arm then answers -EBUSY).
+ * Callbacks run in the endpoint's progress, never inside a send; they may
+ * send.  -EINVAL bad range, -EEXIST overlap, -ENOSPC too many. */
+typedef struct xm_service {
+    uint16_t first_type, last_type;
+    void (*recv)(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len);
+    void (*chan_gone)(void *arg, xm_channel_t *ch);
+    int (*progress)(void *arg, xm_endpoint_t *ep);
+    int (*busy)(void *arg, xm_endpoint_t *ep);
+    void *arg;
+} xm_service_t;
+int xm_endpoint_add_service(xm_endpoint_t *ep, const xm_service_t *svc);
+/* Records dropped because no service claimed their type. */
+uint64_t xm_endpoint_unclaimed(const xm_endpoint_t *ep);
 void xm_endpoint_close(xm_endpoint_t *ep);
 uint32_t xm_endpoint_id(const xm_endpoint_t *ep);
 xm_hv_t *xm_endpoint_hv(const xm_endpoint_t *ep);
@@ -79,13 +101,21 @@ int xm_endpoint_wait(xm_endpoint_t *ep, int timeout_ms);
 
 /* Send one message; -EAGAIN when not connected yet or the ring is full (the
  * peer is then asked to notify when it frees space), -EMSGSIZE when larger
- * than xm_endpoint_max_msg, -EPIPE when the peer is gone. */
+ * than xm_endpoint_max_msg, -EPIPE when the channel is down.  A send that
+ * finds the peer broke the protocol marks the channel FAILED and returns
+ * -EPIPE; the event callback runs from the next progress. */
 int xm_chan_send(xm_channel_t *ch, uint16_t type, const void *hdr, size_t hlen,
                  const void *data, size_t len);
 /* Two-step form for packing in place: reserve room for up to max bytes,
- * write them, commit the real length. */
+ * write them, commit the real length (<= max).  A reservation may be
+ * dropped instead of committed: the peer then sees nothing of it (a PAD
+ * it wrote is published with the next commit). */
 void *xm_chan_reserve(xm_channel_t *ch, size_t max, int *err);
 void xm_chan_commit(xm_channel_t *ch, uint16_t type, size_t len);
+/* Whether a send of len bytes must wait for ring space: 1 (and then the
+ * peer is asked, when we sleep, to notify us when it frees space), or 0
+ * (room now, or the channel is not connected: sending tells why). */
+int xm_chan_want_space(xm_channel_t *ch, size_t len);
 
 enum xm_chan_state xm_chan_state(const xm_channel_t *ch);
 uint32_t xm_chan_peer_dom(const xm_channel_t *ch);

@@ -108,3 +108,65 @@ int xm_ring_next(const uint8_t *ring, uint32_t size, uint32_t cons, uint32_t ava
         return -EPROTO;
     return 0;
 }
+
+/* ---- zero-copy messages ---- */
+
+int xm_zc_parse_greq(const void *data, size_t len, struct xm_zc_greq *out)
+{
+    if (len != sizeof(*out))
+        return -EPROTO;
+    memcpy(out, data, sizeof(*out));
+    return 0;   /* flags, id and chunk are the owner's to judge: it answers why */
+}
+
+int xm_zc_grep_status_known(int32_t s)
+{
+    return s == 0 || s == -ENOSPC || s == -ENOENT || s == -EFAULT || s == -EACCES ||
+           s == -EINVAL || s == -ENOMEM || s == -ENODEV || s == -EPERM || s == -EEXIST ||
+           s == -EOPNOTSUPP;
+}
+
+int xm_zc_parse_grep(const void *data, size_t len, struct xm_zc_grep *out, uint32_t *refs)
+{
+    if (len < sizeof(*out))
+        return -EPROTO;
+    memcpy(out, data, sizeof(*out));
+    if (out->status > 0 || (out->flags & ~XM_ZC_F_WRITE) ||
+        (out->status == 0 && (out->npages == 0 || out->npages > XM_ZC_MAX_REFS)) ||
+        (out->status != 0 && out->npages != 0) ||
+        len != sizeof(*out) + (size_t)out->npages * sizeof(uint32_t))
+        return -EPROTO;
+    memcpy(refs, (const uint8_t *)data + sizeof(*out), out->npages * sizeof(uint32_t));
+    return 0;
+}
+
+int xm_zc_parse_grant_ref(const void *data, size_t len, struct xm_zc_grant_ref *out)
+{
+    if (len != sizeof(*out))
+        return -EPROTO;
+    memcpy(out, data, sizeof(*out));
+    return 0;
+}
+
+/* ---- emulated RMA ---- */
+
+int xm_rma_parse(uint16_t type, const void *data, size_t len, struct xm_rma_hdr *out,
+                 size_t *plen)
+{
+    if (len < sizeof(*out))
+        return -EPROTO;
+    memcpy(out, data, sizeof(*out));
+    *plen = len - sizeof(*out);
+    switch (type) {
+    case XM_REC_RMA_PUT:
+        return out->status == 0 && out->req == 0 && *plen == out->len ? 0 : -EPROTO;
+    case XM_REC_RMA_GET_REQ:
+        return out->status == 0 && *plen == 0 ? 0 : -EPROTO;
+    case XM_REC_RMA_GET_REP:
+        if (out->status > 0)
+            return -EPROTO;
+        return (out->status == 0 ? *plen == out->len : *plen == 0) ? 0 : -EPROTO;
+    default:
+        return -EPROTO;
+    }
+}

@@ -57,7 +57,6 @@ struct xm_rec_hdr {
 };
 _Static_assert(sizeof(struct xm_rec_hdr) == 8, "record header");
 
-#define XM_REC_PAD 0xffffu
 #define XM_REC_ALIGN 8u
 #define XM_REC_SIZE(len) (sizeof(struct xm_rec_hdr) + (((len) + XM_REC_ALIGN - 1) & ~(XM_REC_ALIGN - 1)))
 
@@ -67,6 +66,102 @@ _Static_assert(sizeof(struct xm_rec_hdr) == 8, "record header");
  * Returns 0, or -EPROTO when the record is impossible. */
 int xm_ring_next(const uint8_t *ring, uint32_t size, uint32_t cons, uint32_t avail,
                  size_t max_msg, struct xm_rec_hdr *hdr, uint32_t *rec);
+
+/* Record types: one registry for every protocol that shares a ring.
+ *   [XM_REC_ADAPTER_FIRST, XM_REC_ADAPTER_LAST]  the adapter's own (UCT AM ids)
+ *   XM_REC_RMA_*                                 emulated RMA (xm_xfer)
+ *   XM_REC_ZC_*                                  zero-copy grants (xm_zc)
+ *   XM_REC_PAD                                   ring padding
+ * A service of the core claims a range on the endpoint
+ * (xm_endpoint_add_service); a record of a type nobody claimed is
+ * dropped and counted, never handed to the adapter. */
+enum {
+    XM_REC_ADAPTER_FIRST = 0x0000,
+    XM_REC_ADAPTER_LAST  = 0x00ff,
+    XM_REC_RMA_PUT       = 0x0100, /* xm_rma_hdr + data: write into a registration */
+    XM_REC_RMA_GET_REQ   = 0x0101, /* xm_rma_hdr: read from a registration */
+    XM_REC_RMA_GET_REP   = 0x0102, /* xm_rma_hdr (status) + data on success */
+    XM_REC_RMA_FIRST     = XM_REC_RMA_PUT,
+    XM_REC_RMA_LAST      = XM_REC_RMA_GET_REP,
+    XM_REC_ZC_GREQ       = 0x7f00, /* peer -> owner: grant me this chunk */
+    XM_REC_ZC_GREP       = 0x7f01, /* owner -> peer: refs, or why not */
+    XM_REC_ZC_INVAL      = 0x7f02, /* owner -> peer: stop using this grant */
+    XM_REC_ZC_ACK        = 0x7f03, /* peer -> owner: INVAL done, end it */
+    XM_REC_ZC_REL        = 0x7f04, /* peer -> owner: evicted, end it */
+    XM_REC_ZC_FIRST      = XM_REC_ZC_GREQ,
+    XM_REC_ZC_LAST       = XM_REC_ZC_REL,
+    XM_REC_PAD           = 0xffff,
+};
+
+/* ---- zero-copy messages (docs/wire.md, "Zero-copy messages") ---- */
+
+#define XM_ZC_F_WRITE 1u            /* GREQ/GREP flags: a writable grant */
+#define XM_ZC_MAX_REFS 256u         /* refs in one GREP: one chunk's pages */
+
+struct xm_zc_greq {
+    uint64_t id;     /* the owner's registration id */
+    uint32_t chunk;  /* chunk of the registration's whole pages */
+    uint32_t flags;  /* XM_ZC_F_WRITE */
+};
+
+struct xm_zc_grep {
+    uint64_t id;
+    uint32_t chunk;
+    uint32_t flags;
+    uint32_t gen;    /* the grant's generation, named by INVAL/ACK/REL */
+    int32_t status;  /* 0 or -errno */
+    uint32_t npages; /* refs that follow (0 unless status == 0) */
+    uint32_t pad;
+    /* uint32_t refs[npages] */
+};
+
+/* INVAL, ACK and REL: one grant of one chunk */
+struct xm_zc_grant_ref {
+    uint64_t id;
+    uint32_t chunk;
+    uint32_t gen;
+};
+
+_Static_assert(sizeof(struct xm_zc_greq) == 16, "GREQ is wire format");
+_Static_assert(sizeof(struct xm_zc_grep) == 32, "GREP is wire format");
+_Static_assert(sizeof(struct xm_zc_grant_ref) == 16, "INVAL/ACK/REL are wire format");
+
+/* One parser per message: copy out of data (len bytes from a peer) and
+ * validate; 0 or -EPROTO.  A GREP's refs are copied into refs (room for
+ * XM_ZC_MAX_REFS); its status is 0 or negative (a status no owner sends,
+ * xm_zc_grep_status_known() == 0, is the receiver's to turn into -EPROTO). */
+int xm_zc_parse_greq(const void *data, size_t len, struct xm_zc_greq *out);
+int xm_zc_parse_grep(const void *data, size_t len, struct xm_zc_grep *out, uint32_t *refs);
+int xm_zc_parse_grant_ref(const void *data, size_t len, struct xm_zc_grant_ref *out);
+/* the statuses a GREP may carry (docs/wire.md) */
+int xm_zc_grep_status_known(int32_t status);
+
+/* ---- emulated RMA (docs/wire.md, "RMA messages") ---- */
+
+struct xm_rma_hdr {
+    uint64_t rid;     /* registration id (the owner's) */
+    uint64_t addr;    /* remote address, inside that registration */
+    uint32_t len;     /* bytes to put or get */
+    int32_t status;   /* GET_REP: 0 or the owner's -errno; else 0 */
+    uint64_t req;     /* GET_REQ/GET_REP: the requester's request id; else 0 */
+};
+_Static_assert(sizeof(struct xm_rma_hdr) == 32, "RMA header is wire format");
+
+/* The header of an RMA record of type (len bytes): copied into *out, with
+ * the payload length that follows it in *plen.  PUT: payload == hdr len;
+ * GET_REQ: no payload; GET_REP: payload == hdr len on success, none on a
+ * refusal.  0 or -EPROTO. */
+int xm_rma_parse(uint16_t type, const void *data, size_t len, struct xm_rma_hdr *out,
+                 size_t *plen);
+
+/* An rkey: the owner's description of a registration, packed by the owner
+ * and unpacked by a peer, which never dereferences base. */
+typedef struct xm_rkey {
+    uint64_t id;
+    uint64_t base;
+    uint64_t len;
+} xm_rkey_t;
+_Static_assert(sizeof(xm_rkey_t) == 24, "rkey is wire format");
 
 /* Largest payload on a ring of ring_bytes: half the ring less a header, so
  * a record always fits once the ring drains (even after a PAD). */

@@ -5,6 +5,7 @@
  */
 #include "xm_zc.h"
 #include "xm_log.h"
+#include "xm_wire.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,36 +18,11 @@
 #define ZC_REG_BUCKETS 256u
 #define ZC_MAX_SEGS (XM_ZC_CHUNK_PAGES + 1)
 
-/* ---- wire ---- */
-
-struct zc_greq {
-    uint64_t id;
-    uint32_t chunk;
-    uint32_t flags; /* ZC_F_WRITE */
-};
-#define ZC_F_WRITE 1u
-
-struct zc_grep {
-    uint64_t id;
-    uint32_t chunk;
-    uint32_t flags;
-    uint32_t gen;
-    int32_t status;  /* 0 or -errno */
-    uint32_t npages; /* refs that follow (0 unless status == 0) */
-    uint32_t pad;
-    /* uint32_t refs[npages] */
-};
-
-/* INVAL, ACK and REL */
-struct zc_ginv {
-    uint64_t id;
-    uint32_t chunk;
-    uint32_t gen;
-};
-
-_Static_assert(sizeof(struct zc_greq) == 16, "GREQ is wire format");
-_Static_assert(sizeof(struct zc_grep) == 32, "GREP is wire format");
-_Static_assert(sizeof(struct zc_ginv) == 16, "INVAL/ACK/REL are wire format");
+/* the messages (xm_wire.h) */
+#define zc_greq xm_zc_greq
+#define zc_grep xm_zc_grep
+#define ZC_F_WRITE XM_ZC_F_WRITE
+_Static_assert(XM_ZC_MAX_REFS == XM_ZC_CHUNK_PAGES, "a GREP carries one chunk");
 
 /* ---- state ---- */
 
@@ -359,25 +335,19 @@ int xm_zc_reg_copy(uint64_t id, uint64_t addr, uint64_t len, unsigned access, vo
     return rc;
 }
 
-/* ---- sending: in order per channel, queued when the ring is full ---- */
-
-static int outbox_has(xm_channel_t *ch)
-{
-    for (struct zc_msg *m = outbox; m; m = m->next)
-        if (m->ch == ch)
-            return 1;
-    return 0;
-}
+/* ---- sending: queued under zlock, sent after it is dropped ----
+ *
+ * Locking rule: zlock is never held across a call into the channel.  A
+ * message made under the lock goes to the outbox (one list, in order);
+ * the endpoint that owns the message's channel sends it from its own
+ * thread (outbox_flush), after the lock is dropped, right after the call
+ * that made it or from its progress.  Per channel the order is kept
+ * however many channels are blocked on a full ring. */
 
 static void zsend(xm_channel_t *ch, uint16_t type, const void *p, size_t len)
 {
     struct zc_msg *m;
-    int rc = -EAGAIN;
 
-    if (!outbox_has(ch))
-        rc = xm_chan_send(ch, type, p, len, NULL, 0);
-    if (rc != -EAGAIN)
-        return;   /* sent, or the channel is down (chan_gone cleans up) */
     m = malloc(sizeof(*m) + len);
     if (!m) {
         /* cannot keep the promise to answer: the peer's request stays
@@ -396,31 +366,87 @@ static void zsend(xm_channel_t *ch, uint16_t type, const void *p, size_t len)
     __atomic_store_n(&xm_zc_work, 1, __ATOMIC_RELAXED);
 }
 
-static void outbox_flush(xm_endpoint_t *ep)
+static int chan_in(xm_channel_t *const *v, unsigned n, const xm_channel_t *ch)
 {
-    struct zc_msg **pp = &outbox, *m;
-    xm_channel_t *blocked[16];
-    unsigned nblocked = 0;
+    for (unsigned i = 0; i < n; i++)
+        if (v[i] == ch)
+            return 1;
+    return 0;
+}
 
-    outbox_tail = &outbox;
-    while ((m = *pp)) {
-        int skip = xm_chan_endpoint(m->ch) != ep, rc;
+/* Send ep's queued messages; called without zlock, from ep's thread (the
+ * only one that sends on ep's channels, and the only one that flushes
+ * them: so taking them out and putting the unsent back keeps the order). */
+static int outbox_flush(xm_endpoint_t *ep)
+{
+    struct zc_msg *mine = NULL, **mt = &mine, **pp, *m, *unsent = NULL, **ut = &unsent;
+    xm_channel_t **blocked = NULL;
+    unsigned nblocked = 0, cap = 0;
+    int sent = 0;
 
-        for (unsigned i = 0; !skip && i < nblocked; i++)
-            skip = blocked[i] == m->ch;
-        if (!skip) {
-            rc = xm_chan_send(m->ch, m->type, m->data, m->len, NULL, 0);
-            if (rc != -EAGAIN) {
-                *pp = m->next;
-                free(m);
-                continue;
-            }
-            if (nblocked < 16)
-                blocked[nblocked++] = m->ch;
+    pthread_mutex_lock(&zlock);
+    for (pp = &outbox; (m = *pp);) {
+        if (xm_chan_endpoint(m->ch) == ep) {
+            *pp = m->next;
+            m->next = NULL;
+            *mt = m;
+            mt = &m->next;
+        } else {
+            pp = &m->next;
         }
-        outbox_tail = &m->next;
-        pp = &m->next;
     }
+    outbox_tail = pp;
+    pthread_mutex_unlock(&zlock);
+    if (!mine)
+        return 0;
+
+    while ((m = mine)) {
+        int rc = -EAGAIN;
+
+        mine = m->next;
+        m->next = NULL;
+        /* behind a message that did not fit, the rest of that channel waits */
+        if (!chan_in(blocked, nblocked, m->ch))
+            rc = xm_chan_send(m->ch, m->type, m->data, m->len, NULL, 0);
+        if (rc != -EAGAIN) {
+            sent += rc == 0;
+            free(m);   /* sent, or the channel is down (chan_gone cleans up) */
+            continue;
+        }
+        if (!chan_in(blocked, nblocked, m->ch)) {
+            if (nblocked == cap) {
+                xm_channel_t **b = realloc(blocked, (cap ? cap * 2 : 8) * sizeof(*b));
+                if (!b) {
+                    /* cannot remember the block: keep everything else
+                     * queued too, so nothing overtakes it */
+                    *ut = m;
+                    ut = &m->next;
+                    *ut = mine;
+                    mine = NULL;
+                    break;
+                }
+                blocked = b;
+                cap = cap ? cap * 2 : 8;
+            }
+            blocked[nblocked++] = m->ch;
+        }
+        *ut = m;
+        ut = &m->next;
+    }
+    free(blocked);
+    if (unsent) {
+        /* older than anything queued meanwhile: back to the front */
+        pthread_mutex_lock(&zlock);
+        while (*ut)
+            ut = &(*ut)->next;
+        *ut = outbox;
+        if (!outbox)
+            outbox_tail = ut;
+        outbox = unsent;
+        __atomic_store_n(&xm_zc_work, 1, __ATOMIC_RELAXED);
+        pthread_mutex_unlock(&zlock);
+    }
+    return sent;
 }
 
 /* ---- owner ---- */
@@ -484,8 +510,8 @@ static void send_revokes(xm_endpoint_t *ep)
             left = 1;
             continue;
         }
-        struct zc_ginv m = { o->id, o->chunk, o->gen };
-        zsend(o->ch, XM_ZC_MSG_INVAL, &m, sizeof(m));
+        struct xm_zc_grant_ref m = { o->id, o->chunk, o->gen };
+        zsend(o->ch, XM_REC_ZC_INVAL, &m, sizeof(m));
         o->state = O_REVOKING;
         zst.revokes++;
     }
@@ -582,13 +608,12 @@ static void owner_greq(xm_channel_t *ch, const void *data, size_t len)
     uint32_t np;
     int rw, rc;
 
-    if (len != sizeof(q)) {
+    if (xm_zc_parse_greq(data, len, &q)) {
         zst.rejected++;
         xm_warn("zero-copy: grant request of %zu bytes from domain %u ignored",
                 len, xm_chan_peer_dom(ch));
         return;
     }
-    memcpy(&q, data, sizeof(q));
     memset(&rep.h, 0, sizeof(rep.h));
     rep.h.id = q.id;
     rep.h.chunk = q.chunk;
@@ -670,7 +695,7 @@ granted:
     memcpy(rep.refs, o->refs, np * sizeof(uint32_t));
 reply:
     rep.h.status = rc;
-    zsend(ch, XM_ZC_MSG_GREP, &rep, sizeof(rep.h) + rep.h.npages * sizeof(uint32_t));
+    zsend(ch, XM_REC_ZC_GREP, &rep, sizeof(rep.h) + rep.h.npages * sizeof(uint32_t));
     if (revoke_owed)
         send_revokes(xm_chan_endpoint(ch));
 }
@@ -678,22 +703,21 @@ reply:
 /* ACK (after our INVAL) or REL (the peer evicted it): end the grant. */
 static void owner_end(xm_channel_t *ch, uint16_t type, const void *data, size_t len)
 {
-    struct zc_ginv m;
+    struct xm_zc_grant_ref m;
     struct zc_oent *o;
 
-    if (len != sizeof(m)) {
+    if (xm_zc_parse_grant_ref(data, len, &m)) {
         zst.rejected++;
         return;
     }
-    memcpy(&m, data, sizeof(m));
     for (o = ohead; o; o = o->next)
         if (o->ch == ch && o->gen == m.gen && o->id == m.id && o->chunk == m.chunk)
             break;
     /* an ACK for a grant we did not withdraw is a confused or hostile peer */
-    if (!o || (type == XM_ZC_MSG_ACK && o->state == O_LIVE)) {
+    if (!o || (type == XM_REC_ZC_ACK && o->state == O_LIVE)) {
         zst.rejected++;
         xm_debug("zero-copy: stale %s for grant %u from domain %u ignored",
-                 type == XM_ZC_MSG_ACK ? "ACK" : "REL", m.gen, xm_chan_peer_dom(ch));
+                 type == XM_REC_ZC_ACK ? "ACK" : "REL", m.gen, xm_chan_peer_dom(ch));
         return;
     }
     oent_end(o);
@@ -790,8 +814,8 @@ static void peer_shrink(const struct zc_pent *keep)
         nx = e->next;
         if (e == keep || e->state != P_LIVE)
             continue;
-        struct zc_ginv m = { e->id, e->chunk, e->gen };
-        zsend(e->ch, XM_ZC_MSG_REL, &m, sizeof(m));
+        struct xm_zc_grant_ref m = { e->id, e->chunk, e->gen };
+        zsend(e->ch, XM_REC_ZC_REL, &m, sizeof(m));
         zst.releases++;
         pent_free(e);
     }
@@ -843,8 +867,8 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
          * acknowledgement, or its process restarted): ask again */
         xm_debug("zero-copy: cached grant %u of domain %u failed (%d): asking again",
                  e->gen, xm_chan_peer_dom(ch), rc);
-        struct zc_ginv m = { e->id, e->chunk, e->gen };
-        zsend(ch, XM_ZC_MSG_REL, &m, sizeof(m));
+        struct xm_zc_grant_ref m = { e->id, e->chunk, e->gen };
+        zsend(ch, XM_REC_ZC_REL, &m, sizeof(m));
         pent_free(e);
         e = NULL;
     }
@@ -877,11 +901,12 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
         e->wait_tail = &e->wait;
         LIST_APPEND(phead, ptail, e);
         struct zc_greq q = { id, (uint32_t)chunk, rw ? ZC_F_WRITE : 0 };
-        zsend(ch, XM_ZC_MSG_GREQ, &q, sizeof(q));
+        zsend(ch, XM_REC_ZC_GREQ, &q, sizeof(q));
     }
     *e->wait_tail = w;
     e->wait_tail = &w->next;
     pthread_mutex_unlock(&zlock);
+    outbox_flush(xm_chan_endpoint(ch));
     return -EINPROGRESS;
 }
 
@@ -904,26 +929,14 @@ static void pent_run_waiters(xm_channel_t *ch, struct zc_pent *e, int status,
     }
 }
 
-static int known_status(int32_t s)
-{
-    return s == -ENOSPC || s == -ENOENT || s == -EFAULT || s == -EACCES ||
-           s == -EINVAL || s == -ENOMEM || s == -ENODEV || s == -EPERM;
-}
-
 static void peer_grep(xm_channel_t *ch, const void *data, size_t len,
                       struct zc_donelist *dl)
 {
+    uint32_t refs[XM_ZC_MAX_REFS];
     struct zc_grep h;
     struct zc_pent *e;
 
-    if (len < sizeof(h)) {
-        zst.rejected++;
-        return;
-    }
-    memcpy(&h, data, sizeof(h));
-    if (h.status > 0 || (h.status == 0 && (h.npages == 0 || h.npages > XM_ZC_CHUNK_PAGES)) ||
-        (h.status != 0 && h.npages != 0) ||
-        len != sizeof(h) + (size_t)h.npages * sizeof(uint32_t) || (h.flags & ~ZC_F_WRITE)) {
+    if (xm_zc_parse_grep(data, len, &h, refs)) {
         zst.rejected++;
         xm_warn("zero-copy: malformed grant answer from domain %u ignored",
                 xm_chan_peer_dom(ch));
@@ -936,8 +949,8 @@ static void peer_grep(xm_channel_t *ch, const void *data, size_t len,
     if (!e) {
         zst.rejected++;
         if (h.status == 0) {   /* nobody wants it: let the owner end it */
-            struct zc_ginv m = { h.id, h.chunk, h.gen };
-            zsend(ch, XM_ZC_MSG_REL, &m, sizeof(m));
+            struct xm_zc_grant_ref m = { h.id, h.chunk, h.gen };
+            zsend(ch, XM_REC_ZC_REL, &m, sizeof(m));
         }
         return;
     }
@@ -947,8 +960,8 @@ static void peer_grep(xm_channel_t *ch, const void *data, size_t len,
                 "%llu, its key describes %u: not used", xm_chan_peer_dom(ch),
                 h.npages, h.chunk, (unsigned long long)h.id, e->npages);
         zst.rejected++;
-        struct zc_ginv m = { h.id, h.chunk, h.gen };
-        zsend(ch, XM_ZC_MSG_REL, &m, sizeof(m));
+        struct xm_zc_grant_ref m = { h.id, h.chunk, h.gen };
+        zsend(ch, XM_REC_ZC_REL, &m, sizeof(m));
         h.status = -EPROTO;
     }
     if (h.status == -ENODEV) {
@@ -963,11 +976,11 @@ static void peer_grep(xm_channel_t *ch, const void *data, size_t len,
                 "copying through the ring", xm_chan_peer_dom(ch));
     }
     if (h.status) {
-        pent_run_waiters(ch, e, known_status(h.status) ? h.status : -EPROTO, dl);
+        pent_run_waiters(ch, e, xm_zc_grep_status_known(h.status) ? h.status : -EPROTO, dl);
         pent_free(e);
         return;
     }
-    memcpy(e->refs, (const uint8_t *)data + sizeof(h), h.npages * sizeof(uint32_t));
+    memcpy(e->refs, refs, h.npages * sizeof(uint32_t));
     e->gen = h.gen;
     e->state = P_LIVE;
     zst.peer_pages += e->npages;
@@ -977,42 +990,42 @@ static void peer_grep(xm_channel_t *ch, const void *data, size_t len,
 
 static void peer_inval(xm_channel_t *ch, const void *data, size_t len)
 {
-    struct zc_ginv m;
+    struct xm_zc_grant_ref m;
 
-    if (len != sizeof(m)) {
+    if (xm_zc_parse_grant_ref(data, len, &m)) {
         zst.rejected++;
         return;
     }
-    memcpy(&m, data, sizeof(m));
     for (struct zc_pent *e = phead; e; e = e->next)
         if (e->ch == ch && e->state == P_LIVE && e->gen == m.gen) {
             pent_free(e);
             break;
         }
     /* acknowledged even when unknown (already evicted): the owner may end it */
-    zsend(ch, XM_ZC_MSG_ACK, &m, sizeof(m));
+    zsend(ch, XM_REC_ZC_ACK, &m, sizeof(m));
 }
 
-/* ---- channel hooks ---- */
+/* ---- the service on each endpoint ---- */
 
-void xm_zc_recv(xm_channel_t *ch, uint16_t type, const void *data, size_t len)
+static void zc_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len)
 {
     struct zc_donelist dl = { 0 };
 
     pthread_mutex_lock(&zlock);
     switch (type) {
-    case XM_ZC_MSG_GREQ:  owner_greq(ch, data, len); break;
-    case XM_ZC_MSG_GREP:  peer_grep(ch, data, len, &dl); break;
-    case XM_ZC_MSG_INVAL: peer_inval(ch, data, len); break;
-    case XM_ZC_MSG_ACK:
-    case XM_ZC_MSG_REL:   owner_end(ch, type, data, len); break;
+    case XM_REC_ZC_GREQ:  owner_greq(ch, data, len); break;
+    case XM_REC_ZC_GREP:  peer_grep(ch, data, len, &dl); break;
+    case XM_REC_ZC_INVAL: peer_inval(ch, data, len); break;
+    case XM_REC_ZC_ACK:
+    case XM_REC_ZC_REL:   owner_end(ch, type, data, len); break;
     default:              zst.rejected++; break;
     }
     pthread_mutex_unlock(&zlock);
     done_run(&dl);
+    outbox_flush(xm_chan_endpoint(ch));
 }
 
-void xm_zc_chan_gone(xm_channel_t *ch)
+static void zc_chan_gone(void *arg, xm_channel_t *ch)
 {
     struct zc_donelist dl = { 0 };
     struct zc_msg **pp = &outbox, *m;
@@ -1077,13 +1090,37 @@ void xm_zc_cancel(void *arg)
     pthread_mutex_unlock(&zlock);
 }
 
-void xm_zc_progress(xm_endpoint_t *ep)
+static int zc_progress(void *arg, xm_endpoint_t *ep)
 {
+    int n;
+
+    /* a hint read without the lock: the progress after a change sees it */
+    if (__builtin_expect(!__atomic_load_n(&xm_zc_work, __ATOMIC_RELAXED), 1))
+        return 0;
     pthread_mutex_lock(&zlock);
     if (revoke_owed)
         send_revokes(ep);
-    if (outbox)
-        outbox_flush(ep);
     __atomic_store_n(&xm_zc_work, revoke_owed || outbox, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&zlock);
+    n = outbox_flush(ep);
+    /* what stays queued waits for ring space: the peer's release wakes us */
+    return n;
+}
+
+static const xm_service_t zc_service = {
+    .first_type = XM_REC_ZC_FIRST,
+    .last_type  = XM_REC_ZC_LAST,
+    .recv       = zc_recv,
+    .chan_gone  = zc_chan_gone,
+    .progress   = zc_progress,
+};
+
+const xm_service_t *xm_zc_service(void)
+{
+    return &zc_service;
+}
+
+int xm_zc_attach(xm_endpoint_t *ep)
+{
+    return xm_endpoint_add_service(ep, &zc_service);
 }

@@ -23,10 +23,12 @@
  * are for the caller's copy path through the ring.
  *
  * Messages (docs/wire.md, "Zero-copy messages") travel on the channel as
- * record types XM_ZC_MSG_*; the channel hands them to xm_zc_recv instead of
- * the endpoint's receive callback.  Everything a peer sends is copied and
- * validated before use.  One process-wide mutex guards all state; the copy
- * itself runs under it (copies are synchronous).
+ * record types XM_REC_ZC_*, which the endpoint hands to this service
+ * (xm_zc_attach).  Everything a peer sends is copied and validated before
+ * use.  One process-wide mutex guards all state; the copy itself runs
+ * under it (copies are synchronous).  It is never held across a call into
+ * the channel: messages made under it are queued and sent after it is
+ * dropped, by the thread of the endpoint that owns their channel.
  */
 #ifndef XM_ZC_H
 #define XM_ZC_H
@@ -44,16 +46,8 @@ extern "C" {
 #define XM_ZC_CHUNK_PAGES 256u
 #define XM_ZC_CHUNK_BYTES ((uint64_t)XM_ZC_CHUNK_PAGES * XM_PAGE_SIZE)
 
-/* Record types on the channel (above every adapter type). */
-enum {
-    XM_ZC_MSG_GREQ  = 0x7f00, /* peer -> owner: grant me this chunk */
-    XM_ZC_MSG_GREP  = 0x7f01, /* owner -> peer: refs, or why not */
-    XM_ZC_MSG_INVAL = 0x7f02, /* owner -> peer: stop using this grant */
-    XM_ZC_MSG_ACK   = 0x7f03, /* peer -> owner: INVAL done, end it */
-    XM_ZC_MSG_REL   = 0x7f04, /* peer -> owner: evicted, end it */
-    XM_ZC_MSG_FIRST = XM_ZC_MSG_GREQ,
-    XM_ZC_MSG_LAST  = XM_ZC_MSG_REL,
-};
+/* Its messages travel on the channel as record types XM_REC_ZC_*
+ * (xm_wire.h, with their parsers). */
 
 /* Access rights given at registration. */
 enum { XM_ZC_REMOTE_READ = 1, XM_ZC_REMOTE_WRITE = 2 };
@@ -119,13 +113,13 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
  * an operation); their cb is not called. */
 void xm_zc_cancel(void *arg);
 
-/* ---- hooks for the channel (not for adapters) ---- */
-void xm_zc_recv(xm_channel_t *ch, uint16_t type, const void *data, size_t len);
-void xm_zc_chan_gone(xm_channel_t *ch);
-/* Send what is owed (grant answers, withdrawals) on this endpoint's
- * channels.  The channel calls it only while xm_zc_work is set (a hint,
- * read without the lock: the progress after a change sees it). */
-void xm_zc_progress(xm_endpoint_t *ep);
+/* ---- on an endpoint ---- */
+
+/* Serve and use zero-copy on this endpoint's channels: claims the
+ * XM_REC_ZC_* records (xm_endpoint_add_service). */
+int xm_zc_attach(xm_endpoint_t *ep);
+/* The service xm_zc_attach adds, for a test that stands in front of it. */
+const xm_service_t *xm_zc_service(void);
 extern int xm_zc_work __attribute__((visibility("hidden")));
 
 /* ---- counters (process-wide) ---- */

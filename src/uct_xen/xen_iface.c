@@ -972,6 +972,12 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
         status = UCS_ERR_NO_DEVICE;
         goto err_hv_close;
     }
+    rc = xm_zc_attach(self->xep);
+    if (rc < 0) {
+        ucs_error("xen: zero-copy service: %s", strerror(-rc));
+        status = UCS_ERR_NO_DEVICE;
+        goto err_ep_close;
+    }
     uct_xen_iface_distance_init(self);
     self->addr = xm_endpoint_id(self->xep);
 

@@ -18,6 +18,21 @@
 #include <string.h>
 #include <unistd.h>
 
+/* malloc, as the core sees it (linked with -Wl,--wrap=malloc): the nth
+ * call from now fails when malloc_fail_in is n */
+void *__real_malloc(size_t n);
+void *__wrap_malloc(size_t n);
+static int malloc_fail_in;
+void *__wrap_malloc(size_t n)
+{
+    if (malloc_fail_in > 0 && --malloc_fail_in == 0)
+        return NULL;
+    return __real_malloc(n);
+}
+
+/* the core's test seams (xm_channel.c built with XM_TEST_SEAMS) */
+extern void (*xm_test_seam)(xm_channel_t *ch, int point);
+
 #define MAXMSG 64
 struct msg {
     xm_channel_t *ch;
@@ -393,8 +408,11 @@ static void hostile(enum corruption how)
         while ((rc = xm_chan_send(ab, 1, NULL, 0, buf, sizeof(buf))) == 0)
             ;
         assert_int_equal(rc, -EPIPE);
-    } else
-        pump(v, 1, 1);
+        assert_int_equal(xm_chan_state(ab), XM_CH_FAILED);
+        /* found inside a send: reported from progress, not from the send */
+        assert_int_equal(a.failed, 0);
+    }
+    pump(v, 1, 1);
     assert_int_equal(xm_chan_state(ab), XM_CH_FAILED);
     assert_int_equal(a.failed, 1);
     assert_int_equal(a.nlog, 0);   /* nothing from the bad ring was delivered */
@@ -554,6 +572,229 @@ static void test_peer_close_is_seen(void **state)
     side_close(&a);
 }
 
+/* a failed allocation in connect gives -ENOMEM and leaves nothing behind */
+static void test_connect_nomem(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ch = NULL;
+    struct side *v[2] = { &a, &b };
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    for (int k = 1; k <= 2; k++) {
+        malloc_fail_in = k;   /* the handshake record, then its text buffer */
+        assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep), &ch),
+                         -ENOMEM);
+        malloc_fail_in = 0;
+    }
+    pump(v, 2, 5);
+    assert_int_equal(a.accepted, 0);
+    /* and the next attempt works */
+    connect_pair(&a, &b, NULL);
+    side_close(&b);
+    side_close(&a);
+}
+
+/* A reservation that needed a PAD and was never committed (a probe, or an
+ * adapter that changed its mind) must not move the remote-completion mark
+ * past what the peer can ever consume. */
+static void test_uncommitted_pad(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ba;
+    struct side *v[2] = { &a, &b };
+    uint8_t buf[1500] = { 0 };
+    uint32_t mark;
+    int err;
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    ba = connect_pair(&a, &b, NULL);
+    /* 2 x 1512 bytes: 1072 left at the ring's tail */
+    assert_int_equal(xm_chan_send(ba, 1, NULL, 0, buf, sizeof(buf)), 0);
+    assert_int_equal(xm_chan_send(ba, 1, NULL, 0, buf, sizeof(buf)), 0);
+    pump(v, 2, 2);
+    assert_int_equal(a.nlog, 2);
+    /* 1500 bytes do not fit at the tail: the reservation writes a PAD */
+    assert_non_null(xm_chan_reserve(ba, sizeof(buf), &err));
+    assert_int_equal(err, 0);
+    mark = xm_chan_tx_mark(ba);   /* not committed: nothing new */
+    for (int i = 0; i < 20 && !xm_chan_tx_reached(ba, mark); i++)
+        pump(v, 2, 1);
+    assert_true(xm_chan_tx_reached(ba, mark));
+    assert_int_equal(xm_chan_inflight(ba), 0);
+    /* the PAD goes out with the next record, which arrives intact */
+    assert_int_equal(xm_chan_send(ba, 2, NULL, 0, "next", 4), 0);
+    pump(v, 2, 2);
+    assert_int_equal(a.nlog, 3);
+    assert_int_equal(a.log[2].type, 2);
+    assert_memory_equal(a.log[2].data, "next", 4);
+    side_close(&b);
+    side_close(&a);
+}
+
+/* xm_chan_want_space: a probe that neither writes nor publishes */
+static void test_want_space(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ba;
+    struct side *v[2] = { &a, &b };
+    uint8_t buf[1500] = { 0 };
+    xm_chan_stats_t st;
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    ba = connect_pair(&a, &b, NULL);
+    assert_int_equal(xm_chan_want_space(ba, sizeof(buf)), 0);
+    assert_int_equal(xm_chan_send(ba, 1, NULL, 0, buf, sizeof(buf)), 0);
+    assert_int_equal(xm_chan_send(ba, 1, NULL, 0, buf, sizeof(buf)), 0);
+    assert_int_equal(xm_chan_want_space(ba, sizeof(buf)), 1);
+    xm_chan_get_stats(ba, &st);
+    assert_int_equal(st.msgs_sent, 2);
+    assert_int_equal(xm_chan_tx_mark(ba), 2 * 1512);
+    pump(v, 2, 2);
+    assert_int_equal(xm_chan_want_space(ba, sizeof(buf)), 0);
+    side_close(&b);
+    side_close(&a);
+}
+
+/* The peer publishes its last records and dies between our load of its
+ * producer index and our load of its live byte: those records still
+ * arrive, then PEER_GONE. */
+static struct {
+    struct xm_ctrl_page *ctrl;
+    uint8_t *ring;
+    int fired;
+} late;
+
+static void seam_publish_and_die(xm_channel_t *ch, int point)
+{
+    struct xm_rec_hdr h = { .len = 5, .type = 7 };
+
+    if (point != 1 || late.fired++)
+        return;   /* once: the peer is dead after this */
+    memcpy(late.ring, &h, sizeof(h));
+    memcpy(late.ring + sizeof(h), "last!", 5);
+    __atomic_store_n(&late.ctrl->prod, (uint32_t)XM_REC_SIZE(5), __ATOMIC_RELEASE);
+    __atomic_store_n(&late.ctrl->live, 0, __ATOMIC_RELEASE);
+}
+
+static void test_peer_dies_after_publishing(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ab, *ba;
+    struct side *v[1] = { &a };
+    uint32_t size;
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    ba = connect_pair(&a, &b, &ab);
+    xm_chan_own_pages(ba, &late.ctrl, &late.ring, &size);
+    __atomic_store_n(&late.ctrl->live, 0, __ATOMIC_RELEASE);   /* b "dies" ... */
+    late.fired = 0;
+    xm_test_seam = seam_publish_and_die;   /* ... right after a saw nothing new */
+    for (int i = 0; i < 10 && !a.gone; i++)
+        pump(v, 1, 1);
+    xm_test_seam = NULL;
+    assert_true(late.fired >= 1);
+    assert_int_equal(a.nlog, 1);
+    assert_int_equal(a.log[0].type, 7);
+    assert_memory_equal(a.log[0].data, "last!", 5);
+    assert_int_equal(a.gone, 1);
+    assert_int_equal(xm_chan_state(ab), XM_CH_PEER_GONE);
+    side_close(&b);
+    side_close(&a);
+}
+
+/* A peer that notifies again every time we unmask cannot hold progress. */
+static struct side *flooder;
+static unsigned flood_count;
+
+static void seam_flood(xm_channel_t *ch, int point)
+{
+    if (point != 2)
+        return;
+    flood_count++;
+    if (flood_count > 100000)
+        fail_msg("the event drain did not stop");   /* the loop is unbounded */
+    for (uint32_t port = 1; port < 64; port++)
+        xm_hv_evt_notify(flooder->hv, port);   /* whichever is b's */
+}
+
+static void test_notify_flood_bounded(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ab, *ba;
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    ba = connect_pair(&a, &b, &ab);
+    flooder = &b;
+    flood_count = 0;
+    xm_hv_evt_notify(b.hv, 1);
+    xm_test_seam = seam_flood;
+    for (int i = 0; i < 3; i++)
+        xm_endpoint_wait(a.ep, 0);   /* each returns */
+    xm_test_seam = NULL;
+    assert_true(flood_count > 0);
+    /* each wait drains at most three times (progress, arm, progress) */
+    assert_true(flood_count <= 3 * 3 * 64);
+    /* the channel still works */
+    assert_int_equal(xm_chan_send(ba, 1, NULL, 0, "ok", 2), 0);
+    assert_int_equal(xm_chan_state(ab), XM_CH_CONNECTED);
+    side_close(&b);
+    side_close(&a);
+}
+
+/* Services: a range of record types goes to the service that claimed
+ * it; a type nobody claimed is dropped and counted; bad claims refused. */
+static unsigned svc_seen, svc_gone;
+static uint16_t svc_type;
+static void svc_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *d, size_t len)
+{
+    svc_seen++;
+    svc_type = type;
+}
+static void svc_chan_gone(void *arg, xm_channel_t *ch) { svc_gone++; }
+
+static void test_services(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ba;
+    struct side *v[2] = { &a, &b };
+    xm_service_t svc = { .first_type = 0x5000, .last_type = 0x5003, .recv = svc_recv,
+                         .chan_gone = svc_chan_gone };
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    assert_int_equal(xm_endpoint_add_service(a.ep, &svc), 0);
+    xm_service_t bad = svc;
+    assert_int_equal(xm_endpoint_add_service(a.ep, &bad), -EEXIST);
+    bad.first_type = 0x0010; bad.last_type = 0x0200;   /* into the adapter range */
+    assert_int_equal(xm_endpoint_add_service(a.ep, &bad), -EINVAL);
+    bad.first_type = 0xfff0; bad.last_type = XM_REC_PAD;
+    assert_int_equal(xm_endpoint_add_service(a.ep, &bad), -EINVAL);
+    bad.first_type = 0x6001; bad.last_type = 0x6000;
+    assert_int_equal(xm_endpoint_add_service(a.ep, &bad), -EINVAL);
+    ba = connect_pair(&a, &b, NULL);
+    svc_seen = svc_gone = 0;
+    assert_int_equal(xm_chan_send(ba, 0x5002, NULL, 0, "s", 1), 0);
+    assert_int_equal(xm_chan_send(ba, 0x5004, NULL, 0, "u", 1), 0);  /* unclaimed */
+    assert_int_equal(xm_chan_send(ba, 0x00ff, NULL, 0, "a", 1), 0);  /* the adapter's */
+    pump(v, 2, 2);
+    assert_int_equal(svc_seen, 1);
+    assert_int_equal(svc_type, 0x5002);
+    assert_int_equal(a.nlog, 1);
+    assert_int_equal(a.log[0].type, 0x00ff);
+    assert_int_equal(xm_endpoint_unclaimed(a.ep), 1);
+    side_close(&b);
+    for (int i = 0; i < 100 && !a.gone; i++)
+        pump(v, 1, 1);
+    assert_int_equal(a.gone, 1);
+    assert_int_equal(svc_gone, 1);   /* told before the channel's pages went */
+    side_close(&a);
+}
+
 static void test_handshake_parser(void **state)
 {
     xm_hs_rec_t r, back;
@@ -615,6 +856,12 @@ int main(void)
         cmocka_unit_test(test_remote_completion),
         cmocka_unit_test(test_peer_close_is_seen),
         cmocka_unit_test(test_handshake_parser),
+        cmocka_unit_test(test_connect_nomem),
+        cmocka_unit_test(test_uncommitted_pad),
+        cmocka_unit_test(test_want_space),
+        cmocka_unit_test(test_peer_dies_after_publishing),
+        cmocka_unit_test(test_notify_flood_bounded),
+        cmocka_unit_test(test_services),
     };
     return cmocka_run_group_tests_name("channel", tests, setup, teardown);
 }

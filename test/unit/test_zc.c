@@ -11,9 +11,10 @@
  * the owner directly.  Children report failures on stderr and through
  * their exit status, which the cmocka process asserts.
  *
- * The channel hands every XM_ZC_MSG_* record to xm_zc_recv.  This program
- * is linked with -Wl,--wrap=xm_zc_recv so that a role can record what
- * arrives (TAP_RECORD) and, to play a hostile owner, keep it from the core
+ * The endpoint hands every XM_REC_ZC_* record to the zero-copy service.
+ * Each role's endpoint gets a tap service instead, standing in front of
+ * the real one (xm_zc_service): a role can record what arrives
+ * (TAP_RECORD) and, to play a hostile owner, keep it from the core
  * altogether (TAP_SWALLOW).  Everything else is the real core.
  */
 #include <setjmp.h>
@@ -24,6 +25,7 @@
 
 #include "xm_channel.h"
 #include "xm_hv.h"
+#include "xm_wire.h"
 #include "xm_zc.h"
 
 #include <errno.h>
@@ -144,11 +146,10 @@ static struct {
     struct tapmsg q[TAPQ];
 } tap;
 
-void __real_xm_zc_recv(xm_channel_t *ch, uint16_t type, const void *data, size_t len);
-void __wrap_xm_zc_recv(xm_channel_t *ch, uint16_t type, const void *data, size_t len);
-
-void __wrap_xm_zc_recv(xm_channel_t *ch, uint16_t type, const void *data, size_t len)
+static void tap_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len)
 {
+    const xm_service_t *real = xm_zc_service();
+
     if (tap.mode != TAP_OFF) {
         if (tap.tail - tap.head < TAPQ) {
             struct tapmsg *m = &tap.q[tap.tail++ % TAPQ];
@@ -160,7 +161,16 @@ void __wrap_xm_zc_recv(xm_channel_t *ch, uint16_t type, const void *data, size_t
         }
     }
     if (tap.mode != TAP_SWALLOW)
-        __real_xm_zc_recv(ch, type, data, len);
+        real->recv(real->arg, ch, type, data, len);
+}
+
+/* the real service with the tap in front of its receive side */
+static int tap_attach(xm_endpoint_t *ep)
+{
+    xm_service_t s = *xm_zc_service();
+
+    s.recv = tap_recv;
+    return xm_endpoint_add_service(ep, &s);
 }
 
 /* ---- one role's endpoint ---- */
@@ -194,6 +204,7 @@ static void node_open(unsigned ring_pages)
 
     REQUIRE_EQ(xm_hv_open(&me.hv), 0);
     REQUIRE_EQ(xm_endpoint_open(me.hv, &p, &me.ep), 0);
+    REQUIRE_EQ(tap_attach(me.ep), 0);
 }
 
 static void node_close(void)
@@ -1205,9 +1216,9 @@ static int peer_hostile_peer(const void *arg)
     struct w_greq q = { id, 0, 0 };
     uint8_t big[17] = { 0 };
     memcpy(big, &q, sizeof(q));
-    raw(XM_ZC_MSG_GREQ, &q, 15);
-    raw(XM_ZC_MSG_GREQ, big, 17);
-    raw(XM_ZC_MSG_GREQ, NULL, 0);
+    raw(XM_REC_ZC_GREQ, &q, 15);
+    raw(XM_REC_ZC_GREQ, big, 17);
+    raw(XM_REC_ZC_GREQ, NULL, 0);
     o1 = sync_owner();
     CHECK_EQ(o1.rejected - o0.rejected, 3);
     CHECK_EQ(o1.grants - o0.grants, 0);
@@ -1228,10 +1239,10 @@ static int peer_hostile_peer(const void *arg)
     const unsigned nbad = sizeof(bad) / sizeof(bad[0]);
     for (unsigned i = 0; i < nbad; i++) {
         struct w_grep h;
-        raw(XM_ZC_MSG_GREQ, &bad[i].q, sizeof(bad[i].q));
+        raw(XM_REC_ZC_GREQ, &bad[i].q, sizeof(bad[i].q));
         sync_owner();
         REQUIRE(tap_pop(&type, buf, &blen));
-        CHECK_EQ(type, XM_ZC_MSG_GREP);
+        CHECK_EQ(type, XM_REC_ZC_GREP);
         CHECK_EQ(blen, sizeof(h));
         memcpy(&h, buf, sizeof(h));
         CHECK_EQ(h.id, bad[i].q.id);
@@ -1253,10 +1264,10 @@ static int peer_hostile_peer(const void *arg)
     /* a valid request our core never made: granted, answered; our core
      * counts the answer and returns the grant (REL), which the owner ends */
     struct w_grep gh;
-    raw(XM_ZC_MSG_GREQ, &q, sizeof(q));
+    raw(XM_REC_ZC_GREQ, &q, sizeof(q));
     sync_owner();
     REQUIRE(tap_pop(&type, buf, &blen));
-    CHECK_EQ(type, XM_ZC_MSG_GREP);
+    CHECK_EQ(type, XM_REC_ZC_GREP);
     CHECK_EQ(blen, sizeof(gh) + CPAGES * sizeof(uint32_t));
     memcpy(&gh, buf, sizeof(gh));
     CHECK_EQ(gh.status, 0);
@@ -1276,7 +1287,7 @@ static int peer_hostile_peer(const void *arg)
     CHECK_EQ(mism(lb, base, CHUNK, seed), 0);
     struct w_grep g = { 0 };
     while (tap_pop(&type, buf, &blen))
-        if (type == XM_ZC_MSG_GREP && blen >= sizeof(g))
+        if (type == XM_REC_ZC_GREP && blen >= sizeof(g))
             memcpy(&g, buf, sizeof(g));
     CHECK_EQ(g.id, id);
     CHECK_EQ(g.status, 0);
@@ -1286,13 +1297,13 @@ static int peer_hostile_peer(const void *arg)
 
     /* ACK of a grant never withdrawn, RELs that name nothing: ignored */
     const struct { uint16_t type; struct w_ginv m; size_t len; } stale[] = {
-        { XM_ZC_MSG_ACK, { id, 0, g.gen }, 16 },
-        { XM_ZC_MSG_ACK, { id, 0, g.gen + 77 }, 16 },
-        { XM_ZC_MSG_REL, { id, 0, g.gen + 1 }, 16 },
-        { XM_ZC_MSG_REL, { id + 1, 0, g.gen }, 16 },
-        { XM_ZC_MSG_REL, { id, 1, g.gen }, 16 },
-        { XM_ZC_MSG_REL, { id, 0, g.gen }, 15 },
-        { XM_ZC_MSG_ACK, { id, 0, g.gen }, 17 },
+        { XM_REC_ZC_ACK, { id, 0, g.gen }, 16 },
+        { XM_REC_ZC_ACK, { id, 0, g.gen + 77 }, 16 },
+        { XM_REC_ZC_REL, { id, 0, g.gen + 1 }, 16 },
+        { XM_REC_ZC_REL, { id + 1, 0, g.gen }, 16 },
+        { XM_REC_ZC_REL, { id, 1, g.gen }, 16 },
+        { XM_REC_ZC_REL, { id, 0, g.gen }, 15 },
+        { XM_REC_ZC_ACK, { id, 0, g.gen }, 17 },
     };
     const unsigned nstale = sizeof(stale) / sizeof(stale[0]);
     for (unsigned i = 0; i < nstale; i++) {
@@ -1311,10 +1322,10 @@ static int peer_hostile_peer(const void *arg)
 
     /* an INVAL sent to an owner is acknowledged as it is */
     struct w_ginv inv = { id, 0, 12345 };
-    raw(XM_ZC_MSG_INVAL, &inv, sizeof(inv));
+    raw(XM_REC_ZC_INVAL, &inv, sizeof(inv));
     sync_owner();
     REQUIRE(tap_pop(&type, buf, &blen));
-    CHECK_EQ(type, XM_ZC_MSG_ACK);
+    CHECK_EQ(type, XM_REC_ZC_ACK);
     CHECK_EQ(blen, sizeof(inv));
     CHECK(!memcmp(buf, &inv, sizeof(inv)));
 
@@ -1322,7 +1333,7 @@ static int peer_hostile_peer(const void *arg)
      * dead, returns them and asks again */
     struct w_ginv rel = { id, 0, g.gen };
     o0 = sync_owner();
-    raw(XM_ZC_MSG_REL, &rel, sizeof(rel));
+    raw(XM_REC_ZC_REL, &rel, sizeof(rel));
     o1 = sync_owner();
     CHECK_EQ(o1.owner_pages, 0);
     CHECK_EQ(o1.rejected, o0.rejected);
@@ -1368,10 +1379,10 @@ static int peer_park_cap(const void *arg)
 
     /* a read-only grant */
     struct w_greq ro = { id, 0, 0 }, rw = { id, 0, 1 };
-    raw(XM_ZC_MSG_GREQ, &ro, sizeof(ro));
+    raw(XM_REC_ZC_GREQ, &ro, sizeof(ro));
     sync_owner();
     REQUIRE(tap_pop(&type, buf, &blen));
-    CHECK_EQ(type, XM_ZC_MSG_GREP);
+    CHECK_EQ(type, XM_REC_ZC_GREP);
     memcpy(&h, buf, sizeof(h));
     CHECK_EQ(h.status, 0);
     g1 = h.gen;
@@ -1379,14 +1390,14 @@ static int peer_park_cap(const void *arg)
     /* writable ones for the same pages: the first withdraws the read-only
      * grant, 64 wait, the rest are refused */
     for (unsigned i = 0; i < nreq; i++)
-        raw(XM_ZC_MSG_GREQ, &rw, sizeof(rw));
+        raw(XM_REC_ZC_GREQ, &rw, sizeof(rw));
     o1 = sync_owner();
     ninval = nexist = nother = 0;
     while (tap_pop(&type, buf, &blen)) {
-        if (type == XM_ZC_MSG_INVAL && blen == sizeof(inv)) {
+        if (type == XM_REC_ZC_INVAL && blen == sizeof(inv)) {
             memcpy(&inv, buf, sizeof(inv));
             ninval += inv.id == id && inv.chunk == 0 && inv.gen == g1;
-        } else if (type == XM_ZC_MSG_GREP && blen == sizeof(h)) {
+        } else if (type == XM_REC_ZC_GREP && blen == sizeof(h)) {
             memcpy(&h, buf, sizeof(h));
             nexist += h.status == -EEXIST && h.flags == 1 && h.npages == 0;
         } else {
@@ -1407,15 +1418,15 @@ static int peer_park_cap(const void *arg)
     inv.id = id;
     inv.chunk = 0;
     inv.gen = g1;
-    raw(XM_ZC_MSG_ACK, &inv, sizeof(inv));
+    raw(XM_REC_ZC_ACK, &inv, sizeof(inv));
     o1 = sync_owner();
     ninval = ngrant = nother = 0;
     while (tap_pop(&type, buf, &blen)) {
-        if (type == XM_ZC_MSG_GREP && blen == sizeof(h) + CPAGES * sizeof(uint32_t)) {
+        if (type == XM_REC_ZC_GREP && blen == sizeof(h) + CPAGES * sizeof(uint32_t)) {
             memcpy(&h, buf, sizeof(h));
             ngrant += h.status == 0 && h.flags == 1 && h.npages == CPAGES;
             g2 = h.gen;
-        } else if (type == XM_ZC_MSG_INVAL && blen == sizeof(inv)) {
+        } else if (type == XM_REC_ZC_INVAL && blen == sizeof(inv)) {
             struct w_ginv v;
             memcpy(&v, buf, sizeof(v));
             ninval += v.gen == g2 && g2 != 0;
@@ -1523,19 +1534,19 @@ static int peer_hostile_owner(const void *arg)
     CHECK_EQ(zcopy(fid, base, len, base, lb, 3 * PG, GET, &A), -EINPROGRESS);
     pump(3);
     struct w_greq q = { fid, 0, 0 };
-    expect_owner_tap(XM_ZC_MSG_GREQ, &q, sizeof(q));
+    expect_owner_tap(XM_REC_ZC_GREQ, &q, sizeof(q));
 
     /* malformed answers: ignored (the copy still waits), counted, not answered */
     p0 = zs();
     unsigned nmal = 0;
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 5, 0, CPAGES, CPAGES, refs) - 1 - 4 * CPAGES), nmal++;   /* 31 bytes */
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 5, 0, 2, 1, refs)), nmal++;        /* refs missing */
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 5, 0, CPAGES, CPAGES + 1, refs)), nmal++; /* one too many */
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 5, 0, CPAGES + 1, CPAGES + 1, refs)), nmal++; /* > 256 */
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 5, 5, 0, 0, NULL)), nmal++;        /* positive status */
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 5, -ENOSPC, 3, 3, refs)), nmal++;  /* error with refs */
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 5, 0, 0, 0, NULL)), nmal++;        /* success, no refs */
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 2, 5, 0, CPAGES, CPAGES, refs)), nmal++; /* unknown flag */
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 0, 0, 5, 0, CPAGES, CPAGES, refs) - 1 - 4 * CPAGES), nmal++;   /* 31 bytes */
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 0, 0, 5, 0, 2, 1, refs)), nmal++;        /* refs missing */
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 0, 0, 5, 0, CPAGES, CPAGES + 1, refs)), nmal++; /* one too many */
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 0, 0, 5, 0, CPAGES + 1, CPAGES + 1, refs)), nmal++; /* > 256 */
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 0, 0, 5, 5, 0, 0, NULL)), nmal++;        /* positive status */
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 0, 0, 5, -ENOSPC, 3, 3, refs)), nmal++;  /* error with refs */
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 0, 0, 5, 0, 0, 0, NULL)), nmal++;        /* success, no refs */
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 0, 2, 5, 0, CPAGES, CPAGES, refs)), nmal++; /* unknown flag */
     p1 = zs();
     CHECK_EQ(p1.rejected - p0.rejected, nmal);
     CHECK_EQ(A.done, 0);
@@ -1546,16 +1557,16 @@ static int peer_hostile_owner(const void *arg)
     /* answers to nothing we asked: counted; a successful one is returned */
     struct w_ginv rel;
     p0 = zs();
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid + 1, 0, 0, 9, 0, CPAGES, CPAGES, refs));
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid + 1, 0, 0, 9, 0, CPAGES, CPAGES, refs));
     rel = (struct w_ginv){ fid + 1, 0, 9 };
-    expect_owner_tap(XM_ZC_MSG_REL, &rel, sizeof(rel));
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 1, 10, 0, CPAGES, CPAGES, refs));   /* we asked read-only */
+    expect_owner_tap(XM_REC_ZC_REL, &rel, sizeof(rel));
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 0, 1, 10, 0, CPAGES, CPAGES, refs));   /* we asked read-only */
     rel = (struct w_ginv){ fid, 0, 10 };
-    expect_owner_tap(XM_ZC_MSG_REL, &rel, sizeof(rel));
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 1, 0, 11, 0, CPAGES, CPAGES, refs));   /* chunk 1 */
+    expect_owner_tap(XM_REC_ZC_REL, &rel, sizeof(rel));
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 1, 0, 11, 0, CPAGES, CPAGES, refs));   /* chunk 1 */
     rel = (struct w_ginv){ fid, 1, 11 };
-    expect_owner_tap(XM_ZC_MSG_REL, &rel, sizeof(rel));
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid + 2, 0, 0, 0, -ENOSPC, 0, 0, NULL));
+    expect_owner_tap(XM_REC_ZC_REL, &rel, sizeof(rel));
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid + 2, 0, 0, 0, -ENOSPC, 0, 0, NULL));
     expect_owner_tap_empty();
     p1 = zs();
     CHECK_EQ(p1.rejected - p0.rejected, 4);
@@ -1569,7 +1580,7 @@ static int peer_hostile_owner(const void *arg)
     uint32_t real[CPAGES];
     memcpy(real, r->data, sizeof(real));
     p0 = zs();
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 55, 0, CPAGES, CPAGES, real));
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 0, 0, 55, 0, CPAGES, CPAGES, real));
     PUMP_UNTIL(A.done, 5);
     CHECK_EQ(A.done, 1);
     CHECK_EQ(A.status, 0);
@@ -1588,21 +1599,21 @@ static int peer_hostile_owner(const void *arg)
     CHECK_EQ(zcopy(fid, base, len, base + 2 * CHUNK, lb, PG, GET, &B), -EINPROGRESS);   /* 2 pages */
     pump(3);
     q = (struct w_greq){ fid, 2, 0 };
-    expect_owner_tap(XM_ZC_MSG_GREQ, &q, sizeof(q));
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 2, 0, 66, 0, 3, 3, refs));
+    expect_owner_tap(XM_REC_ZC_GREQ, &q, sizeof(q));
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 2, 0, 66, 0, 3, 3, refs));
     PUMP_UNTIL(B.done, 5);
     CHECK_EQ(B.status, -EPROTO);
     rel = (struct w_ginv){ fid, 2, 66 };
-    expect_owner_tap(XM_ZC_MSG_REL, &rel, sizeof(rel));
+    expect_owner_tap(XM_REC_ZC_REL, &rel, sizeof(rel));
     CHECK_EQ(zcopy(fid, base, len, base + CHUNK, lb, PG, GET, &B), -EINPROGRESS);       /* 256 pages */
     pump(3);
     q = (struct w_greq){ fid, 1, 0 };
-    expect_owner_tap(XM_ZC_MSG_GREQ, &q, sizeof(q));
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 1, 0, 67, 0, CPAGES - 1, CPAGES - 1, refs));
+    expect_owner_tap(XM_REC_ZC_GREQ, &q, sizeof(q));
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 1, 0, 67, 0, CPAGES - 1, CPAGES - 1, refs));
     PUMP_UNTIL(B.done, 5);
     CHECK_EQ(B.status, -EPROTO);
     rel = (struct w_ginv){ fid, 1, 67 };
-    expect_owner_tap(XM_ZC_MSG_REL, &rel, sizeof(rel));
+    expect_owner_tap(XM_REC_ZC_REL, &rel, sizeof(rel));
     p1 = zs();
     CHECK_EQ(p1.rejected - p0.rejected, 2);
 
@@ -1615,8 +1626,8 @@ static int peer_hostile_owner(const void *arg)
         memset(lb, 0xEE, PG);
         CHECK_EQ(zcopy(fid, base, len, base + CHUNK, lb, PG, GET, &B), -EINPROGRESS);
         pump(3);
-        expect_owner_tap(XM_ZC_MSG_GREQ, &q, sizeof(q));
-        owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 1, 0, 0, errs[i].sent, 0, 0, NULL));
+        expect_owner_tap(XM_REC_ZC_GREQ, &q, sizeof(q));
+        owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 1, 0, 0, errs[i].sent, 0, 0, NULL));
         PUMP_UNTIL(B.done, 5);
         CHECK_EQ(B.status, errs[i].seen);
         CHECK_EQ(not_byte(lb, PG, 0xEE), 0);
@@ -1629,22 +1640,22 @@ static int peer_hostile_owner(const void *arg)
     uint8_t m15[16];
     memcpy(m15, &inv, sizeof(inv));
     p0 = zs();
-    owner_raw(XM_ZC_MSG_INVAL, m15, 15);
+    owner_raw(XM_REC_ZC_INVAL, m15, 15);
     CHECK_EQ(zs().rejected - p0.rejected, 1);
     expect_owner_tap_empty();
     inv.gen = 99999;
-    owner_raw(XM_ZC_MSG_INVAL, &inv, sizeof(inv));
-    expect_owner_tap(XM_ZC_MSG_ACK, &inv, sizeof(inv));
+    owner_raw(XM_REC_ZC_INVAL, &inv, sizeof(inv));
+    expect_owner_tap(XM_REC_ZC_ACK, &inv, sizeof(inv));
     CHECK_EQ(zs().peer_pages, CPAGES);
     inv.gen = 55;
-    owner_raw(XM_ZC_MSG_INVAL, &inv, sizeof(inv));
-    expect_owner_tap(XM_ZC_MSG_ACK, &inv, sizeof(inv));
+    owner_raw(XM_REC_ZC_INVAL, &inv, sizeof(inv));
+    expect_owner_tap(XM_REC_ZC_ACK, &inv, sizeof(inv));
     CHECK_EQ(zs().peer_pages, 0);
     CHECK_EQ(zcopy(fid, base, len, base, lb, PG, GET, &B), -EINPROGRESS);
     pump(3);
     q = (struct w_greq){ fid, 0, 0 };
-    expect_owner_tap(XM_ZC_MSG_GREQ, &q, sizeof(q));
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 0, -ENOENT, 0, 0, NULL));
+    expect_owner_tap(XM_REC_ZC_GREQ, &q, sizeof(q));
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 0, 0, 0, -ENOENT, 0, 0, NULL));
     PUMP_UNTIL(B.done, 5);
     CHECK_EQ(B.status, -ENOENT);
     CHECK_EQ(RPC(OP_GRANT_END, handle)->rc, 0);
@@ -1653,12 +1664,12 @@ static int peer_hostile_owner(const void *arg)
      * is only counted; in answer to our request it fails the copy and
      * marks the channel: no request goes out over it again */
     p0 = zs();
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid + 3, 0, 0, 0, -ENODEV, 0, 0, NULL));
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid + 3, 0, 0, 0, -ENODEV, 0, 0, NULL));
     CHECK_EQ(zs().rejected - p0.rejected, 1);
     CHECK_EQ(zcopy(fid, base, len, base, lb, PG, GET, &B), -EINPROGRESS);
     pump(3);
-    expect_owner_tap(XM_ZC_MSG_GREQ, &q, sizeof(q));
-    owner_raw(XM_ZC_MSG_GREP, g, mk_grep(g, fid, 0, 0, 0, -ENODEV, 0, 0, NULL));
+    expect_owner_tap(XM_REC_ZC_GREQ, &q, sizeof(q));
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 0, 0, 0, -ENODEV, 0, 0, NULL));
     PUMP_UNTIL(B.done, 5);
     CHECK_EQ(B.status, -ENODEV);
     p0 = zs();
