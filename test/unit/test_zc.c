@@ -1874,6 +1874,175 @@ static int peer_same_domain(const void *arg)
 }
 
 /* ======================================================================
+ * the locking rule: nothing is sent under the zero-copy lock, in order
+ * ====================================================================== */
+
+/* A second endpoint of this peer process, connected to the owner; its
+ * records go to svc (NULL: the real zero-copy service). */
+static xm_endpoint_t *extra_endpoint(const xm_service_t *svc, xm_channel_t **ch)
+{
+    xm_ep_params_t p = { .ring_pages = RING_PAGES, .recv_cb = n_recv, .event_cb = n_event };
+    xm_endpoint_t *ep;
+    struct rep *r = RPC(OP_INFO, 0);
+    double end = now() + 20;
+
+    REQUIRE_EQ(xm_endpoint_open(me.hv, &p, &ep), 0);
+    REQUIRE_EQ(svc ? xm_endpoint_add_service(ep, svc) : xm_zc_attach(ep), 0);
+    REQUIRE_EQ(xm_endpoint_connect(ep, (uint32_t)r->v[0], (uint32_t)r->v[1], ch), 0);
+    while (xm_chan_state(*ch) == XM_CH_CONNECTING && now() < end) {
+        xm_endpoint_progress(ep);
+        xm_endpoint_progress(me.ep);
+        usleep(100);
+    }
+    REQUIRE_EQ(xm_chan_state(*ch), XM_CH_CONNECTED);
+    return ep;
+}
+
+/* The owner's answers fill its ring to us while our control page claims
+ * an impossible consumer index: the owner's send path finds it while
+ * zero-copy holds its lock.  The channel fails; the owner keeps serving. */
+static int peer_bad_cons_under_lock(const void *arg)
+{
+    struct xm_ctrl_page *ctrl;
+    uint8_t *ring;
+    uint32_t size;
+    struct rep *r;
+
+    peer_connect(RING_PAGES);
+    tap.mode = TAP_SWALLOW;
+    xm_chan_own_pages(me.ch, &ctrl, &ring, &size);
+    __atomic_store_n(&ctrl->cons, 0x40000000u, __ATOMIC_RELEASE);
+    /* 300 answers of 40 bytes: more than the owner's one-page ring */
+    for (unsigned i = 0; i < 300; i++) {
+        struct w_greq q = { 999999, i, 0 };
+        raw(XM_REC_ZC_GREQ, &q, sizeof(q));
+    }
+    /* we consume nothing; the owner must still answer its controller */
+    r = RPC(OP_STATS, 0);
+    CHECK_EQ(r->v[0], XM_CH_FAILED);
+    r = RPC(OP_STATS, 0);
+    CHECK_EQ(r->v[1], 0);   /* failed, not gone */
+    node_close();
+    return 0;
+}
+
+/* A peer cache eviction caused on one endpoint's channel (its GREP made
+ * room) returns grants of another endpoint's channel: that REL waits for
+ * its own endpoint's progress, the only thread that writes its ring. */
+static int peer_rel_on_own_endpoint(const void *arg)
+{
+    const uint64_t len = 2 * CHUNK, seed = 121;
+    xm_zc_config_t cfg = { .peer_cache_bytes = CHUNK };
+    xm_channel_t *ch2;
+    xm_endpoint_t *ep2;
+    xm_chan_stats_t c0, c1;
+    uint64_t base, id;
+    struct op o;
+    uint8_t *lb = malloc(CHUNK);
+    xm_zc_stats_t p0;
+
+    REQUIRE(lb);
+    peer_connect(RING_PAGES);
+    xm_zc_configure(&cfg);
+    base = alloc_slot(0, len, 0, seed);
+    id = reg_slot(0, RD, 0, len);
+    CHECK_EQ(copy1(id, base, len, base, lb, CHUNK, GET, NULL), 0);   /* chunk 0, via me.ep */
+    ep2 = extra_endpoint(NULL, &ch2);
+    xm_chan_get_stats(me.ch, &c0);
+    p0 = zs();
+    memset(&o, 0, sizeof(o));
+    CHECK_EQ(xm_zc_copy(ch2, id, base, len, base + CHUNK, lb, CHUNK, GET, op_cb, &o),
+             -EINPROGRESS);
+    for (double end = now() + 20; !o.done && now() < end;)
+        if (xm_endpoint_progress(ep2) <= 0)
+            usleep(50);
+    CHECK_EQ(o.done, 1);
+    CHECK_EQ(o.status, 0);
+    CHECK_EQ(mism(lb, base + CHUNK, CHUNK, seed), 0);
+    CHECK_EQ(zs().releases - p0.releases, 1);   /* chunk 0 of me.ch evicted */
+    xm_chan_get_stats(me.ch, &c1);
+    CHECK_EQ(c1.msgs_sent, c0.msgs_sent);   /* not written from ep2's progress */
+    pump(3);
+    xm_chan_get_stats(me.ch, &c1);
+    CHECK_EQ(c1.msgs_sent, c0.msgs_sent + 1);   /* the REL, from its own endpoint */
+    CHECK_EQ(ozs(0).owner_pages, CPAGES);       /* and the owner ended that grant */
+    xm_endpoint_close(ep2);
+    free(lb);
+    node_close();
+    return 0;
+}
+
+/* Order per channel with many channels blocked: 18 endpoints each fill
+ * the owner's one-page ring to them with small answers, then ask for a
+ * grant (a large answer that no longer fits) and once more (a small one
+ * that would).  Each must see the large answer before the small one. */
+#define NORDER 18
+static struct { unsigned n, big_at, small_after; } order_seen[NORDER];
+
+static void order_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *d, size_t len)
+{
+    unsigned i = (unsigned)(uintptr_t)arg;
+    struct w_grep h;
+
+    if (type != XM_REC_ZC_GREP || len < sizeof(h))
+        return;
+    memcpy(&h, d, sizeof(h));
+    order_seen[i].n++;
+    if (h.status == 0)
+        order_seen[i].big_at = order_seen[i].n;
+    else if (h.chunk == 7777)
+        order_seen[i].small_after = order_seen[i].big_at;
+}
+
+static int peer_order_many_blocked(const void *arg)
+{
+    const uint64_t len = CHUNK, seed = 131;
+    xm_endpoint_t *eps[NORDER];
+    xm_channel_t *chs[NORDER];
+    uint64_t id;
+
+    peer_connect(RING_PAGES);
+    alloc_slot(0, len, 0, seed);
+    id = reg_slot(0, RD, 0, len);
+    memset(order_seen, 0, sizeof(order_seen));
+    for (unsigned i = 0; i < NORDER; i++) {
+        xm_service_t svc = { XM_REC_ZC_FIRST, XM_REC_ZC_LAST, order_recv, NULL, NULL, NULL,
+                             (void *)(uintptr_t)i };
+        eps[i] = extra_endpoint(&svc, &chs[i]);
+    }
+    RPC(OP_HOLD, 0);   /* the owner reads all of it in one go */
+    for (unsigned i = 0; i < NORDER; i++) {
+        /* 4096-byte ring: 100 answers of 40 bytes leave 96 */
+        for (unsigned k = 0; k < 100; k++) {
+            struct w_greq q = { 999999, k, 0 };
+            CHECK_EQ(xm_chan_send(chs[i], XM_REC_ZC_GREQ, NULL, 0, &q, sizeof(q)), 0);
+        }
+        struct w_greq big = { id, 0, 0 }, small = { 999999, 7777, 0 };
+        CHECK_EQ(xm_chan_send(chs[i], XM_REC_ZC_GREQ, NULL, 0, &big, sizeof(big)), 0);
+        CHECK_EQ(xm_chan_send(chs[i], XM_REC_ZC_GREQ, NULL, 0, &small, sizeof(small)), 0);
+    }
+    RPC(OP_INFO, 0);   /* the owner handled all 18 * 102 requests */
+    for (double end = now() + 20; now() < end;) {
+        unsigned done = 0;
+        for (unsigned i = 0; i < NORDER; i++) {
+            xm_endpoint_progress(eps[i]);
+            done += order_seen[i].n == 102;
+        }
+        if (done == NORDER)
+            break;
+        RPC(OP_INFO, 0);   /* let the owner send what waited */
+    }
+    for (unsigned i = 0; i < NORDER; i++) {
+        CHECK_EQ(order_seen[i].n, 102);
+        CHECK_EQ(order_seen[i].big_at, 101);
+        CHECK_EQ(order_seen[i].small_after, 101);   /* the small one came after it */
+        xm_endpoint_close(eps[i]);
+    }
+    node_close();
+    return 0;
+}
+
+/* ======================================================================
  * the cmocka side: processes
  * ====================================================================== */
 
@@ -2059,6 +2228,17 @@ static void test_same_domain(void **state)
     run_pair(peer_same_domain, NULL, &oo, 0);
 }
 
+static void test_bad_cons_under_lock(void **state)
+{
+    const struct owner_opts oo = { NULL, 1, NULL };
+    run_pair(peer_bad_cons_under_lock, NULL, &oo, 0);
+}
+static void test_rel_on_own_endpoint(void **state) { run_pair(peer_rel_on_own_endpoint, NULL, NULL, 0); }
+static void test_order_many_blocked(void **state)
+{
+    const struct owner_opts oo = { NULL, 1, NULL };
+    run_pair(peer_order_many_blocked, NULL, &oo, 0);
+}
 static void test_owner_gone(void **state) { run_pair(peer_owner_dies, NULL, NULL, 1); }
 static void test_copy_on_dead_channel(void **state) { run_pair(peer_owner_dies, "after", NULL, 1); }
 
@@ -2345,6 +2525,9 @@ int main(void)
         cmocka_unit_test(test_peer_gone),
         cmocka_unit_test(test_owner_gone),
         cmocka_unit_test(test_copy_on_dead_channel),
+        cmocka_unit_test(test_bad_cons_under_lock),
+        cmocka_unit_test(test_rel_on_own_endpoint),
+        cmocka_unit_test(test_order_many_blocked),
     };
     return cmocka_run_group_tests_name("zc", tests, setup, teardown);
 }
