@@ -70,8 +70,8 @@ static UCS_CLASS_INIT_FUNC(uct_xen_ep_t, const uct_ep_params_t *params)
     ucs_queue_head_init(&self->pending_q);
     self->in_dispatch = 0;
     self->err_reported = 0;
-    self->gets_issued  = 0;
-    self->gets_done    = 0;
+    self->rops_issued  = 0;
+    self->rops_done    = 0;
     ucs_queue_head_init(&self->flush_q);
     ucs_list_head_init(&self->zops);
     ucs_list_add_tail(&iface->ep_list, &self->list);
@@ -245,9 +245,6 @@ void uct_xen_ep_pending_purge(uct_ep_h tl_ep, uct_pending_purge_callback_t cb,
 
 int uct_xen_ep_arm_pending(uct_xen_ep_t *ep, uct_xen_iface_t *iface)
 {
-    void *p;
-    int err;
-
     switch (xm_chan_state(ep->ch)) {
     case XM_CH_CONNECTING:
         return 1;   /* the store watch wakes us when the answer comes */
@@ -262,12 +259,9 @@ int uct_xen_ep_arm_pending(uct_xen_ep_t *ep, uct_xen_iface_t *iface)
         return 0;
     }
     /* The send that queued the request asked the peer for a space
-     * notification, but a later send may have cleared that request.  Ask
-     * again: a reservation that fails with -EAGAIN sets the ring's tx_wait
-     * and re-checks the peer's consumer index after it; one that succeeds
-     * (room appeared meanwhile) is simply not committed. */
-    p = xm_chan_reserve(ep->ch, iface->config.seg_size, &err);
-    return (p == NULL) && (err == -EAGAIN);
+     * notification, but a later send may have cleared that request: ask
+     * again (0 when room appeared meanwhile) */
+    return xm_chan_want_space(ep->ch, iface->config.seg_size);
 }
 
 unsigned uct_xen_ep_dispatch_pending(uct_xen_ep_t *ep, uct_xen_iface_t *iface)
@@ -365,7 +359,7 @@ ucs_status_t uct_xen_ep_put_short(uct_ep_h tl_ep, const void *buffer,
     }
     uct_xen_rma_hdr_fill(p, (const uct_xen_rkey_t*)rkey, remote_addr, length, 0);
     memcpy(UCS_PTR_BYTE_OFFSET(p, UCT_XEN_RMA_HDR), buffer, length);
-    xm_chan_commit(ep->ch, UCT_XEN_MSG_PUT, UCT_XEN_RMA_HDR + length);
+    xm_chan_commit(ep->ch, XM_REC_RMA_PUT, UCT_XEN_RMA_HDR + length);
     ucs_trace_data("xen: ep %p PUT_SHORT %u bytes to 0x%" PRIx64, ep, length,
                    remote_addr);
     UCT_TL_EP_STAT_OP(&ep->super, PUT, SHORT, length);
@@ -390,7 +384,7 @@ ssize_t uct_xen_ep_put_bcopy(uct_ep_h tl_ep, uct_pack_callback_t pack_cb,
     ucs_assertv(length <= iface->config.rma_max, "put_bcopy packed %zu > %zu",
                 length, iface->config.rma_max);
     uct_xen_rma_hdr_fill(p, (const uct_xen_rkey_t*)rkey, remote_addr, length, 0);
-    xm_chan_commit(ep->ch, UCT_XEN_MSG_PUT, UCT_XEN_RMA_HDR + length);
+    xm_chan_commit(ep->ch, XM_REC_RMA_PUT, UCT_XEN_RMA_HDR + length);
     ucs_trace_data("xen: ep %p PUT_BCOPY %zu bytes to 0x%" PRIx64, ep, length,
                    remote_addr);
     UCT_TL_EP_STAT_OP(&ep->super, PUT, BCOPY, length);
@@ -437,8 +431,8 @@ ucs_status_t uct_xen_ep_get_bcopy(uct_ep_h tl_ep, uct_unpack_callback_t unpack_c
 
     uct_xen_rma_hdr_fill(p, (const uct_xen_rkey_t*)rkey, remote_addr, length,
                          req->id);
-    xm_chan_commit(ep->ch, UCT_XEN_MSG_GET_REQ, UCT_XEN_RMA_HDR);
-    ++ep->gets_issued;
+    xm_chan_commit(ep->ch, XM_REC_RMA_GET_REQ, UCT_XEN_RMA_HDR);
+    ++ep->rops_issued;
     ucs_trace_data("xen: ep %p GET_BCOPY %zu bytes from 0x%" PRIx64 " req %"
                    PRIu64, ep, length, remote_addr, req->id);
     UCT_TL_EP_STAT_OP(&ep->super, GET, BCOPY, length);
@@ -448,7 +442,7 @@ ucs_status_t uct_xen_ep_get_bcopy(uct_ep_h tl_ep, uct_unpack_callback_t unpack_c
 /* Complete the flushes whose gets have all finished. */
 static int uct_xen_flush_wait_done(uct_xen_ep_t *ep, uct_xen_flush_wait_t *fw)
 {
-    return (fw->gets_target <= ep->gets_done) && xm_chan_tx_reached(ep->ch, fw->tx_mark);
+    return (fw->gets_target <= ep->rops_done) && xm_chan_tx_reached(ep->ch, fw->tx_mark);
 }
 
 int uct_xen_ep_flush_ready(uct_xen_ep_t *ep)
@@ -492,7 +486,7 @@ void uct_xen_ep_get_done(uct_xen_iface_t *iface, uct_xen_get_req_t *req,
     if (status == UCS_OK) {
         req->unpack_cb(req->arg, data, req->length);
     }
-    ++ep->gets_done;
+    ++ep->rops_done;
     if (req->comp != NULL) {
         uct_invoke_completion(req->comp, status);
     }
@@ -528,7 +522,7 @@ void uct_xen_ep_fail_gets(uct_xen_ep_t *ep, uct_xen_iface_t *iface,
             it = kh_get(uct_xen_get, &iface->gets, found->id);
             kh_del(uct_xen_get, &iface->gets, it);
             ucs_free(found);
-            ++ep->gets_done;
+            ++ep->rops_done;
         }
     } while (1);
 
@@ -542,6 +536,12 @@ void uct_xen_ep_fail_gets(uct_xen_ep_t *ep, uct_xen_iface_t *iface,
             ucs_free(fw);
         }
     }
+}
+
+int uct_xen_ep_outstanding(uct_xen_ep_t *ep)
+{
+    return (ep->rops_done != ep->rops_issued) || !ucs_queue_is_empty(&ep->flush_q) ||
+           !xm_chan_tx_reached(ep->ch, xm_chan_tx_mark(ep->ch));
 }
 
 ucs_status_t uct_xen_ep_flush(uct_ep_h tl_ep, unsigned flags,
@@ -564,15 +564,14 @@ ucs_status_t uct_xen_ep_flush(uct_ep_h tl_ep, unsigned flags,
     /* Remote completion: puts and AMs are done once the peer processed
      * them (it releases ring space only after that), gets once answered. */
     mark = xm_chan_tx_mark(ep->ch);
-    if ((ep->gets_done != ep->gets_issued) || !ucs_queue_is_empty(&ep->flush_q) ||
-        !xm_chan_tx_reached(ep->ch, mark)) {
+    if (uct_xen_ep_outstanding(ep)) {
         if (comp != NULL) {
             fw = ucs_malloc(sizeof(*fw), "xen_flush_wait");
             if (fw == NULL) {
                 ucs_error("xen: failed to allocate a flush request");
                 return UCS_ERR_NO_MEMORY;
             }
-            fw->gets_target = ep->gets_issued;
+            fw->gets_target = ep->rops_issued;
             fw->tx_mark     = mark;
             fw->comp        = comp;
             ucs_queue_push(&ep->flush_q, &fw->queue);

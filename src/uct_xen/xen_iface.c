@@ -139,7 +139,7 @@ static int uct_xen_get_reply(uct_xen_iface_t *iface, xm_channel_t *ch,
     }
     rep.status = status;
     memcpy(p, &rep, sizeof(rep));
-    xm_chan_commit(ch, UCT_XEN_MSG_GET_REP, UCT_XEN_RMA_HDR + len);
+    xm_chan_commit(ch, XM_REC_RMA_GET_REP, UCT_XEN_RMA_HDR + len);
     return 0;
 }
 
@@ -217,9 +217,10 @@ static void uct_xen_get_answer(uct_xen_iface_t *iface, xm_channel_t *ch,
     uct_xen_ep_get_done(iface, req, data, status);
 }
 
-static void uct_xen_recv_rma(uct_xen_iface_t *iface, xm_channel_t *ch,
-                             uint16_t type, const void *data, size_t len)
+static void uct_xen_recv_rma(void *arg, xm_channel_t *ch, uint16_t type,
+                             const void *data, size_t len)
 {
+    uct_xen_iface_t *iface = arg;
     const void *payload = UCS_PTR_BYTE_OFFSET(data, UCT_XEN_RMA_HDR);
     uct_xen_rma_hdr_t hdr;
     ucs_status_t status;
@@ -234,7 +235,7 @@ static void uct_xen_recv_rma(uct_xen_iface_t *iface, xm_channel_t *ch,
     len -= UCT_XEN_RMA_HDR;
 
     switch (type) {
-    case UCT_XEN_MSG_PUT:
+    case XM_REC_RMA_PUT:
         if (ucs_unlikely(hdr.len != len)) {
             status = UCS_ERR_INVALID_PARAM;
         } else {
@@ -246,10 +247,10 @@ static void uct_xen_recv_rma(uct_xen_iface_t *iface, xm_channel_t *ch,
             uct_xen_rma_reject(iface, ch, "put", &hdr, status);
         }
         break;
-    case UCT_XEN_MSG_GET_REQ:
+    case XM_REC_RMA_GET_REQ:
         uct_xen_get_reply_or_queue(iface, ch, &hdr);
         break;
-    case UCT_XEN_MSG_GET_REP:
+    case XM_REC_RMA_GET_REP:
         uct_xen_get_answer(iface, ch, &hdr, payload, len);
         break;
     default:
@@ -267,7 +268,8 @@ static void uct_xen_recv_cb(void *arg, xm_channel_t *ch, uint16_t type,
     uct_xen_iface_t *iface = arg;
 
     if (ucs_unlikely(type >= UCT_AM_ID_MAX)) {
-        uct_xen_recv_rma(iface, ch, type, data, len);
+        ucs_warn("xen: domain %u sent a message of type 0x%x (no such AM id): "
+                 "dropped", xm_chan_peer_dom(ch), type);
         return;
     }
     uct_iface_trace_am(&iface->super, UCT_AM_TRACE_TYPE_RECV, type,
@@ -494,16 +496,13 @@ static ucs_status_t uct_xen_iface_flush(uct_iface_h tl_iface, unsigned flags,
     if (comp != NULL) {
         return uct_xen_iface_flush_comp(iface, comp);
     }
+    /* every ep's, by the predicate its own flush uses: gets waiting for
+     * answers, zero-copy operations waiting for grants or for the ring */
     ucs_list_for_each(ep, &iface->ep_list, list) {
-        if (!ucs_queue_is_empty(&ep->pending_q) || !ucs_queue_is_empty(&ep->flush_q) ||
-            !xm_chan_tx_reached(ep->ch, xm_chan_tx_mark(ep->ch))) {
+        if (!ucs_queue_is_empty(&ep->pending_q) || uct_xen_ep_outstanding(ep)) {
             UCT_TL_IFACE_STAT_FLUSH_WAIT(&iface->super);
             return UCS_INPROGRESS;   /* the only "not yet" uct.h allows here */
         }
-    }
-    if (kh_size(&iface->gets) > 0) {
-        UCT_TL_IFACE_STAT_FLUSH_WAIT(&iface->super);
-        return UCS_INPROGRESS;   /* gets wait for their answers */
     }
     UCT_TL_IFACE_STAT_FLUSH(&iface->super);
     return UCS_OK;
@@ -527,18 +526,15 @@ static ucs_status_t uct_xen_iface_event_fd_get(uct_iface_h tl_iface, int *fd_p)
 static int uct_xen_iface_arm_replies(uct_xen_iface_t *iface)
 {
     uct_xen_get_reply_t *r;
-    void *p;
-    int err;
 
     r = ucs_queue_head_elem_non_empty(&iface->reply_q, uct_xen_get_reply_t,
                                       queue);
     if (xm_chan_state(r->ch) != XM_CH_CONNECTED) {
         return 0;   /* progress drops it */
     }
-    p = xm_chan_reserve(r->ch, UCT_XEN_RMA_HDR +
-                        ucs_min(r->hdr.len, xm_endpoint_max_msg(iface->xep) -
-                                            UCT_XEN_RMA_HDR), &err);
-    return (p == NULL) && (err == -EAGAIN);
+    return xm_chan_want_space(r->ch, UCT_XEN_RMA_HDR +
+                              ucs_min(r->hdr.len, xm_endpoint_max_msg(iface->xep) -
+                                                  UCT_XEN_RMA_HDR));
 }
 
 /* Work only our progress can do, which must not wait for a peer's event. */
@@ -973,8 +969,17 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
         goto err_hv_close;
     }
     rc = xm_zc_attach(self->xep);
+    if (rc == 0) {
+        xm_service_t rma = {
+            .first_type = XM_REC_RMA_FIRST,
+            .last_type  = XM_REC_RMA_LAST,
+            .recv       = uct_xen_recv_rma,
+            .arg        = self,
+        };
+        rc = xm_endpoint_add_service(self->xep, &rma);
+    }
     if (rc < 0) {
-        ucs_error("xen: zero-copy service: %s", strerror(-rc));
+        ucs_error("xen: zero-copy and RMA services: %s", strerror(-rc));
         status = UCS_ERR_NO_DEVICE;
         goto err_ep_close;
     }

@@ -23,6 +23,7 @@
 #include <ucs/type/class.h>
 
 #include "xm_channel.h"
+#include "xm_wire.h"
 
 #include <hwloc.h>
 
@@ -36,17 +37,11 @@
 
 /*
  * Emulated RMA: the owner of the target memory executes puts and gets in its
- * progress.  They travel on the channel as record types above the AM id
- * range (AM ids are 0..UCT_AM_ID_MAX-1), so they share the ring, and its
- * order, with active messages.  Layouts: docs/wire.md, "UCX transport
- * messages".
+ * progress.  They travel on the channel as the core's XM_REC_RMA_* record
+ * types (xm_wire.h), so they share the ring, and its order, with active
+ * messages; the iface claims them on its endpoint as a service.  Layouts:
+ * docs/wire.md, "RMA messages".
  */
-enum {
-    UCT_XEN_MSG_PUT     = 0x100,  /* hdr + data: write into a registration */
-    UCT_XEN_MSG_GET_REQ = 0x101,  /* hdr: read from a registration */
-    UCT_XEN_MSG_GET_REP = 0x102,  /* hdr (status) + data on success */
-};
-
 typedef struct uct_xen_rma_hdr {
     uint64_t rid;     /* registration id (the owner's) */
     uint64_t addr;    /* remote address, inside that registration */
@@ -157,11 +152,12 @@ typedef struct uct_xen_ep {
     ucs_queue_head_t     pending_q;
     int                  in_dispatch;  /* our pending queue is being dispatched */
     int                  err_reported; /* the channel's failure was reported */
-    uint64_t             gets_issued;
-    uint64_t             gets_done;    /* completed, with or without error */
+    uint64_t             rops_issued;  /* remote operations: gets and
+                                        * zero-copy gets and puts */
+    uint64_t             rops_done;    /* completed, with or without error */
     ucs_queue_head_t     flush_q;      /* flushes waiting for gets to drain */
     ucs_list_link_t      zops;         /* zero-copy operations in flight
-                                        * (counted in gets_issued too) */
+                                        * (counted in rops_issued too) */
     ucs_list_link_t      list;         /* in uct_xen_iface_t::ep_list */
 } uct_xen_ep_t;
 
@@ -259,5 +255,9 @@ ucs_status_t uct_xen_chan_status(xm_channel_t *ch);
 unsigned uct_xen_ep_flush_progress(uct_xen_ep_t *ep, ucs_status_t status);
 /* Would the oldest waiting flush of this ep complete now? */
 int uct_xen_ep_flush_ready(uct_xen_ep_t *ep);
+/* Whether anything this ep started is not complete yet (remote operations,
+ * waiting flushes, sends the peer has not processed): the one predicate
+ * ep and iface flush both use.  Queued requests are the caller's to check. */
+int uct_xen_ep_outstanding(uct_xen_ep_t *ep);
 
 #endif

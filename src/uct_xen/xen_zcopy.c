@@ -77,7 +77,7 @@ static void uct_xen_zop_done(uct_completion_t *self)
     uct_xen_ep_t *ep  = op->ep;
 
     ucs_list_del(&op->list);
-    ++ep->gets_done;
+    ++ep->rops_done;
     if (op->comp != NULL) {
         uct_invoke_completion(op->comp, self->status);
     }
@@ -287,7 +287,7 @@ uct_xen_ep_zcopy(uct_ep_h tl_ep, const uct_iov_t *iov, size_t iovcnt,
     op->dir        = dir;
     op->npieces    = npieces;
     ucs_list_add_tail(&ep->zops, &op->list);
-    ++ep->gets_issued;
+    ++ep->rops_issued;
 
     npieces = 0;
     for (raddr = remote_addr, left = length; left > 0;
@@ -327,7 +327,7 @@ uct_xen_ep_zcopy(uct_ep_h tl_ep, const uct_iov_t *iov, size_t iovcnt,
     /* everything done now (cache hits): no completion callback */
     status = op->sub.status;
     ucs_list_del(&op->list);
-    ++ep->gets_done;
+    ++ep->rops_done;
     ucs_free(op);
     return status;
 }

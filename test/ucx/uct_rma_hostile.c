@@ -332,6 +332,65 @@ static void check_iface_flush(uct_rkey_t rkey)
            ucs_status_string(UCS_ERR_CANCELED));
 }
 
+/* uct_iface_flush(iface, 0, NULL) with a get_zcopy waiting for the owner's
+ * grant (the owner consumed the request, its answer is not read yet): not
+ * flushed.  UCP takes UCS_OK here as "worker flushed". */
+static void check_get_zcopy_iface_flush(void)
+{
+    get_ctx_t gz = {{get_comp, 1, UCS_OK}, 0, UCS_OK, NULL};
+    uct_iface_attr_t attr;
+    uct_rkey_bundle_t rk;
+    uct_mem_h memh;
+    xen_rkey_t packed;
+    uint8_t *mem, *local;
+    uct_iov_t iov;
+    ucs_status_t status;
+    double end;
+    int i;
+
+    CHECK_OK(uct_iface_query(iface_a, &attr), "iface_query");
+    CHECK(attr.cap.flags & UCT_IFACE_FLAG_GET_ZCOPY, "get_zcopy not advertised");
+    CHECK(posix_memalign((void**)&mem, 4096, 2 * 4096) == 0, "posix_memalign");
+    CHECK(posix_memalign((void**)&local, 4096, 4096) == 0, "posix_memalign");
+    for (i = 0; i < 2 * 4096; ++i) {
+        mem[i] = (uint8_t)(i * 7 + 3);
+    }
+    memset(local, 0, 4096);
+    CHECK_OK(uct_md_mem_reg(md, mem, 2 * 4096, UCT_MD_MEM_ACCESS_ALL, &memh),
+             "mem_reg");
+    rk = rkey_of(memh, &packed);
+    iov.buffer = local;
+    iov.length = 4096;
+    iov.memh   = UCT_MEM_HANDLE_NULL;
+    iov.stride = 0;
+    iov.count  = 1;
+    status = uct_ep_get_zcopy(ep, &iov, 1, (uintptr_t)mem + 4096, rk.rkey,
+                              &gz.comp);
+    CHECK(status == UCS_INPROGRESS, "get_zcopy (a grant to ask for): %s",
+          ucs_status_string(status));
+    for (i = 0; i < 1000; ++i) {
+        uct_iface_progress(iface_b);   /* B answers; A reads nothing */
+    }
+    CHECK(!gz.done, "get_zcopy completed without its requester's progress");
+    status = uct_iface_flush(iface_a, 0, NULL);
+    CHECK(status == UCS_INPROGRESS, "iface flush with a get_zcopy waiting for "
+          "its grant: %s", ucs_status_string(status));
+    end = now() + 10;
+    while (!gz.done && (now() < end)) {
+        uct_worker_progress(worker);
+    }
+    CHECK(gz.done && (gz.status == UCS_OK), "get_zcopy: %d, %s", gz.done,
+          ucs_status_string(gz.status));
+    CHECK(!memcmp(local, mem + 4096, 4096), "get_zcopy: wrong data");
+    CHECK(uct_iface_flush(iface_a, 0, NULL) == UCS_OK,
+          "iface flush after the get_zcopy completed");
+    uct_rkey_release(cmpt, &rk);
+    uct_md_mem_dereg(md, memh);
+    free(mem);
+    free(local);
+    printf("ok: an iface flush covers a get_zcopy waiting for its grant\n");
+}
+
 static uct_iface_h open_iface(void)
 {
     uct_iface_params_t params = {0};
@@ -538,6 +597,7 @@ int main(void)
 
     check_iface_flush(good.rkey);
     check_put_zcopy_flush(good.rkey);
+    check_get_zcopy_iface_flush();
 
     uct_rkey_release(cmpt, &good);
     uct_rkey_release(cmpt, &stale_rk);
