@@ -70,10 +70,7 @@ static UCS_CLASS_INIT_FUNC(uct_xen_ep_t, const uct_ep_params_t *params)
     ucs_queue_head_init(&self->pending_q);
     self->in_dispatch = 0;
     self->err_reported = 0;
-    self->rops_issued  = 0;
-    self->rops_done    = 0;
     ucs_queue_head_init(&self->flush_q);
-    ucs_list_head_init(&self->zops);
     ucs_list_add_tail(&iface->ep_list, &self->list);
     ucs_debug("xen: ep %p to domain %u endpoint %u (%s)", self, dev_addr->domid,
               peer_ep, (xm_chan_state(self->ch) == XM_CH_CONNECTED) ?
@@ -89,8 +86,8 @@ static UCS_CLASS_CLEANUP_FUNC(uct_xen_ep_t)
     ucs_assertv(ucs_queue_is_empty(&self->pending_q),
                 "xen: ep %p destroyed with pending requests", self);
     /* UCT: destroying an ep cancels its operations without completions */
-    uct_xen_ep_fail_gets(self, iface, UCS_ERR_CANCELED, 0);
-    uct_xen_ep_cancel_zops(self, iface);
+    xm_xfer_cancel(iface->xfer, self);
+    uct_xen_ep_flush_drop(self);
     ucs_list_del(&self->list);
 }
 
@@ -302,23 +299,19 @@ unsigned uct_xen_ep_dispatch_pending(uct_xen_ep_t *ep, uct_xen_iface_t *iface)
     return count;
 }
 
-/* ---------------- emulated RMA: the requester side ----------------
+/* ---------------- RMA and zero-copy: the core's (xm_xfer.h) ----------------
  *
- * A put is one record (header + data) that the owner applies in its
- * progress; like an AM, it is complete once copied into the ring (the ring
- * is the transport's buffer, and its order is the target's order: a put
- * followed by an AM on the same channel is applied before the AM handler
- * runs).  A get is a request record answered by a reply record; it stays
- * outstanding, and keeps flush in progress, until the reply arrives or the
- * channel fails.
+ * A put is one record the owner applies in its progress; like an AM, it is
+ * complete once copied into the ring.  A get, and a zero-copy operation,
+ * complete from progress through the core's callback, which is the UCT
+ * completion itself.
  */
 
-/* A flush that waits until the peer processed everything sent before it
- * (its tx mark) and the gets issued before it were answered. */
+/* A flush that waits until everything started on the channel before it
+ * completed (the core's mark). */
 typedef struct uct_xen_flush_wait {
     ucs_queue_elem_t queue;
-    uint64_t         gets_target;
-    uint32_t         tx_mark;
+    xm_xfer_mark_t   mark;
     uct_completion_t *comp;
 } uct_xen_flush_wait_t;
 
@@ -327,18 +320,43 @@ static uct_xen_iface_t *uct_xen_ep_iface(uct_xen_ep_t *ep)
     return ucs_derived_of(ep->super.super.iface, uct_xen_iface_t);
 }
 
-static UCS_F_ALWAYS_INLINE void
-uct_xen_rma_hdr_fill(uct_xen_rma_hdr_t *hdr, const uct_xen_rkey_t *rkey,
-                     uint64_t remote_addr, size_t length, uint64_t req)
+static ucs_status_t uct_xen_xfer_status(int rc)
 {
-    uct_xen_rma_hdr_t h;
+    switch (rc) {
+    case 0:         return UCS_OK;
+    case -EAGAIN:   return UCS_ERR_NO_RESOURCE;
+    case -EPIPE:    return UCS_ERR_CONNECTION_RESET;
+    case -EACCES:   return UCS_ERR_INVALID_ADDR;   /* refused by the owner */
+    case -ENOMEM:   return UCS_ERR_NO_MEMORY;
+    case -EMSGSIZE:
+    case -EINVAL:   return UCS_ERR_INVALID_PARAM;
+    default:        return UCS_ERR_IO_ERROR;
+    }
+}
 
-    h.rid    = rkey->id;
-    h.addr   = remote_addr;
-    h.len    = length;
-    h.status = 0;
-    h.req    = req;
-    memcpy(hdr, &h, sizeof(h));   /* the ring is only 8-byte aligned */
+/* the core completed a get or a zero-copy operation */
+static void uct_xen_xfer_done(void *arg, int rc)
+{
+    uct_invoke_completion(arg, uct_xen_xfer_status(rc));
+}
+
+static void *uct_xen_ep_put_reserve(uct_xen_ep_t *ep, uct_rkey_t rkey,
+                                    uint64_t remote_addr, size_t max,
+                                    ucs_status_t *status_p)
+{
+    void *p;
+    int err;
+
+    if (ucs_unlikely(UCT_XEN_EP_MUST_QUEUE(ep))) {
+        *status_p = UCS_ERR_NO_RESOURCE;
+        return NULL;
+    }
+    p = xm_xfer_put_reserve(uct_xen_ep_iface(ep)->xfer, ep->ch,
+                            (const xm_rkey_t*)rkey, remote_addr, max, &err);
+    if (ucs_unlikely(p == NULL)) {
+        *status_p = uct_xen_ep_send_error(ep, err);
+    }
+    return p;
 }
 
 ucs_status_t uct_xen_ep_put_short(uct_ep_h tl_ep, const void *buffer,
@@ -353,13 +371,12 @@ ucs_status_t uct_xen_ep_put_short(uct_ep_h tl_ep, const void *buffer,
     UCT_CHECK_LENGTH(length, 0, ucs_min(iface->config.max_short,
                                         iface->config.rma_max), "put_short");
 
-    p = uct_xen_ep_reserve(ep, UCT_XEN_RMA_HDR + length, &status);
+    p = uct_xen_ep_put_reserve(ep, rkey, remote_addr, length, &status);
     if (ucs_unlikely(p == NULL)) {
         return status;
     }
-    uct_xen_rma_hdr_fill(p, (const uct_xen_rkey_t*)rkey, remote_addr, length, 0);
-    memcpy(UCS_PTR_BYTE_OFFSET(p, UCT_XEN_RMA_HDR), buffer, length);
-    xm_chan_commit(ep->ch, XM_REC_RMA_PUT, UCT_XEN_RMA_HDR + length);
+    memcpy(p, buffer, length);
+    xm_xfer_put_commit(iface->xfer, ep->ch, p, length);
     ucs_trace_data("xen: ep %p PUT_SHORT %u bytes to 0x%" PRIx64, ep, length,
                    remote_addr);
     UCT_TL_EP_STAT_OP(&ep->super, PUT, SHORT, length);
@@ -375,16 +392,15 @@ ssize_t uct_xen_ep_put_bcopy(uct_ep_h tl_ep, uct_pack_callback_t pack_cb,
     size_t length;
     void *p;
 
-    p = uct_xen_ep_reserve(ep, UCT_XEN_RMA_HDR + iface->config.rma_max,
-                           &status);
+    p = uct_xen_ep_put_reserve(ep, rkey, remote_addr, iface->config.rma_max,
+                               &status);
     if (ucs_unlikely(p == NULL)) {
         return status;
     }
-    length = pack_cb(UCS_PTR_BYTE_OFFSET(p, UCT_XEN_RMA_HDR), arg);
+    length = pack_cb(p, arg);
     ucs_assertv(length <= iface->config.rma_max, "put_bcopy packed %zu > %zu",
                 length, iface->config.rma_max);
-    uct_xen_rma_hdr_fill(p, (const uct_xen_rkey_t*)rkey, remote_addr, length, 0);
-    xm_chan_commit(ep->ch, XM_REC_RMA_PUT, UCT_XEN_RMA_HDR + length);
+    xm_xfer_put_commit(iface->xfer, ep->ch, p, length);
     ucs_trace_data("xen: ep %p PUT_BCOPY %zu bytes to 0x%" PRIx64, ep, length,
                    remote_addr);
     UCT_TL_EP_STAT_OP(&ep->super, PUT, BCOPY, length);
@@ -397,52 +413,78 @@ ucs_status_t uct_xen_ep_get_bcopy(uct_ep_h tl_ep, uct_unpack_callback_t unpack_c
 {
     uct_xen_ep_t *ep       = ucs_derived_of(tl_ep, uct_xen_ep_t);
     uct_xen_iface_t *iface = ucs_derived_of(tl_ep->iface, uct_xen_iface_t);
-    uct_xen_get_req_t *req;
-    ucs_status_t status;
-    khiter_t it;
-    void *p;
-    int ret;
+    int rc;
 
     UCT_CHECK_LENGTH(length, 0, iface->config.rma_max, "get_bcopy");
-
-    p = uct_xen_ep_reserve(ep, UCT_XEN_RMA_HDR, &status);
-    if (ucs_unlikely(p == NULL)) {
-        return status;
+    if (ucs_unlikely(UCT_XEN_EP_MUST_QUEUE(ep))) {
+        return UCS_ERR_NO_RESOURCE;
     }
-    /* an uncommitted reservation is simply dropped on the error paths */
-    req = ucs_malloc(sizeof(*req), "xen_get_req");
-    if (req == NULL) {
-        ucs_error("xen: failed to allocate a get request");
-        return UCS_ERR_NO_MEMORY;
+    rc = xm_xfer_get(iface->xfer, ep->ch, (const xm_rkey_t*)rkey, remote_addr,
+                     length, unpack_cb, arg, (comp != NULL) ? uct_xen_xfer_done : NULL,
+                     comp, ep);
+    if (rc != -EINPROGRESS) {
+        return uct_xen_ep_send_error(ep, rc);
     }
-    req->id        = iface->next_get_id++;
-    req->ep        = ep;
-    req->unpack_cb = unpack_cb;
-    req->arg       = arg;
-    req->length    = length;
-    req->comp      = comp;
-    it = kh_put(uct_xen_get, &iface->gets, req->id, &ret);
-    if (ret <= 0) {
-        ucs_error("xen: failed to record a get request");
-        ucs_free(req);
-        return UCS_ERR_NO_MEMORY;
-    }
-    kh_value(&iface->gets, it) = req;
-
-    uct_xen_rma_hdr_fill(p, (const uct_xen_rkey_t*)rkey, remote_addr, length,
-                         req->id);
-    xm_chan_commit(ep->ch, XM_REC_RMA_GET_REQ, UCT_XEN_RMA_HDR);
-    ++ep->rops_issued;
-    ucs_trace_data("xen: ep %p GET_BCOPY %zu bytes from 0x%" PRIx64 " req %"
-                   PRIu64, ep, length, remote_addr, req->id);
+    ucs_trace_data("xen: ep %p GET_BCOPY %zu bytes from 0x%" PRIx64, ep, length,
+                   remote_addr);
     UCT_TL_EP_STAT_OP(&ep->super, GET, BCOPY, length);
     return UCS_INPROGRESS;
 }
 
-/* Complete the flushes whose gets have all finished. */
+static ucs_status_t
+uct_xen_ep_zcopy(uct_ep_h tl_ep, const uct_iov_t *iov, size_t iovcnt,
+                 uint64_t remote_addr, uct_rkey_t rkey, uct_completion_t *comp,
+                 int dir)
+{
+    uct_xen_ep_t *ep       = ucs_derived_of(tl_ep, uct_xen_ep_t);
+    uct_xen_iface_t *iface = ucs_derived_of(tl_ep->iface, uct_xen_iface_t);
+    size_t length          = uct_iov_total_length(iov, iovcnt);
+    int rc;
+
+    UCT_CHECK_IOV_SIZE(iovcnt, 1ul, (dir == XM_ZC_GET) ? "get_zcopy" :
+                       "put_zcopy");
+    if (UCT_XEN_EP_MUST_QUEUE(ep)) {
+        return UCS_ERR_NO_RESOURCE;
+    }
+    rc = xm_xfer_zcopy(iface->xfer, ep->ch, (const xm_rkey_t*)rkey, remote_addr,
+                       (length > 0) ? iov[0].buffer : NULL, length, dir,
+                       (comp != NULL) ? uct_xen_xfer_done : NULL, comp, ep);
+    if (rc == 0) {
+        return UCS_OK;   /* done now (cache hits): no completion */
+    }
+    if (rc != -EINPROGRESS) {
+        return (rc == -EPIPE) ? uct_xen_chan_status(ep->ch) :
+               uct_xen_xfer_status(rc);
+    }
+    if (dir == XM_ZC_GET) {
+        UCT_TL_EP_STAT_OP(&ep->super, GET, ZCOPY, length);
+    } else {
+        UCT_TL_EP_STAT_OP(&ep->super, PUT, ZCOPY, length);
+    }
+    return UCS_INPROGRESS;
+}
+
+ucs_status_t uct_xen_ep_get_zcopy(uct_ep_h tl_ep, const uct_iov_t *iov,
+                                  size_t iovcnt, uint64_t remote_addr,
+                                  uct_rkey_t rkey, uct_completion_t *comp)
+{
+    return uct_xen_ep_zcopy(tl_ep, iov, iovcnt, remote_addr, rkey, comp,
+                            XM_ZC_GET);
+}
+
+ucs_status_t uct_xen_ep_put_zcopy(uct_ep_h tl_ep, const uct_iov_t *iov,
+                                  size_t iovcnt, uint64_t remote_addr,
+                                  uct_rkey_t rkey, uct_completion_t *comp)
+{
+    return uct_xen_ep_zcopy(tl_ep, iov, iovcnt, remote_addr, rkey, comp,
+                            XM_ZC_PUT);
+}
+
+/* ---------------- flush ---------------- */
+
 static int uct_xen_flush_wait_done(uct_xen_ep_t *ep, uct_xen_flush_wait_t *fw)
 {
-    return (fw->gets_target <= ep->rops_done) && xm_chan_tx_reached(ep->ch, fw->tx_mark);
+    return xm_xfer_reached(uct_xen_ep_iface(ep)->xfer, ep->ch, fw->mark);
 }
 
 int uct_xen_ep_flush_ready(uct_xen_ep_t *ep)
@@ -473,75 +515,22 @@ unsigned uct_xen_ep_flush_progress(uct_xen_ep_t *ep, ucs_status_t status)
     return n;
 }
 
-void uct_xen_ep_get_done(uct_xen_iface_t *iface, uct_xen_get_req_t *req,
-                         const void *data, ucs_status_t status)
+void uct_xen_ep_flush_drop(uct_xen_ep_t *ep)
 {
-    uct_xen_ep_t *ep = req->ep;
-    khiter_t it;
-
-    it = kh_get(uct_xen_get, &iface->gets, req->id);
-    ucs_assert(it != kh_end(&iface->gets));
-    kh_del(uct_xen_get, &iface->gets, it);
-
-    if (status == UCS_OK) {
-        req->unpack_cb(req->arg, data, req->length);
-    }
-    ++ep->rops_done;
-    if (req->comp != NULL) {
-        uct_invoke_completion(req->comp, status);
-    }
-    ucs_free(req);
-    uct_xen_ep_flush_progress(ep, UCS_OK);
-}
-
-void uct_xen_ep_fail_gets(uct_xen_ep_t *ep, uct_xen_iface_t *iface,
-                          ucs_status_t status, int complete)
-{
-    uct_xen_get_req_t *req, *found;
     uct_xen_flush_wait_t *fw;
-    khiter_t it;
 
-    /* one at a time, looking afresh: a completion may issue new gets, which
-     * may resize the table */
-    do {
-        found = NULL;
-        kh_foreach_value(&iface->gets, req, {
-            if (req->ep == ep) {
-                found = req;
-                break;
-            }
-        });
-        if (found == NULL) {
-            break;
-        }
-        if (complete) {
-            ucs_debug("xen: ep %p: get %" PRIu64 " failed: %s", ep, found->id,
-                      ucs_status_string(status));
-            uct_xen_ep_get_done(iface, found, NULL, status);
-        } else {
-            it = kh_get(uct_xen_get, &iface->gets, found->id);
-            kh_del(uct_xen_get, &iface->gets, it);
-            ucs_free(found);
-            ++ep->rops_done;
-        }
-    } while (1);
-
-    if (complete) {
-        uct_xen_ep_flush_progress(ep, status);
-    } else {
-        while (!ucs_queue_is_empty(&ep->flush_q)) {
-            fw = ucs_queue_pull_elem_non_empty(&ep->flush_q,
-                                               uct_xen_flush_wait_t, queue);
-            --uct_xen_ep_iface(ep)->flush_waits;
-            ucs_free(fw);
-        }
+    while (!ucs_queue_is_empty(&ep->flush_q)) {
+        fw = ucs_queue_pull_elem_non_empty(&ep->flush_q, uct_xen_flush_wait_t,
+                                           queue);
+        --uct_xen_ep_iface(ep)->flush_waits;
+        ucs_free(fw);
     }
 }
 
 int uct_xen_ep_outstanding(uct_xen_ep_t *ep)
 {
-    return (ep->rops_done != ep->rops_issued) || !ucs_queue_is_empty(&ep->flush_q) ||
-           !xm_chan_tx_reached(ep->ch, xm_chan_tx_mark(ep->ch));
+    return !ucs_queue_is_empty(&ep->flush_q) ||
+           !xm_xfer_idle(uct_xen_ep_iface(ep)->xfer, ep->ch);
 }
 
 ucs_status_t uct_xen_ep_flush(uct_ep_h tl_ep, unsigned flags,
@@ -549,21 +538,18 @@ ucs_status_t uct_xen_ep_flush(uct_ep_h tl_ep, unsigned flags,
 {
     uct_xen_ep_t *ep = ucs_derived_of(tl_ep, uct_xen_ep_t);
     uct_xen_flush_wait_t *fw;
-    uint32_t mark;
 
-    /* Sends and puts copy into the ring and complete at once; requests
-     * still waiting for a connection or for ring space are outstanding,
-     * and so are gets until their replies arrive. */
-    /* A flush dispatched from the pending queue was taken off it: the
-     * requests behind it came later and are not its business (answering
-     * NO_RESOURCE there would requeue it ahead of them forever). */
+    /* Requests still waiting for a connection or for ring space are
+     * outstanding.  A flush dispatched from the pending queue was taken off
+     * it: the requests behind it came later and are not its business
+     * (answering NO_RESOURCE there would requeue it ahead of them forever). */
     if (UCT_XEN_EP_MUST_QUEUE(ep)) {
         UCT_TL_EP_STAT_FLUSH_WAIT(&ep->super);
         return UCS_ERR_NO_RESOURCE;
     }
-    /* Remote completion: puts and AMs are done once the peer processed
-     * them (it releases ring space only after that), gets once answered. */
-    mark = xm_chan_tx_mark(ep->ch);
+    /* Remote completion: puts and AMs once the peer processed them (it
+     * releases ring space only after that), gets and zero-copy operations
+     * once complete. */
     if (uct_xen_ep_outstanding(ep)) {
         if (comp != NULL) {
             fw = ucs_malloc(sizeof(*fw), "xen_flush_wait");
@@ -571,9 +557,8 @@ ucs_status_t uct_xen_ep_flush(uct_ep_h tl_ep, unsigned flags,
                 ucs_error("xen: failed to allocate a flush request");
                 return UCS_ERR_NO_MEMORY;
             }
-            fw->gets_target = ep->rops_issued;
-            fw->tx_mark     = mark;
-            fw->comp        = comp;
+            fw->mark = xm_xfer_mark(uct_xen_ep_iface(ep)->xfer, ep->ch);
+            fw->comp = comp;
             ucs_queue_push(&ep->flush_q, &fw->queue);
             ++uct_xen_ep_iface(ep)->flush_waits;
         }

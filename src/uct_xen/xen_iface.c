@@ -85,183 +85,6 @@ ucs_config_field_t uct_xen_iface_config_table[] = {
 
 /* ---------------- core callbacks (run inside xm_endpoint_progress) -------- */
 
-/* ---------------- emulated RMA: the owner side ----------------
- *
- * Everything in a PUT or GET_REQ comes from the peer: the registration id,
- * address and length are checked against our own registry (under its lock,
- * together with the copy) and anything outside a live registration is
- * refused.  A refusal is logged with the peer's domain and counted; a get
- * is answered with an error status so the requester does not hang.
- */
-
-static void uct_xen_rma_reject(uct_xen_iface_t *iface, xm_channel_t *ch,
-                               const char *what, const uct_xen_rma_hdr_t *hdr,
-                               ucs_status_t status)
-{
-    ++iface->rma_rejected;
-    ucs_error("xen: domain %u endpoint %u: %s of %u bytes at 0x%" PRIx64
-              " in registration %" PRIu64 " refused (%s; %" PRIu64
-              " refused so far)", xm_chan_peer_dom(ch), xm_chan_peer_ep(ch),
-              what, hdr->len, hdr->addr, hdr->rid, ucs_status_string(status),
-              iface->rma_rejected);
-}
-
-/* Answer one get request: 0 when answered (or when the requester is gone),
- * -EAGAIN when our ring to it is full (retry from progress). */
-static int uct_xen_get_reply(uct_xen_iface_t *iface, xm_channel_t *ch,
-                             const uct_xen_rma_hdr_t *req)
-{
-    size_t max = xm_endpoint_max_msg(iface->xep) - UCT_XEN_RMA_HDR;
-    uct_xen_rma_hdr_t rep = *req;
-    ucs_status_t status;
-    size_t len;
-    void *p;
-    int err;
-
-    if (xm_chan_state(ch) != XM_CH_CONNECTED) {
-        return 0;   /* gone: nobody waits for the answer */
-    }
-    len = (req->len <= max) ? req->len : 0;
-    p   = xm_chan_reserve(ch, UCT_XEN_RMA_HDR + len, &err);
-    if (p == NULL) {
-        return (err == -EAGAIN) ? -EAGAIN : 0;
-    }
-    if (req->len > max) {
-        status = UCS_ERR_INVALID_PARAM;   /* larger than our ring can answer */
-    } else {
-        status = uct_xen_md_rma_copy(iface->super.md, req->rid, req->addr,
-                                     req->len, UCT_MD_MEM_ACCESS_REMOTE_GET,
-                                     UCS_PTR_BYTE_OFFSET(p, UCT_XEN_RMA_HDR));
-    }
-    if (status != UCS_OK) {
-        uct_xen_rma_reject(iface, ch, "get", req, status);
-        len = 0;
-    }
-    rep.status = status;
-    memcpy(p, &rep, sizeof(rep));
-    xm_chan_commit(ch, XM_REC_RMA_GET_REP, UCT_XEN_RMA_HDR + len);
-    return 0;
-}
-
-static void uct_xen_get_reply_or_queue(uct_xen_iface_t *iface, xm_channel_t *ch,
-                                       const uct_xen_rma_hdr_t *hdr)
-{
-    uct_xen_get_reply_t *r;
-
-    /* answers leave in the order the requests came */
-    if (ucs_queue_is_empty(&iface->reply_q) &&
-        (uct_xen_get_reply(iface, ch, hdr) == 0)) {
-        return;
-    }
-    r = ucs_malloc(sizeof(*r), "xen_get_reply");
-    if (r == NULL) {
-        /* the requester's get stays outstanding until its channel closes */
-        ucs_error("xen: domain %u: no memory to queue a get answer",
-                  xm_chan_peer_dom(ch));
-        return;
-    }
-    r->ch  = ch;
-    r->hdr = *hdr;
-    ucs_queue_push(&iface->reply_q, &r->queue);
-}
-
-static unsigned uct_xen_iface_send_replies(uct_xen_iface_t *iface)
-{
-    uct_xen_get_reply_t *r;
-    unsigned count = 0;
-
-    while (!ucs_queue_is_empty(&iface->reply_q)) {
-        r = ucs_queue_head_elem_non_empty(&iface->reply_q, uct_xen_get_reply_t,
-                                          queue);
-        if (uct_xen_get_reply(iface, r->ch, &r->hdr) != 0) {
-            break;
-        }
-        ucs_queue_pull_non_empty(&iface->reply_q);
-        ucs_free(r);
-        ++count;
-    }
-    return count;
-}
-
-/* The requester side: the answer to one of our gets. */
-static void uct_xen_get_answer(uct_xen_iface_t *iface, xm_channel_t *ch,
-                               const uct_xen_rma_hdr_t *hdr, const void *data,
-                               size_t len)
-{
-    uct_xen_get_req_t *req;
-    ucs_status_t status;
-    khiter_t it;
-
-    it = kh_get(uct_xen_get, &iface->gets, hdr->req);
-    if ((it == kh_end(&iface->gets)) ||
-        (kh_value(&iface->gets, it)->ep->ch != ch)) {
-        /* not ours, or asked of another peer: that peer's answer counts */
-        ucs_error("xen: domain %u endpoint %u answered get %" PRIu64 ", which "
-                  "it was not asked: dropped", xm_chan_peer_dom(ch),
-                  xm_chan_peer_ep(ch), hdr->req);
-        return;
-    }
-    req = kh_value(&iface->gets, it);
-    if (hdr->status != UCS_OK) {
-        /* the owner refused (logged there); its status is only a hint */
-        status = UCS_ERR_INVALID_ADDR;
-        ucs_debug("xen: get %" PRIu64 " refused by domain %u: %d", hdr->req,
-                  xm_chan_peer_dom(ch), hdr->status);
-    } else if ((hdr->len != req->length) || (len != req->length)) {
-        ucs_error("xen: domain %u answered get %" PRIu64 " of %zu bytes with "
-                  "%zu", xm_chan_peer_dom(ch), hdr->req, req->length, len);
-        status = UCS_ERR_IO_ERROR;
-    } else {
-        status = UCS_OK;
-    }
-    uct_xen_ep_get_done(iface, req, data, status);
-}
-
-static void uct_xen_recv_rma(void *arg, xm_channel_t *ch, uint16_t type,
-                             const void *data, size_t len)
-{
-    uct_xen_iface_t *iface = arg;
-    const void *payload = UCS_PTR_BYTE_OFFSET(data, UCT_XEN_RMA_HDR);
-    uct_xen_rma_hdr_t hdr;
-    ucs_status_t status;
-
-    if (ucs_unlikely(len < UCT_XEN_RMA_HDR)) {
-        ucs_error("xen: domain %u sent a %zu-byte message of type 0x%x (too "
-                  "short): dropped", xm_chan_peer_dom(ch), len, type);
-        ++iface->rma_rejected;
-        return;
-    }
-    memcpy(&hdr, data, sizeof(hdr));
-    len -= UCT_XEN_RMA_HDR;
-
-    switch (type) {
-    case XM_REC_RMA_PUT:
-        if (ucs_unlikely(hdr.len != len)) {
-            status = UCS_ERR_INVALID_PARAM;
-        } else {
-            status = uct_xen_md_rma_copy(iface->super.md, hdr.rid, hdr.addr,
-                                         len, UCT_MD_MEM_ACCESS_REMOTE_PUT,
-                                         (void*)payload);
-        }
-        if (ucs_unlikely(status != UCS_OK)) {
-            uct_xen_rma_reject(iface, ch, "put", &hdr, status);
-        }
-        break;
-    case XM_REC_RMA_GET_REQ:
-        uct_xen_get_reply_or_queue(iface, ch, &hdr);
-        break;
-    case XM_REC_RMA_GET_REP:
-        uct_xen_get_answer(iface, ch, &hdr, payload, len);
-        break;
-    default:
-        ucs_warn("xen: domain %u sent a message of type 0x%x (unknown): "
-                 "dropped", xm_chan_peer_dom(ch), type);
-        break;
-    }
-}
-
-/* ---------------- core callbacks (run inside xm_endpoint_progress) -------- */
-
 static void uct_xen_recv_cb(void *arg, xm_channel_t *ch, uint16_t type,
                             const void *data, size_t len)
 {
@@ -333,8 +156,9 @@ unsigned uct_xen_iface_report_errors(uct_xen_iface_t *iface)
         ucs_debug("xen: ep %p to domain %u endpoint %u: %s", found,
                   xm_chan_peer_dom(found->ch), xm_chan_peer_ep(found->ch),
                   ucs_status_string(status));
-        /* its gets will never be answered */
-        uct_xen_ep_fail_gets(found, iface, status, 1);
+        /* the core failed its operations when the channel went down; the
+         * flushes waiting for them fail with the channel */
+        uct_xen_ep_flush_progress(found, status);
         /* UCP's handler purges the ep's pending queue with the error; with
          * no handler, dispatch lets the queued requests see the error */
         uct_iface_handle_ep_err(&iface->super.super, &found->super.super,
@@ -356,15 +180,6 @@ static unsigned uct_xen_iface_progress(uct_iface_h tl_iface)
         n = 0;   /* logged by the core; a failed channel fails alone */
     }
 
-    if (ucs_unlikely(!ucs_queue_is_empty(&iface->reply_q))) {
-        n += uct_xen_iface_send_replies(iface);
-    }
-    if (ucs_unlikely(!ucs_queue_is_empty(&iface->zfb_q))) {
-        n += uct_xen_zfb_progress(iface);
-    }
-    if (ucs_unlikely(!ucs_queue_is_empty(&iface->zput_q))) {
-        n += uct_xen_zput_progress(iface);
-    }
     if (ucs_unlikely(iface->ep_err_pending)) {
         n += uct_xen_iface_report_errors(iface);
     }
@@ -520,23 +335,6 @@ static ucs_status_t uct_xen_iface_event_fd_get(uct_iface_h tl_iface, int *fd_p)
     return UCS_OK;
 }
 
-/* Like uct_xen_ep_arm_pending for the get answers we owe: 0 when the first
- * can be sent now; else the failed reservation has asked the peer to notify
- * us when it frees space. */
-static int uct_xen_iface_arm_replies(uct_xen_iface_t *iface)
-{
-    uct_xen_get_reply_t *r;
-
-    r = ucs_queue_head_elem_non_empty(&iface->reply_q, uct_xen_get_reply_t,
-                                      queue);
-    if (xm_chan_state(r->ch) != XM_CH_CONNECTED) {
-        return 0;   /* progress drops it */
-    }
-    return xm_chan_want_space(r->ch, UCT_XEN_RMA_HDR +
-                              ucs_min(r->hdr.len, xm_endpoint_max_msg(iface->xep) -
-                                                  UCT_XEN_RMA_HDR));
-}
-
 /* Work only our progress can do, which must not wait for a peer's event. */
 static int uct_xen_iface_must_stay_awake(uct_xen_iface_t *iface)
 {
@@ -552,15 +350,8 @@ static int uct_xen_iface_must_stay_awake(uct_xen_iface_t *iface)
             }
         }
     }
-    if (!ucs_queue_is_empty(&iface->reply_q) && !uct_xen_iface_arm_replies(iface)) {
-        return 1;   /* a get answer can go out now */
-    }
-    if (!ucs_queue_is_empty(&iface->zfb_q)) {
-        return 1;   /* zero-copy ranges to send through the ring */
-    }
-    if (!ucs_queue_is_empty(&iface->zput_q) && uct_xen_zput_ready(iface)) {
-        return 1;   /* a peer consumed zero-copy puts: complete them */
-    }
+    /* the core's own work (get answers owed, zero-copy ranges for the
+     * ring, puts to complete) makes xm_endpoint_arm answer -EBUSY */
     /* A queued request waits for a connection or for ring space; only
      * progress turns it into a send. */
     if (iface->pending_eps > 0) {
@@ -900,8 +691,8 @@ static ucs_status_t uct_xen_iface_check_config(uct_xen_iface_t *iface,
     iface->config.zcopy_min = (cfg->zcopy_min == UCS_MEMUNITS_AUTO) ?
                               UCT_XEN_ZCOPY_MIN_AUTO : cfg->zcopy_min;
     /* a put or a get answer is one record: header + data in one segment */
-    iface->config.rma_max   = (seg_size > UCT_XEN_RMA_HDR) ?
-                              (seg_size - UCT_XEN_RMA_HDR) : 0;
+    iface->config.rma_max   = (seg_size > sizeof(struct xm_rma_hdr)) ?
+                              (seg_size - sizeof(struct xm_rma_hdr)) : 0;
     return UCS_OK;
 }
 
@@ -912,6 +703,7 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     const uct_xen_iface_config_t *cfg = ucs_derived_of(tl_config,
                                                        uct_xen_iface_config_t);
     xm_ep_params_t ep_params = {0};
+    xm_xfer_params_t xfer_params = {0};
     xm_zc_config_t zc_cfg    = {0};
     char host[256];
     ucs_status_t status;
@@ -936,12 +728,7 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     self->pending_eps    = 0;
     self->flush_waits    = 0;
     self->ep_err_pending = 0;
-    self->next_get_id    = 1;
-    self->rma_rejected   = 0;
-    kh_init_inplace(uct_xen_get, &self->gets);
-    ucs_queue_head_init(&self->reply_q);
-    ucs_queue_head_init(&self->zfb_q);
-    ucs_queue_head_init(&self->zput_q);
+    self->xfer           = NULL;
 
     status = uct_xen_hv_open(cfg->backend, &self->hv);
     if (status != UCS_OK) {
@@ -968,21 +755,6 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
         status = UCS_ERR_NO_DEVICE;
         goto err_hv_close;
     }
-    rc = xm_zc_attach(self->xep);
-    if (rc == 0) {
-        xm_service_t rma = {
-            .first_type = XM_REC_RMA_FIRST,
-            .last_type  = XM_REC_RMA_LAST,
-            .recv       = uct_xen_recv_rma,
-            .arg        = self,
-        };
-        rc = xm_endpoint_add_service(self->xep, &rma);
-    }
-    if (rc < 0) {
-        ucs_error("xen: zero-copy and RMA services: %s", strerror(-rc));
-        status = UCS_ERR_NO_DEVICE;
-        goto err_ep_close;
-    }
     uct_xen_iface_distance_init(self);
     self->addr = xm_endpoint_id(self->xep);
 
@@ -990,10 +762,18 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     if (status != UCS_OK) {
         goto err_ep_close;
     }
-    /* process-wide: the last iface opened sets them */
+    xfer_params.rma_max = self->config.rma_max;
+    xfer_params.zcopy   = cfg->zcopy;
+    rc = xm_xfer_attach(self->xep, &xfer_params, &self->xfer);
+    if (rc < 0) {
+        ucs_error("xen: RMA and zero-copy on the endpoint: %s", strerror(-rc));
+        status = UCS_ERR_NO_DEVICE;
+        goto err_ep_close;
+    }
+    /* the caches are process-wide: the last iface opened sizes them;
+     * whether this iface uses zero-copy at all is its own (xm_xfer) */
     zc_cfg.owner_cache_bytes = cfg->grant_cache;
     zc_cfg.peer_cache_bytes  = cfg->peer_cache;
-    zc_cfg.disable           = !cfg->zcopy;
     xm_zc_configure(&zc_cfg);
 
     ucs_debug("xen: iface %p: %s backend, host '%s', domain %u endpoint %u, "
@@ -1004,35 +784,25 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
 
 err_ep_close:
     xm_endpoint_close(self->xep);
+    xm_xfer_detach(self->xfer);
 err_hv_close:
     uct_xen_iface_numa_cleanup(self);
     xm_hv_close(self->hv);
-    kh_destroy_inplace(uct_xen_get, &self->gets);
     return status;
 }
 
 static UCS_CLASS_CLEANUP_FUNC(uct_xen_iface_t)
 {
-    uct_xen_get_reply_t *r;
-
     uct_base_iface_progress_disable(&self->super.super,
                                     UCT_PROGRESS_SEND | UCT_PROGRESS_RECV);
-    /* answers we still owe: their channels close below */
-    while (!ucs_queue_is_empty(&self->reply_q)) {
-        r = ucs_queue_pull_elem_non_empty(&self->reply_q, uct_xen_get_reply_t,
-                                          queue);
-        ucs_free(r);
-    }
-    if (self->rma_rejected > 0) {
+    if (xm_xfer_refused(self->xfer) > 0) {
         ucs_debug("xen: iface %p refused %" PRIu64 " remote accesses", self,
-                  self->rma_rejected);
+                  xm_xfer_refused(self->xfer));
     }
-    /* eps are destroyed before their iface, and cancel their gets */
-    ucs_assertv(kh_size(&self->gets) == 0, "xen: iface %p closed with %u gets "
-                "outstanding", self, kh_size(&self->gets));
-    kh_destroy_inplace(uct_xen_get, &self->gets);
-    /* closes every channel: peers see PEER_GONE */
+    /* closes every channel: peers see PEER_GONE; eps were destroyed before
+     * their iface and cancelled their operations */
     xm_endpoint_close(self->xep);
+    xm_xfer_detach(self->xfer);
     xm_hv_close(self->hv);
     uct_xen_iface_numa_cleanup(self);
 }

@@ -24,6 +24,7 @@
 
 #include "xm_channel.h"
 #include "xm_wire.h"
+#include "xm_xfer.h"
 
 #include <hwloc.h>
 
@@ -35,50 +36,9 @@
  * of 4 KiB pages (bench/ucx-bench.sh, docs/architecture.md) */
 #define UCT_XEN_ZCOPY_MIN_AUTO ((1u << 20) + 1)
 
-/*
- * Emulated RMA: the owner of the target memory executes puts and gets in its
- * progress.  They travel on the channel as the core's XM_REC_RMA_* record
- * types (xm_wire.h), so they share the ring, and its order, with active
- * messages; the iface claims them on its endpoint as a service.  Layouts:
- * docs/wire.md, "RMA messages".
- */
-typedef struct uct_xen_rma_hdr {
-    uint64_t rid;     /* registration id (the owner's) */
-    uint64_t addr;    /* remote address, inside that registration */
-    uint32_t len;     /* bytes to put or get */
-    int32_t  status;  /* GET_REP: UCS_OK or the rejection; else 0 */
-    uint64_t req;     /* GET_REQ/GET_REP: the requester's request id; else 0 */
-} UCS_S_PACKED uct_xen_rma_hdr_t;
-
-#define UCT_XEN_RMA_HDR sizeof(uct_xen_rma_hdr_t)
-
-/* Packed rkey, and what rkey_unpack keeps: the owner's description of a
- * region.  The requester never dereferences base. */
-typedef struct uct_xen_rkey {
-    uint64_t id;
-    uint64_t base;
-    uint64_t length;
-} UCS_S_PACKED uct_xen_rkey_t;
-
-/* An outstanding get on the requester side. */
-typedef struct uct_xen_get_req {
-    uint64_t             id;
-    struct uct_xen_ep    *ep;
-    uct_unpack_callback_t unpack_cb;
-    void                 *arg;
-    size_t               length;
-    uct_completion_t     *comp;
-} uct_xen_get_req_t;
-
-KHASH_MAP_INIT_INT64(uct_xen_get, uct_xen_get_req_t*)
-
-/* A get request the owner could not answer yet (its ring to the requester
- * was full): answered, and only then checked and read, in progress. */
-typedef struct uct_xen_get_reply {
-    ucs_queue_elem_t     queue;
-    xm_channel_t         *ch;
-    uct_xen_rma_hdr_t    hdr;
-} uct_xen_get_reply_t;
+/* RMA and zero-copy are the core's (xm_xfer.h): puts and gets through the
+ * ring, grant copy, remote completion.  The packed rkey is the core's
+ * xm_rkey_t (docs/wire.md); rkey_unpack keeps it as the uct_rkey_t. */
 
 /* Device address: which host (hash of the host identity) and which domain.
  * Two ifaces reach each other only on the same host. */
@@ -121,14 +81,7 @@ typedef struct uct_xen_iface {
     unsigned             pending_eps;  /* eps with a non-empty pending queue */
     unsigned             flush_waits;  /* ep flushes waiting for completion */
     int                  ep_err_pending; /* a channel went down: report it */
-    khash_t(uct_xen_get) gets;         /* outstanding gets by request id */
-    uint64_t             next_get_id;
-    ucs_queue_head_t     reply_q;      /* get answers waiting for ring room */
-    ucs_queue_head_t     zfb_q;        /* zero-copy ranges taking the ring,
-                                        * not yet wholly sent */
-    ucs_queue_head_t     zput_q;       /* put ranges sent, waiting for the
-                                        * peer to consume them */
-    uint64_t             rma_rejected; /* remote accesses refused (hostile or stale) */
+    xm_xfer_t            *xfer;        /* RMA, zero-copy, remote completion */
     hwloc_topology_t     topo;         /* this VM's own view (NUMA binding) */
     hwloc_nodeset_t      nodeset;      /* NUMA node(s) of the opening vCPU; NULL: no binding */
     unsigned             placed;       /* memory blocks bound to nodeset */
@@ -152,12 +105,7 @@ typedef struct uct_xen_ep {
     ucs_queue_head_t     pending_q;
     int                  in_dispatch;  /* our pending queue is being dispatched */
     int                  err_reported; /* the channel's failure was reported */
-    uint64_t             rops_issued;  /* remote operations: gets and
-                                        * zero-copy gets and puts */
-    uint64_t             rops_done;    /* completed, with or without error */
-    ucs_queue_head_t     flush_q;      /* flushes waiting for gets to drain */
-    ucs_list_link_t      zops;         /* zero-copy operations in flight
-                                        * (counted in rops_issued too) */
+    ucs_queue_head_t     flush_q;      /* flushes waiting for remote completion */
     ucs_list_link_t      list;         /* in uct_xen_iface_t::ep_list */
 } uct_xen_ep_t;
 
@@ -205,30 +153,9 @@ ucs_status_t uct_xen_ep_get_zcopy(uct_ep_h tl_ep, const uct_iov_t *iov,
 ucs_status_t uct_xen_ep_put_zcopy(uct_ep_h tl_ep, const uct_iov_t *iov,
                                   size_t iovcnt, uint64_t remote_addr,
                                   uct_rkey_t rkey, uct_completion_t *comp);
-/* Send the zero-copy ranges that take the ring, until a ring is full. */
-unsigned uct_xen_zfb_progress(uct_xen_iface_t *iface);
-/* Release the put ranges the peers have consumed; whether one can be. */
-unsigned uct_xen_zput_progress(uct_xen_iface_t *iface);
-int uct_xen_zput_ready(uct_xen_iface_t *iface);
-/* Drop an ep's zero-copy operations without completing them (ep destroy,
- * after its gets were dropped). */
-void uct_xen_ep_cancel_zops(uct_xen_ep_t *ep, uct_xen_iface_t *iface);
 
-/* Owner side: copy len bytes between buf and [addr, addr+len) of live
- * registration rid, after checking the range lies inside it and that it was
- * registered with access (UCT_MD_MEM_ACCESS_REMOTE_PUT: buf -> memory;
- * REMOTE_GET: memory -> buf).  UCS_ERR_NO_ELEM: no such live registration;
- * UCS_ERR_INVALID_ADDR: outside it or not allowed. */
-ucs_status_t uct_xen_md_rma_copy(uct_md_h md, uint64_t rid, uint64_t addr,
-                                 uint64_t len, unsigned access, void *buf);
-
-/* Requester side: a get finished (reply, rejection or channel failure). */
-void uct_xen_ep_get_done(uct_xen_iface_t *iface, uct_xen_get_req_t *req,
-                         const void *data, ucs_status_t status);
-/* Fail every outstanding get of an ep (its channel went down, or the ep is
- * being destroyed: then without completion). */
-void uct_xen_ep_fail_gets(uct_xen_ep_t *ep, uct_xen_iface_t *iface,
-                          ucs_status_t status, int complete);
+/* Drop an ep's waiting flushes without completing them (ep destroy). */
+void uct_xen_ep_flush_drop(uct_xen_ep_t *ep);
 
 /* An iface flush queued on an ep's pending queue (behind its requests):
  * run it, or (the ep's queue is purged) fail it. */
@@ -250,14 +177,15 @@ unsigned uct_xen_iface_report_errors(uct_xen_iface_t *iface);
 /* Channel state as a UCT status for the send path. */
 ucs_status_t uct_xen_chan_status(xm_channel_t *ch);
 
-/* Complete the ep's waiting flushes whose sends were processed by the peer
- * and whose gets were answered; returns how many completed. */
+/* Complete the ep's waiting flushes whose operations completed (with
+ * status: all of them, the channel is down); returns how many completed. */
 unsigned uct_xen_ep_flush_progress(uct_xen_ep_t *ep, ucs_status_t status);
 /* Would the oldest waiting flush of this ep complete now? */
 int uct_xen_ep_flush_ready(uct_xen_ep_t *ep);
-/* Whether anything this ep started is not complete yet (remote operations,
- * waiting flushes, sends the peer has not processed): the one predicate
- * ep and iface flush both use.  Queued requests are the caller's to check. */
+/* Whether anything started on this ep's channel is not complete yet (the
+ * core's remote completion, xm_xfer_idle) or a flush of it waits: the one
+ * predicate ep and iface flush both use.  Queued requests are the caller's
+ * to check. */
 int uct_xen_ep_outstanding(uct_xen_ep_t *ep);
 
 #endif

@@ -4,7 +4,7 @@
  * Registration records regions in the core's process-wide registry
  * (xm_zc.h): the peer names a region by its registration id, never by a
  * pointer, and the owner checks every remote access against its own record
- * before touching memory (uct_xen_md_rma_copy for the copy path) or
+ * before touching memory (the core's RMA through the ring, xm_xfer) or
  * granting a page (zero-copy).  Ids are never reused, so a late put or
  * grant request for a deregistered id is rejected even when the memory has
  * been reused, and a peer's cached grants never outlive the id.
@@ -93,7 +93,7 @@ static ucs_status_t uct_xen_md_query(uct_md_h md, uct_md_attr_t *attr)
     attr->cap.access_mem_types = UCS_BIT(UCS_MEMORY_TYPE_HOST);
     attr->cap.max_alloc        = 0;
     attr->cap.max_reg          = ULONG_MAX;
-    attr->rkey_packed_size     = sizeof(uct_xen_rkey_t);
+    attr->rkey_packed_size     = sizeof(xm_rkey_t);
     attr->reg_cost             = ucs_derived_of(md, uct_xen_md_t)->reg_cost;
     memset(&attr->local_cpus, 0xff, sizeof(attr->local_cpus));
     return UCS_OK;
@@ -218,32 +218,15 @@ static ucs_status_t uct_xen_mkey_pack(uct_md_h md, uct_mem_h memh,
                                       void *rkey_buffer)
 {
     const uct_xen_mem_t *mem = memh;
-    uct_xen_rkey_t packed;
+    xm_rkey_t packed;
 
     packed.id     = mem->id;
     packed.base   = mem->base;
-    packed.length = mem->length;
+    packed.len    = mem->length;
     memcpy(rkey_buffer, &packed, sizeof(packed));
     /* a rendezvous is about to use it: its grants are the last to go */
     xm_zc_touch(mem->id);
     return UCS_OK;
-}
-
-ucs_status_t uct_xen_md_rma_copy(uct_md_h tl_md, uint64_t id, uint64_t addr,
-                                 uint64_t len, unsigned access, void *buf)
-{
-    int rc = xm_zc_reg_copy(id, addr, len,
-                            (access == UCT_MD_MEM_ACCESS_REMOTE_PUT) ?
-                            XM_ZC_REMOTE_WRITE : XM_ZC_REMOTE_READ, buf);
-
-    switch (rc) {
-    case 0:
-        return UCS_OK;
-    case -ENOENT:
-        return UCS_ERR_NO_ELEM;        /* never registered, or dead */
-    default:
-        return UCS_ERR_INVALID_ADDR;   /* outside it, or not allowed */
-    }
 }
 
 static void uct_xen_md_close(uct_md_h tl_md)
@@ -319,7 +302,7 @@ static ucs_status_t uct_xen_rkey_unpack(uct_component_t *component,
                                         const void *rkey_buffer,
                                         uct_rkey_t *rkey_p, void **handle_p)
 {
-    uct_xen_rkey_t *rkey;
+    xm_rkey_t *rkey;
 
     rkey = ucs_malloc(sizeof(*rkey), "xen_rkey");
     if (rkey == NULL) {

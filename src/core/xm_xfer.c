@@ -1,0 +1,833 @@
+/*
+ * xm_xfer.c - emulated RMA, the zero-copy operation and remote completion
+ * per channel (xm_xfer.h).  One xm_xfer_t per endpoint, used from the
+ * endpoint's thread only (as the endpoint itself): no lock.  Zero-copy
+ * state below it is process-wide and has its own (xm_zc.c).
+ */
+#include "xm_xfer.h"
+#include "xm_log.h"
+#include "xm_zc.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define XF_HDR sizeof(struct xm_rma_hdr)
+#define XF_CHAN_BUCKETS 64u
+#define XF_GET_BUCKETS 256u
+
+enum { XF_GET, XF_ZOP };
+
+struct xf_chan;
+
+/* A grant-copy piece of a zero-copy operation (xm_zc_copy's cb argument). */
+struct xf_piece {
+    struct xf_op *op;
+    void *local;
+    uint64_t raddr;
+    size_t len;
+};
+
+/* An outstanding get or zero-copy operation, in its channel's list (oldest
+ * first: the channel's remote completion is the oldest one's). */
+struct xf_op {
+    struct xf_op *prev, *next;
+    xm_xfer_t *x;
+    struct xf_chan *c;
+    uint64_t seq;
+    int kind;
+    const void *tag;
+    xm_xfer_cb_t cb;
+    void *arg;
+    /* XF_GET */
+    struct xf_op *hnext;          /* in the request table */
+    uint64_t req;
+    size_t len;
+    xm_xfer_unpack_t unpack;
+    void *uarg;
+    /* XF_ZOP */
+    unsigned count;               /* pieces and ranges outstanding, +1 while issuing */
+    int status;
+    int dir;
+    xm_rkey_t rk;
+    unsigned npieces;
+    struct xf_piece *pieces;
+};
+
+/* Per channel: its operations and the next sequence number. */
+struct xf_chan {
+    struct xf_chan *hnext;
+    xm_channel_t *ch;
+    struct xf_op *head, *tail;
+    uint64_t next_seq;
+};
+
+/* A range of a zero-copy operation for the ring, not yet wholly sent; a put
+ * range then waits until the peer consumed its last record (tx). */
+struct xf_range {
+    struct xf_range *next;
+    struct xf_op *op;
+    uint8_t *local;
+    uint64_t raddr;
+    size_t left;
+    uint32_t tx;
+};
+
+/* A get request we could not answer yet (our ring to the requester was
+ * full): answered, and only then checked and read, from progress. */
+struct xf_reply {
+    struct xf_reply *next;
+    xm_channel_t *ch;
+    struct xm_rma_hdr hdr;
+};
+
+struct xm_xfer {
+    xm_endpoint_t *ep;
+    size_t rma_max;
+    int zcopy;
+    uint64_t next_req;
+    uint64_t refused;
+    struct xf_chan *chans[XF_CHAN_BUCKETS];
+    struct xf_op *gets[XF_GET_BUCKETS];
+    struct xf_reply *replies, **replies_tail;
+    struct xf_range *ring, **ring_tail;   /* ranges for the ring, in order */
+    struct xf_range *putwait;             /* put ranges waiting for the peer */
+};
+
+/* ---------------- channels and operations ---------------- */
+
+static unsigned chan_bucket(const xm_channel_t *ch)
+{
+    return (unsigned)(((uintptr_t)ch >> 6) * 0x9E3779B1u >> 26) % XF_CHAN_BUCKETS;
+}
+
+static struct xf_chan *chan_find(xm_xfer_t *x, const xm_channel_t *ch)
+{
+    struct xf_chan *c = x->chans[chan_bucket(ch)];
+
+    while (c && c->ch != ch)
+        c = c->hnext;
+    return c;
+}
+
+static struct xf_chan *chan_get(xm_xfer_t *x, xm_channel_t *ch)
+{
+    struct xf_chan *c = chan_find(x, ch);
+    unsigned b = chan_bucket(ch);
+
+    if (c)
+        return c;
+    c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->ch = ch;
+    c->next_seq = 1;
+    c->hnext = x->chans[b];
+    x->chans[b] = c;
+    return c;
+}
+
+static struct xf_op *op_new(xm_xfer_t *x, xm_channel_t *ch, int kind, xm_xfer_cb_t cb,
+                            void *arg, const void *tag)
+{
+    struct xf_chan *c = chan_get(x, ch);
+    struct xf_op *op = c ? calloc(1, sizeof(*op)) : NULL;
+
+    if (!op)
+        return NULL;
+    op->x = x;
+    op->c = c;
+    op->kind = kind;
+    op->cb = cb;
+    op->arg = arg;
+    op->tag = tag;
+    op->seq = c->next_seq++;
+    op->prev = c->tail;
+    if (c->tail)
+        c->tail->next = op;
+    else
+        c->head = op;
+    c->tail = op;
+    return op;
+}
+
+static void get_unhash(xm_xfer_t *x, struct xf_op *op)
+{
+    struct xf_op **pp = &x->gets[op->req % XF_GET_BUCKETS];
+
+    while (*pp && *pp != op)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = op->hnext;
+}
+
+static void range_get_done(void *arg, int status);
+static void op_free(xm_xfer_t *x, struct xf_op *op);
+
+/* A zero-copy operation goes (done, failed or dropped): what still refers
+ * to it goes too, without callbacks (none when it completed normally). */
+static void zop_forget(xm_xfer_t *x, struct xf_op *op)
+{
+    struct xf_range **pp, *r;
+    struct xf_op *g, *next;
+
+    for (unsigned i = 0; i < op->npieces; i++)
+        xm_zc_cancel(&op->pieces[i]);
+    for (pp = &x->ring; (r = *pp);) {
+        if (r->op == op) {
+            *pp = r->next;
+            free(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+    x->ring_tail = pp;
+    for (pp = &x->putwait; (r = *pp);) {
+        if (r->op == op) {
+            *pp = r->next;
+            free(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+    /* its gets through the ring, on the same channel */
+    for (g = op->c->head; g; g = next) {
+        next = g->next;
+        if (g->kind == XF_GET && g->cb == range_get_done && g->arg == op) {
+            g->cb = NULL;
+            op_free(x, g);
+        }
+    }
+}
+
+/* Unlink op from everything and free it; its callback is the caller's. */
+static void op_free(xm_xfer_t *x, struct xf_op *op)
+{
+    struct xf_chan *c = op->c;
+
+    if (op->kind == XF_ZOP)
+        zop_forget(x, op);
+
+    if (op->prev)
+        op->prev->next = op->next;
+    else
+        c->head = op->next;
+    if (op->next)
+        op->next->prev = op->prev;
+    else
+        c->tail = op->prev;
+    if (op->kind == XF_GET)
+        get_unhash(x, op);
+    free(op->pieces);
+    free(op);
+}
+
+static void op_complete(xm_xfer_t *x, struct xf_op *op, int status)
+{
+    xm_xfer_cb_t cb = op->cb;
+    void *arg = op->arg;
+
+    op_free(x, op);
+    if (cb)
+        cb(arg, status);
+}
+
+/* ---------------- the owner: applying puts, answering gets ---------------- */
+
+static void refuse(xm_xfer_t *x, xm_channel_t *ch, const char *what,
+                   const struct xm_rma_hdr *h, int rc)
+{
+    x->refused++;
+    xm_error("domain %u endpoint %u: %s of %u bytes at 0x%" PRIx64 " in registration %"
+             PRIu64 " refused (%s; %" PRIu64 " refused so far)", xm_chan_peer_dom(ch),
+             xm_chan_peer_ep(ch), what, h->len, h->addr, h->rid, strerror(-rc), x->refused);
+}
+
+/* Answer one get request: 0 when answered (or the requester is gone),
+ * -EAGAIN when our ring to it is full. */
+static int owner_reply(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *req)
+{
+    size_t max = xm_endpoint_max_msg(x->ep) - XF_HDR, len;
+    struct xm_rma_hdr rep = *req;
+    uint8_t *p;
+    int err, rc;
+
+    if (xm_chan_state(ch) != XM_CH_CONNECTED)
+        return 0;
+    len = req->len <= max ? req->len : 0;
+    p = xm_chan_reserve(ch, XF_HDR + len, &err);
+    if (!p)
+        return err == -EAGAIN ? -EAGAIN : 0;
+    /* larger than one record of our ring can answer: refused */
+    rc = req->len > max ? -EMSGSIZE
+                        : xm_zc_reg_copy(req->rid, req->addr, req->len, XM_ZC_REMOTE_READ,
+                                         p + XF_HDR);
+    if (rc) {
+        refuse(x, ch, "get", req, rc);
+        len = 0;
+    }
+    rep.status = rc;
+    memcpy(p, &rep, sizeof(rep));   /* the ring is only 8-byte aligned */
+    xm_chan_commit(ch, XM_REC_RMA_GET_REP, XF_HDR + len);
+    return 0;
+}
+
+static void owner_get(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *h)
+{
+    struct xf_reply *r;
+
+    /* answers leave in the order the requests came */
+    if (!x->replies && owner_reply(x, ch, h) == 0)
+        return;
+    r = malloc(sizeof(*r));
+    if (!r) {
+        /* the requester's get stays outstanding until its channel closes */
+        xm_error("domain %u: no memory to queue a get answer", xm_chan_peer_dom(ch));
+        return;
+    }
+    r->next = NULL;
+    r->ch = ch;
+    r->hdr = *h;
+    *x->replies_tail = r;
+    x->replies_tail = &r->next;
+}
+
+static int send_replies(xm_xfer_t *x)
+{
+    struct xf_reply *r;
+    int n = 0;
+
+    while ((r = x->replies) && owner_reply(x, r->ch, &r->hdr) == 0) {
+        x->replies = r->next;
+        if (!x->replies)
+            x->replies_tail = &x->replies;
+        free(r);
+        n++;
+    }
+    return n;
+}
+
+/* ---------------- the requester: answers to our gets ---------------- */
+
+static void get_answer(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *h,
+                       const void *data, size_t len)
+{
+    struct xf_op *op = x->gets[h->req % XF_GET_BUCKETS];
+    int status = 0;
+
+    while (op && op->req != h->req)
+        op = op->hnext;
+    if (!op || op->c->ch != ch) {
+        /* not ours, or asked of another peer: that peer's answer counts */
+        xm_error("domain %u endpoint %u answered get %" PRIu64 ", which it was not "
+                 "asked: dropped", xm_chan_peer_dom(ch), xm_chan_peer_ep(ch), h->req);
+        return;
+    }
+    if (h->status) {
+        status = -EACCES;   /* refused (logged there); its reason is only a hint */
+        xm_debug("get %" PRIu64 " refused by domain %u: %d", h->req, xm_chan_peer_dom(ch),
+                 h->status);
+    } else if (h->len != op->len || len != op->len) {
+        xm_error("domain %u answered get %" PRIu64 " of %zu bytes with %zu",
+                 xm_chan_peer_dom(ch), h->req, op->len, len);
+        status = -EIO;
+    } else if (op->unpack) {
+        op->unpack(op->uarg, data, len);
+    }
+    op_complete(x, op, status);
+}
+
+static void xfer_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len)
+{
+    xm_xfer_t *x = arg;
+    struct xm_rma_hdr h;
+    size_t plen;
+    int rc;
+
+    if (xm_rma_parse(type, data, len, &h, &plen)) {
+        x->refused++;
+        xm_error("domain %u sent a malformed %zu-byte RMA record of type 0x%x: dropped",
+                 xm_chan_peer_dom(ch), len, type);
+        return;
+    }
+    switch (type) {
+    case XM_REC_RMA_PUT:
+        /* the payload is the channel's private copy: written from there */
+        rc = xm_zc_reg_copy(h.rid, h.addr, h.len, XM_ZC_REMOTE_WRITE,
+                            (uint8_t *)data + XF_HDR);
+        if (rc)
+            refuse(x, ch, "put", &h, rc);
+        break;
+    case XM_REC_RMA_GET_REQ:
+        owner_get(x, ch, &h);
+        break;
+    default:
+        get_answer(x, ch, &h, (const uint8_t *)data + XF_HDR, plen);
+        break;
+    }
+}
+
+/* ---------------- puts and gets ---------------- */
+
+static void hdr_fill(void *p, const xm_rkey_t *rk, uint64_t raddr, size_t len, uint64_t req)
+{
+    struct xm_rma_hdr h = { rk->id, raddr, (uint32_t)len, 0, req };
+
+    memcpy(p, &h, sizeof(h));
+}
+
+void *xm_xfer_put_reserve(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk,
+                          uint64_t raddr, size_t max, int *err)
+{
+    uint8_t *p;
+
+    if (max > x->rma_max) {
+        *err = -EMSGSIZE;
+        return NULL;
+    }
+    p = xm_chan_reserve(ch, XF_HDR + max, err);
+    if (!p)
+        return NULL;
+    hdr_fill(p, rk, raddr, 0, 0);
+    return p + XF_HDR;
+}
+
+void xm_xfer_put_commit(xm_xfer_t *x, xm_channel_t *ch, void *payload, size_t len)
+{
+    uint8_t *p = (uint8_t *)payload - XF_HDR;
+    uint32_t l = (uint32_t)len;
+
+    memcpy(p + offsetof(struct xm_rma_hdr, len), &l, sizeof(l));
+    xm_chan_commit(ch, XM_REC_RMA_PUT, XF_HDR + len);
+}
+
+static int get_issue(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
+                     size_t len, xm_xfer_unpack_t unpack, void *uarg, xm_xfer_cb_t cb,
+                     void *arg, const void *tag)
+{
+    struct xf_op *op;
+    uint8_t *p;
+    int err;
+
+    if (len > x->rma_max)
+        return -EMSGSIZE;
+    p = xm_chan_reserve(ch, XF_HDR, &err);
+    if (!p)
+        return err;
+    /* an uncommitted reservation is simply dropped on the error path */
+    op = op_new(x, ch, XF_GET, cb, arg, tag);
+    if (!op) {
+        xm_error("no memory for a get request");
+        return -ENOMEM;
+    }
+    op->req = x->next_req++;
+    op->len = len;
+    op->unpack = unpack;
+    op->uarg = uarg;
+    op->hnext = x->gets[op->req % XF_GET_BUCKETS];
+    x->gets[op->req % XF_GET_BUCKETS] = op;
+    hdr_fill(p, rk, raddr, len, op->req);
+    xm_chan_commit(ch, XM_REC_RMA_GET_REQ, XF_HDR);
+    return -EINPROGRESS;
+}
+
+int xm_xfer_get(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
+                size_t len, xm_xfer_unpack_t unpack, void *uarg,
+                xm_xfer_cb_t cb, void *arg, const void *tag)
+{
+    return get_issue(x, ch, rk, raddr, len, unpack, uarg, cb, arg, tag);
+}
+
+/* ---------------- the zero-copy operation ---------------- */
+
+static void zop_release(xm_xfer_t *x, struct xf_op *op, int status)
+{
+    if (status && !op->status)
+        op->status = status;
+    if (--op->count == 0)
+        op_complete(x, op, op->status);
+}
+
+static void range_add(xm_xfer_t *x, struct xf_op *op, void *local, uint64_t raddr, size_t len)
+{
+    struct xf_range *r = malloc(sizeof(*r));
+
+    if (!r) {
+        xm_error("no memory for a copy-path range");
+        if (!op->status)
+            op->status = -ENOMEM;
+        return;
+    }
+    r->next = NULL;
+    r->op = op;
+    r->local = local;
+    r->raddr = raddr;
+    r->left = len;
+    op->count++;
+    *x->ring_tail = r;
+    x->ring_tail = &r->next;
+}
+
+/* Zero-copy is an optimisation; the ring is the authority.  A piece the
+ * owner could not grant or refused, or whose copy failed, is done again
+ * through the ring, where the owner checks the access against its record
+ * and either serves or refuses it.  Only a channel that went down fails
+ * the piece here. */
+static int use_ring(int rc)
+{
+    return rc != 0 && rc != -EPIPE;
+}
+
+static void piece_done(void *arg, int rc)
+{
+    struct xf_piece *p = arg;
+    struct xf_op *op = p->op;
+    xm_xfer_t *x = op->x;
+
+    if (use_ring(rc)) {
+        range_add(x, op, p->local, p->raddr, p->len);
+        rc = 0;
+    }
+    zop_release(x, op, rc);
+}
+
+static void range_get_done(void *arg, int status)
+{
+    struct xf_op *op = arg;
+
+    zop_release(op->x, op, status);
+}
+
+static void range_unpack(void *arg, const void *data, size_t len)
+{
+    memcpy(arg, data, len);
+}
+
+/* Send the ranges that take the ring, in order, until a ring is full. */
+static int ring_progress(xm_xfer_t *x)
+{
+    struct xf_range *r;
+    int n = 0;
+
+    while ((r = x->ring)) {
+        struct xf_op *op = r->op;
+        xm_channel_t *ch = op->c->ch;
+        int rc = 0;
+
+        while (r->left > 0) {
+            size_t len = r->left < x->rma_max ? r->left : x->rma_max;
+
+            if (op->dir == XM_ZC_GET) {
+                op->count++;
+                rc = get_issue(x, ch, &op->rk, r->raddr, len, range_unpack, r->local,
+                               range_get_done, op, op->tag);
+                if (rc != -EINPROGRESS)
+                    op->count--;
+                else
+                    rc = 0;
+            } else {
+                void *p = xm_xfer_put_reserve(x, ch, &op->rk, r->raddr, len, &rc);
+                if (p) {
+                    memcpy(p, r->local, len);
+                    xm_xfer_put_commit(x, ch, p, len);
+                }
+            }
+            if (rc == -EAGAIN)
+                return n;   /* ring full: the rest waits, in order */
+            if (rc) {
+                if (!op->status)
+                    op->status = rc;
+                break;
+            }
+            xm_zc_count_fallback(len);
+            r->local += len;
+            r->raddr += len;
+            r->left -= len;
+            n++;
+        }
+        x->ring = r->next;
+        if (!x->ring)
+            x->ring_tail = &x->ring;
+        if (op->dir == XM_ZC_PUT && r->left == 0) {
+            /* complete once the peer applied it */
+            r->tx = xm_chan_tx_mark(ch);
+            r->next = x->putwait;
+            x->putwait = r;
+            continue;
+        }
+        free(r);
+        zop_release(x, op, 0);
+    }
+    return n;
+}
+
+static int putwait_progress(xm_xfer_t *x)
+{
+    struct xf_range **pp = &x->putwait, *r;
+    int n = 0;
+
+    while ((r = *pp)) {
+        if (!xm_chan_tx_reached(r->op->c->ch, r->tx)) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        zop_release(x, r->op, 0);
+        free(r);
+        n++;
+        pp = &x->putwait;   /* a completion may have changed the list */
+    }
+    return n;
+}
+
+int xm_xfer_zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
+                  void *local, size_t len, int dir, xm_xfer_cb_t cb, void *arg,
+                  const void *tag)
+{
+    uint8_t *l = local;
+    unsigned npieces = 0;
+    struct xf_op *op;
+    uint64_t a;
+    size_t left, n;
+    int zc, rc;
+
+    if (len == 0)
+        return 0;
+    if (dir != XM_ZC_GET && dir != XM_ZC_PUT)
+        return -EINVAL;
+    if (len > UINT64_MAX - raddr)
+        return -EINVAL;
+    switch (xm_chan_state(ch)) {
+    case XM_CH_CONNECTED:
+        break;
+    case XM_CH_CONNECTING:
+        return -EAGAIN;
+    default:
+        return -EPIPE;
+    }
+    for (a = raddr, left = len; left > 0; a += n, left -= n) {
+        n = xm_zc_piece(rk->base, rk->len, a, left, &zc);
+        npieces += zc;
+    }
+    op = op_new(x, ch, XF_ZOP, cb, arg, tag);
+    if (!op || (npieces && !(op->pieces = calloc(npieces, sizeof(*op->pieces))))) {
+        if (op)
+            op_free(x, op);
+        xm_error("no memory for a zero-copy operation");
+        return -ENOMEM;
+    }
+    op->count = 1;  /* ours, while issuing */
+    op->rk = *rk;
+    op->dir = dir;
+    op->npieces = npieces;
+    npieces = 0;
+    for (a = raddr, left = len; left > 0; a += n, l += n, left -= n) {
+        n = xm_zc_piece(rk->base, rk->len, a, left, &zc);
+        if (!zc || !x->zcopy) {
+            range_add(x, op, l, a, n);
+            continue;
+        }
+        struct xf_piece *p = &op->pieces[npieces++];
+        p->op = op;
+        p->local = l;
+        p->raddr = a;
+        p->len = n;
+        rc = xm_zc_copy(ch, rk->id, rk->base, rk->len, a, l, n, dir, piece_done, p);
+        if (rc == -EINPROGRESS)
+            op->count++;
+        else if (use_ring(rc))
+            range_add(x, op, l, a, n);
+        else if (rc && !op->status)
+            op->status = rc;
+    }
+    if (x->ring)
+        ring_progress(x);
+    if (--op->count > 0)
+        return -EINPROGRESS;
+    /* everything done now (cache hits): no callback */
+    rc = op->status;
+    op_free(x, op);
+    return rc;
+}
+
+/* ---------------- cancel, channel gone ---------------- */
+
+static int op_matches(const struct xf_op *op, const void *tag, const struct xf_chan *c)
+{
+    return c ? op->c == c : op->tag == tag;
+}
+
+/* Drop the operations that match (with what refers to them), with -EPIPE
+ * (channel gone) or silently (cancel). */
+static void drop_ops(xm_xfer_t *x, const void *tag, struct xf_chan *c, int complete)
+{
+    /* one at a time, looking afresh: a completion may start new ones */
+    for (;;) {
+        struct xf_op *op = NULL;
+
+        if (c) {
+            op = c->head;
+        } else {
+            for (unsigned b = 0; b < XF_CHAN_BUCKETS && !op; b++)
+                for (struct xf_chan *k = x->chans[b]; k && !op; k = k->hnext)
+                    for (struct xf_op *o = k->head; o && !op; o = o->next)
+                        if (op_matches(o, tag, NULL))
+                            op = o;
+        }
+        if (!op)
+            break;
+        if (complete)
+            op_complete(x, op, -EPIPE);
+        else
+            op_free(x, op);
+    }
+}
+
+void xm_xfer_cancel(xm_xfer_t *x, const void *tag)
+{
+    drop_ops(x, tag, NULL, 0);
+}
+
+static void xfer_chan_gone(void *arg, xm_channel_t *ch)
+{
+    xm_xfer_t *x = arg;
+    struct xf_chan *c = chan_find(x, ch), **cp;
+    struct xf_reply **rp, *r;
+
+    for (rp = &x->replies; (r = *rp);) {
+        if (r->ch == ch) {
+            *rp = r->next;
+            free(r);
+        } else {
+            rp = &r->next;
+        }
+    }
+    x->replies_tail = rp;
+    if (!c)
+        return;
+    drop_ops(x, NULL, c, 1);
+    for (cp = &x->chans[chan_bucket(ch)]; *cp != c; cp = &(*cp)->hnext)
+        ;
+    *cp = c->hnext;
+    free(c);
+}
+
+/* ---------------- progress, sleep, marks ---------------- */
+
+static int xfer_progress(void *arg, xm_endpoint_t *ep)
+{
+    xm_xfer_t *x = arg;
+    int n = 0;
+
+    if (__builtin_expect(!x->replies && !x->ring && !x->putwait, 1))
+        return 0;
+    if (x->replies)
+        n += send_replies(x);
+    if (x->ring)
+        n += ring_progress(x);
+    if (x->putwait)
+        n += putwait_progress(x);
+    return n;
+}
+
+/* Work our progress can do now, which no peer event would announce; a
+ * full ring asks the peer to notify us when it frees space. */
+static int xfer_busy(void *arg, xm_endpoint_t *ep)
+{
+    xm_xfer_t *x = arg;
+
+    if (x->replies && (xm_chan_state(x->replies->ch) != XM_CH_CONNECTED ||
+                       !xm_chan_want_space(x->replies->ch, XF_HDR + x->replies->hdr.len)))
+        return 1;
+    if (x->ring)
+        return 1;
+    for (struct xf_range *r = x->putwait; r; r = r->next)
+        if (xm_chan_tx_reached(r->op->c->ch, r->tx))
+            return 1;
+    return 0;
+}
+
+xm_xfer_mark_t xm_xfer_mark(xm_xfer_t *x, xm_channel_t *ch)
+{
+    struct xf_chan *c = chan_find(x, ch);
+    xm_xfer_mark_t m = { c ? c->next_seq : 1, xm_chan_tx_mark(ch) };
+
+    return m;
+}
+
+int xm_xfer_reached(xm_xfer_t *x, xm_channel_t *ch, xm_xfer_mark_t mark)
+{
+    struct xf_chan *c = chan_find(x, ch);
+
+    if (c && c->head && c->head->seq < mark.op)
+        return 0;
+    return xm_chan_tx_reached(ch, mark.tx);
+}
+
+int xm_xfer_idle(xm_xfer_t *x, xm_channel_t *ch)
+{
+    return xm_xfer_reached(x, ch, xm_xfer_mark(x, ch));
+}
+
+/* ---------------- attach ---------------- */
+
+int xm_xfer_attach(xm_endpoint_t *ep, const xm_xfer_params_t *p, xm_xfer_t **out)
+{
+    size_t max = xm_endpoint_max_msg(ep) - XF_HDR;
+    xm_xfer_t *x = calloc(1, sizeof(*x));
+    int rc;
+
+    if (!x)
+        return -ENOMEM;
+    x->ep = ep;
+    x->rma_max = p->rma_max && p->rma_max <= max ? p->rma_max : max;
+    x->zcopy = p->zcopy;
+    x->next_req = 1;
+    x->replies_tail = &x->replies;
+    x->ring_tail = &x->ring;
+    xm_service_t svc = {
+        .first_type = XM_REC_RMA_FIRST,
+        .last_type  = XM_REC_RMA_LAST,
+        .recv       = xfer_recv,
+        .chan_gone  = xfer_chan_gone,
+        .progress   = xfer_progress,
+        .busy       = xfer_busy,
+        .arg        = x,
+    };
+    /* zero-copy first: its waiting copies fail before our operations do */
+    rc = xm_zc_attach(ep);
+    if (!rc)
+        rc = xm_endpoint_add_service(ep, &svc);
+    if (rc) {
+        free(x);
+        return rc;
+    }
+    *out = x;
+    return 0;
+}
+
+void xm_xfer_detach(xm_xfer_t *x)
+{
+    struct xf_reply *r;
+
+    if (!x)
+        return;
+    while ((r = x->replies)) {
+        x->replies = r->next;
+        free(r);
+    }
+    for (unsigned b = 0; b < XF_CHAN_BUCKETS; b++) {
+        struct xf_chan *c;
+
+        while ((c = x->chans[b])) {
+            drop_ops(x, NULL, c, 0);
+            x->chans[b] = c->hnext;
+            free(c);
+        }
+    }
+    free(x);
+}
+
+size_t xm_xfer_rma_max(const xm_xfer_t *x) { return x->rma_max; }
+uint64_t xm_xfer_refused(const xm_xfer_t *x) { return x->refused; }

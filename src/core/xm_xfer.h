@@ -1,0 +1,103 @@
+/*
+ * xm_xfer.h - remote memory operations over an endpoint's channels: the
+ * protocol both adapters (the UCX transport, the MPICH netmod) use.
+ *
+ *  - Emulated RMA through the ring (docs/wire.md, "RMA messages"): a put is
+ *    one record the owner of the memory applies in its progress; a get is a
+ *    request record answered by a reply.  The owner checks every access
+ *    against its own registry (xm_zc_reg: id, range, rights) and refuses,
+ *    logs and counts anything outside a live registration.  Records share
+ *    the ring, and its order, with the adapter's messages.
+ *  - The zero-copy operation (xm_xfer_zcopy): a transfer cut into pieces;
+ *    the whole pages of the owner's registration go by grant copy through
+ *    the software I/O TLB (xm_zc.h), everything else, and every piece
+ *    zero-copy cannot serve (grant table full, no xenmpi_grant module in the
+ *    owner's VM, the owner in our own domain, a refusal), through the ring
+ *    as emulated gets and puts, in order.  It completes when every piece has.
+ *  - Remote completion per channel: a mark of everything started on a
+ *    channel (ring sends, gets, zero-copy operations) and the predicate
+ *    "all of it completed" that ep and iface flush both build on.
+ *
+ * Statuses are 0 or a negative errno: -EAGAIN (ring full or connecting:
+ * retry, the peer is asked to notify a sleeper), -EPIPE (the channel is
+ * down), -EACCES (the owner refused: outside a registration, no right,
+ * unknown id), -EIO (a malformed answer), -EMSGSIZE, -ENOMEM, -EINVAL.
+ * Completion callbacks run from the endpoint's progress, never inside the
+ * call that started the operation; an operation of a channel that goes
+ * down completes with -EPIPE.
+ */
+#ifndef XM_XFER_H
+#define XM_XFER_H
+
+#include "xm_channel.h"
+#include "xm_wire.h"
+#include "xm_zc.h"   /* XM_ZC_GET, XM_ZC_PUT */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct xm_xfer xm_xfer_t;
+
+typedef void (*xm_xfer_cb_t)(void *arg, int status);
+typedef void (*xm_xfer_unpack_t)(void *arg, const void *data, size_t len);
+
+typedef struct xm_xfer_params {
+    size_t rma_max;  /* largest put or get payload in one record; 0 or too
+                      * large: what one record of the endpoint's ring holds */
+    int zcopy;       /* xm_xfer_zcopy may use grant copy (else the ring only) */
+} xm_xfer_params_t;
+
+/* Serve and issue remote memory operations on ep: claims the RMA record
+ * types and attaches zero-copy (xm_zc_attach).  Detach after closing the
+ * endpoint (closing it fails what is still outstanding, with -EPIPE). */
+int xm_xfer_attach(xm_endpoint_t *ep, const xm_xfer_params_t *p, xm_xfer_t **out);
+void xm_xfer_detach(xm_xfer_t *x);
+size_t xm_xfer_rma_max(const xm_xfer_t *x);
+/* Remote accesses this owner refused so far (hostile or stale). */
+uint64_t xm_xfer_refused(const xm_xfer_t *x);
+
+/* Put: reserve ring room for a record of up to max payload bytes (the
+ * caller writes the data at the returned pointer), then commit its real
+ * length.  Complete once committed: the ring is the transport's buffer and
+ * its order the owner's order.  NULL and *err on failure. */
+void *xm_xfer_put_reserve(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk,
+                          uint64_t raddr, size_t max, int *err);
+void xm_xfer_put_commit(xm_xfer_t *x, xm_channel_t *ch, void *payload, size_t len);
+
+/* Get len bytes from [raddr, raddr+len) of the owner's registration:
+ * -EINPROGRESS, then unpack (on success) and cb from progress; or an error
+ * now.  tag groups operations for xm_xfer_cancel (the adapter's ep). */
+int xm_xfer_get(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
+                size_t len, xm_xfer_unpack_t unpack, void *uarg,
+                xm_xfer_cb_t cb, void *arg, const void *tag);
+
+/* Copy len bytes between local and [raddr, raddr+len) of the owner's
+ * registration (dir XM_ZC_GET: from it, XM_ZC_PUT: into it).  0 when done
+ * now (no callback), -EINPROGRESS (cb later), or an error now. */
+int xm_xfer_zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
+                  void *local, size_t len, int dir, xm_xfer_cb_t cb, void *arg,
+                  const void *tag);
+
+/* Drop the operations started with tag without calling them back. */
+void xm_xfer_cancel(xm_xfer_t *x, const void *tag);
+
+/* Everything started on ch so far, and whether all of it has completed:
+ * ring records processed by the peer, gets answered, zero-copy operations
+ * done.  Reached is also true for a channel that is down. */
+typedef struct xm_xfer_mark {
+    uint64_t op;
+    uint32_t tx;
+} xm_xfer_mark_t;
+xm_xfer_mark_t xm_xfer_mark(xm_xfer_t *x, xm_channel_t *ch);
+int xm_xfer_reached(xm_xfer_t *x, xm_channel_t *ch, xm_xfer_mark_t mark);
+/* xm_xfer_reached(x, ch, xm_xfer_mark(x, ch)) */
+int xm_xfer_idle(xm_xfer_t *x, xm_channel_t *ch);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,183 @@
+/*
+ * xm_zc_int.h - zero-copy internals shared by xm_zc.c (registry, outbox,
+ * the service), xm_zc_owner.c (grants we make) and xm_zc_peer.c (grants
+ * we use).  Everything here is guarded by zlock; nothing is exported.
+ */
+#ifndef XM_ZC_INT_H
+#define XM_ZC_INT_H
+
+#include "xm_zc.h"
+#include "xm_wire.h"
+
+#include <pthread.h>
+
+#pragma GCC visibility push(hidden)
+
+#define ZC_DEFAULT_CACHE (64ull << 20)
+#define ZC_REG_BUCKETS 256u
+#define ZC_MAX_SEGS (XM_ZC_CHUNK_PAGES + 1)
+
+/* the messages (xm_wire.h) */
+#define zc_greq xm_zc_greq
+#define zc_grep xm_zc_grep
+#define ZC_F_WRITE XM_ZC_F_WRITE
+
+/* ---- state ---- */
+
+struct zc_region {
+    struct zc_region *next;
+    uint64_t id;
+    uint64_t base, len;
+    unsigned access;
+};
+
+enum { O_LIVE, O_REVOKE_PENDING, O_REVOKING };
+
+/* Owner: one grant of one chunk to one channel's peer. */
+struct zc_oent {
+    struct zc_oent *prev, *next;  /* least recently used first */
+    xm_channel_t *ch;
+    xm_hv_t *hv;
+    uint64_t id;
+    uint32_t chunk;
+    uint32_t gen;
+    int rw;
+    int state;
+    struct zc_grant *g;           /* the grant, maybe shared with other channels */
+    uint64_t addr;                /* first granted page */
+    uint32_t npages;
+    uint32_t refs[XM_ZC_CHUNK_PAGES];
+};
+
+/* Owner: one xm_hv_grant_mem grant.  Grants are to a domain, so peers in
+ * one domain (several ranks in a VM) asking for the same chunk over their
+ * own channels share one: each channel has its own zc_oent (its own gen,
+ * withdrawal and ACK), and the grant ends with the last of them. */
+struct zc_grant {
+    uint64_t handle;
+    unsigned users;
+};
+
+/* Owner: a grant request that met one of our grants to the same peer still
+ * covering those addresses (-EEXIST) while it is being withdrawn: the
+ * memory was unmapped and mapped again, deregistered and registered anew.
+ * Answered when the withdrawn grant ends (the peer's ACK). */
+struct zc_park {
+    struct zc_park *next;
+    xm_channel_t *ch;
+    struct zc_greq q;
+};
+#define ZC_MAX_PARKED 64u   /* per channel; beyond, the request is refused */
+
+struct zc_waiter {
+    struct zc_waiter *next;
+    void *local;
+    uint64_t raddr;
+    size_t n;
+    int dir;
+    xm_zc_cb_t cb;
+    void *arg;
+};
+
+enum { P_PENDING, P_LIVE };
+
+/* Peer: refs of one chunk of one owner registration, seen over ch. */
+struct zc_pent {
+    struct zc_pent *prev, *next;  /* least recently used first */
+    xm_channel_t *ch;
+    uint64_t id;
+    uint32_t chunk;
+    uint32_t gen;
+    int rw;
+    int state;
+    uint64_t cstart;              /* owner address of the chunk's first page */
+    uint32_t npages;              /* expected, then granted */
+    struct zc_waiter *wait, **wait_tail;
+    uint32_t refs[XM_ZC_CHUNK_PAGES];
+};
+
+/* Channels whose owner answered -ENODEV (no xenmpi_grant module): not
+ * asked again while the channel lives; copies there go the copy path at
+ * once instead of after a round trip each. */
+struct zc_nogrant {
+    struct zc_nogrant *next;
+    xm_channel_t *ch;
+};
+
+struct zc_msg {
+    struct zc_msg *next;
+    xm_channel_t *ch;
+    uint16_t type;
+    size_t len;
+    uint8_t data[];
+};
+
+struct zc_list { void *head, *tail; };
+
+struct zc_done {
+    xm_zc_cb_t cb;
+    void *arg;
+    int status;
+};
+
+struct zc_donelist {
+    struct zc_done *d;
+    unsigned n, cap;
+};
+
+extern pthread_mutex_t zlock;
+extern xm_zc_config_t zcfg;
+extern xm_zc_stats_t zst;
+extern uint64_t zc_fallback_bytes;
+extern uint64_t zc_next_id;
+extern uint32_t zc_next_gen;
+extern struct zc_region *zc_regions[ZC_REG_BUCKETS];
+extern struct zc_oent *ohead, *otail;
+extern struct zc_pent *phead, *ptail;
+extern struct zc_msg *outbox, **outbox_tail;
+extern struct zc_nogrant *zc_nogrant_chans;
+extern struct zc_park *zc_parked;
+extern uint64_t owner_live_pages;
+extern int revoke_owed;
+
+/* generic doubly-linked list helpers for oent/pent (same prev/next layout) */
+#define LIST_UNLINK(head, tail, e) do {                  \
+        if ((e)->prev) (e)->prev->next = (e)->next;      \
+        else (head) = (e)->next;                         \
+        if ((e)->next) (e)->next->prev = (e)->prev;      \
+        else (tail) = (e)->prev;                         \
+        (e)->prev = (e)->next = NULL;                    \
+    } while (0)
+#define LIST_APPEND(head, tail, e) do {                  \
+        (e)->prev = (tail);                              \
+        (e)->next = NULL;                                \
+        if (tail) (tail)->next = (e);                    \
+        else (head) = (e);                               \
+        (tail) = (e);                                    \
+    } while (0)
+
+/* shared between xm_zc.c, xm_zc_owner.c and xm_zc_peer.c, under zlock
+ * unless said otherwise */
+void zsend(xm_channel_t *ch, uint16_t type, const void *p, size_t len);
+int outbox_flush(xm_endpoint_t *ep);   /* without zlock */
+void zc_span(uint64_t base, uint64_t len, uint64_t *gs, uint64_t *ge);
+uint32_t zc_chunk_pages(uint64_t gs, uint64_t ge, uint64_t c);
+struct zc_region **reg_slot(uint64_t id);
+/* owner */
+void zc_revoke(struct zc_oent *o);
+void send_revokes(xm_endpoint_t *ep);
+void owner_greq(xm_channel_t *ch, const void *data, size_t len);
+void owner_end(xm_channel_t *ch, uint16_t type, const void *data, size_t len);
+struct zc_park *park_take(xm_channel_t *ch);
+void oent_end(struct zc_oent *o);
+/* peer */
+void peer_grep(xm_channel_t *ch, const void *data, size_t len, struct zc_donelist *dl);
+void peer_inval(xm_channel_t *ch, const void *data, size_t len);
+void pent_run_waiters(xm_channel_t *ch, struct zc_pent *e, int status, struct zc_donelist *dl);
+void pent_free(struct zc_pent *e);
+void done_add(struct zc_donelist *dl, xm_zc_cb_t cb, void *arg, int status);
+void done_run(struct zc_donelist *dl);   /* without zlock */
+
+#pragma GCC visibility pop
+
+#endif

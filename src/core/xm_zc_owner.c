@@ -1,0 +1,287 @@
+/*
+ * xm_zc_owner.c - zero-copy, the owner's half: grants of our registered
+ * pages made on a peer's request, cached per (registration, channel,
+ * chunk), withdrawn (INVAL) and ended on the peer's ACK or REL.
+ */
+#include "xm_zc_int.h"
+#include "xm_log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- owner ---- */
+
+void oent_end(struct zc_oent *o)
+{
+    if (--o->g->users == 0) {
+        int rc = xm_hv_grant_mem_end(o->hv, o->g->handle);
+
+        if (rc)
+            xm_warn("zero-copy: ending grant of chunk %u of registration %llu: %s",
+                    o->chunk, (unsigned long long)o->id, strerror(-rc));
+        free(o->g);
+    }
+    if (o->state == O_LIVE)
+        owner_live_pages -= o->npages;
+    zst.owner_pages -= o->npages;
+    LIST_UNLINK(ohead, otail, o);
+    free(o);
+}
+
+void zc_revoke(struct zc_oent *o)
+{
+    if (o->state != O_LIVE)
+        return;
+    o->state = O_REVOKE_PENDING;
+    owner_live_pages -= o->npages;
+    revoke_owed = 1;
+    __atomic_store_n(&xm_zc_work, 1, __ATOMIC_RELAXED);
+}
+
+/* Withdraw the least recently used live grants until want pages are on their way out
+ * (want: exhaustion), or until the live ones fit the cap.  On exhaustion
+ * the grants of the registration being asked for stay: withdrawing them
+ * for its own next chunk would make a message larger than the table
+ * cycle through it, every chunk granted and withdrawn again each time;
+ * keeping them, the chunks that fit keep hitting and the rest take the
+ * ring.  keep_id 0: no exception. */
+static void owner_shrink(uint64_t want, const struct zc_oent *keep, uint64_t keep_id)
+{
+    uint64_t cap = zcfg.owner_cache_bytes / XM_PAGE_SIZE, freed = 0;
+
+    for (struct zc_oent *o = ohead; o; o = o->next) {
+        if (o == keep || o->state != O_LIVE || (keep_id && o->id == keep_id))
+            continue;
+        if (freed >= want && owner_live_pages <= cap)
+            break;
+        freed += o->npages;
+        zc_revoke(o);
+    }
+}
+
+void send_revokes(xm_endpoint_t *ep)
+{
+    int left = 0;
+
+    for (struct zc_oent *o = ohead; o; o = o->next) {
+        if (o->state != O_REVOKE_PENDING)
+            continue;
+        if (xm_chan_endpoint(o->ch) != ep) {
+            left = 1;
+            continue;
+        }
+        struct xm_zc_grant_ref m = { o->id, o->chunk, o->gen };
+        zsend(o->ch, XM_REC_ZC_INVAL, &m, sizeof(m));
+        o->state = O_REVOKING;
+        zst.revokes++;
+    }
+    revoke_owed = left;
+}
+
+/* Does o's grant cover any page of [addr, end)? */
+static int oent_overlaps(const struct zc_oent *o, uint64_t addr, uint64_t end)
+{
+    return addr < o->addr + (uint64_t)o->npages * XM_PAGE_SIZE && o->addr < end;
+}
+
+/* Take ch's zc_parked requests off the list, oldest first. */
+struct zc_park *park_take(xm_channel_t *ch)
+{
+    struct zc_park *mine = NULL, **pp = &zc_parked, *p;
+
+    while ((p = *pp)) {
+        if (p->ch == ch) {
+            *pp = p->next;
+            p->next = mine;   /* reverses: zc_parked is newest first */
+            mine = p;
+            zst.parked--;
+        } else {
+            pp = &p->next;
+        }
+    }
+    return mine;
+}
+
+/* The grant for q over [addr, +np pages) was refused because one of ours
+ * to the same domain covers some of those addresses (one live grant per
+ * page and peer domain).  When those are over this same channel, withdraw
+ * them (a read-only grant the peer now wants writable; an old registration
+ * of addresses mapped again) and park q: the last one's end (ACK) retries
+ * it.  -EEXIST: the overlap is over another channel to that domain (refuse:
+ * the copy path), or too many zc_parked on ch already. */
+static int owner_park(xm_channel_t *ch, const struct zc_greq *q, uint64_t addr, uint32_t np)
+{
+    const uint64_t end = addr + (uint64_t)np * XM_PAGE_SIZE;
+    struct zc_park *p;
+    unsigned n = 0;
+    int mine = 0, others = 0;
+
+    for (struct zc_oent *o = ohead; o; o = o->next) {
+        if (oent_overlaps(o, addr, end) && xm_chan_peer_dom(o->ch) == xm_chan_peer_dom(ch)) {
+            mine += o->ch == ch;
+            others += o->ch != ch;
+        }
+    }
+    for (p = zc_parked; p; p = p->next)
+        n += p->ch == ch;
+    if (!mine || others || n >= ZC_MAX_PARKED)
+        return -EEXIST;
+    p = malloc(sizeof(*p));
+    if (!p)
+        return -EEXIST;
+    for (struct zc_oent *o = ohead; o; o = o->next)
+        if (o->ch == ch && oent_overlaps(o, addr, end))
+            zc_revoke(o);
+    p->ch = ch;
+    p->q = *q;
+    p->next = zc_parked;
+    zc_parked = p;
+    zst.parked++;
+    return 0;
+}
+
+/* A grant over ch ended: ask again for what waited on it (in arrival order;
+ * each may park again behind another withdrawal). */
+static void owner_unpark(xm_channel_t *ch)
+{
+    struct zc_park *mine = park_take(ch), *p;
+
+    while ((p = mine)) {
+        mine = p->next;
+        owner_greq(ch, &p->q, sizeof(p->q));
+        free(p);
+    }
+}
+
+void owner_greq(xm_channel_t *ch, const void *data, size_t len)
+{
+    struct zc_greq q;
+    struct {
+        struct zc_grep h;
+        uint32_t refs[XM_ZC_CHUNK_PAGES];
+    } rep;
+    struct zc_region *r;
+    struct zc_oent *o = NULL;
+    uint64_t gs, ge;
+    uint32_t np;
+    int rw, rc;
+
+    if (xm_zc_parse_greq(data, len, &q)) {
+        zst.rejected++;
+        xm_warn("zero-copy: grant request of %zu bytes from domain %u ignored",
+                len, xm_chan_peer_dom(ch));
+        return;
+    }
+    memset(&rep.h, 0, sizeof(rep.h));
+    rep.h.id = q.id;
+    rep.h.chunk = q.chunk;
+    rep.h.flags = q.flags;
+    rw = !!(q.flags & ZC_F_WRITE);
+    r = *reg_slot(q.id);
+    if (q.flags & ~ZC_F_WRITE) {
+        rc = -EINVAL;
+    } else if (!r) {
+        rc = -ENOENT;   /* never registered, or deregistered */
+    } else if (!(r->access & (rw ? XM_ZC_REMOTE_WRITE : XM_ZC_REMOTE_READ))) {
+        rc = -EACCES;
+    } else {
+        zc_span(r->base, r->len, &gs, &ge);
+        np = zc_chunk_pages(gs, ge, q.chunk);
+        rc = np ? 0 : -EINVAL;
+    }
+    if (rc)
+        goto reply;
+    /* the peer asks again only after it dropped its copy (REL came first,
+     * in order): an entry still here is one we are withdrawing */
+    o = calloc(1, sizeof(*o));
+    if (!o) {
+        rc = -ENOMEM;
+        goto reply;
+    }
+    o->ch = ch;
+    o->hv = xm_endpoint_hv(xm_chan_endpoint(ch));
+    o->id = q.id;
+    o->chunk = q.chunk;
+    o->rw = rw;
+    o->npages = np;
+    o->addr = gs + (uint64_t)q.chunk * XM_ZC_CHUNK_BYTES;
+    /* another process of the peer's domain holds this chunk already */
+    for (struct zc_oent *x = ohead; x; x = x->next) {
+        if (x->state == O_LIVE && x->id == q.id && x->chunk == q.chunk && x->ch != ch &&
+            x->hv == o->hv && (x->rw || !rw) && x->npages == np &&
+            xm_chan_peer_dom(x->ch) == xm_chan_peer_dom(ch)) {
+            o->g = x->g;
+            o->g->users++;
+            memcpy(o->refs, x->refs, np * sizeof(uint32_t));
+            zst.shared++;
+            goto granted;
+        }
+    }
+    o->g = malloc(sizeof(*o->g));
+    rc = o->g ? xm_hv_grant_mem(o->hv, xm_chan_peer_dom(ch), (void *)(uintptr_t)o->addr,
+                                np, rw, &o->g->handle, o->refs)
+              : -ENOMEM;
+    if (rc) {
+        uint64_t addr = o->addr;
+
+        free(o->g);
+        free(o);
+        o = NULL;
+        if (rc == -EEXIST && owner_park(ch, &q, addr, np) == 0) {
+            if (revoke_owed)
+                send_revokes(xm_chan_endpoint(ch));
+            return;
+        }
+        if (rc == -ENOSPC) {
+            zst.nospc++;
+            owner_shrink(np, NULL, q.id);   /* room for the next request */
+        }
+        goto reply;
+    }
+    o->g->users = 1;
+    zst.grants++;
+    zst.granted_pages += np;
+granted:
+    o->gen = zc_next_gen++;
+    o->state = O_LIVE;
+    LIST_APPEND(ohead, otail, o);
+    owner_live_pages += np;
+    zst.owner_pages += np;
+    owner_shrink(0, o, 0);
+    rep.h.gen = o->gen;
+    rep.h.npages = np;
+    memcpy(rep.refs, o->refs, np * sizeof(uint32_t));
+reply:
+    rep.h.status = rc;
+    zsend(ch, XM_REC_ZC_GREP, &rep, sizeof(rep.h) + rep.h.npages * sizeof(uint32_t));
+    if (revoke_owed)
+        send_revokes(xm_chan_endpoint(ch));
+}
+
+/* ACK (after our INVAL) or REL (the peer evicted it): end the grant. */
+void owner_end(xm_channel_t *ch, uint16_t type, const void *data, size_t len)
+{
+    struct xm_zc_grant_ref m;
+    struct zc_oent *o;
+
+    if (xm_zc_parse_grant_ref(data, len, &m)) {
+        zst.rejected++;
+        return;
+    }
+    for (o = ohead; o; o = o->next)
+        if (o->ch == ch && o->gen == m.gen && o->id == m.id && o->chunk == m.chunk)
+            break;
+    /* an ACK for a grant we did not withdraw is a confused or hostile peer */
+    if (!o || (type == XM_REC_ZC_ACK && o->state == O_LIVE)) {
+        zst.rejected++;
+        xm_debug("zero-copy: stale %s for grant %u from domain %u ignored",
+                 type == XM_REC_ZC_ACK ? "ACK" : "REL", m.gen, xm_chan_peer_dom(ch));
+        return;
+    }
+    oent_end(o);
+    owner_unpark(ch);
+}
+
