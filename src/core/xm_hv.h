@@ -23,6 +23,9 @@ extern "C" {
 
 #define XM_PAGE_SIZE 4096u
 #define XM_DOMID_INVALID 0xffffffffu
+/* Xen's DOMID_FIRST_RESERVED: ids from here on (DOMID_SELF, DOMID_IO, ...)
+ * name no domain. */
+#define XM_DOMID_FIRST_RESERVED 0x7ff0u
 
 typedef struct xm_hv xm_hv_t;
 
