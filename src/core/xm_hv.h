@@ -3,9 +3,9 @@
  *
  * Everything above this header (channel, zero-copy, topology, the UCX and
  * MPICH adapters) talks to Xen only through these calls.  The xen backend
- * (xm_hv_xen.c) maps them onto libxengnttab, libxenevtchn and libxenstore;
- * the sim backend (xm_hv_sim.c) reproduces the same semantics between plain
- * Linux processes so every layer above runs unchanged on a laptop or in CI.
+ * (xen/) maps them onto libxengnttab, libxenevtchn and libxenstore; the sim
+ * backend (sim/) reproduces the same semantics between plain Linux
+ * processes so every layer above runs unchanged on a laptop or in CI.
  *
  * Conventions: every call returns 0 (or a non-negative value where stated)
  * on success and a negative errno on failure.  The place that first detects
