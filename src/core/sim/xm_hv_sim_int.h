@@ -9,8 +9,8 @@
  *   xm_hv_sim_store.c    the xenstore stand-in: lock, nodes, watches
  *   xm_hv_sim_reaper.c   the liveness thread: process death as unmap-notify
  *
- * The shared layouts below are files in /dev/shm that processes of
- * different builds may map at once: change them only with care.
+ * The shared layouts below are the host's files in /dev/shm, mapped by
+ * every process of the simulated host; an all-zero file is an empty table.
  */
 #ifndef XM_HV_SIM_INT_H
 #define XM_HV_SIM_INT_H
