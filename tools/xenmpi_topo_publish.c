@@ -185,7 +185,7 @@ static int parse_domains(const char *s, uint32_t **out, unsigned *n)
     for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *end;
         unsigned long d = strtoul(tok, &end, 10);
-        if (*end || end == tok || d >= 0x7ff0) {
+        if (*end || end == tok || d >= XM_DOMID_FIRST_RESERVED) {
             fprintf(stderr, "xenmpi-topo-publish: --domains: \"%s\" is not a domain id\n", tok);
             free(copy);
             return -1;

@@ -3,9 +3,9 @@
  *
  * Everything above this header (channel, zero-copy, topology, the UCX and
  * MPICH adapters) talks to Xen only through these calls.  The xen backend
- * (xm_hv_xen.c) maps them onto libxengnttab, libxenevtchn and libxenstore;
- * the sim backend (xm_hv_sim.c) reproduces the same semantics between plain
- * Linux processes so every layer above runs unchanged on a laptop or in CI.
+ * (xen/) maps them onto libxengnttab, libxenevtchn and libxenstore; the sim
+ * backend (sim/) reproduces the same semantics between plain Linux
+ * processes so every layer above runs unchanged on a laptop or in CI.
  *
  * Conventions: every call returns 0 (or a non-negative value where stated)
  * on success and a negative errno on failure.  The place that first detects
@@ -23,6 +23,9 @@ extern "C" {
 
 #define XM_PAGE_SIZE 4096u
 #define XM_DOMID_INVALID 0xffffffffu
+/* Xen's DOMID_FIRST_RESERVED: ids from here on (DOMID_SELF, DOMID_IO, ...)
+ * name no domain. */
+#define XM_DOMID_FIRST_RESERVED 0x7ff0u
 
 typedef struct xm_hv xm_hv_t;
 

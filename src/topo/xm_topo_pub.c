@@ -357,7 +357,7 @@ int xm_topo_aff_add(xm_topo_aff_t *a, uint32_t domid, unsigned vcpu, const char 
     if (rc)
         return topo_fail(rc, XM_LOG_ERROR, "domain %u vCPU %u: %s: \"%s\"", domid, vcpu,
                          why, pcpus);
-    if (domid >= 0x7ff0)
+    if (domid >= XM_DOMID_FIRST_RESERVED)
         return topo_fail(-ERANGE, XM_LOG_ERROR, "domain id %u out of range", domid);
     for (unsigned i = 0; i < a->n; i++)
         if (a->d[i].domid == domid)
@@ -418,7 +418,7 @@ int xm_topo_aff_parse_file(const char *path, xm_topo_aff_t **out)
             p++;
         if (!*p || *p == '\n')
             continue;
-        if (sscanf(p, "%lu %lu %4095s", &dom, &vcpu, list) != 3 || dom >= 0x7ff0 ||
+        if (sscanf(p, "%lu %lu %4095s", &dom, &vcpu, list) != 3 || dom >= XM_DOMID_FIRST_RESERVED ||
             vcpu >= XM_TOPO_MAX_VCPUS) {
             rc = topo_fail(-EINVAL, XM_LOG_ERROR,
                            "%s:%u: expected \"<domid> <vcpu> <pCPU list>\" (e.g. \"3 0 0-3\")",
