@@ -108,6 +108,19 @@ static xm_channel_t *connect_pair(struct side *a, struct side *b, xm_channel_t *
     return ch;
 }
 
+/* s's endpoint directory <dir> (req, resp) has no children */
+static void assert_no_nodes(struct side *s, const char *dir)
+{
+    char path[160], **names = NULL;
+    unsigned n = 99;
+
+    snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/%s", xm_hv_domid(s->hv),
+             xm_endpoint_id(s->ep), dir);
+    assert_int_equal(xm_store_list(s->hv, path, &names, &n), 0);
+    assert_int_equal(n, 0);
+    free(names);
+}
+
 static int setup(void **state)
 {
     char host[64];
@@ -151,13 +164,7 @@ static void test_handshake_and_both_directions(void **state)
     assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep), &again), 0);
     assert_ptr_equal(again, ba);
     /* the handshake nodes are cleaned up once connected */
-    char path[160], **names = NULL;
-    unsigned n = 99;
-    snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/req", xm_hv_domid(a.hv),
-             xm_endpoint_id(a.ep));
-    assert_int_equal(xm_store_list(a.hv, path, &names, &n), 0);
-    assert_int_equal(n, 0);
-    free(names);
+    assert_no_nodes(&a, "req");
     side_close(&b);
     side_close(&a);
 }
@@ -652,20 +659,8 @@ static void test_loopback(void **state)
     }
     loopback_round(&a, out, back, 200, &seq_out, &seq_back);
     /* the handshake nodes are gone */
-    char path[160], **names = NULL;
-    unsigned n = 99;
-    snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/req", xm_hv_domid(a.hv),
-             xm_endpoint_id(a.ep));
-    assert_int_equal(xm_store_list(a.hv, path, &names, &n), 0);
-    assert_int_equal(n, 0);
-    free(names);
-    snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/resp", xm_hv_domid(a.hv),
-             xm_endpoint_id(a.ep));
-    names = NULL;
-    n = 99;
-    assert_int_equal(xm_store_list(a.hv, path, &names, &n), 0);
-    assert_int_equal(n, 0);
-    free(names);
+    assert_no_nodes(&a, "req");
+    assert_no_nodes(&a, "resp");
 
     /* closing the initiated half: the other half sees its peer gone, and a
      * connect made at once (no progress in between) gets a new pair */
