@@ -163,8 +163,10 @@ run_prog() {
     # of a large message over at the scheduler's pace, up to 80 ms a 2 MiB
     # message, so it runs the minimum of 10 iterations; 2x1 measures
     [ $p = pingpong ] && { [ $ppv = 1 ] && args=(1000) || args=(10); }
-    # PP_ARGS: other ping-pong arguments (iterations, largest size)
+    # PP_ARGS: other ping-pong arguments (iterations, largest size);
+    # COLL_ARGS: collectives arguments (rounds)
     [ $p = pingpong ] && [ -n "${PP_ARGS:-}" ] && read -r -a args <<< "$PP_ARGS"
+    [ $p = collectives ] && [ -n "${COLL_ARGS:-}" ] && read -r -a args <<< "$COLL_ARGS"
     local log=$logs/$name.log rc t why
     launch_new $m "$name" $ppv "$bin/$p-$m" "${args[@]}"
     if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
@@ -197,12 +199,12 @@ done
 # UCX_TLS=xen without self: a rank's endpoint to itself (MPICH connects
 # every rank to itself at init) goes over xen, the loopback channel pair of
 # the rank's own iface.  Short: ping-pong to 1 MiB with 10 timed
-# iterations (every byte of the check phase), and the collectives.
+# iterations (every byte of the check phase), and one round of collectives.
 TLS=xen
 for layout in 2x1 4x2; do
     for m in mpich openmpi; do
         for p in pingpong collectives; do
-            SUFFIX=-xen PP_ARGS="10 1048576" run_prog $m $p $layout
+            SUFFIX=-xen PP_ARGS="10 1048576" COLL_ARGS=1 run_prog $m $p $layout
         done
     done
 done
