@@ -228,10 +228,15 @@ xm_endpoint_t *xm_chan_endpoint(const xm_channel_t *ch) { return ch->ep; }
 size_t xm_endpoint_max_msg(const xm_endpoint_t *ep) { return ep->max_msg; }
 int xm_endpoint_fd(const xm_endpoint_t *ep) { return ep->epfd; }
 
+/* An endpoint connected to itself (loopback) holds two channels with the
+ * same peer, each the other's peer: the one it initiated is the one that
+ * connecting finds, so every connect to ourselves gets the same ring. */
 static xm_channel_t *find_chan(xm_endpoint_t *ep, uint32_t dom, uint32_t pep, int live_only)
 {
+    int self = dom == ep->hv->domid && pep == ep->id;
+
     for (xm_channel_t *c = ep->chans; c; c = c->next)
-        if (c->peer_dom == dom && c->peer_ep == pep &&
+        if (c->peer_dom == dom && c->peer_ep == pep && (!self || c->initiator) &&
             (!live_only || c->state <= XM_CH_CONNECTED))
             return c;
     return NULL;
@@ -472,6 +477,20 @@ err:
     return rc;
 }
 
+static int chan_poll(xm_channel_t *ch);
+
+/* 0 while the peer of ch runs; else what it published is delivered, ch is
+ * marked gone (reported from progress) and -EPIPE returned. */
+static int chan_check_live(xm_channel_t *ch)
+{
+    if (LOAD(&ch->peer->live))
+        return 0;
+    while (ch->state == XM_CH_CONNECTED && chan_poll(ch) > 0)
+        ;
+    chan_fail(ch, XM_CH_PEER_GONE);
+    return -EPIPE;
+}
+
 /* Listener side: a request node appeared under our req dir. */
 static void accept_request(xm_endpoint_t *ep, const char *name)
 {
@@ -488,9 +507,14 @@ static void accept_request(xm_endpoint_t *ep, const char *name)
         xm_warn("ignoring malformed request node %s/%s", ep->req_dir, name);
         return;
     }
+    /* Already accepted, unless that peer is gone and this is its new
+     * request, written before our progress saw the old channel die (a
+     * peer that closes and reconnects at once; always so for ourselves,
+     * whose close and connect no progress of ours separates). */
     for (xm_channel_t *c = ep->chans; c; c = c->next)
-        if (c->peer_dom == dom && c->peer_ep == pep && !c->initiator && c->state <= XM_CH_CONNECTED)
-            return;   /* already accepted */
+        if (c->peer_dom == dom && c->peer_ep == pep && !c->initiator &&
+            c->state <= XM_CH_CONNECTED && chan_check_live(c) == 0)
+            return;
     snprintf(path, sizeof(path), "%s/%s", ep->req_dir, name);
     rc = xm_store_read(hv, path, &val, &len);
     if (rc == -EACCES || rc == -ENOENT)

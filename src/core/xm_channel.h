@@ -2,7 +2,8 @@
  * xm_channel.h - connection handshake, per-peer rings, notification.
  *
  * An endpoint is one process's presence on the store (what a UCT iface or a
- * netmod instance owns).  A channel joins two endpoints in two domains: each
+ * netmod instance owns).  A channel joins two endpoints in two domains (or
+ * one: an endpoint may connect to itself, and then holds both sides): each
  * side grants the peer, read-only, a control page and a tx ring, and the two
  * sides share one interdomain event channel.  The handshake goes through the
  * store once per endpoint pair; the data path never touches the store and
@@ -74,7 +75,10 @@ xm_hv_t *xm_endpoint_hv(const xm_endpoint_t *ep);
 size_t xm_endpoint_max_msg(const xm_endpoint_t *ep);
 
 /* Start (or find) the channel to endpoint peer_ep of domain peer_dom.
- * Returns at once; the channel is CONNECTING until progress completes it. */
+ * Returns at once; the channel is CONNECTING until progress completes it.
+ * Our own endpoint is a peer too: progress then accepts the request as well
+ * (XM_EV_ACCEPTED, a second channel that reads this one's ring and the
+ * other way round), and connecting again finds the channel we initiated. */
 int xm_endpoint_connect(xm_endpoint_t *ep, uint32_t peer_dom, uint32_t peer_ep,
                         xm_channel_t **out);
 

@@ -495,12 +495,9 @@ static int uct_xen_iface_is_reachable(const uct_iface_h tl_iface,
         return 0;
     }
     memcpy(&peer, dev_addr, sizeof(peer));
-    if (peer.host_hash != iface->dev_addr.host_hash) {
-        return 0;   /* another host: grants and event channels cannot cross */
-    }
-    /* our own endpoint: the core has no loopback channel (self does that) */
-    return (iface_addr == NULL) || (peer.domid != iface->dev_addr.domid) ||
-           (*(const uct_xen_iface_addr_t*)iface_addr != iface->addr);
+    /* another host: grants and event channels cannot cross; on this host
+     * every endpoint is reachable, our own too (the core's loopback pair) */
+    return peer.host_hash == iface->dev_addr.host_hash;
 }
 
 /* ---------------- placement ---------------- */

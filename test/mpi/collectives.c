@@ -1,10 +1,12 @@
 /* Collectives with every result element checked against a computed value.
  *
+ *   collectives [rounds]
+ *
  * MPI_Alltoall (ints, several block sizes), MPI_Allreduce with MPI_SUM and
  * MPI_MAX on ints and doubles (small and large counts; the double inputs are
  * small multiples of 1/4 so every summation order gives the exact value),
- * MPI_Bcast from every root (bytes, several sizes).  Each test runs a few
- * rounds with different inputs.  Exits non-zero naming the test, rank and
+ * MPI_Bcast from every root (bytes, several sizes).  Each test runs <rounds>
+ * rounds (default 3) with different inputs.  Exits non-zero naming the test, rank and
  * element on a mismatch. */
 #include <mpi.h>
 #include <stdint.h>
@@ -140,12 +142,15 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+    int rounds = argc > 1 ? atoi(argv[1]) : 3;
+    if (rounds < 1)
+        rounds = 1;
 
     static const int a2a_counts[] = {1, 7, 256, 4096, 65536, 262144};
     static const long red_counts[] = {1, 3, 1000, 65537, 524288};
     static const size_t bc_sizes[] = {1, 100, 8192, 65537, 1048576, 4194305};
 
-    for (int t = 0; t < 3; t++) {
+    for (int t = 0; t < rounds; t++) {
         for (size_t i = 0; i < sizeof a2a_counts / sizeof *a2a_counts; i++)
             test_alltoall(a2a_counts[i], t);
         if (rank == 0 && t == 0) printf("collectives: MPI_Alltoall ok\n");
@@ -160,7 +165,8 @@ int main(int argc, char **argv)
     long total = 0;
     MPI_Reduce(&nchecked, &total, 1, MPI_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
     if (rank == 0) {
-        printf("collectives: OK (%d ranks, 3 rounds, %ld result elements checked)\n", nranks, total);
+        printf("collectives: OK (%d ranks, %d rounds, %ld result elements checked)\n", nranks, rounds,
+               total);
         fflush(stdout);
     }
     MPI_Finalize();

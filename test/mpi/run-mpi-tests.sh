@@ -11,7 +11,9 @@
 # Debian's hpcc (hpcc-hpl-2x1) with the MPI hpcc is linked against.  Every
 # run has UCX_TLS=xen,self (no other UCX transport may be used) and must
 # show, in the UCX info log, an ep_cfg line with a lane on xen/xen0 and no
-# ep_cfg lane on anything but xen and self.
+# ep_cfg lane on anything but xen and self.  Last, ping-pong and collectives
+# with UCX_TLS=xen alone (<mpi>-<prog>-<layout>-xen, short runs): each rank
+# reaches itself over xen too, and no lane may be on anything but xen.
 # MPICH runs with MPIR_CVAR_NOLOCAL=1: the simulated VMs are processes of one
 # Linux host, and MPICH would otherwise carry the traffic between them in its
 # own ch4 shared memory (posix), never through UCX.  Open MPI runs with pml
@@ -70,13 +72,19 @@ new_host() {
     echo "$h"
 }
 
+# The UCX transports of a run (TLS=xen: xen alone)
+TLS=xen,self
 # check_xen <log>: some ep_cfg lane on xen/xen0, none on another transport
+# (nor on self when TLS has no self)
 check_xen() {
-    local log=$1
+    local log=$1 allowed='xen/xen0|self/memory0?'
+    [ "$TLS" = xen ] && allowed='xen/xen0'
     grep -q 'ep_cfg\[[0-9]*\]:.*(xen/xen0)' "$log" || { echo "no ep_cfg line naming xen/xen0 in the UCX info log"; return 1; }
+    # one feature's lanes are in one pair of parentheses; the ep to ourselves
+    # has two, e.g. "tag(self/memory0 xen/xen0)" (xen as its rma_bw lane)
     local other
-    other=$(grep -o 'ep_cfg\[[0-9]*\]:.*' "$log" | grep -o '([^()]*/[^()]*)' | sort -u |
-            grep -v -x -E '\((xen/xen0|self/memory0?)\)' | tr '\n' ' ')
+    other=$(grep -o 'ep_cfg\[[0-9]*\]:.*' "$log" | grep -o '([^()]*/[^()]*)' | tr -d '()' |
+            tr ' ' '\n' | sort -u | grep -v -x -E "$allowed" | tr '\n' ' ')
     [ -z "$other" ] || { echo "ep_cfg lanes on other transports: $other"; return 1; }
 }
 
@@ -108,14 +116,14 @@ launch() {
     case $m in
     mpich)
         timeout --kill-after=10 "$TMO" mpiexec.mpich \
-            -genv MPIR_CVAR_POLLS_BEFORE_YIELD "$yield" -genv LD_PRELOAD "$lib" -genv UCX_TLS xen,self -genv UCX_LOG_LEVEL info \
+            -genv MPIR_CVAR_POLLS_BEFORE_YIELD "$yield" -genv LD_PRELOAD "$lib" -genv UCX_TLS "$TLS" -genv UCX_LOG_LEVEL info \
             -genv MPIR_CVAR_NOLOCAL 1 -genv XENMPI_SIM_HOST "$host" \
             -n "$ppv" -env XENMPI_SIM_DOMID "$a" "$@" : \
             -n "$ppv" -env XENMPI_SIM_DOMID "$b" "$@" > "$log" 2>&1
         rc=$? ;;
     openmpi)
         # Open MPI gives -x to one app context only: repeat it in both
-        local x=(-x LD_PRELOAD="$lib" -x UCX_TLS=xen,self -x UCX_LOG_LEVEL=info
+        local x=(-x LD_PRELOAD="$lib" -x UCX_TLS="$TLS" -x UCX_LOG_LEVEL=info
                  -x XENMPI_SIM_HOST="$host")
         timeout --kill-after=10 "$TMO" mpirun.openmpi --allow-run-as-root --oversubscribe \
             --mca pml ucx --mca pml_ucx_tls any --mca pml_ucx_devices any \
@@ -145,7 +153,7 @@ launch_new() {
 run_prog() {
     local m=$1 p=$2 layout=$3
     local short; [ $m = mpich ] && short=mpich || short=ompi
-    local name=$short-$p-$layout
+    local name=$short-$p-$layout${SUFFIX:-}
     [[ $name =~ $ONLY ]] || return 0
     [ -n "${built[$m-$p]:-}" ] || { fail "$name" "not built"; return; }
     local ppv=1 args=()
@@ -155,6 +163,10 @@ run_prog() {
     # of a large message over at the scheduler's pace, up to 80 ms a 2 MiB
     # message, so it runs the minimum of 10 iterations; 2x1 measures
     [ $p = pingpong ] && { [ $ppv = 1 ] && args=(1000) || args=(10); }
+    # PP_ARGS: other ping-pong arguments (iterations, largest size);
+    # COLL_ARGS: collectives arguments (rounds)
+    [ $p = pingpong ] && [ -n "${PP_ARGS:-}" ] && read -r -a args <<< "$PP_ARGS"
+    [ $p = collectives ] && [ -n "${COLL_ARGS:-}" ] && read -r -a args <<< "$COLL_ARGS"
     local log=$logs/$name.log rc t why
     launch_new $m "$name" $ppv "$bin/$p-$m" "${args[@]}"
     if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
@@ -182,6 +194,21 @@ for layout in 2x1 4x2; do
         done
     done
 done
+
+# ---------------------------------------------------------------- xen alone
+# UCX_TLS=xen without self: a rank's endpoint to itself (MPICH connects
+# every rank to itself at init) goes over xen, the loopback channel pair of
+# the rank's own iface.  Short: ping-pong to 1 MiB with 10 timed
+# iterations (every byte of the check phase), and one round of collectives.
+TLS=xen
+for layout in 2x1 4x2; do
+    for m in mpich openmpi; do
+        for p in pingpong collectives; do
+            SUFFIX=-xen PP_ARGS="10 1048576" COLL_ARGS=1 run_prog $m $p $layout
+        done
+    done
+done
+TLS=xen,self
 
 # ---------------------------------------------------------------- large messages
 # MPICH ping-pong of 0 B .. 64 MiB (powers of two, odd sizes, 16 MiB+123,

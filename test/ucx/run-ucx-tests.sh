@@ -188,8 +188,8 @@ ucp_prog() {
         fail "$name" "$prog not built (make -C build check or make test/ucx/ucp_peer_fail)"
         return
     fi
-    env LD_PRELOAD="$lib" XENMPI_SIM_HOST="$(new_host "$name")" UCX_TLS=xen,self \
-        UCX_LOG_LEVEL=error timeout "$TMO" "$prog" "$mode" > "$tmp/$name" 2>&1
+    env LD_PRELOAD="$lib" XENMPI_SIM_HOST="$(new_host "$name")" UCX_TLS=${TLS:-xen,self} \
+        UCX_LOG_LEVEL=${LOG:-error} timeout "$TMO" "$prog" "$mode" > "$tmp/$name" 2>&1
     local rc=$?
     if [ $rc -eq 0 ] && ! grep -q '^FAIL' "$tmp/$name"; then
         pass "$name"
@@ -203,6 +203,50 @@ ucp_prog ucp-two-workers two-workers
 # error mode PEER: the streaming peer is killed with SIGKILL; the survivor's
 # error callback fires within 10 s and its worker keeps working
 ucp_prog ucp-peer-fail-kill kill
+
+# ---------------------------------------------------------------- xen alone
+# UCX_TLS=xen without self: an iface reaches itself (the core connects the
+# endpoint to itself, a pair of channels) and the other ifaces of its
+# process.  Loopback tagged messages of 0 B to 4 MiB (every byte), a burst
+# matched in order, put and get on our own memory; UCP's lanes to ourselves
+# must be on xen (nothing else is allowed, so this checks it chose them).
+t=xen-alone-loopback
+if [ ! -x "$prog" ]; then
+    fail "$t" "$prog not built (make -C build check or make test/ucx/ucp_peer_fail)"
+else
+    env LD_PRELOAD="$lib" XENMPI_SIM_HOST="$(new_host "$t")" UCX_TLS=xen UCX_LOG_LEVEL=info \
+        timeout "$TMO" "$prog" loopback > "$tmp/$t" 2>&1
+    rc=$?
+    if [ $rc -ne 0 ] || grep -q '^FAIL' "$tmp/$t" || ! grep -q '^ok: endpoint closed' "$tmp/$t"; then
+        fail "$t" "rc $rc" "$tmp/$t"
+    elif ! grep -q 'ep_cfg\[[0-9]*\]: tag(xen/xen0) rma(xen/xen0)' "$tmp/$t"; then
+        fail "$t" "no ep_cfg with tag and rma lanes on xen/xen0" "$tmp/$t"
+    else
+        pass "$t"
+        grep -h -o 'ep_cfg\[[0-9]*\]:.*' "$tmp/$t" | sort -u | sed 's/^/#   /'
+        grep '^ok' "$tmp/$t" | sed 's/^/#   /'
+    fi
+fi
+TLS=xen ucp_prog xen-alone-two-workers two-workers
+# ucx_perftest's loopback mode (-l): one process talks to itself, UCT (an
+# ep to its own iface) and UCP
+uct_loop() {
+    local name=$1; shift
+    env LD_PRELOAD="$lib" XENMPI_SIM_HOST="$(new_host "$name")" UCX_TLS=xen \
+        timeout "$TMO" ucx_perftest -l "$@" > "$tmp/$name" 2>&1
+    local rc=$?
+    if [ $rc -eq 0 ] && grep -q '^Final:' "$tmp/$name"; then
+        pass "$name"
+        echo "#   $(final_line "$tmp/$name")"
+    else
+        fail "$name" "ucx_perftest -l $* (rc $rc)" "$tmp/$name"
+    fi
+}
+uct_loop xen-alone-uct-am_lat  -d xen0 -x xen -t am_lat  -D bcopy -s 1024 -n 10000
+uct_loop xen-alone-uct-put_bw  -d xen0 -x xen -t put_bw  -D bcopy -s 8192 -n 10000
+uct_loop xen-alone-uct-get     -d xen0 -x xen -t get     -D bcopy -s 8192 -n 5000
+uct_loop xen-alone-ucp-tag_lat -t tag_lat -s 8       -n 10000
+uct_loop xen-alone-ucp-tag_bw  -t tag_bw  -s 1048576 -n 100
 
 # ---------------------------------------------------------------- zero-copy
 # Large messages go by UCP's rendezvous: the receiver gets the sender's

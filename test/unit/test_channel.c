@@ -47,7 +47,7 @@ struct side {
     struct msg *log;
     unsigned nlog;
     int accepted, connected, gone, failed;
-    xm_channel_t *last_ch;
+    xm_channel_t *last_ch, *accepted_ch, *gone_ch;
 };
 
 static void on_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len)
@@ -68,9 +68,9 @@ static void on_event(void *arg, xm_channel_t *ch, enum xm_chan_event ev)
     struct side *s = arg;
     s->last_ch = ch;
     switch (ev) {
-    case XM_EV_ACCEPTED: s->accepted++; break;
+    case XM_EV_ACCEPTED: s->accepted++; s->accepted_ch = ch; break;
     case XM_EV_CONNECTED: s->connected++; break;
-    case XM_EV_PEER_GONE: s->gone++; break;
+    case XM_EV_PEER_GONE: s->gone++; s->gone_ch = ch; break;
     case XM_EV_FAILED: s->failed++; break;
     }
 }
@@ -123,6 +123,19 @@ static xm_channel_t *connect_pair(struct side *a, struct side *b, xm_channel_t *
     return ch;
 }
 
+/* s's endpoint directory <dir> (req, resp) has no children */
+static void assert_no_nodes(struct side *s, const char *dir)
+{
+    char path[160], **names = NULL;
+    unsigned n = 99;
+
+    snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/%s", xm_hv_domid(s->hv),
+             xm_endpoint_id(s->ep), dir);
+    assert_int_equal(xm_store_list(s->hv, path, &names, &n), 0);
+    assert_int_equal(n, 0);
+    free(names);
+}
+
 static int setup(void **state)
 {
     char host[64];
@@ -166,13 +179,7 @@ static void test_handshake_and_both_directions(void **state)
     assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep), &again), 0);
     assert_ptr_equal(again, ba);
     /* the handshake nodes are cleaned up once connected */
-    char path[160], **names = NULL;
-    unsigned n = 99;
-    snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/req", xm_hv_domid(a.hv),
-             xm_endpoint_id(a.ep));
-    assert_int_equal(xm_store_list(a.hv, path, &names, &n), 0);
-    assert_int_equal(n, 0);
-    free(names);
+    assert_no_nodes(&a, "req");
     side_close(&b);
     side_close(&a);
 }
@@ -795,6 +802,142 @@ static void test_services(void **state)
     side_close(&a);
 }
 
+/* one loopback round: n messages each way, sequence numbers in the payload,
+ * sizes up to a quarter ring so a 1-page ring wraps and fills */
+static void loopback_round(struct side *a, xm_channel_t *out, xm_channel_t *back,
+                           unsigned n, uint32_t *seq_out, uint32_t *seq_back)
+{
+    struct side *v[1] = { a };
+    uint8_t buf[1024];
+    unsigned sent_out = 0, sent_back = 0, got_out = 0, got_back = 0;
+
+    a->nlog = 0;
+    for (int spin = 0; spin < 10000 && (got_out < n || got_back < n); spin++) {
+        while (sent_out < n || sent_back < n) {
+            int back_turn = sent_back < n && (sent_out == n || (sent_out + sent_back) % 2);
+            xm_channel_t *ch = back_turn ? back : out;
+            uint32_t s = back_turn ? seq_back[0] + sent_back : seq_out[0] + sent_out;
+            size_t len = 4 + (s * 37) % (sizeof(buf) - 4);
+            for (size_t i = 0; i < len; i++)
+                buf[i] = (uint8_t)(s + i);
+            memcpy(buf, &s, 4);
+            int rc = xm_chan_send(ch, back_turn ? 3 : 2, NULL, 0, buf, len);
+            if (rc == -EAGAIN)
+                break;   /* ring full: let the receiver (ourselves) drain it */
+            assert_int_equal(rc, 0);
+            if (back_turn)
+                sent_back++;
+            else
+                sent_out++;
+        }
+        a->nlog = 0;
+        pump(v, 1, 1);
+        assert_true(a->nlog <= MAXMSG);
+        for (unsigned k = 0; k < a->nlog; k++) {
+            struct msg *m = &a->log[k];
+            uint32_t s;
+            /* what was sent on one half arrives on the other, in order */
+            int is_back = m->type == 3;
+            assert_ptr_equal(m->ch, is_back ? out : back);
+            assert_int_equal(m->type, is_back ? 3 : 2);
+            memcpy(&s, m->data, 4);
+            assert_int_equal(s, is_back ? seq_back[0] + got_back : seq_out[0] + got_out);
+            assert_int_equal(m->len, 4 + (s * 37) % (sizeof(buf) - 4));
+            for (size_t i = 4; i < m->len; i++)
+                assert_int_equal(m->data[i], (uint8_t)(s + i));
+            if (is_back)
+                got_back++;
+            else
+                got_out++;
+        }
+    }
+    assert_int_equal(got_out, n);
+    assert_int_equal(got_back, n);
+    seq_out[0] += n;
+    seq_back[0] += n;
+}
+
+/* connect to ourselves; returns the initiator half, *acc the acceptor half */
+static xm_channel_t *connect_self(struct side *a, xm_channel_t **acc)
+{
+    struct side *v[1] = { a };
+    int accepted = a->accepted, connected = a->connected;
+    xm_channel_t *ch;
+
+    assert_int_equal(xm_endpoint_connect(a->ep, xm_hv_domid(a->hv), xm_endpoint_id(a->ep), &ch), 0);
+    assert_int_equal(xm_chan_state(ch), XM_CH_CONNECTING);
+    assert_int_equal(xm_chan_send(ch, 1, NULL, 0, "x", 1), -EAGAIN);
+    for (int i = 0; i < 1000 && xm_chan_state(ch) == XM_CH_CONNECTING; i++)
+        pump(v, 1, 1);
+    assert_int_equal(xm_chan_state(ch), XM_CH_CONNECTED);
+    assert_int_equal(a->accepted, accepted + 1);
+    assert_int_equal(a->connected, connected + 1);
+    *acc = a->accepted_ch;
+    assert_non_null(*acc);
+    assert_ptr_not_equal(*acc, ch);
+    assert_int_equal(xm_chan_state(*acc), XM_CH_CONNECTED);
+    assert_int_equal(xm_chan_peer_dom(*acc), xm_hv_domid(a->hv));
+    assert_int_equal(xm_chan_peer_ep(*acc), xm_endpoint_id(a->ep));
+    return ch;
+}
+
+/* An endpoint connected to itself (a UCT iface reaching its own address):
+ * two channels of one endpoint with the same peer, each the other's peer. */
+static void test_loopback(void **state)
+{
+    struct side a;
+    struct side *v[1] = { &a };
+    xm_channel_t *out, *back, *again;
+    uint32_t seq_out = 0, seq_back = 1000000;
+
+    side_open(&a, 1);
+    out = connect_self(&a, &back);
+    /* connecting again finds the half we initiated, every time */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(xm_endpoint_connect(a.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep),
+                                             &again), 0);
+        assert_ptr_equal(again, out);
+    }
+    loopback_round(&a, out, back, 200, &seq_out, &seq_back);
+    /* the handshake nodes are gone */
+    assert_no_nodes(&a, "req");
+    assert_no_nodes(&a, "resp");
+
+    /* closing the initiated half: the other half sees its peer gone, and a
+     * connect made at once (no progress in between) gets a new pair */
+    xm_chan_close(out);
+    xm_channel_t *out2, *back2;
+    assert_int_equal(xm_endpoint_connect(a.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep), &out2), 0);
+    assert_int_equal(xm_chan_state(out2), XM_CH_CONNECTING);
+    for (int i = 0; i < 1000 && xm_chan_state(out2) == XM_CH_CONNECTING; i++)
+        pump(v, 1, 1);
+    assert_int_equal(xm_chan_state(out2), XM_CH_CONNECTED);
+    assert_int_equal(a.gone, 1);
+    assert_ptr_equal(a.gone_ch, back);
+    assert_int_equal(xm_chan_state(back), XM_CH_PEER_GONE);
+    assert_int_equal(xm_chan_send(back, 1, NULL, 0, "x", 1), -EPIPE);
+    back2 = a.accepted_ch;
+    assert_ptr_not_equal(back2, back);
+    assert_int_equal(xm_chan_state(back2), XM_CH_CONNECTED);
+    xm_chan_close(back);
+    loopback_round(&a, out2, back2, 50, &seq_out, &seq_back);
+
+    /* closing the accepted half: the initiated half goes, and connecting
+     * again starts over instead of returning the dead half */
+    xm_chan_close(back2);
+    for (int i = 0; i < 100 && a.gone < 2; i++)
+        pump(v, 1, 1);
+    assert_int_equal(a.gone, 2);
+    assert_ptr_equal(a.gone_ch, out2);
+    assert_int_equal(xm_chan_state(out2), XM_CH_PEER_GONE);
+    xm_channel_t *out3, *back3;
+    out3 = connect_self(&a, &back3);
+    loopback_round(&a, out3, back3, 50, &seq_out, &seq_back);
+    xm_chan_close(out2);
+    /* the endpoint closes a live pair */
+    side_close(&a);
+}
+
 static void test_handshake_parser(void **state)
 {
     xm_hs_rec_t r, back;
@@ -855,6 +998,7 @@ int main(void)
         cmocka_unit_test(test_hostile_handshake),
         cmocka_unit_test(test_remote_completion),
         cmocka_unit_test(test_peer_close_is_seen),
+        cmocka_unit_test(test_loopback),
         cmocka_unit_test(test_handshake_parser),
         cmocka_unit_test(test_connect_nomem),
         cmocka_unit_test(test_uncommitted_pad),

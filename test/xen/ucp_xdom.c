@@ -2,6 +2,7 @@
  * ucp_xdom - UCP between two Xen domUs over UCX_TLS=xen,self.
  *
  *   ucp_xdom a|b <peer domid> [pingpongs]
+ *   ucp_xdom loop
  *
  * Worker addresses are exchanged through xenstore (each side publishes its
  * own under its home, readable by everyone).  Then, with content checks on
@@ -13,6 +14,9 @@
  *      with other data: b must get the new data, not the old pinned pages;
  *   3. blocking ping-pong (ucp_worker_arm + poll on the worker's fd): each
  *      side's event notifications must not exceed the other side's sleeps.
+ * "loop": one worker sends tagged messages of 0 B to 4 MiB to itself over
+ * UCX_TLS=xen alone (the transport's loopback channel pair, granted to and
+ * mapped from its own domain), every byte checked.
  * Exit 0 when every check passed.  Times are printed, never asserted.
  */
 #include "xm_channel.h"
@@ -109,11 +113,66 @@ static char *xs_wait_read(struct xs_handle *xs, const char *path)
     return NULL;
 }
 
+/* tagged messages to ourselves, every byte checked */
+static int loopback(void)
+{
+    static const size_t sizes[] = { 0, 8, 4096, 65536 + 3, 1u << 20, 4u << 20 };
+    uint8_t *out = malloc(4u << 20), *in = malloc(4u << 20);
+    ucp_context_h ctx;
+    ucp_params_t cp = { .field_mask = UCP_PARAM_FIELD_FEATURES, .features = UCP_FEATURE_TAG };
+    ucp_worker_params_t wp = { .field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE,
+                               .thread_mode = UCS_THREAD_MODE_SINGLE };
+    ucp_address_t *addr;
+    size_t alen;
+    ucp_ep_h ep;
+
+    setenv("UCX_TLS", "xen", 0);
+    if (!out || !in || ucp_init(&cp, NULL, &ctx) != UCS_OK ||
+        ucp_worker_create(ctx, &wp, &worker) != UCS_OK ||
+        ucp_worker_get_address(worker, &addr, &alen) != UCS_OK) {
+        printf("FAIL: UCP init over UCX_TLS=%s\n", getenv("UCX_TLS"));
+        return 1;
+    }
+    ucp_ep_params_t ep_params = { .field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS,
+                                  .address = addr };
+    if (ucp_ep_create(worker, &ep_params, &ep) != UCS_OK) {
+        printf("FAIL: an endpoint to our own worker over UCX_TLS=%s\n", getenv("UCX_TLS"));
+        return 1;
+    }
+    double t0 = now();
+    for (unsigned round = 0; round < 3; round++)
+        for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+            size_t n = sizes[k];
+            ucp_request_param_t p = { 0 };
+            fill(out, n, round * 100 + k);
+            memset(in, 0xa5, n);
+            void *r = ucp_tag_recv_nbx(worker, in, n, TAG_PING, (ucp_tag_t)-1, &p);
+            ucs_status_t ss = wait_req(ucp_tag_send_nbx(ep, out, n, TAG_PING, &p));
+            ucs_status_t rs = wait_req(r);
+            CHECK(ss == UCS_OK && rs == UCS_OK, "loopback message of %zu bytes: send %s, receive %s",
+                  n, ucs_status_string(ss), ucs_status_string(rs));
+            CHECK(!memcmp(in, out, n), "loopback message of %zu bytes: wrong data", n);
+        }
+    printf("ok: loopback: %zu messages of 0 B to 4 MiB to ourselves in %.3f s\n",
+           3 * sizeof(sizes) / sizeof(sizes[0]), now() - t0);
+    ucp_request_param_t cl = { .op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+                               .flags = UCP_EP_CLOSE_FLAG_FORCE };
+    wait_req(ucp_ep_close_nbx(ep, &cl));
+    ucp_worker_release_address(worker, addr);
+    ucp_worker_destroy(worker);
+    ucp_cleanup(ctx);
+    free(out);
+    free(in);
+    return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc == 2 && !strcmp(argv[1], "loop"))
+        return loopback();
     if (argc < 3) {
-        fprintf(stderr, "usage: ucp_xdom a|b <peer domid> [pingpongs]\n");
+        fprintf(stderr, "usage: ucp_xdom a|b <peer domid> [pingpongs] | ucp_xdom loop\n");
         return 2;
     }
     int is_a = !strcmp(argv[1], "a");
