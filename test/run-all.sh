@@ -155,7 +155,7 @@ fi
 
 echo "== fuzzing peer-written formats (libFuzzer)"
 if make -C "$B" -s fuzz >"$LOGDIR/fuzz-build.log" 2>&1; then
-    for f in ring handshake; do
+    for f in ring handshake topo_meta topo_affinity; do
         work=$(mktemp -d)
         run_cmd "fuzz/$f" "$B/test/fuzz/fuzz_$f" -max_total_time="${XM_FUZZ_SECONDS:-30}" \
             -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$LOGDIR/fuzz_$f-" \
