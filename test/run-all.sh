@@ -90,14 +90,50 @@ else
     result "ucx (libuct_xen not built: configure --with-ucx-src)" SKIP
 fi
 
+echo "== the libraries: one core per process"
+# libxenmpi.so exports the xm_* interface only; libuct_xen.so takes the core
+# from it (one endpoint registry and one set of counters in a process that
+# loads both) and finds it from the build tree as installed ($ORIGIN)
+lib_exports_xm_only() {
+    local syms
+    syms=$(nm -D --defined-only "$B/.libs/libxenmpi.so" | awk '{ print $NF }') || return 1
+    echo "$syms" | grep -q '^xm_hv_open$' || { echo "xm_hv_open is not exported"; return 1; }
+    ! echo "$syms" | grep -v '^xm_'
+}
+uct_needs_libxenmpi() {
+    readelf -d "$B/.libs/libuct_xen.so" | grep -q 'NEEDED.*\[libxenmpi\.so\.0\]' ||
+        { echo "libuct_xen.so does not link libxenmpi.so.0"; return 1; }
+    env -u LD_LIBRARY_PATH ldd "$B/.libs/libuct_xen.so" | grep 'libxenmpi\.so\.0 => /'
+}
+uct_defines_no_xm() {  # neither exported nor local: no copy of the core
+    local f=$B/.libs/libuct_xen.so
+    ! { nm -D --defined-only "$f"; nm --defined-only "$f"; } | grep -E ' (xm_|topo_|sb_printf)'
+}
+lib_check() {  # name function
+    local log=$LOGDIR/${1//\//_}.log
+    if "$2" >"$log" 2>&1; then result "$1" PASS
+    else result "$1" FAIL; tail -20 "$log"; fi
+}
+lib_check lib/libxenmpi-exports-xm-only lib_exports_xm_only
+if [ -f "$B/.libs/libuct_xen.so" ]; then
+    lib_check lib/libuct_xen-needs-libxenmpi uct_needs_libxenmpi
+    lib_check lib/libuct_xen-defines-no-xm-symbol uct_defines_no_xm
+else
+    result "lib/libuct_xen (libuct_xen not built)" SKIP
+fi
+
 echo "== make install and the launcher"
 install_check() {
     local d; d=$(mktemp -d)
     make -C "$B" -s install DESTDIR="$d" >"$LOGDIR/install.log" 2>&1 || return 1
     local p; p=$(sed -n 's/^prefix = //p' "$B/Makefile")
-    for f in lib/libxenmpi.so include/xm_channel.h lib/libuct_xen.so bin/xenmpi-run; do
+    for f in lib/libxenmpi.so include/xm_channel.h include/xm_zc.h lib/libuct_xen.so \
+             bin/xenmpi-run; do
         [ -e "$d$p/$f" ] || { echo "missing $p/$f" >>"$LOGDIR/install.log"; return 1; }
     done
+    # the installed transport takes the installed core, next to it
+    env -u LD_LIBRARY_PATH ldd "$d$p/lib/libuct_xen.so" | grep -q "libxenmpi.so.0 => $d$p/lib/" ||
+        { echo "libuct_xen.so does not find $p/lib/libxenmpi.so.0" >>"$LOGDIR/install.log"; return 1; }
     # the launcher as installed, pointed at the staged copy of the library
     sed "s|^lib=\"|lib=\"$d|" "$d$p/bin/xenmpi-run" >"$d/run" && chmod +x "$d/run"
     "$d/run" ucx_info -d 2>&1 | grep -q 'Transport: xen' || return 1
@@ -120,7 +156,7 @@ fi
 
 echo "== fuzzing peer-written formats (libFuzzer)"
 if make -C "$B" -s fuzz >"$LOGDIR/fuzz-build.log" 2>&1; then
-    for f in ring handshake zc_greq zc_grep zc_grant_ref rma; do
+    for f in ring handshake zc_greq zc_grep zc_grant_ref rma topo_meta topo_affinity; do
         work=$(mktemp -d)
         run_cmd "fuzz/$f" "$B/test/fuzz/fuzz_$f" -max_total_time="${XM_FUZZ_SECONDS:-30}" \
             -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$LOGDIR/fuzz_$f-" \

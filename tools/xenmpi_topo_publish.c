@@ -5,7 +5,7 @@
  *
  * On Xen, the CPU topology and the affinities come from libxenlight
  * (libxl_get_cpu_topology, libxl_get_numainfo, libxl_list_domain,
- * libxl_list_vcpu); --xml/--synthetic and --affinity override them.  On the
+    * libxl_list_vcpu); --xml/--synthetic and --affinity override them.  On the
  * sim backend both must be given.  --interval re-reads the sources and
  * rewrites what changed: Xen raises no store event when a vCPU is re-pinned.
  */
@@ -224,7 +224,7 @@ static int round_once(xm_hv_t *hv, const struct opts *o, const char *host_id,
         : o->xml ? xm_topo_xml_from_file(o->xml, &xml, &xlen)
         : xl_host_xml(&x, &xml, &xlen))
         goto out;
-    if (topo_load_xml(xml, xlen, &topo, &why)) {
+    if (xm_topo_load_xml(xml, xlen, &topo, &why)) {
         fprintf(stderr, "xenmpi-topo-publish: the host topology does not load: %s\n", why);
         goto out;
     }

@@ -25,9 +25,9 @@ static int load_and_export(hwloc_topology_t topo, const char *what, char **xml,
     hwloc_topology_set_type_filter(topo, HWLOC_OBJ_MISC, HWLOC_TYPE_FILTER_KEEP_NONE);
     if (hwloc_topology_load(topo)) {
         hwloc_topology_destroy(topo);
-        return topo_fail(-EINVAL, XM_LOG_ERROR, "hwloc cannot load %s", what);
+        return xm_topo_fail(-EINVAL, XM_LOG_ERROR, "hwloc cannot load %s", what);
     }
-    rc = topo_export(topo, xml, len);
+    rc = xm_topo_export_xml(topo, xml, len);
     hwloc_topology_destroy(topo);
     return rc;
 }
@@ -41,10 +41,10 @@ int xm_topo_xml_from_synthetic(const char *desc, char **xml, size_t *len)
         return -ENOMEM;
     if (hwloc_topology_set_synthetic(topo, desc)) {
         hwloc_topology_destroy(topo);
-        return topo_fail(-EINVAL, XM_LOG_ERROR,
-                         "\"%s\" is not an hwloc synthetic description "
-                         "(e.g. \"pack:2 numa:2 core:4 pu:2\", see hwloc's "
-                         "lstopo -i)", desc);
+        return xm_topo_fail(-EINVAL, XM_LOG_ERROR,
+                            "\"%s\" is not an hwloc synthetic description "
+                            "(e.g. \"pack:2 numa:2 core:4 pu:2\", see hwloc's "
+                            "lstopo -i)", desc);
     }
     snprintf(what, sizeof(what), "the synthetic topology \"%s\"", desc);
     return load_and_export(topo, what, xml, len);
@@ -59,9 +59,9 @@ int xm_topo_xml_from_file(const char *path, char **xml, size_t *len)
         return -ENOMEM;
     if (hwloc_topology_set_xml(topo, path)) {
         hwloc_topology_destroy(topo);
-        return topo_fail(-EINVAL, XM_LOG_ERROR,
-                         "%s: not a readable hwloc XML file (make one with "
-                         "'lstopo host.xml')", path);
+        return xm_topo_fail(-EINVAL, XM_LOG_ERROR,
+                            "%s: not a readable hwloc XML file (make one with "
+                            "'lstopo host.xml')", path);
     }
     snprintf(what, sizeof(what), "%s as hwloc XML", path);
     return load_and_export(topo, what, xml, len);
@@ -72,14 +72,14 @@ int xm_topo_xml_from_file(const char *path, char **xml, size_t *len)
  * one Group per node) or sockets inside NUMA nodes (a node with several
  * sockets gets a Group).  The text is loaded by hwloc and exported again, so
  * what is published is hwloc's own normalised form. */
-static void xb_sets(struct sbuf *b, hwloc_const_bitmap_t cpus, hwloc_const_bitmap_t nodes)
+static void xb_sets(struct xm_topo_sbuf *b, hwloc_const_bitmap_t cpus, hwloc_const_bitmap_t nodes)
 {
     char c[4096], n[1024];
 
     hwloc_bitmap_snprintf(c, sizeof(c), cpus);
     hwloc_bitmap_snprintf(n, sizeof(n), nodes);
-    sb_printf(b, " cpuset=\"%s\" complete_cpuset=\"%s\" nodeset=\"%s\" complete_nodeset=\"%s\"",
-           c, c, n, n);
+    xm_topo_sb_printf(b, " cpuset=\"%s\" complete_cpuset=\"%s\" nodeset=\"%s\""
+                      " complete_nodeset=\"%s\"", c, c, n, n);
 }
 
 struct cpuinfo {
@@ -113,21 +113,21 @@ static void select_cpus(const struct cpuinfo *ci, int s, int nd, hwloc_bitmap_t 
         }
 }
 
-static void emit_numa(struct sbuf *b, const struct cpuinfo *ci, int nd)
+static void emit_numa(struct xm_topo_sbuf *b, const struct cpuinfo *ci, int nd)
 {
     hwloc_bitmap_t c = hwloc_bitmap_alloc(), n = hwloc_bitmap_alloc();
     uint64_t mem = ci->mem && (unsigned)nd < ci->nmem ? ci->mem[nd] : 0;
 
     select_cpus(ci, -1, nd, c, n);
-    sb_printf(b, "<object type=\"NUMANode\" os_index=\"%d\"", nd);
+    xm_topo_sb_printf(b, "<object type=\"NUMANode\" os_index=\"%d\"", nd);
     xb_sets(b, c, n);
-    sb_printf(b, " local_memory=\"%llu\"/>\n", (unsigned long long)mem);
+    xm_topo_sb_printf(b, " local_memory=\"%llu\"/>\n", (unsigned long long)mem);
     hwloc_bitmap_free(c);
     hwloc_bitmap_free(n);
 }
 
 /* cores and PUs of socket s restricted to node nd (-1: any) */
-static void emit_cores(struct sbuf *b, const struct cpuinfo *ci, int s, int nd)
+static void emit_cores(struct xm_topo_sbuf *b, const struct cpuinfo *ci, int s, int nd)
 {
     hwloc_bitmap_t done = hwloc_bitmap_alloc(), c = hwloc_bitmap_alloc(),
                    n = hwloc_bitmap_alloc(), one = hwloc_bitmap_alloc();
@@ -143,17 +143,17 @@ static void emit_cores(struct sbuf *b, const struct cpuinfo *ci, int s, int nd)
                 hwloc_bitmap_set(c, j);
         hwloc_bitmap_or(done, done, c);
         hwloc_bitmap_only(n, (unsigned)node_of(ci, i));
-        sb_printf(b, "<object type=\"Core\" os_index=\"%d\"", ci->c[i].core);
+        xm_topo_sb_printf(b, "<object type=\"Core\" os_index=\"%d\"", ci->c[i].core);
         xb_sets(b, c, n);
-        sb_printf(b, ">\n");
+        xm_topo_sb_printf(b, ">\n");
         for (unsigned j = i; j < ci->n; j++)
             if (hwloc_bitmap_isset(c, j)) {
                 hwloc_bitmap_only(one, j);
-                sb_printf(b, "<object type=\"PU\" os_index=\"%u\"", j);
+                xm_topo_sb_printf(b, "<object type=\"PU\" os_index=\"%u\"", j);
                 xb_sets(b, one, n);
-                sb_printf(b, "/>\n");
+                xm_topo_sb_printf(b, "/>\n");
             }
-        sb_printf(b, "</object>\n");
+        xm_topo_sb_printf(b, "</object>\n");
     }
     hwloc_bitmap_free(done);
     hwloc_bitmap_free(c);
@@ -168,7 +168,7 @@ int xm_topo_xml_from_cpus(const xm_topo_pcpu_t *cpus, unsigned ncpus,
     struct cpuinfo ci = { cpus, ncpus, node_mem, nnodes };
     hwloc_bitmap_t sockets = hwloc_bitmap_alloc(), nodes = hwloc_bitmap_alloc();
     hwloc_bitmap_t c = hwloc_bitmap_alloc(), n = hwloc_bitmap_alloc();
-    struct sbuf b = { 0 };
+    struct xm_topo_sbuf b = { 0 };
     int nodes_in_sockets = 1, sockets_in_nodes = 1, s, nd, rc;
     hwloc_topology_t topo;
     const char *why;
@@ -181,15 +181,15 @@ int xm_topo_xml_from_cpus(const xm_topo_pcpu_t *cpus, unsigned ncpus,
         if (online(&ci, i)) {
             if (cpus[i].socket >= (int)XM_TOPO_MAX_PCPU || cpus[i].core >= (int)XM_TOPO_MAX_PCPU ||
                 node_of(&ci, i) >= 4096 || i >= XM_TOPO_MAX_PCPU) {
-                rc = topo_fail(-ERANGE, XM_LOG_ERROR, "pCPU %u: socket, core or node id "
-                               "out of range", i);
+                rc = xm_topo_fail(-ERANGE, XM_LOG_ERROR, "pCPU %u: socket, core or node id "
+                                  "out of range", i);
                 goto out;
             }
             hwloc_bitmap_set(sockets, (unsigned)cpus[i].socket);
             hwloc_bitmap_set(nodes, (unsigned)node_of(&ci, i));
         }
     if (hwloc_bitmap_iszero(sockets)) {
-        rc = topo_fail(-EINVAL, XM_LOG_ERROR, "no online pCPU in Xen's CPU topology");
+        rc = xm_topo_fail(-EINVAL, XM_LOG_ERROR, "no online pCPU in Xen's CPU topology");
         goto out;
     }
     hwloc_bitmap_foreach_begin(nd, nodes)
@@ -209,50 +209,50 @@ int xm_topo_xml_from_cpus(const xm_topo_pcpu_t *cpus, unsigned ncpus,
             sockets_in_nodes = 0;
     hwloc_bitmap_foreach_end();
     if (!nodes_in_sockets && !sockets_in_nodes) {
-        rc = topo_fail(-EINVAL, XM_LOG_ERROR,
-                       "Xen's CPU topology has NUMA nodes spanning sockets and "
-                       "sockets spanning NUMA nodes: not representable, give the "
-                       "host topology with --xml");
+        rc = xm_topo_fail(-EINVAL, XM_LOG_ERROR,
+                          "Xen's CPU topology has NUMA nodes spanning sockets and "
+                          "sockets spanning NUMA nodes: not representable, give the "
+                          "host topology with --xml");
         goto out;
     }
 
     select_cpus(&ci, -1, -1, c, n);
-    sb_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-               "<!DOCTYPE topology SYSTEM \"hwloc2.dtd\">\n<topology version=\"2.0\">\n"
-               "<object type=\"Machine\" os_index=\"0\"");
+    xm_topo_sb_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                      "<!DOCTYPE topology SYSTEM \"hwloc2.dtd\">\n<topology version=\"2.0\">\n"
+                      "<object type=\"Machine\" os_index=\"0\"");
     xb_sets(&b, c, n);
     {
         char cs[4096], ns[1024];
         hwloc_bitmap_snprintf(cs, sizeof(cs), c);
         hwloc_bitmap_snprintf(ns, sizeof(ns), n);
-        sb_printf(&b, " allowed_cpuset=\"%s\" allowed_nodeset=\"%s\">\n", cs, ns);
+        xm_topo_sb_printf(&b, " allowed_cpuset=\"%s\" allowed_nodeset=\"%s\">\n", cs, ns);
     }
-    sb_printf(&b, "<info name=\"Backend\" value=\"Xen\"/>\n");
+    xm_topo_sb_printf(&b, "<info name=\"Backend\" value=\"Xen\"/>\n");
     if (nodes_in_sockets) {
         hwloc_bitmap_foreach_begin(s, sockets)
             select_cpus(&ci, s, -1, c, n);
             int multi = hwloc_bitmap_weight(n) > 1, node;
-            sb_printf(&b, "<object type=\"Package\" os_index=\"%d\"", s);
+            xm_topo_sb_printf(&b, "<object type=\"Package\" os_index=\"%d\"", s);
             xb_sets(&b, c, n);
-            sb_printf(&b, ">\n");
+            xm_topo_sb_printf(&b, ">\n");
             hwloc_bitmap_t sn = hwloc_bitmap_dup(n);
             hwloc_bitmap_foreach_begin(node, sn)
                 if (multi) {
                     hwloc_bitmap_t gc = hwloc_bitmap_alloc(), gn = hwloc_bitmap_alloc();
                     select_cpus(&ci, s, node, gc, gn);
-                    sb_printf(&b, "<object type=\"Group\"");
+                    xm_topo_sb_printf(&b, "<object type=\"Group\"");
                     xb_sets(&b, gc, gn);
-                    sb_printf(&b, ">\n");
+                    xm_topo_sb_printf(&b, ">\n");
                     hwloc_bitmap_free(gc);
                     hwloc_bitmap_free(gn);
                 }
                 emit_numa(&b, &ci, node);
                 emit_cores(&b, &ci, s, multi ? node : -1);
                 if (multi)
-                    sb_printf(&b, "</object>\n");
+                    xm_topo_sb_printf(&b, "</object>\n");
             hwloc_bitmap_foreach_end();
             hwloc_bitmap_free(sn);
-            sb_printf(&b, "</object>\n");
+            xm_topo_sb_printf(&b, "</object>\n");
         hwloc_bitmap_foreach_end();
     } else {
         hwloc_bitmap_foreach_begin(nd, nodes)
@@ -261,38 +261,38 @@ int xm_topo_xml_from_cpus(const xm_topo_pcpu_t *cpus, unsigned ncpus,
             for (unsigned i = 0; i < ncpus; i++)
                 if (hwloc_bitmap_isset(c, i))
                     hwloc_bitmap_set(ns, (unsigned)cpus[i].socket);
-            sb_printf(&b, "<object type=\"Group\"");
+            xm_topo_sb_printf(&b, "<object type=\"Group\"");
             xb_sets(&b, c, n);
-            sb_printf(&b, ">\n");
+            xm_topo_sb_printf(&b, ">\n");
             emit_numa(&b, &ci, nd);
             int sk;
             hwloc_bitmap_foreach_begin(sk, ns)
                 hwloc_bitmap_t pc = hwloc_bitmap_alloc(), pn = hwloc_bitmap_alloc();
                 select_cpus(&ci, sk, -1, pc, pn);
-                sb_printf(&b, "<object type=\"Package\" os_index=\"%d\"", sk);
+                xm_topo_sb_printf(&b, "<object type=\"Package\" os_index=\"%d\"", sk);
                 xb_sets(&b, pc, pn);
-                sb_printf(&b, ">\n");
+                xm_topo_sb_printf(&b, ">\n");
                 emit_cores(&b, &ci, sk, -1);
-                sb_printf(&b, "</object>\n");
+                xm_topo_sb_printf(&b, "</object>\n");
                 hwloc_bitmap_free(pc);
                 hwloc_bitmap_free(pn);
             hwloc_bitmap_foreach_end();
-            sb_printf(&b, "</object>\n");
+            xm_topo_sb_printf(&b, "</object>\n");
             hwloc_bitmap_free(ns);
         hwloc_bitmap_foreach_end();
     }
-    sb_printf(&b, "</object>\n</topology>\n");
+    xm_topo_sb_printf(&b, "</object>\n</topology>\n");
     if (b.err) {
         rc = b.err;
         goto out;
     }
-    rc = topo_load_xml(b.s, b.len, &topo, &why);
+    rc = xm_topo_load_xml(b.s, b.len, &topo, &why);
     if (rc) {
-        rc = topo_fail(rc, XM_LOG_ERROR, "the host topology built from Xen's CPU "
-                       "topology does not load in hwloc: %s", why);
+        rc = xm_topo_fail(rc, XM_LOG_ERROR, "the host topology built from Xen's CPU "
+                          "topology does not load in hwloc: %s", why);
         goto out;
     }
-    rc = topo_export(topo, xml, len);
+    rc = xm_topo_export_xml(topo, xml, len);
     hwloc_topology_destroy(topo);
 out:
     free(b.s);
@@ -350,15 +350,15 @@ int xm_topo_aff_add(xm_topo_aff_t *a, uint32_t domid, unsigned vcpu, const char 
 
     if (!set)
         return -ENOMEM;
-    rc = topo_list_parse(pcpus, strlen(pcpus), set, &why);
+    rc = xm_topo_list_parse(pcpus, strlen(pcpus), set, &why);
     if (rc == 0)
         hwloc_bitmap_list_snprintf(canon, sizeof(canon), set);
     hwloc_bitmap_free(set);
     if (rc)
-        return topo_fail(rc, XM_LOG_ERROR, "domain %u vCPU %u: %s: \"%s\"", domid, vcpu,
-                         why, pcpus);
+        return xm_topo_fail(rc, XM_LOG_ERROR, "domain %u vCPU %u: %s: \"%s\"", domid, vcpu,
+                            why, pcpus);
     if (domid >= XM_DOMID_FIRST_RESERVED)
-        return topo_fail(-ERANGE, XM_LOG_ERROR, "domain id %u out of range", domid);
+        return xm_topo_fail(-ERANGE, XM_LOG_ERROR, "domain id %u out of range", domid);
     for (unsigned i = 0; i < a->n; i++)
         if (a->d[i].domid == domid)
             d = &a->d[i];
@@ -372,11 +372,11 @@ int xm_topo_aff_add(xm_topo_aff_t *a, uint32_t domid, unsigned vcpu, const char 
         d->domid = domid;
     }
     if (vcpu != d->nvcpus)
-        return topo_fail(-EINVAL, XM_LOG_ERROR,
-                         "domain %u: vCPU %u given after %u vCPUs: list vCPUs "
-                         "0, 1, 2, ... in order", domid, vcpu, d->nvcpus);
+        return xm_topo_fail(-EINVAL, XM_LOG_ERROR,
+                            "domain %u: vCPU %u given after %u vCPUs: list vCPUs "
+                            "0, 1, 2, ... in order", domid, vcpu, d->nvcpus);
     if (vcpu >= XM_TOPO_MAX_VCPUS)
-        return topo_fail(-ERANGE, XM_LOG_ERROR, "domain %u: vCPU %u out of range", domid, vcpu);
+        return xm_topo_fail(-ERANGE, XM_LOG_ERROR, "domain %u: vCPU %u out of range", domid, vcpu);
     lists = realloc(d->lists, (d->nvcpus + 1) * sizeof(*lists));
     if (!lists)
         return -ENOMEM;
@@ -397,7 +397,7 @@ int xm_topo_aff_parse_file(const char *path, xm_topo_aff_t **out)
 
     *out = NULL;
     if (!f)
-        return topo_fail(-errno, XM_LOG_ERROR, "%s: %s", path, strerror(errno));
+        return xm_topo_fail(-errno, XM_LOG_ERROR, "%s: %s", path, strerror(errno));
     a = xm_topo_aff_new();
     if (!a) {
         fclose(f);
@@ -409,7 +409,7 @@ int xm_topo_aff_parse_file(const char *path, xm_topo_aff_t **out)
         char list[4096];
         ln++;
         if (!strchr(line, '\n') && !feof(f)) {
-            rc = topo_fail(-E2BIG, XM_LOG_ERROR, "%s:%u: line too long", path, ln);
+            rc = xm_topo_fail(-E2BIG, XM_LOG_ERROR, "%s:%u: line too long", path, ln);
             break;
         }
         if ((end = strchr(p, '#')))
@@ -420,22 +420,22 @@ int xm_topo_aff_parse_file(const char *path, xm_topo_aff_t **out)
             continue;
         if (sscanf(p, "%lu %lu %4095s", &dom, &vcpu, list) != 3 || dom >= XM_DOMID_FIRST_RESERVED ||
             vcpu >= XM_TOPO_MAX_VCPUS) {
-            rc = topo_fail(-EINVAL, XM_LOG_ERROR,
-                           "%s:%u: expected \"<domid> <vcpu> <pCPU list>\" (e.g. \"3 0 0-3\")",
-                           path, ln);
+            rc = xm_topo_fail(-EINVAL, XM_LOG_ERROR,
+                              "%s:%u: expected \"<domid> <vcpu> <pCPU list>\" (e.g. \"3 0 0-3\")",
+                              path, ln);
             break;
         }
         rc = xm_topo_aff_add(a, (uint32_t)dom, (unsigned)vcpu, list);
         if (rc) {
             char why[1024];
             snprintf(why, sizeof(why), "%s", xm_topo_last_error());
-            topo_fail(rc, XM_LOG_ERROR, "%s:%u: %s", path, ln, why);
+            xm_topo_fail(rc, XM_LOG_ERROR, "%s:%u: %s", path, ln, why);
             break;
         }
     }
     fclose(f);
     if (!rc && a->n == 0)
-        rc = topo_fail(-EINVAL, XM_LOG_ERROR, "%s: no vCPU affinity in it", path);
+        rc = xm_topo_fail(-EINVAL, XM_LOG_ERROR, "%s: no vCPU affinity in it", path);
     if (rc) {
         xm_topo_aff_free(a);
         return rc;
@@ -478,12 +478,12 @@ static int write_node(xm_hv_t *hv, const char *path, const void *val, size_t len
     int rc = xm_store_write(hv, path, val, len);
 
     if (rc)
-        return topo_fail(rc, XM_LOG_ERROR, "%s: cannot write it (%s)", path, strerror(-rc));
+        return xm_topo_fail(rc, XM_LOG_ERROR, "%s: cannot write it (%s)", path, strerror(-rc));
     rc = domain_owns ? xm_store_set_perms(hv, path, own, 1)
                      : xm_store_set_perms(hv, path, ro, 2);
     if (rc)
-        return topo_fail(rc, XM_LOG_ERROR, "%s: cannot set its permissions (%s)", path,
-                         strerror(-rc));
+        return xm_topo_fail(rc, XM_LOG_ERROR, "%s: cannot set its permissions (%s)", path,
+                            strerror(-rc));
     return 0;
 }
 
@@ -497,11 +497,11 @@ static int write_blob(xm_hv_t *hv, const char *dir, const char *data, size_t len
     uint64_t osum;
     int rc;
 
-    topo_meta_format(meta, sizeof(meta), len, topo_fnv1a(data, len));
+    xm_topo_meta_format(meta, sizeof(meta), len, xm_topo_fnv1a(data, len));
     snprintf(path, sizeof(path), "%s/meta", dir);
     if (xm_store_read(hv, path, &old, &olen) == 0) {
         int same = olen == strlen(meta) && !memcmp(old, meta, olen);
-        if (topo_meta_parse(old, olen, &obytes, &ochunks, &osum))
+        if (xm_topo_meta_parse(old, olen, &obytes, &ochunks, &osum))
             ochunks = 0;
         free(old);
         if (same)
@@ -535,7 +535,7 @@ int xm_topo_publish(xm_hv_t *hv, const char *host_id, const char *xml, size_t xm
     int rc, changed = 0;
 
     if (!host_id || !*host_id || strlen(host_id) >= 256)
-        return topo_fail(-EINVAL, XM_LOG_ERROR, "the host identity must be 1 to 255 characters");
+        return xm_topo_fail(-EINVAL, XM_LOG_ERROR, "the host identity must be 1 to 255 characters");
     if ((rc = aff_blob(aff, &blob, &blen)))
         return rc;
     /* validate everything as a guest will before writing anything */
@@ -553,13 +553,13 @@ int xm_topo_publish(xm_hv_t *hv, const char *host_id, const char *xml, size_t xm
         snprintf(path, sizeof(path), "/local/domain/%u/domid", d);
         rc = xm_store_read(hv, path, &val, &vlen);
         if (rc == -ENOENT) {
-            rc = topo_fail(-ENOENT, XM_LOG_ERROR, "domain %u does not exist (no %s): "
-                           "start it first", d, path);
+            rc = xm_topo_fail(-ENOENT, XM_LOG_ERROR, "domain %u does not exist (no %s): "
+                              "start it first", d, path);
             goto out;
         }
         if (rc) {
-            topo_fail(rc, XM_LOG_ERROR, "%s: cannot read it (%s): publish from dom0",
-                      path, strerror(-rc));
+            xm_topo_fail(rc, XM_LOG_ERROR, "%s: cannot read it (%s): publish from dom0",
+                         path, strerror(-rc));
             goto out;
         }
         free(val);

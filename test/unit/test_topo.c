@@ -80,18 +80,18 @@ static void test_mapping_2pack_2numa(void **state)
     char buf[64];
 
     assert_table(t,
-        "domain 3 on host h0: 9 vCPUs, host of 32 pCPUs\n"
-        "source: dom0 (/local/domain/3/xenmpi/topo)\n"
-        "vcpu  pcpus      core      package   numa      smt-siblings  same-pcpu\n"
-        "0     0          0         0         0         1             -\n"
-        "1     1          0         0         0         0             -\n"
-        "2     2          1         0         0         -             8\n"
-        "3     8          4         0         1         -             -\n"
-        "4     16         8         1         2         -             -\n"
-        "5     0-31       floating  floating  floating  -             -\n"
-        "6     0-7        floating  0         0         -             -\n"
-        "7     4          2         0         0         -             -\n"
-        "8     2          1         0         0         -             2\n");
+                 "domain 3 on host h0: 9 vCPUs, host of 32 pCPUs\n"
+                 "source: dom0 (/local/domain/3/xenmpi/topo)\n"
+                 "vcpu  pcpus      core      package   numa      smt-siblings  same-pcpu\n"
+                 "0     0          0         0         0         1             -\n"
+                 "1     1          0         0         0         0             -\n"
+                 "2     2          1         0         0         -             8\n"
+                 "3     8          4         0         1         -             -\n"
+                 "4     16         8         1         2         -             -\n"
+                 "5     0-31       floating  floating  floating  -             -\n"
+                 "6     0-7        floating  0         0         -             -\n"
+                 "7     4          2         0         0         -             -\n"
+                 "8     2          1         0         0         -             2\n");
     assert_int_equal(xm_topo_nvcpus(t), 9);
     assert_int_equal(xm_topo_npcpus(t), 32);
     assert_int_equal(xm_topo_source(t), XM_TOPO_SRC_DOM0);
@@ -183,16 +183,16 @@ static void test_mapping_flat(void **state)
     xm_topo_class_t c;
 
     assert_table(t,
-        "domain 7 on host h0: 7 vCPUs, host of 8 pCPUs\n"
-        "source: dom0 (/local/domain/7/xenmpi/topo)\n"
-        "vcpu  pcpus      core      package   numa      smt-siblings  same-pcpu\n"
-        "0     0          0         0         0         -             -\n"
-        "1     1          1         0         0         -             -\n"
-        "2     2          2         0         0         -             -\n"
-        "3     3          3         0         0         -             -\n"
-        "4     0-7        floating  0         0         -             -\n"
-        "5     5          5         0         0         -             6\n"
-        "6     5          5         0         0         -             5\n");
+                 "domain 7 on host h0: 7 vCPUs, host of 8 pCPUs\n"
+                 "source: dom0 (/local/domain/7/xenmpi/topo)\n"
+                 "vcpu  pcpus      core      package   numa      smt-siblings  same-pcpu\n"
+                 "0     0          0         0         0         -             -\n"
+                 "1     1          1         0         0         -             -\n"
+                 "2     2          2         0         0         -             -\n"
+                 "3     3          3         0         0         -             -\n"
+                 "4     0-7        floating  0         0         -             -\n"
+                 "5     5          5         0         0         -             6\n"
+                 "6     5          5         0         0         -             5\n");
     assert_int_equal(xm_topo_vcpu_class(t, 0, 1, &c), 0);
     assert_int_equal(c, XM_TOPO_SAME_NUMA);
     assert_int_equal(xm_topo_vcpu_class(t, 5, 6, &c), 0);
@@ -356,12 +356,12 @@ static void test_xml_from_cpus(void **state)
     assert_int_equal(xm_topo_xml_from_cpus(c, 8, NULL, 0, &xml, &len), 0);
     assert_int_equal(xm_topo_from_data(xml, len, "1: 0 4 1\n", 9, 1, "h", "x", &t), 0);
     assert_table(t,
-        "domain 1 on host h: 3 vCPUs, host of 7 pCPUs\n"
-        "source: dom0 (/local/domain/1/xenmpi/topo)\n"
-        "vcpu  pcpus      core      package   numa      smt-siblings  same-pcpu\n"
-        "0     0          0         0         0         -             -\n"
-        "1     4          4         1         0         -             -\n"
-        "2     1          1         0         0         -             -\n");
+                 "domain 1 on host h: 3 vCPUs, host of 7 pCPUs\n"
+                 "source: dom0 (/local/domain/1/xenmpi/topo)\n"
+                 "vcpu  pcpus      core      package   numa      smt-siblings  same-pcpu\n"
+                 "0     0          0         0         0         -             -\n"
+                 "1     4          4         1         0         -             -\n"
+                 "2     1          1         0         0         -             -\n");
     xm_topo_free(t);
     /* pCPU 7 is not the host's */
     assert_int_equal(xm_topo_from_data(xml, len, "1: 7\n", 5, 1, "h", "x", &t), -ERANGE);
@@ -485,28 +485,28 @@ static void test_meta_and_lists(void **state)
     hwloc_bitmap_t set = hwloc_bitmap_alloc();
     const char *why;
 
-    assert_true(topo_meta_format(buf, sizeof(buf), 6145, 0xabcdef) > 0);
+    assert_true(xm_topo_meta_format(buf, sizeof(buf), 6145, 0xabcdef) > 0);
     assert_string_equal(buf, "6145 3 0000000000abcdef");
-    assert_int_equal(topo_meta_parse(buf, strlen(buf), &b, &c, &h), 0);
+    assert_int_equal(xm_topo_meta_parse(buf, strlen(buf), &b, &c, &h), 0);
     assert_int_equal(b, 6145);
     assert_int_equal(c, 3);
     assert_true(h == 0xabcdef);
-    assert_int_equal(topo_meta_parse("6145 2 0000000000abcdef", 23, &b, &c, &h), -EINVAL);
-    assert_int_equal(topo_meta_parse("06145 3 0000000000abcdef", 24, &b, &c, &h), -EINVAL);
-    assert_int_equal(topo_meta_parse("6145 3 0000000000ABCDEF", 23, &b, &c, &h), -EINVAL);
-    assert_int_equal(topo_meta_parse("6145 3 000000000abcdef", 22, &b, &c, &h), -EINVAL);
-    assert_int_equal(topo_meta_parse("0 0 0000000000000000", 20, &b, &c, &h), -EINVAL);
-    assert_int_equal(topo_meta_parse("99999999999 1 0000000000000000", 30, &b, &c, &h), -EINVAL);
-    assert_int_equal(topo_meta_parse("", 0, &b, &c, &h), -EINVAL);
-    assert_int_equal(topo_list_parse("0-3,8,10-11", 11, set, &why), 0);
+    assert_int_equal(xm_topo_meta_parse("6145 2 0000000000abcdef", 23, &b, &c, &h), -EINVAL);
+    assert_int_equal(xm_topo_meta_parse("06145 3 0000000000abcdef", 24, &b, &c, &h), -EINVAL);
+    assert_int_equal(xm_topo_meta_parse("6145 3 0000000000ABCDEF", 23, &b, &c, &h), -EINVAL);
+    assert_int_equal(xm_topo_meta_parse("6145 3 000000000abcdef", 22, &b, &c, &h), -EINVAL);
+    assert_int_equal(xm_topo_meta_parse("0 0 0000000000000000", 20, &b, &c, &h), -EINVAL);
+    assert_int_equal(xm_topo_meta_parse("99999999999 1 0000000000000000", 30, &b, &c, &h), -EINVAL);
+    assert_int_equal(xm_topo_meta_parse("", 0, &b, &c, &h), -EINVAL);
+    assert_int_equal(xm_topo_list_parse("0-3,8,10-11", 11, set, &why), 0);
     assert_int_equal(hwloc_bitmap_weight(set), 7);
-    assert_int_equal(topo_list_parse("", 0, set, &why), -EINVAL);
-    assert_int_equal(topo_list_parse("1,", 2, set, &why), -EINVAL);
-    assert_int_equal(topo_list_parse("65536", 5, set, &why), -ERANGE);
-    assert_int_equal(topo_list_parse("65535", 5, set, &why), 0);
+    assert_int_equal(xm_topo_list_parse("", 0, set, &why), -EINVAL);
+    assert_int_equal(xm_topo_list_parse("1,", 2, set, &why), -EINVAL);
+    assert_int_equal(xm_topo_list_parse("65536", 5, set, &why), -ERANGE);
+    assert_int_equal(xm_topo_list_parse("65535", 5, set, &why), 0);
     hwloc_bitmap_free(set);
-    assert_true(topo_fnv1a("", 0) == 0xcbf29ce484222325ull);
-    assert_true(topo_fnv1a("a", 1) == 0xaf63dc4c8601ec8cull);
+    assert_true(xm_topo_fnv1a("", 0) == 0xcbf29ce484222325ull);
+    assert_true(xm_topo_fnv1a("a", 1) == 0xaf63dc4c8601ec8cull);
 }
 
 /* ---- affinity files ------------------------------------------------------------- */
@@ -570,7 +570,7 @@ static void test_marked_xml(void **state)
     hwloc_obj_t o = NULL;
 
     assert_int_equal(xm_topo_export_marked_xml(t, &xml, &len), 0);
-    assert_int_equal(topo_load_xml(xml, len, &topo, &why), 0);
+    assert_int_equal(xm_topo_load_xml(xml, len, &topo, &why), 0);
     while ((o = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_PU, o))) {
         const char *s = hwloc_obj_get_info_by_name(o, "lstopoStyle");
         if (s && strstr(s, "#e8590c")) {
@@ -803,7 +803,7 @@ static void put_blob(xm_hv_t *d0, const char *dir, const char *data, size_t len)
                                         len - off < XM_TOPO_CHUNK ? len - off : XM_TOPO_CHUNK), 0);
         assert_int_equal(xm_store_set_perms(d0, path, perm, 2), 0);
     }
-    topo_meta_format(meta, sizeof(meta), len, topo_fnv1a(data, len));
+    xm_topo_meta_format(meta, sizeof(meta), len, xm_topo_fnv1a(data, len));
     snprintf(path, sizeof(path), "%s/meta", dir);
     assert_int_equal(xm_store_write(d0, path, meta, strlen(meta)), 0);
     assert_int_equal(xm_store_set_perms(d0, path, perm, 2), 0);
