@@ -89,6 +89,13 @@ else
     result "ucx (libuct_xen not built: configure --with-ucx-src)" SKIP
 fi
 
+echo "== UCX's own uct conformance tests (gtest, cached build) on the transport"
+if [ -f "$B/.libs/libuct_xen.so" ]; then
+    run_suite ucx-gtest "$SRC/test/ucx/run-gtest.sh" "$B"
+else
+    result "ucx-gtest (libuct_xen not built: configure --with-ucx-src)" SKIP
+fi
+
 echo "== make install and the launcher"
 install_check() {
     local d; d=$(mktemp -d)
