@@ -90,6 +90,13 @@ else
     result "ucx (libuct_xen not built: configure --with-ucx-src)" SKIP
 fi
 
+echo "== UCX's own uct conformance tests (gtest, cached build) on the transport"
+if [ -f "$B/.libs/libuct_xen.so" ]; then
+    run_suite ucx-gtest "$SRC/test/ucx/run-gtest.sh" "$B"
+else
+    result "ucx-gtest (libuct_xen not built: configure --with-ucx-src)" SKIP
+fi
+
 echo "== the libraries: one core per process"
 # libxenmpi.so exports the xm_* interface only; libuct_xen.so takes the core
 # from it (one endpoint registry and one set of counters in a process that
