@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,41 @@ void ep_place(xm_endpoint_t *ep, void *addr, size_t len)
 
 /* ---------------- endpoint ---------------- */
 
+/* Endpoint ids: (pid << 10) | slot, a slot free in this process (pids
+ * have at most 22 bits on Linux), so ids are unique in a domain while the
+ * endpoints live, however many come and go. */
+#define XM_EP_SLOTS 1024u
+static pthread_mutex_t ep_slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t ep_slots[XM_EP_SLOTS / 64];
+
+static int ep_id_take(uint32_t *id)
+{
+    int rc = -EMFILE;
+
+    pthread_mutex_lock(&ep_slot_lock);
+    for (unsigned i = 0; i < XM_EP_SLOTS; i++) {
+        if (!(ep_slots[i / 64] & (1ull << (i % 64)))) {
+            ep_slots[i / 64] |= 1ull << (i % 64);
+            *id = ((uint32_t)getpid() << 10) | i;
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ep_slot_lock);
+    if (rc)
+        xm_error("more than %u endpoints open in this process: close some first", XM_EP_SLOTS);
+    return rc;
+}
+
+static void ep_id_give(uint32_t id)
+{
+    unsigned i = id & (XM_EP_SLOTS - 1);
+
+    pthread_mutex_lock(&ep_slot_lock);
+    ep_slots[i / 64] &= ~(1ull << (i % 64));
+    pthread_mutex_unlock(&ep_slot_lock);
+}
+
 int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **out)
 {
     xm_store_perm_t perm_req = { hv->domid, XM_PERM_WRITE };
@@ -77,10 +113,12 @@ int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **
     ep->hv = hv;
     ep->p = *params;
     ep->p.ring_pages = pages;
-    /* unique per endpoint: pid (22 bits on Linux) and a per-process count */
-    static unsigned next_local;
-    ep->id = ((uint32_t)getpid() << 8) | (__atomic_fetch_add(&next_local, 1, __ATOMIC_RELAXED) & 0xff);
     ep->epfd = -1;
+    rc = ep_id_take(&ep->id);
+    if (rc) {
+        free(ep);
+        return rc;
+    }
     const char *tmo = getenv("XENMPI_CONNECT_TIMEOUT");
     ep->connect_timeout = tmo && atof(tmo) > 0 ? atof(tmo) : 60.0;
     ep->max_msg = XM_MAX_MSG((size_t)pages * XM_PAGE_SIZE);
@@ -140,6 +178,7 @@ void xm_endpoint_close(xm_endpoint_t *ep)
         close(ep->epfd);
     if (ep->rxbuf)
         munmap(ep->rxbuf, XM_RXBUF_SIZE);
+    ep_id_give(ep->id);
     free(ep);
 }
 
@@ -161,6 +200,16 @@ xm_channel_t *find_chan(xm_endpoint_t *ep, uint32_t dom, uint32_t pep, int live_
             (!live_only || c->state <= XM_CH_CONNECTED))
             return c;
     return NULL;
+}
+
+static inline void tx_kick(xm_channel_t *ch);
+
+/* The handshake completed: what we wrote meanwhile is the peer's to read. */
+void chan_connected(xm_channel_t *ch)
+{
+    ch->state = XM_CH_CONNECTED;
+    if (ch->published)
+        tx_kick(ch);
 }
 
 /* Mark the channel down; ep_reap releases it and reports it from progress
@@ -249,6 +298,8 @@ static inline void tx_kick(xm_channel_t *ch)
 {
     uint32_t arm;
 
+    if (__builtin_expect(!ch->peer, 0))
+        return;   /* connecting: chan_connected kicks */
     FENCE();
     arm = LOAD(&ch->peer->rx_arm);
     if ((arm & 1) && arm != ch->notified) {
@@ -257,11 +308,19 @@ static inline void tx_kick(xm_channel_t *ch)
     }
 }
 
+/* Connected, or connecting with our ring already shared: a channel we
+ * initiated carries records before the peer answers, which it reads from
+ * index 0 once it maps the ring. */
+static inline int chan_writable(const xm_channel_t *ch)
+{
+    return ch->state == XM_CH_CONNECTED || (ch->state == XM_CH_CONNECTING && ch->tx);
+}
+
 void *xm_chan_reserve(xm_channel_t *ch, size_t max, int *err)
 {
     uint32_t need, off, room, pad;
 
-    if (ch->state != XM_CH_CONNECTED) {
+    if (__builtin_expect(!chan_writable(ch), 0)) {
         *err = ch->state == XM_CH_CONNECTING ? -EAGAIN : -EPIPE;
         return NULL;
     }
@@ -274,6 +333,12 @@ void *xm_chan_reserve(xm_channel_t *ch, size_t max, int *err)
     pad = off + need > ch->tx_size ? ch->tx_size - off : 0;
     room = ch->tx_size - (ch->prod - ch->cached_cons);
     if (room < need + pad) {
+        if (!ch->peer) {
+            /* connecting, ring full: the answer (a store watch) wakes us */
+            ch->st.ring_full++;
+            *err = -EAGAIN;
+            return NULL;
+        }
         if (tx_refresh_cons(ch)) {
             *err = -EPIPE;
             return NULL;
@@ -627,10 +692,12 @@ uint32_t xm_chan_tx_mark(const xm_channel_t *ch)
 
 int xm_chan_tx_reached(xm_channel_t *ch, uint32_t mark)
 {
-    if (ch->state != XM_CH_CONNECTED)
-        return 1;   /* nothing more will be processed; the failure is reported */
     if ((int32_t)(mark - ch->cached_cons) <= 0)
         return 1;
+    if (ch->state == XM_CH_CONNECTING)
+        return 0;   /* records wait in our ring for the peer to map it */
+    if (ch->state != XM_CH_CONNECTED)
+        return 1;   /* nothing more will be processed; the failure is reported */
     if (tx_refresh_cons(ch))
         return 1;
     if ((int32_t)(mark - ch->cached_cons) <= 0)
@@ -643,7 +710,7 @@ size_t xm_chan_space(xm_channel_t *ch)
 {
     uint32_t off, room, tail;
 
-    if (ch->state != XM_CH_CONNECTED || tx_refresh_cons(ch))
+    if (!chan_writable(ch) || (ch->peer && tx_refresh_cons(ch)))
         return 0;
     room = ch->tx_size - (ch->prod - ch->cached_cons);
     off = ch->prod & (ch->tx_size - 1);
@@ -661,9 +728,9 @@ size_t xm_chan_space(xm_channel_t *ch)
 
 uint32_t xm_chan_inflight(xm_channel_t *ch)
 {
-    if (ch->state != XM_CH_CONNECTED)
+    if (!chan_writable(ch))
         return 0;
-    if (tx_refresh_cons(ch))
+    if (ch->peer && tx_refresh_cons(ch))
         return 0;
     return ch->published - ch->cached_cons;
 }
@@ -671,7 +738,7 @@ uint32_t xm_chan_inflight(xm_channel_t *ch)
 int xm_chan_want_space(xm_channel_t *ch, size_t len)
 {
     if (ch->state != XM_CH_CONNECTED)
-        return 0;
+        return 0;   /* connecting: the answer wakes us; down: sending says so */
     if (len > ch->ep->max_msg)
         len = ch->ep->max_msg;
     if (xm_chan_space(ch) >= len)

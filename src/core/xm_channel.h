@@ -103,8 +103,11 @@ uint64_t xm_endpoint_withdrawn_arms(void);
 /* progress, then arm and sleep up to timeout_ms until something happens */
 int xm_endpoint_wait(xm_endpoint_t *ep, int timeout_ms);
 
-/* Send one message; -EAGAIN when not connected yet or the ring is full (the
- * peer is then asked to notify when it frees space), -EMSGSIZE when larger
+/* Send one message; -EAGAIN when the ring is full (the peer is then asked
+ * to notify when it frees space; while connecting, the answer wakes us)
+ * or a channel the peer started is not connected yet.  A channel we
+ * started takes messages while it is connecting: the peer reads them once
+ * it maps our ring.  -EMSGSIZE when larger
  * than xm_endpoint_max_msg, -EPIPE when the channel is down.  A send that
  * finds the peer broke the protocol marks the channel FAILED and returns
  * -EPIPE; the event callback runs from the next progress. */

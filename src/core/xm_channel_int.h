@@ -101,6 +101,9 @@ void chan_release(xm_channel_t *ch);
 /* mark down; released and reported from progress (ep_reap) */
 void chan_fail(xm_channel_t *ch, enum xm_chan_state st);
 int chan_poll(xm_channel_t *ch);
+/* the initiator's handshake completed: CONNECTED, the peer told of what
+ * was written meanwhile */
+void chan_connected(xm_channel_t *ch);
 int chan_check_live(xm_channel_t *ch);
 void scan_requests(xm_endpoint_t *ep);
 void complete_connect(xm_channel_t *ch);

@@ -335,8 +335,8 @@ void complete_connect(xm_channel_t *ch)
     xm_store_unwatch(hv, ch->resp_path, "resp");
     xm_store_remove(hv, ch->req_path);
     ch->req_path[0] = ch->resp_path[0] = 0;
-    ch->state = XM_CH_CONNECTED;
     ch->ep->connecting--;
+    chan_connected(ch);
     xm_debug("channel to %u:%u connected", ch->peer_dom, ch->peer_ep);
     if (ch->ep->p.event_cb)
         ch->ep->p.event_cb(ch->ep->p.cb_arg, ch, XM_EV_CONNECTED);

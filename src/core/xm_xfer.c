@@ -377,8 +377,7 @@ static void hdr_fill(void *p, const xm_rkey_t *rk, uint64_t raddr, size_t len, u
     memcpy(p, &h, sizeof(h));
 }
 
-void *xm_xfer_put_reserve(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk,
-                          uint64_t raddr, size_t max, int *err)
+void *xm_xfer_put_reserve(xm_xfer_t *x, xm_channel_t *ch, size_t max, int *err)
 {
     uint8_t *p;
 
@@ -387,18 +386,13 @@ void *xm_xfer_put_reserve(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk,
         return NULL;
     }
     p = xm_chan_reserve(ch, XF_HDR + max, err);
-    if (!p)
-        return NULL;
-    hdr_fill(p, rk, raddr, 0, 0);
-    return p + XF_HDR;
+    return p ? p + XF_HDR : NULL;
 }
 
-void xm_xfer_put_commit(xm_xfer_t *x, xm_channel_t *ch, void *payload, size_t len)
+void xm_xfer_put_commit(xm_xfer_t *x, xm_channel_t *ch, void *payload, const xm_rkey_t *rk,
+                        uint64_t raddr, size_t len)
 {
-    uint8_t *p = (uint8_t *)payload - XF_HDR;
-    uint32_t l = (uint32_t)len;
-
-    memcpy(p + offsetof(struct xm_rma_hdr, len), &l, sizeof(l));
+    hdr_fill((uint8_t *)payload - XF_HDR, rk, raddr, len, 0);
     xm_chan_commit(ch, XM_REC_RMA_PUT, XF_HDR + len);
 }
 
@@ -527,10 +521,10 @@ static int ring_progress(xm_xfer_t *x)
                 else
                     rc = 0;
             } else {
-                void *p = xm_xfer_put_reserve(x, ch, &op->rk, r->raddr, len, &rc);
+                void *p = xm_xfer_put_reserve(x, ch, len, &rc);
                 if (p) {
                     memcpy(p, r->local, len);
-                    xm_xfer_put_commit(x, ch, p, len);
+                    xm_xfer_put_commit(x, ch, p, &op->rk, r->raddr, len);
                 }
             }
             if (rc == -EAGAIN)

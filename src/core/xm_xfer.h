@@ -61,12 +61,13 @@ size_t xm_xfer_rma_max(const xm_xfer_t *x);
 uint64_t xm_xfer_refused(const xm_xfer_t *x);
 
 /* Put: reserve ring room for a record of up to max payload bytes (the
- * caller writes the data at the returned pointer), then commit its real
- * length.  Complete once committed: the ring is the transport's buffer and
- * its order the owner's order.  NULL and *err on failure. */
-void *xm_xfer_put_reserve(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk,
-                          uint64_t raddr, size_t max, int *err);
-void xm_xfer_put_commit(xm_xfer_t *x, xm_channel_t *ch, void *payload, size_t len);
+ * caller writes the data at the returned pointer), then commit it with its
+ * target and real length (or drop the reservation: nothing is sent).
+ * Complete once committed: the ring is the transport's buffer and its
+ * order the owner's order.  NULL and *err on failure. */
+void *xm_xfer_put_reserve(xm_xfer_t *x, xm_channel_t *ch, size_t max, int *err);
+void xm_xfer_put_commit(xm_xfer_t *x, xm_channel_t *ch, void *payload, const xm_rkey_t *rk,
+                        uint64_t raddr, size_t len);
 
 /* Get len bytes from [raddr, raddr+len) of the owner's registration:
  * -EINPROGRESS, then unpack (on success) and cb from progress; or an error

@@ -334,14 +334,21 @@ static ucs_status_t uct_xen_xfer_status(int rc)
     }
 }
 
+/* A transfer of nothing: complete at once while the channel is up (or
+ * coming up), else the channel's error. */
+static ucs_status_t uct_xen_ep_empty_op(uct_xen_ep_t *ep)
+{
+    return (xm_chan_state(ep->ch) == XM_CH_CONNECTING) ? UCS_OK :
+           uct_xen_chan_status(ep->ch);
+}
+
 /* the core completed a get or a zero-copy operation */
 static void uct_xen_xfer_done(void *arg, int rc)
 {
     uct_invoke_completion(arg, uct_xen_xfer_status(rc));
 }
 
-static void *uct_xen_ep_put_reserve(uct_xen_ep_t *ep, uct_rkey_t rkey,
-                                    uint64_t remote_addr, size_t max,
+static void *uct_xen_ep_put_reserve(uct_xen_ep_t *ep, size_t max,
                                     ucs_status_t *status_p)
 {
     void *p;
@@ -351,8 +358,7 @@ static void *uct_xen_ep_put_reserve(uct_xen_ep_t *ep, uct_rkey_t rkey,
         *status_p = UCS_ERR_NO_RESOURCE;
         return NULL;
     }
-    p = xm_xfer_put_reserve(uct_xen_ep_iface(ep)->xfer, ep->ch,
-                            (const xm_rkey_t*)rkey, remote_addr, max, &err);
+    p = xm_xfer_put_reserve(uct_xen_ep_iface(ep)->xfer, ep->ch, max, &err);
     if (ucs_unlikely(p == NULL)) {
         *status_p = uct_xen_ep_send_error(ep, err);
     }
@@ -370,13 +376,18 @@ ucs_status_t uct_xen_ep_put_short(uct_ep_h tl_ep, const void *buffer,
 
     UCT_CHECK_LENGTH(length, 0, ucs_min(iface->config.max_short,
                                         iface->config.rma_max), "put_short");
-
-    p = uct_xen_ep_put_reserve(ep, rkey, remote_addr, length, &status);
+    if (length == 0) {
+        /* nothing to move, and the rkey of an empty buffer may be
+         * UCT_INVALID_RKEY: only the channel's state is news */
+        return uct_xen_ep_empty_op(ep);
+    }
+    p = uct_xen_ep_put_reserve(ep, length, &status);
     if (ucs_unlikely(p == NULL)) {
         return status;
     }
     memcpy(p, buffer, length);
-    xm_xfer_put_commit(iface->xfer, ep->ch, p, length);
+    xm_xfer_put_commit(iface->xfer, ep->ch, p, (const xm_rkey_t*)rkey,
+                       remote_addr, length);
     ucs_trace_data("xen: ep %p PUT_SHORT %u bytes to 0x%" PRIx64, ep, length,
                    remote_addr);
     UCT_TL_EP_STAT_OP(&ep->super, PUT, SHORT, length);
@@ -392,15 +403,18 @@ ssize_t uct_xen_ep_put_bcopy(uct_ep_h tl_ep, uct_pack_callback_t pack_cb,
     size_t length;
     void *p;
 
-    p = uct_xen_ep_put_reserve(ep, rkey, remote_addr, iface->config.rma_max,
-                               &status);
+    p = uct_xen_ep_put_reserve(ep, iface->config.rma_max, &status);
     if (ucs_unlikely(p == NULL)) {
         return status;
     }
     length = pack_cb(p, arg);
     ucs_assertv(length <= iface->config.rma_max, "put_bcopy packed %zu > %zu",
                 length, iface->config.rma_max);
-    xm_xfer_put_commit(iface->xfer, ep->ch, p, length);
+    if (length == 0) {
+        return 0;   /* the reservation is dropped: nothing sent */
+    }
+    xm_xfer_put_commit(iface->xfer, ep->ch, p, (const xm_rkey_t*)rkey,
+                       remote_addr, length);
     ucs_trace_data("xen: ep %p PUT_BCOPY %zu bytes to 0x%" PRIx64, ep, length,
                    remote_addr);
     UCT_TL_EP_STAT_OP(&ep->super, PUT, BCOPY, length);
@@ -418,6 +432,9 @@ ucs_status_t uct_xen_ep_get_bcopy(uct_ep_h tl_ep, uct_unpack_callback_t unpack_c
     UCT_CHECK_LENGTH(length, 0, iface->config.rma_max, "get_bcopy");
     if (ucs_unlikely(UCT_XEN_EP_MUST_QUEUE(ep))) {
         return UCS_ERR_NO_RESOURCE;
+    }
+    if (length == 0) {
+        return uct_xen_ep_empty_op(ep);   /* done now: no completion */
     }
     rc = xm_xfer_get(iface->xfer, ep->ch, (const xm_rkey_t*)rkey, remote_addr,
                      length, unpack_cb, arg, (comp != NULL) ? uct_xen_xfer_done : NULL,

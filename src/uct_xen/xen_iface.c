@@ -720,6 +720,19 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
         ucs_error("xen: only UCT_IFACE_OPEN_MODE_DEVICE is supported");
         return UCS_ERR_UNSUPPORTED;
     }
+    /* AM data reaches the handler as the core's private copy (no DESC
+     * flag), so no alignment is promised for it; the parameters are still
+     * checked as every transport checks them */
+    if (params->field_mask & UCT_IFACE_PARAM_FIELD_AM_ALIGNMENT) {
+        if (!ucs_is_pow2(params->am_alignment)) {
+            ucs_error("xen: AM alignment %zu is not a power of two",
+                      params->am_alignment);
+            return UCS_ERR_INVALID_PARAM;
+        }
+    } else if (params->field_mask & UCT_IFACE_PARAM_FIELD_AM_ALIGN_OFFSET) {
+        ucs_error("xen: AM alignment offset has no effect without alignment");
+        return UCS_ERR_INVALID_PARAM;
+    }
 
     ucs_list_head_init(&self->ep_list);
     self->pending_eps    = 0;

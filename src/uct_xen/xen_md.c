@@ -254,6 +254,12 @@ static ucs_status_t uct_xen_md_open(uct_component_t *component,
         .mkey_pack          = uct_xen_mkey_pack,
         .mem_reg            = uct_xen_mem_reg,
         .mem_dereg          = uct_xen_mem_dereg,
+        /* every op has an entry: UCT calls some without checking */
+        .mem_alloc          = (uct_md_mem_alloc_func_t)ucs_empty_function_return_unsupported,
+        .mem_free           = (uct_md_mem_free_func_t)ucs_empty_function_return_unsupported,
+        .mem_advise         = (uct_md_mem_advise_func_t)ucs_empty_function_return_unsupported,
+        .mem_query          = (uct_md_mem_query_func_t)ucs_empty_function_return_unsupported,
+        .is_sockaddr_accessible = ucs_empty_function_return_zero_int,
         .detect_memory_type = ucs_empty_function_return_unsupported
     };
     uct_xen_md_t *md;

@@ -111,8 +111,6 @@ static xm_channel_t *connect_pair(struct side *a, struct side *b, xm_channel_t *
 
     assert_int_equal(xm_endpoint_connect(b->ep, xm_hv_domid(a->hv), xm_endpoint_id(a->ep), &ch), 0);
     assert_int_equal(xm_chan_state(ch), XM_CH_CONNECTING);
-    /* not connected yet: sending must say "try again", not lose data */
-    assert_int_equal(xm_chan_send(ch, 1, NULL, 0, "x", 1), -EAGAIN);
     for (int i = 0; i < 1000 && xm_chan_state(ch) == XM_CH_CONNECTING; i++)
         pump(v, 2, 1);
     assert_int_equal(xm_chan_state(ch), XM_CH_CONNECTED);
@@ -866,7 +864,6 @@ static xm_channel_t *connect_self(struct side *a, xm_channel_t **acc)
 
     assert_int_equal(xm_endpoint_connect(a->ep, xm_hv_domid(a->hv), xm_endpoint_id(a->ep), &ch), 0);
     assert_int_equal(xm_chan_state(ch), XM_CH_CONNECTING);
-    assert_int_equal(xm_chan_send(ch, 1, NULL, 0, "x", 1), -EAGAIN);
     for (int i = 0; i < 1000 && xm_chan_state(ch) == XM_CH_CONNECTING; i++)
         pump(v, 1, 1);
     assert_int_equal(xm_chan_state(ch), XM_CH_CONNECTED);
@@ -938,6 +935,75 @@ static void test_loopback(void **state)
     side_close(&a);
 }
 
+/* Sends to a peer that has not answered yet go into our ring, which it
+ * reads from the start once it maps it: nothing lost, in order, and not
+ * complete (tx mark) until the peer processed them. */
+static void test_send_while_connecting(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ch;
+    struct side *v[2] = { &a, &b };
+    uint8_t big[1500] = { 0 };
+    uint32_t mark;
+    int n = 0, rc;
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep), &ch), 0);
+    assert_int_equal(xm_chan_state(ch), XM_CH_CONNECTING);
+    assert_int_equal(xm_chan_send(ch, 1, NULL, 0, "first", 5), 0);
+    assert_int_equal(xm_chan_send(ch, 2, NULL, 0, "second", 6), 0);
+    mark = xm_chan_tx_mark(ch);
+    assert_false(xm_chan_tx_reached(ch, mark));
+    /* until the ring is full: then "try again", nothing written */
+    while ((rc = xm_chan_send(ch, 3, NULL, 0, big, sizeof(big))) == 0)
+        n++;
+    assert_int_equal(rc, -EAGAIN);
+    assert_int_equal(n, 2);   /* 4096 - 16 - 16 leaves room for two of 1508 */
+    for (int i = 0; i < 1000 && !(xm_chan_state(ch) == XM_CH_CONNECTED && a.nlog == 4); i++)
+        pump(v, 2, 1);
+    assert_int_equal(xm_chan_state(ch), XM_CH_CONNECTED);
+    assert_int_equal(a.nlog, 4);
+    assert_int_equal(a.log[0].type, 1);
+    assert_memory_equal(a.log[0].data, "first", 5);
+    assert_int_equal(a.log[1].type, 2);
+    assert_memory_equal(a.log[1].data, "second", 6);
+    assert_int_equal(a.log[2].type, 3);
+    assert_int_equal(a.log[3].type, 3);
+    assert_true(xm_chan_tx_reached(ch, mark));
+    assert_int_equal(xm_chan_send(ch, 4, NULL, 0, "after", 5), 0);
+    pump(v, 2, 2);
+    assert_int_equal(a.nlog, 5);
+    side_close(&b);
+    side_close(&a);
+}
+
+/* more than 256 endpoints of one process at once: every id distinct
+ * (they named each other's store directories once the count wrapped),
+ * and a closed endpoint's id is free again */
+static void test_many_endpoints(void **state)
+{
+    enum { N = 300 };
+    xm_ep_params_t p = { .ring_pages = 1, .recv_cb = on_recv, .event_cb = on_event };
+    static xm_endpoint_t *eps[N];
+    xm_hv_t *hv;
+    uint32_t id;
+
+    assert_int_equal(xm_hv_open(&hv), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(xm_endpoint_open(hv, &p, &eps[i]), 0);
+        for (int j = 0; j < i; j++)
+            assert_int_not_equal(xm_endpoint_id(eps[i]), xm_endpoint_id(eps[j]));
+    }
+    id = xm_endpoint_id(eps[7]);
+    xm_endpoint_close(eps[7]);
+    assert_int_equal(xm_endpoint_open(hv, &p, &eps[7]), 0);
+    assert_int_equal(xm_endpoint_id(eps[7]), id);
+    for (int i = 0; i < N; i++)
+        xm_endpoint_close(eps[i]);
+    xm_hv_close(hv);
+}
+
 static void test_handshake_parser(void **state)
 {
     xm_hs_rec_t r, back;
@@ -1006,6 +1072,8 @@ int main(void)
         cmocka_unit_test(test_peer_dies_after_publishing),
         cmocka_unit_test(test_notify_flood_bounded),
         cmocka_unit_test(test_services),
+        cmocka_unit_test(test_send_while_connecting),
+        cmocka_unit_test(test_many_endpoints),
     };
     return cmocka_run_group_tests_name("channel", tests, setup, teardown);
 }

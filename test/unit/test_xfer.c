@@ -127,10 +127,10 @@ static void test_put_get_checked(void **state)
     assert_int_equal(xm_zc_reg(mem, sizeof(mem), XM_ZC_REMOTE_READ | XM_ZC_REMOTE_WRITE, &id), 0);
     rk = (xm_rkey_t){ id, (uintptr_t)mem, sizeof(mem) };
 
-    p = xm_xfer_put_reserve(r.x, ch, &rk, (uintptr_t)mem + 16, 8, &err);
+    p = xm_xfer_put_reserve(r.x, ch, 8, &err);
     assert_non_null(p);
     memcpy(p, "ABCDEFGH", 8);
-    xm_xfer_put_commit(r.x, ch, p, 8);
+    xm_xfer_put_commit(r.x, ch, p, &rk, (uintptr_t)mem + 16, 8);
     xm_xfer_mark_t m = xm_xfer_mark(r.x, ch);
     assert_false(xm_xfer_reached(r.x, ch, m));   /* the owner has not run */
     pump(&o, &r, 3);
@@ -150,10 +150,10 @@ static void test_put_get_checked(void **state)
     /* outside the registration (the same id, another address), and an
      * id never made: refused, memory unchanged, the get fails */
     forged = (xm_rkey_t){ id, (uintptr_t)secret, sizeof(secret) };
-    p = xm_xfer_put_reserve(r.x, ch, &forged, (uintptr_t)secret, 8, &err);
+    p = xm_xfer_put_reserve(r.x, ch, 8, &err);
     assert_non_null(p);
     memset(p, 0, 8);
-    xm_xfer_put_commit(r.x, ch, p, 8);
+    xm_xfer_put_commit(r.x, ch, p, &forged, (uintptr_t)secret, 8);
     memset(&d, 0, sizeof(d));
     assert_int_equal(xm_xfer_get(r.x, ch, &forged, (uintptr_t)secret, 8, copy_out, buf, done_cb,
                                  &d, NULL), -EINPROGRESS);
@@ -170,7 +170,7 @@ static void test_put_get_checked(void **state)
         assert_int_equal(secret[i], 0x5a);
 
     /* larger than one record: refused at the requester */
-    assert_null(xm_xfer_put_reserve(r.x, ch, &rk, (uintptr_t)mem, xm_xfer_rma_max(r.x) + 1, &err));
+    assert_null(xm_xfer_put_reserve(r.x, ch, xm_xfer_rma_max(r.x) + 1, &err));
     assert_int_equal(err, -EMSGSIZE);
     assert_int_equal(xm_zc_dereg(id), 0);
     node_close(&r);
