@@ -134,7 +134,8 @@ install_check() {
     local d; d=$(mktemp -d)
     make -C "$B" -s install DESTDIR="$d" >"$LOGDIR/install.log" 2>&1 || return 1
     local p; p=$(sed -n 's/^prefix = //p' "$B/Makefile")
-    for f in lib/libxenmpi.so include/xm_channel.h include/xm_zc.h lib/libuct_xen.so \
+    for f in lib/libxenmpi.so include/xm_channel.h include/xm_zc.h include/xm_xfer.h \
+             lib/libuct_xen.so \
              bin/xenmpi-run; do
         [ -e "$d$p/$f" ] || { echo "missing $p/$f" >>"$LOGDIR/install.log"; return 1; }
     done

@@ -183,6 +183,32 @@ void xm_endpoint_close(xm_endpoint_t *ep)
 }
 
 uint32_t xm_endpoint_id(const xm_endpoint_t *ep) { return ep->id; }
+
+int xm_endpoint_addr(const xm_endpoint_t *ep, xm_ep_addr_t *out)
+{
+    int rc = xm_hv_host_hash(ep->hv, &out->host_hash);
+
+    out->domid = xm_hv_domid(ep->hv);
+    out->ep = ep->id;
+    return rc;
+}
+
+int xm_endpoint_connect_addr(xm_endpoint_t *ep, const xm_ep_addr_t *addr, xm_channel_t **out)
+{
+    xm_ep_addr_t self;
+    int rc = xm_endpoint_addr(ep, &self);
+
+    if (rc)
+        return rc;
+    if (!xm_ep_addr_reachable(&self, addr)) {
+        xm_error("domain %u endpoint %u is on another host (host hash %016llx, ours "
+                 "%016llx): endpoints reach each other on one host only",
+                 addr->domid, addr->ep, (unsigned long long)addr->host_hash,
+                 (unsigned long long)self.host_hash);
+        return -EHOSTUNREACH;
+    }
+    return xm_endpoint_connect(ep, addr->domid, addr->ep, out);
+}
 xm_hv_t *xm_endpoint_hv(const xm_endpoint_t *ep) { return ep->hv; }
 xm_endpoint_t *xm_chan_endpoint(const xm_channel_t *ch) { return ch->ep; }
 size_t xm_endpoint_max_msg(const xm_endpoint_t *ep) { return ep->max_msg; }

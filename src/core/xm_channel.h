@@ -13,6 +13,7 @@
 #define XM_CHANNEL_H
 
 #include "xm_hv.h"
+#include "xm_wire.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -70,6 +71,12 @@ int xm_endpoint_add_service(xm_endpoint_t *ep, const xm_service_t *svc);
 uint64_t xm_endpoint_unclaimed(const xm_endpoint_t *ep);
 void xm_endpoint_close(xm_endpoint_t *ep);
 uint32_t xm_endpoint_id(const xm_endpoint_t *ep);
+/* This endpoint's address (xm_wire.h); -ENOENT (logged, with the fix)
+ * when the host has no identity. */
+int xm_endpoint_addr(const xm_endpoint_t *ep, xm_ep_addr_t *out);
+/* Connect to the endpoint at addr: -EHOSTUNREACH (logged) when it is on
+ * another host, else as xm_endpoint_connect. */
+int xm_endpoint_connect_addr(xm_endpoint_t *ep, const xm_ep_addr_t *addr, xm_channel_t **out);
 xm_hv_t *xm_endpoint_hv(const xm_endpoint_t *ep);
 /* Largest payload one message may carry with this endpoint's rings. */
 size_t xm_endpoint_max_msg(const xm_endpoint_t *ep);

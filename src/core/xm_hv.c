@@ -1,6 +1,7 @@
 /* xm_hv.c - backend selection. */
 #include "xm_hv.h"
 #include "xm_log.h"
+#include "xm_wire.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -15,7 +16,11 @@ static int xen_present(void)
 
 int xm_hv_open(xm_hv_t **out)
 {
-    const char *want = getenv("XENMPI_BACKEND");
+    return xm_hv_open_named(getenv("XENMPI_BACKEND"), out);
+}
+
+int xm_hv_open_named(const char *want, xm_hv_t **out)
+{
     static int said_sim;
 
     if (!want || !*want || !strcmp(want, "auto")) {
@@ -30,16 +35,9 @@ int xm_hv_open(xm_hv_t **out)
     }
     if (!strcmp(want, "sim"))
         return xm_hv_sim_ops.open(out);
-    if (!strcmp(want, "xen")) {
-#ifdef XM_HAVE_XEN
+    if (!strcmp(want, "xen"))
         return xm_hv_xen_ops.open(out);
-#else
-        xm_error("XENMPI_BACKEND=xen but this build has no xen backend: "
-                 "install libxen-dev and rebuild");
-        return -ENOTSUP;
-#endif
-    }
-    xm_error("XENMPI_BACKEND=%s is not one of auto, xen, sim", want);
+    xm_error("backend %s is not one of auto, xen, sim (XENMPI_BACKEND)", want);
     return -EINVAL;
 }
 
@@ -52,6 +50,16 @@ void xm_hv_close(xm_hv_t *hv)
 const char *xm_hv_backend_name(const xm_hv_t *hv)
 {
     return hv->ops->name;
+}
+
+int xm_hv_host_hash(xm_hv_t *hv, uint64_t *hash)
+{
+    char host[256];
+    int rc = xm_hv_host_id(hv, host, sizeof(host));
+
+    if (rc == 0)
+        *hash = xm_fnv1a64(host, strlen(host));
+    return rc;
 }
 
 int xm_hv_host_id(xm_hv_t *hv, char *buf, size_t len)

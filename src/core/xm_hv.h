@@ -161,6 +161,9 @@ uint64_t xm_hv_xen_total_notifies(void);
 /* Open the backend chosen by XENMPI_BACKEND (auto|xen|sim; auto picks xen
  * when /dev/xen/evtchn exists, else sim and says so once at info level). */
 int xm_hv_open(xm_hv_t **out);
+/* The same with the choice given (NULL or "auto": detect), as an adapter's
+ * own setting names it; -EINVAL for another name, with an error. */
+int xm_hv_open_named(const char *backend, xm_hv_t **out);
 void xm_hv_close(xm_hv_t *hv);
 const char *xm_hv_backend_name(const xm_hv_t *hv);
 
@@ -223,6 +226,9 @@ static inline int xm_store_read_watch(xm_hv_t *hv, char **path, char **token)
  * dom0).  Missing -> -ENOENT with an error naming both ways to provide it. */
 #define XM_HOSTID_KEY "xenmpi/host-id"
 int xm_hv_host_id(xm_hv_t *hv, char *buf, size_t len);
+/* Its 64-bit FNV-1a hash (xm_fnv1a64, xm_wire.h), what addresses carry:
+ * endpoints reach each other only when their hosts' hashes are equal. */
+int xm_hv_host_hash(xm_hv_t *hv, uint64_t *hash);
 
 #ifdef __cplusplus
 }

@@ -170,3 +170,19 @@ int xm_rma_parse(uint16_t type, const void *data, size_t len, struct xm_rma_hdr 
         return -EPROTO;
     }
 }
+
+uint64_t xm_fnv1a64(const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * 0x100000001b3ull;
+    return h;
+}
+
+int xm_ep_addr_reachable(const xm_ep_addr_t *self, const xm_ep_addr_t *peer)
+{
+    /* grants and event channels do not cross hosts */
+    return self->host_hash == peer->host_hash;
+}

@@ -163,6 +163,25 @@ typedef struct xm_rkey {
 } xm_rkey_t;
 _Static_assert(sizeof(xm_rkey_t) == 24, "rkey is wire format");
 
+/* ---- addresses ---- */
+
+/* 64-bit FNV-1a: the host identity's hash in addresses, the topology
+ * blobs' checksum. */
+uint64_t xm_fnv1a64(const void *p, size_t n);
+
+/* Where an endpoint is, as adapters exchange it (the UCX transport: the
+ * device address {host_hash, domid}, then the iface address {ep}): which
+ * host (the hash of its identity, xm_hv_host_hash), which domain, which
+ * endpoint.  The receiver of an address trusts none of it: it only
+ * decides whether to try the handshake, which checks the rest. */
+typedef struct xm_ep_addr {
+    uint64_t host_hash;
+    uint32_t domid;
+    uint32_t ep;
+} xm_ep_addr_t;
+/* Whether self can connect to peer: the same host. */
+int xm_ep_addr_reachable(const xm_ep_addr_t *self, const xm_ep_addr_t *peer);
+
 /* Largest payload on a ring of ring_bytes: half the ring less a header, so
  * a record always fits once the ring drains (even after a PAD). */
 #define XM_MAX_MSG(ring_bytes) ((size_t)(ring_bytes) / 2 - sizeof(struct xm_rec_hdr))

@@ -27,6 +27,7 @@
 #include <stdio.h>
 
 #include "xm_hv.h"
+#include "xm_wire.h"   /* xm_fnv1a64 */
 
 #ifdef __cplusplus
 extern "C" {

@@ -18,7 +18,6 @@ int xm_topo_fail(int rc, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void xm_topo_clear_error(void);
 
-uint64_t xm_topo_fnv1a(const void *p, size_t n);
 
 /* "<bytes> <chunks> <fnv1a64 as 16 hex digits>" */
 int xm_topo_meta_format(char *buf, size_t len, size_t bytes, uint64_t sum);

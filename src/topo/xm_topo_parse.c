@@ -38,17 +38,6 @@ const char *xm_topo_last_error(void) { return g_err; }
 
 /* ---- shared helpers ---------------------------------------------------------- */
 
-uint64_t xm_topo_fnv1a(const void *p, size_t n)
-{
-    const unsigned char *c = p;
-    uint64_t h = 0xcbf29ce484222325ull;
-
-    for (size_t i = 0; i < n; i++) {
-        h ^= c[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
 
 int xm_topo_meta_format(char *buf, size_t len, size_t bytes, uint64_t sum)
 {

@@ -497,7 +497,7 @@ static int write_blob(xm_hv_t *hv, const char *dir, const char *data, size_t len
     uint64_t osum;
     int rc;
 
-    xm_topo_meta_format(meta, sizeof(meta), len, xm_topo_fnv1a(data, len));
+    xm_topo_meta_format(meta, sizeof(meta), len, xm_fnv1a64(data, len));
     snprintf(path, sizeof(path), "%s/meta", dir);
     if (xm_store_read(hv, path, &old, &olen) == 0) {
         int same = olen == strlen(meta) && !memcmp(old, meta, olen);

@@ -63,7 +63,7 @@ static int read_blob_once(xm_hv_t *hv, const char *dir, char **out, size_t *outl
         off += clen;
         free(c);
     }
-    if (xm_topo_fnv1a(buf, bytes) != sum) {
+    if (xm_fnv1a64(buf, bytes) != sum) {
         free(buf);
         return xm_topo_fail(-EBADMSG, XM_LOG_ERROR, "%s: checksum mismatch over %zu bytes "
                             "(%u chunks)", dir, bytes, chunks);

@@ -46,24 +46,16 @@ uct_xen_ep_send_error(uct_xen_ep_t *ep, int err)
 static UCS_CLASS_INIT_FUNC(uct_xen_ep_t, const uct_ep_params_t *params)
 {
     uct_xen_iface_t *iface = ucs_derived_of(params->iface, uct_xen_iface_t);
-    const uct_xen_dev_addr_t *dev_addr;
-    uint32_t peer_ep;
+    xm_ep_addr_t peer;
     int rc;
 
     UCS_CLASS_CALL_SUPER_INIT(uct_base_ep_t, &iface->super);
 
     UCT_EP_PARAMS_CHECK_DEV_IFACE_ADDRS(params);
-    dev_addr = (const uct_xen_dev_addr_t*)params->dev_addr;
-    peer_ep  = *(const uct_xen_iface_addr_t*)params->iface_addr;
-
-    if (dev_addr->host_hash != iface->dev_addr.host_hash) {
-        ucs_error("xen: domain %u endpoint %u is on another host", dev_addr->domid,
-                  peer_ep);
-        return UCS_ERR_UNREACHABLE;
-    }
-    rc = xm_endpoint_connect(iface->xep, dev_addr->domid, peer_ep, &self->ch);
+    peer = uct_xen_peer_addr(params->dev_addr, params->iface_addr);
+    rc   = xm_endpoint_connect_addr(iface->xep, &peer, &self->ch);
     if (rc < 0) {
-        /* the core has logged the cause */
+        /* the core has logged the cause (another host, no resources) */
         return UCS_ERR_UNREACHABLE;
     }
     xm_chan_set_user(self->ch, iface);   /* marks channels we initiated */
@@ -72,8 +64,8 @@ static UCS_CLASS_INIT_FUNC(uct_xen_ep_t, const uct_ep_params_t *params)
     self->err_reported = 0;
     ucs_queue_head_init(&self->flush_q);
     ucs_list_add_tail(&iface->ep_list, &self->list);
-    ucs_debug("xen: ep %p to domain %u endpoint %u (%s)", self, dev_addr->domid,
-              peer_ep, (xm_chan_state(self->ch) == XM_CH_CONNECTED) ?
+    ucs_debug("xen: ep %p to domain %u endpoint %u (%s)", self, peer.domid,
+              peer.ep, (xm_chan_state(self->ch) == XM_CH_CONNECTED) ?
               "connected" : "connecting");
     return UCS_OK;
 }

@@ -471,7 +471,9 @@ static ucs_status_t uct_xen_iface_get_device_address(uct_iface_h tl_iface,
 {
     uct_xen_iface_t *iface = ucs_derived_of(tl_iface, uct_xen_iface_t);
 
-    memcpy(addr, &iface->dev_addr, sizeof(iface->dev_addr));
+    uct_xen_dev_addr_t d = { iface->addr.host_hash, iface->addr.domid };
+
+    memcpy(addr, &d, sizeof(d));
     return UCS_OK;
 }
 
@@ -480,7 +482,7 @@ static ucs_status_t uct_xen_iface_get_address(uct_iface_h tl_iface,
 {
     uct_xen_iface_t *iface = ucs_derived_of(tl_iface, uct_xen_iface_t);
 
-    memcpy(addr, &iface->addr, sizeof(iface->addr));
+    memcpy(addr, &iface->addr.ep, sizeof(uct_xen_iface_addr_t));
     return UCS_OK;
 }
 
@@ -489,15 +491,17 @@ static int uct_xen_iface_is_reachable(const uct_iface_h tl_iface,
                                       const uct_iface_addr_t *iface_addr)
 {
     uct_xen_iface_t *iface = ucs_derived_of(tl_iface, uct_xen_iface_t);
-    uct_xen_dev_addr_t peer;
+    xm_ep_addr_t peer;
+    uint32_t any_ep = 0;
 
     if (dev_addr == NULL) {
         return 0;
     }
-    memcpy(&peer, dev_addr, sizeof(peer));
+    peer = uct_xen_peer_addr(dev_addr, (iface_addr != NULL) ? iface_addr :
+                                       (const uct_iface_addr_t*)&any_ep);
     /* another host: grants and event channels cannot cross; on this host
      * every endpoint is reachable, our own too (the core's loopback pair) */
-    return peer.host_hash == iface->dev_addr.host_hash;
+    return xm_ep_addr_reachable(&iface->addr, &peer);
 }
 
 /* ---------------- placement ---------------- */
@@ -519,7 +523,7 @@ static const struct {
 static void uct_xen_iface_distance_init(uct_xen_iface_t *iface)
 {
     int cpu = sched_getcpu(), cls = XM_TOPO_SAME_NUMA, pv, n;
-    uint32_t self = iface->dev_addr.domid, d, nearest = 0;
+    uint32_t self = iface->addr.domid, d, nearest = 0;
     xm_topo_class_t c;
     xm_topo_t *t;
     unsigned i;
@@ -623,38 +627,17 @@ static void uct_xen_iface_numa_init(uct_xen_iface_t *iface, int enable)
 
 /* ---------------- open and close ---------------- */
 
-/* 64-bit FNV-1a: a stable hash of the host identity string */
-static uint64_t uct_xen_host_hash(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-
-    for (; *s != '\0'; ++s) {
-        h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
-    }
-    return h;
-}
-
 static ucs_status_t uct_xen_hv_open(int backend, xm_hv_t **hv_p)
 {
-    int rc;
+    static const char *names[] = {
+        [UCT_XEN_BACKEND_AUTO] = NULL,   /* XENMPI_BACKEND, else detection */
+        [UCT_XEN_BACKEND_XEN]  = "xen",
+        [UCT_XEN_BACKEND_SIM]  = "sim",
+    };
+    const char *name = (backend == UCT_XEN_BACKEND_AUTO) ?
+                       getenv("XENMPI_BACKEND") : names[backend];
 
-    switch (backend) {
-    case UCT_XEN_BACKEND_SIM:
-        rc = xm_hv_sim_ops.open(hv_p);
-        break;
-    case UCT_XEN_BACKEND_XEN:
-#ifdef XM_HAVE_XEN
-        rc = xm_hv_xen_ops.open(hv_p);
-#else
-        ucs_error("xen: UCX_XEN_BACKEND=xen but this build has no xen backend");
-        rc = -ENOTSUP;
-#endif
-        break;
-    default:
-        rc = xm_hv_open(hv_p);   /* XENMPI_BACKEND, else detection */
-        break;
-    }
-    return (rc < 0) ? UCS_ERR_NO_DEVICE : UCS_OK;
+    return (xm_hv_open_named(name, hv_p) < 0) ? UCS_ERR_NO_DEVICE : UCS_OK;
 }
 
 static ucs_status_t uct_xen_iface_check_config(uct_xen_iface_t *iface,
@@ -702,7 +685,6 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     xm_ep_params_t ep_params = {0};
     xm_xfer_params_t xfer_params = {0};
     xm_zc_config_t zc_cfg    = {0};
-    char host[256];
     ucs_status_t status;
     int rc;
 
@@ -744,16 +726,8 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     if (status != UCS_OK) {
         return status;   /* the core has said why */
     }
-    rc = xm_hv_host_id(self->hv, host, sizeof(host));
-    if (rc < 0) {
-        status = UCS_ERR_NO_DEVICE;   /* the core named both ways to fix it */
-        goto err_hv_close;
-    }
-    self->dev_addr.host_hash = uct_xen_host_hash(host);
-    self->dev_addr.domid     = xm_hv_domid(self->hv);
-
-    /* the core gives every endpoint its own id ((pid << 8) | a per-process
-     * count), so any number of ifaces may share a process and a domain */
+    /* the core gives every endpoint its own id, so any number of ifaces
+     * may share a process and a domain */
     ep_params.ring_pages = cfg->ring_pages;
     ep_params.recv_cb    = uct_xen_recv_cb;
     ep_params.event_cb   = uct_xen_event_cb;
@@ -765,8 +739,12 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
         status = UCS_ERR_NO_DEVICE;
         goto err_hv_close;
     }
+    rc = xm_endpoint_addr(self->xep, &self->addr);
+    if (rc < 0) {
+        status = UCS_ERR_NO_DEVICE;   /* the core named both ways to fix it */
+        goto err_ep_close;
+    }
     uct_xen_iface_distance_init(self);
-    self->addr = xm_endpoint_id(self->xep);
 
     status = uct_xen_iface_check_config(self, cfg);
     if (status != UCS_OK) {
@@ -786,10 +764,10 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     zc_cfg.peer_cache_bytes  = cfg->peer_cache;
     xm_zc_configure(&zc_cfg);
 
-    ucs_debug("xen: iface %p: %s backend, host '%s', domain %u endpoint %u, "
-              "seg %zu short %zu", self, xm_hv_backend_name(self->hv), host,
-              self->dev_addr.domid, self->addr, self->config.seg_size,
-              self->config.max_short);
+    ucs_debug("xen: iface %p: %s backend, host hash %016" PRIx64 ", domain %u "
+              "endpoint %u, seg %zu short %zu", self, xm_hv_backend_name(self->hv),
+              self->addr.host_hash, self->addr.domid, self->addr.ep,
+              self->config.seg_size, self->config.max_short);
     return UCS_OK;
 
 err_ep_close:

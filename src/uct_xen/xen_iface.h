@@ -75,8 +75,7 @@ typedef struct uct_xen_iface {
     uct_base_iface_t     super;
     xm_hv_t              *hv;
     xm_endpoint_t        *xep;
-    uct_xen_dev_addr_t   dev_addr;
-    uct_xen_iface_addr_t addr;
+    xm_ep_addr_t         addr;         /* the core endpoint's address */
     ucs_list_link_t      ep_list;      /* every uct_xen_ep_t of this iface */
     unsigned             pending_eps;  /* eps with a non-empty pending queue */
     unsigned             flush_waits;  /* ep flushes waiting for completion */
@@ -114,6 +113,20 @@ typedef struct uct_xen_ep {
  * it off the queue, so "not empty" would refer to the ones behind it). */
 #define UCT_XEN_EP_MUST_QUEUE(_ep) \
     (!ucs_queue_is_empty(&(_ep)->pending_q) && !(_ep)->in_dispatch)
+
+/* The core address of the peer behind a UCT device and iface address. */
+static inline xm_ep_addr_t uct_xen_peer_addr(const uct_device_addr_t *dev_addr,
+                                             const uct_iface_addr_t *iface_addr)
+{
+    uct_xen_dev_addr_t d;
+    xm_ep_addr_t a;
+
+    memcpy(&d, dev_addr, sizeof(d));
+    a.host_hash = d.host_hash;
+    a.domid     = d.domid;
+    memcpy(&a.ep, iface_addr, sizeof(a.ep));
+    return a;
+}
 
 extern uct_component_t uct_xen_component;
 extern ucs_config_field_t uct_xen_iface_config_table[];

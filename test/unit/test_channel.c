@@ -1004,6 +1004,43 @@ static void test_many_endpoints(void **state)
     xm_hv_close(hv);
 }
 
+/* addresses: the endpoint's own, and a peer on another host refused
+ * before any handshake starts */
+static void test_addresses(void **state)
+{
+    struct side a, b;
+    struct side *v[2] = { &a, &b };
+    xm_ep_addr_t aa, ba, other;
+    xm_channel_t *ch = NULL;
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    assert_int_equal(xm_endpoint_addr(a.ep, &aa), 0);
+    assert_int_equal(xm_endpoint_addr(b.ep, &ba), 0);
+    assert_int_equal(aa.domid, xm_hv_domid(a.hv));
+    assert_int_equal(aa.ep, xm_endpoint_id(a.ep));
+    assert_true(aa.host_hash == ba.host_hash);   /* one sim host */
+    assert_true(xm_ep_addr_reachable(&ba, &aa));
+    other = aa;
+    other.host_hash ^= 1;
+    assert_false(xm_ep_addr_reachable(&ba, &other));
+    assert_int_equal(xm_endpoint_connect_addr(b.ep, &other, &ch), -EHOSTUNREACH);
+    assert_null(ch);
+    pump(v, 2, 5);
+    assert_int_equal(a.accepted, 0);
+    assert_int_equal(xm_endpoint_connect_addr(b.ep, &aa, &ch), 0);
+    for (int i = 0; i < 1000 && xm_chan_state(ch) == XM_CH_CONNECTING; i++)
+        pump(v, 2, 1);
+    assert_int_equal(xm_chan_state(ch), XM_CH_CONNECTED);
+    /* the hash is of the host identity */
+    setenv("XENMPI_HOST_ID", "another-host", 1);
+    assert_int_equal(xm_endpoint_addr(b.ep, &ba), 0);
+    unsetenv("XENMPI_HOST_ID");
+    assert_true(ba.host_hash == xm_fnv1a64("another-host", strlen("another-host")));
+    side_close(&b);
+    side_close(&a);
+}
+
 static void test_handshake_parser(void **state)
 {
     xm_hs_rec_t r, back;
@@ -1074,6 +1111,7 @@ int main(void)
         cmocka_unit_test(test_services),
         cmocka_unit_test(test_send_while_connecting),
         cmocka_unit_test(test_many_endpoints),
+        cmocka_unit_test(test_addresses),
     };
     return cmocka_run_group_tests_name("channel", tests, setup, teardown);
 }

@@ -505,8 +505,8 @@ static void test_meta_and_lists(void **state)
     assert_int_equal(xm_topo_list_parse("65536", 5, set, &why), -ERANGE);
     assert_int_equal(xm_topo_list_parse("65535", 5, set, &why), 0);
     hwloc_bitmap_free(set);
-    assert_true(xm_topo_fnv1a("", 0) == 0xcbf29ce484222325ull);
-    assert_true(xm_topo_fnv1a("a", 1) == 0xaf63dc4c8601ec8cull);
+    assert_true(xm_fnv1a64("", 0) == 0xcbf29ce484222325ull);
+    assert_true(xm_fnv1a64("a", 1) == 0xaf63dc4c8601ec8cull);
 }
 
 /* ---- affinity files ------------------------------------------------------------- */
@@ -803,7 +803,7 @@ static void put_blob(xm_hv_t *d0, const char *dir, const char *data, size_t len)
                                         len - off < XM_TOPO_CHUNK ? len - off : XM_TOPO_CHUNK), 0);
         assert_int_equal(xm_store_set_perms(d0, path, perm, 2), 0);
     }
-    xm_topo_meta_format(meta, sizeof(meta), len, xm_topo_fnv1a(data, len));
+    xm_topo_meta_format(meta, sizeof(meta), len, xm_fnv1a64(data, len));
     snprintf(path, sizeof(path), "%s/meta", dir);
     assert_int_equal(xm_store_write(d0, path, meta, strlen(meta)), 0);
     assert_int_equal(xm_store_set_perms(d0, path, perm, 2), 0);
