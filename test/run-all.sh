@@ -69,6 +69,7 @@ run_cmocka sim "$B/test/unit/test_sim"
 run_cmocka channel "$B/test/unit/test_channel"
 run_cmocka zc "$B/test/unit/test_zc"
 run_cmocka xfer "$B/test/unit/test_xfer"
+run_cmocka settings "$B/test/unit/test_settings"
 
 echo "== host topology: cmocka, then publisher and CLI on sim domains (test/topo)"
 run_cmocka topo-unit "$B/test/unit/test_topo"

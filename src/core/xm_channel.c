@@ -24,6 +24,7 @@
  * nobody claimed is dropped and counted.
  */
 #include "xm_channel_int.h"
+#include "xm_settings.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -98,10 +99,8 @@ int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **
     unsigned pages = params->ring_pages;
     int rc;
 
-    if (!pages) {
-        const char *s = getenv("XENMPI_RING_PAGES");
-        pages = s ? (unsigned)atoi(s) : 64;
-    }
+    if (!pages)
+        pages = xm_cfg_uint(XM_CFG_RING_PAGES);
     if (pages < XM_RING_MIN_PAGES || pages > XM_RING_MAX_PAGES || (pages & (pages - 1))) {
         xm_error("ring of %u pages: must be a power of two between %u and %u "
                  "(XENMPI_RING_PAGES)", pages, XM_RING_MIN_PAGES, XM_RING_MAX_PAGES);
@@ -119,8 +118,7 @@ int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **
         free(ep);
         return rc;
     }
-    const char *tmo = getenv("XENMPI_CONNECT_TIMEOUT");
-    ep->connect_timeout = tmo && atof(tmo) > 0 ? atof(tmo) : 60.0;
+    ep->connect_timeout = xm_cfg_double(XM_CFG_CONNECT_TIMEOUT);
     ep->max_msg = XM_MAX_MSG((size_t)pages * XM_PAGE_SIZE);
     /* a peer's ring may be larger than ours: size for the largest allowed */
     ep->rxbuf = mmap(NULL, XM_RXBUF_SIZE, PROT_READ | PROT_WRITE,

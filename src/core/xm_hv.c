@@ -1,5 +1,6 @@
 /* xm_hv.c - backend selection. */
 #include "xm_hv.h"
+#include "xm_settings.h"
 #include "xm_log.h"
 #include "xm_wire.h"
 
@@ -16,7 +17,7 @@ static int xen_present(void)
 
 int xm_hv_open(xm_hv_t **out)
 {
-    return xm_hv_open_named(getenv("XENMPI_BACKEND"), out);
+    return xm_hv_open_named(xm_cfg_str(XM_CFG_BACKEND), out);
 }
 
 int xm_hv_open_named(const char *want, xm_hv_t **out)
@@ -64,7 +65,7 @@ int xm_hv_host_hash(xm_hv_t *hv, uint64_t *hash)
 
 int xm_hv_host_id(xm_hv_t *hv, char *buf, size_t len)
 {
-    const char *env = getenv("XENMPI_HOST_ID");
+    const char *env = xm_cfg_str(XM_CFG_HOST_ID);
     int rc;
 
     if (env && *env) {

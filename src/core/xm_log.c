@@ -1,4 +1,5 @@
 #include "xm_log.h"
+#include "xm_settings.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,9 +13,7 @@ static const char *const level_names[] = { "error", "warn", "info", "debug", "tr
 
 __attribute__((constructor)) void xm_log_init(void)
 {
-    const char *s = getenv("XENMPI_LOG_LEVEL");
-    if (!s)
-        return;
+    const char *s = xm_cfg_str(XM_CFG_LOG_LEVEL);
     for (int i = 0; i <= XM_LOG_TRACE; i++)
         if (!strcasecmp(s, level_names[i]))
             xm_log_level = i;

@@ -6,6 +6,7 @@
  * xm_zc_peer.c.
  */
 #include "xm_zc_int.h"
+#include "xm_settings.h"
 #include "xm_log.h"
 
 #include <errno.h>
@@ -53,9 +54,7 @@ void xm_zc_count_fallback(uint64_t bytes)
 
 __attribute__((destructor)) static void zc_print_stats(void)
 {
-    const char *s = getenv("XENMPI_ZC_STATS");
-
-    if (!s || !*s || !strcmp(s, "0"))
+    if (!xm_cfg_uint(XM_CFG_ZC_STATS))
         return;
     fprintf(stderr, "xenmpi-zc: pid=%d hits=%llu misses=%llu grants=%llu "
             "granted_pages=%llu shared=%llu revokes=%llu releases=%llu nospc=%llu "

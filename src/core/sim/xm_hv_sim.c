@@ -30,6 +30,7 @@
  * raises the local ends of the dead process's ports.
  */
 #include "xm_hv_sim_int.h"
+#include "xm_settings.h"
 #include "xm_log.h"
 
 #include <fcntl.h>
@@ -43,22 +44,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-static int env_uint(const char *name, unsigned dflt)
-{
-    const char *s = getenv(name);
-    char *end;
-    unsigned long v;
-
-    if (!s || !*s)
-        return (int)dflt;
-    v = strtoul(s, &end, 0);
-    if (*end || v > INT_MAX) {
-        xm_warn("%s=%s is not a number, using %u", name, s, dflt);
-        return (int)dflt;
-    }
-    return (int)v;
-}
 
 static void *map_file(sim_hv_t *s, const char *name, size_t size)
 {
@@ -187,11 +172,11 @@ static void sim_close(xm_hv_t *hv);
 
 static int sim_open(xm_hv_t **out)
 {
-    const char *host = getenv("XENMPI_SIM_HOST");
+    const char *host = xm_cfg_str(XM_CFG_SIM_HOST);
     struct sim_domains *doms;
     sim_hv_t *s;
     char name[64];
-    int rc = -EIO, want;
+    int rc = -EIO;
 
     s = calloc(1, sizeof(*s));
     if (!s)
@@ -216,9 +201,8 @@ static int sim_open(xm_hv_t **out)
     doms = map_file(s, "domains", 4096);
     if (!doms)
         goto err;
-    want = env_uint("XENMPI_SIM_DOMID", UINT_MAX);
-    if (want >= 0 && (unsigned)want < XM_DOMID_FIRST_RESERVED)
-        s->base.domid = (uint32_t)want;   /* several processes, one domain */
+    if (xm_cfg_is_set(XM_CFG_SIM_DOMID))
+        s->base.domid = xm_cfg_uint(XM_CFG_SIM_DOMID);   /* several processes, one domain */
     else
         s->base.domid = 1 + atomic_fetch_add(&doms->next_domid, 1) % 0x7fe0;
     munmap(doms, 4096);
@@ -226,7 +210,7 @@ static int sim_open(xm_hv_t **out)
     snprintf(name, sizeof(name), "gnttab-%u", s->base.domid);
     if (!(s->gnt = map_file(s, name, sizeof(struct sim_gnttab))))
         goto err;
-    uint32_t zero = 0, nr = (uint32_t)env_uint("XENMPI_SIM_GNTTAB_SIZE", SIM_MAX_GRANTS);
+    uint32_t zero = 0, nr = xm_cfg_uint(XM_CFG_SIM_GNTTAB_SIZE);
     if (nr < 2 || nr > SIM_MAX_GRANTS)
         nr = SIM_MAX_GRANTS;
     /* the domain's first process fixes the table size, as Xen does at boot */
@@ -245,8 +229,8 @@ static int sim_open(xm_hv_t **out)
         xm_error("sim: wakeup sockets/epoll: %m");
         goto err;
     }
-    s->drop_every = (unsigned)env_uint("XENMPI_SIM_DROP_NOTIFY", 0);
-    s->delay_us = (unsigned)env_uint("XENMPI_SIM_DELAY_NOTIFY_US", 0);
+    s->drop_every = xm_cfg_uint(XM_CFG_SIM_DROP_NOTIFY);
+    s->delay_us = xm_cfg_uint(XM_CFG_SIM_DELAY_NOTIFY_US);
     xm_sim_store_ensure_home(s);
 
     if (xm_sim_reaper_start(s))
