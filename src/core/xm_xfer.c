@@ -1,10 +1,11 @@
 /*
- * xm_xfer.c - emulated RMA, the zero-copy operation and remote completion
- * per channel (xm_xfer.h).  One xm_xfer_t per endpoint, used from the
+ * xm_xfer.c - operations per channel, the zero-copy operation, remote
+ * completion marks and the service (xm_xfer.h); RMA through the ring is
+ * xm_xfer_rma.c.  One xm_xfer_t per endpoint, used from the
  * endpoint's thread only (as the endpoint itself): no lock.  Zero-copy
  * state below it is process-wide and has its own (xm_zc.c).
  */
-#include "xm_xfer.h"
+#include "xm_xfer_int.h"
 #include "xm_log.h"
 #include "xm_zc.h"
 
@@ -13,88 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define XF_HDR sizeof(struct xm_rma_hdr)
-#define XF_CHAN_BUCKETS 64u
-#define XF_GET_BUCKETS 256u
-
-enum { XF_GET, XF_ZOP };
-
-struct xf_chan;
-
-/* A grant-copy piece of a zero-copy operation (xm_zc_copy's cb argument). */
-struct xf_piece {
-    struct xf_op *op;
-    void *local;
-    uint64_t raddr;
-    size_t len;
-};
-
-/* An outstanding get or zero-copy operation, in its channel's list (oldest
- * first: the channel's remote completion is the oldest one's). */
-struct xf_op {
-    struct xf_op *prev, *next;
-    xm_xfer_t *x;
-    struct xf_chan *c;
-    uint64_t seq;
-    int kind;
-    const void *tag;
-    xm_xfer_cb_t cb;
-    void *arg;
-    /* XF_GET */
-    struct xf_op *hnext;          /* in the request table */
-    uint64_t req;
-    size_t len;
-    xm_xfer_unpack_t unpack;
-    void *uarg;
-    /* XF_ZOP */
-    unsigned count;               /* pieces and ranges outstanding, +1 while issuing */
-    int status;
-    int dir;
-    xm_rkey_t rk;
-    unsigned npieces;
-    struct xf_piece *pieces;
-};
-
-/* Per channel: its operations and the next sequence number. */
-struct xf_chan {
-    struct xf_chan *hnext;
-    xm_channel_t *ch;
-    struct xf_op *head, *tail;
-    uint64_t next_seq;
-};
-
-/* A range of a zero-copy operation for the ring, not yet wholly sent; a put
- * range then waits until the peer consumed its last record (tx). */
-struct xf_range {
-    struct xf_range *next;
-    struct xf_op *op;
-    uint8_t *local;
-    uint64_t raddr;
-    size_t left;
-    uint32_t tx;
-};
-
-/* A get request we could not answer yet (our ring to the requester was
- * full): answered, and only then checked and read, from progress. */
-struct xf_reply {
-    struct xf_reply *next;
-    xm_channel_t *ch;
-    struct xm_rma_hdr hdr;
-};
-
-struct xm_xfer {
-    xm_endpoint_t *ep;
-    size_t rma_max;
-    int zcopy;
-    uint64_t next_req;
-    uint64_t refused;
-    struct xf_chan *chans[XF_CHAN_BUCKETS];
-    struct xf_op *gets[XF_GET_BUCKETS];
-    struct xf_reply *replies, **replies_tail;
-    struct xf_range *ring, **ring_tail;   /* ranges for the ring, in order */
-    struct xf_range *putwait;             /* put ranges waiting for the peer */
-};
-
 /* ---------------- channels and operations ---------------- */
 
 static unsigned chan_bucket(const xm_channel_t *ch)
@@ -102,7 +21,7 @@ static unsigned chan_bucket(const xm_channel_t *ch)
     return (unsigned)(((uintptr_t)ch >> 6) * 0x9E3779B1u >> 26) % XF_CHAN_BUCKETS;
 }
 
-static struct xf_chan *chan_find(xm_xfer_t *x, const xm_channel_t *ch)
+struct xf_chan *xf_chan_find(xm_xfer_t *x, const xm_channel_t *ch)
 {
     struct xf_chan *c = x->chans[chan_bucket(ch)];
 
@@ -113,7 +32,7 @@ static struct xf_chan *chan_find(xm_xfer_t *x, const xm_channel_t *ch)
 
 static struct xf_chan *chan_get(xm_xfer_t *x, xm_channel_t *ch)
 {
-    struct xf_chan *c = chan_find(x, ch);
+    struct xf_chan *c = xf_chan_find(x, ch);
     unsigned b = chan_bucket(ch);
 
     if (c)
@@ -128,7 +47,7 @@ static struct xf_chan *chan_get(xm_xfer_t *x, xm_channel_t *ch)
     return c;
 }
 
-static struct xf_op *op_new(xm_xfer_t *x, xm_channel_t *ch, int kind, xm_xfer_cb_t cb,
+struct xf_op *xf_op_new(xm_xfer_t *x, xm_channel_t *ch, int kind, xm_xfer_cb_t cb,
                             void *arg, const void *tag)
 {
     struct xf_chan *c = chan_get(x, ch);
@@ -163,7 +82,7 @@ static void get_unhash(xm_xfer_t *x, struct xf_op *op)
 }
 
 static void range_get_done(void *arg, int status);
-static void op_free(xm_xfer_t *x, struct xf_op *op);
+void xf_op_free(xm_xfer_t *x, struct xf_op *op);
 
 /* A zero-copy operation goes (done, failed or dropped): what still refers
  * to it goes too, without callbacks (none when it completed normally). */
@@ -196,13 +115,13 @@ static void zop_forget(xm_xfer_t *x, struct xf_op *op)
         next = g->next;
         if (g->kind == XF_GET && g->cb == range_get_done && g->arg == op) {
             g->cb = NULL;
-            op_free(x, g);
+            xf_op_free(x, g);
         }
     }
 }
 
 /* Unlink op from everything and free it; its callback is the caller's. */
-static void op_free(xm_xfer_t *x, struct xf_op *op)
+void xf_op_free(xm_xfer_t *x, struct xf_op *op)
 {
     struct xf_chan *c = op->c;
 
@@ -223,214 +142,14 @@ static void op_free(xm_xfer_t *x, struct xf_op *op)
     free(op);
 }
 
-static void op_complete(xm_xfer_t *x, struct xf_op *op, int status)
+void xf_op_complete(xm_xfer_t *x, struct xf_op *op, int status)
 {
     xm_xfer_cb_t cb = op->cb;
     void *arg = op->arg;
 
-    op_free(x, op);
+    xf_op_free(x, op);
     if (cb)
         cb(arg, status);
-}
-
-/* ---------------- the owner: applying puts, answering gets ---------------- */
-
-static void refuse(xm_xfer_t *x, xm_channel_t *ch, const char *what,
-                   const struct xm_rma_hdr *h, int rc)
-{
-    x->refused++;
-    xm_error("domain %u endpoint %u: %s of %u bytes at 0x%" PRIx64 " in registration %"
-             PRIu64 " refused (%s; %" PRIu64 " refused so far)", xm_chan_peer_dom(ch),
-             xm_chan_peer_ep(ch), what, h->len, h->addr, h->rid, strerror(-rc), x->refused);
-}
-
-/* Answer one get request: 0 when answered (or the requester is gone),
- * -EAGAIN when our ring to it is full. */
-static int owner_reply(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *req)
-{
-    size_t max = xm_endpoint_max_msg(x->ep) - XF_HDR, len;
-    struct xm_rma_hdr rep = *req;
-    uint8_t *p;
-    int err, rc;
-
-    if (xm_chan_state(ch) != XM_CH_CONNECTED)
-        return 0;
-    len = req->len <= max ? req->len : 0;
-    p = xm_chan_reserve(ch, XF_HDR + len, &err);
-    if (!p)
-        return err == -EAGAIN ? -EAGAIN : 0;
-    /* larger than one record of our ring can answer: refused */
-    rc = req->len > max ? -EMSGSIZE
-                        : xm_zc_reg_copy(req->rid, req->addr, req->len, XM_ZC_REMOTE_READ,
-                                         p + XF_HDR);
-    if (rc) {
-        refuse(x, ch, "get", req, rc);
-        len = 0;
-    }
-    rep.status = rc;
-    memcpy(p, &rep, sizeof(rep));   /* the ring is only 8-byte aligned */
-    xm_chan_commit(ch, XM_REC_RMA_GET_REP, XF_HDR + len);
-    return 0;
-}
-
-static void owner_get(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *h)
-{
-    struct xf_reply *r;
-
-    /* answers leave in the order the requests came */
-    if (!x->replies && owner_reply(x, ch, h) == 0)
-        return;
-    r = malloc(sizeof(*r));
-    if (!r) {
-        /* the requester's get stays outstanding until its channel closes */
-        xm_error("domain %u: no memory to queue a get answer", xm_chan_peer_dom(ch));
-        return;
-    }
-    r->next = NULL;
-    r->ch = ch;
-    r->hdr = *h;
-    *x->replies_tail = r;
-    x->replies_tail = &r->next;
-}
-
-static int send_replies(xm_xfer_t *x)
-{
-    struct xf_reply *r;
-    int n = 0;
-
-    while ((r = x->replies) && owner_reply(x, r->ch, &r->hdr) == 0) {
-        x->replies = r->next;
-        if (!x->replies)
-            x->replies_tail = &x->replies;
-        free(r);
-        n++;
-    }
-    return n;
-}
-
-/* ---------------- the requester: answers to our gets ---------------- */
-
-static void get_answer(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *h,
-                       const void *data, size_t len)
-{
-    struct xf_op *op = x->gets[h->req % XF_GET_BUCKETS];
-    int status = 0;
-
-    while (op && op->req != h->req)
-        op = op->hnext;
-    if (!op || op->c->ch != ch) {
-        /* not ours, or asked of another peer: that peer's answer counts */
-        xm_error("domain %u endpoint %u answered get %" PRIu64 ", which it was not "
-                 "asked: dropped", xm_chan_peer_dom(ch), xm_chan_peer_ep(ch), h->req);
-        return;
-    }
-    if (h->status) {
-        status = -EACCES;   /* refused (logged there); its reason is only a hint */
-        xm_debug("get %" PRIu64 " refused by domain %u: %d", h->req, xm_chan_peer_dom(ch),
-                 h->status);
-    } else if (h->len != op->len || len != op->len) {
-        xm_error("domain %u answered get %" PRIu64 " of %zu bytes with %zu",
-                 xm_chan_peer_dom(ch), h->req, op->len, len);
-        status = -EIO;
-    } else if (op->unpack) {
-        op->unpack(op->uarg, data, len);
-    }
-    op_complete(x, op, status);
-}
-
-static void xfer_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len)
-{
-    xm_xfer_t *x = arg;
-    struct xm_rma_hdr h;
-    size_t plen;
-    int rc;
-
-    if (xm_rma_parse(type, data, len, &h, &plen)) {
-        x->refused++;
-        xm_error("domain %u sent a malformed %zu-byte RMA record of type 0x%x: dropped",
-                 xm_chan_peer_dom(ch), len, type);
-        return;
-    }
-    switch (type) {
-    case XM_REC_RMA_PUT:
-        /* the payload is the channel's private copy: written from there */
-        rc = xm_zc_reg_copy(h.rid, h.addr, h.len, XM_ZC_REMOTE_WRITE,
-                            (uint8_t *)data + XF_HDR);
-        if (rc)
-            refuse(x, ch, "put", &h, rc);
-        break;
-    case XM_REC_RMA_GET_REQ:
-        owner_get(x, ch, &h);
-        break;
-    default:
-        get_answer(x, ch, &h, (const uint8_t *)data + XF_HDR, plen);
-        break;
-    }
-}
-
-/* ---------------- puts and gets ---------------- */
-
-static void hdr_fill(void *p, const xm_rkey_t *rk, uint64_t raddr, size_t len, uint64_t req)
-{
-    struct xm_rma_hdr h = { rk->id, raddr, (uint32_t)len, 0, req };
-
-    memcpy(p, &h, sizeof(h));
-}
-
-void *xm_xfer_put_reserve(xm_xfer_t *x, xm_channel_t *ch, size_t max, int *err)
-{
-    uint8_t *p;
-
-    if (max > x->rma_max) {
-        *err = -EMSGSIZE;
-        return NULL;
-    }
-    p = xm_chan_reserve(ch, XF_HDR + max, err);
-    return p ? p + XF_HDR : NULL;
-}
-
-void xm_xfer_put_commit(xm_xfer_t *x, xm_channel_t *ch, void *payload, const xm_rkey_t *rk,
-                        uint64_t raddr, size_t len)
-{
-    hdr_fill((uint8_t *)payload - XF_HDR, rk, raddr, len, 0);
-    xm_chan_commit(ch, XM_REC_RMA_PUT, XF_HDR + len);
-}
-
-static int get_issue(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
-                     size_t len, xm_xfer_unpack_t unpack, void *uarg, xm_xfer_cb_t cb,
-                     void *arg, const void *tag)
-{
-    struct xf_op *op;
-    uint8_t *p;
-    int err;
-
-    if (len > x->rma_max)
-        return -EMSGSIZE;
-    p = xm_chan_reserve(ch, XF_HDR, &err);
-    if (!p)
-        return err;
-    /* an uncommitted reservation is simply dropped on the error path */
-    op = op_new(x, ch, XF_GET, cb, arg, tag);
-    if (!op) {
-        xm_error("no memory for a get request");
-        return -ENOMEM;
-    }
-    op->req = x->next_req++;
-    op->len = len;
-    op->unpack = unpack;
-    op->uarg = uarg;
-    op->hnext = x->gets[op->req % XF_GET_BUCKETS];
-    x->gets[op->req % XF_GET_BUCKETS] = op;
-    hdr_fill(p, rk, raddr, len, op->req);
-    xm_chan_commit(ch, XM_REC_RMA_GET_REQ, XF_HDR);
-    return -EINPROGRESS;
-}
-
-int xm_xfer_get(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
-                size_t len, xm_xfer_unpack_t unpack, void *uarg,
-                xm_xfer_cb_t cb, void *arg, const void *tag)
-{
-    return get_issue(x, ch, rk, raddr, len, unpack, uarg, cb, arg, tag);
 }
 
 /* ---------------- the zero-copy operation ---------------- */
@@ -440,7 +159,7 @@ static void zop_release(xm_xfer_t *x, struct xf_op *op, int status)
     if (status && !op->status)
         op->status = status;
     if (--op->count == 0)
-        op_complete(x, op, op->status);
+        xf_op_complete(x, op, op->status);
 }
 
 static void range_add(xm_xfer_t *x, struct xf_op *op, void *local, uint64_t raddr, size_t len)
@@ -514,7 +233,7 @@ static int ring_progress(xm_xfer_t *x)
 
             if (op->dir == XM_ZC_GET) {
                 op->count++;
-                rc = get_issue(x, ch, &op->rk, r->raddr, len, range_unpack, r->local,
+                rc = xf_get_issue(x, ch, &op->rk, r->raddr, len, range_unpack, r->local,
                                range_get_done, op, op->tag);
                 if (rc != -EINPROGRESS)
                     op->count--;
@@ -604,10 +323,10 @@ int xm_xfer_zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t 
         n = xm_zc_piece(rk->base, rk->len, a, left, &zc);
         npieces += zc;
     }
-    op = op_new(x, ch, XF_ZOP, cb, arg, tag);
+    op = xf_op_new(x, ch, XF_ZOP, cb, arg, tag);
     if (!op || (npieces && !(op->pieces = calloc(npieces, sizeof(*op->pieces))))) {
         if (op)
-            op_free(x, op);
+            xf_op_free(x, op);
         xm_error("no memory for a zero-copy operation");
         return -ENOMEM;
     }
@@ -641,7 +360,7 @@ int xm_xfer_zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t 
         return -EINPROGRESS;
     /* everything done now (cache hits): no callback */
     rc = op->status;
-    op_free(x, op);
+    xf_op_free(x, op);
     return rc;
 }
 
@@ -672,9 +391,9 @@ static void drop_ops(xm_xfer_t *x, const void *tag, struct xf_chan *c, int compl
         if (!op)
             break;
         if (complete)
-            op_complete(x, op, -EPIPE);
+            xf_op_complete(x, op, -EPIPE);
         else
-            op_free(x, op);
+            xf_op_free(x, op);
     }
 }
 
@@ -686,7 +405,7 @@ void xm_xfer_cancel(xm_xfer_t *x, const void *tag)
 static void xfer_chan_gone(void *arg, xm_channel_t *ch)
 {
     xm_xfer_t *x = arg;
-    struct xf_chan *c = chan_find(x, ch), **cp;
+    struct xf_chan *c = xf_chan_find(x, ch), **cp;
     struct xf_reply **rp, *r;
 
     for (rp = &x->replies; (r = *rp);) {
@@ -717,7 +436,7 @@ static int xfer_progress(void *arg, xm_endpoint_t *ep)
     if (__builtin_expect(!x->replies && !x->ring && !x->putwait, 1))
         return 0;
     if (x->replies)
-        n += send_replies(x);
+        n += xf_send_replies(x);
     if (x->ring)
         n += ring_progress(x);
     if (x->putwait)
@@ -744,7 +463,7 @@ static int xfer_busy(void *arg, xm_endpoint_t *ep)
 
 xm_xfer_mark_t xm_xfer_mark(xm_xfer_t *x, xm_channel_t *ch)
 {
-    struct xf_chan *c = chan_find(x, ch);
+    struct xf_chan *c = xf_chan_find(x, ch);
     xm_xfer_mark_t m = { c ? c->next_seq : 1, xm_chan_tx_mark(ch) };
 
     return m;
@@ -752,7 +471,7 @@ xm_xfer_mark_t xm_xfer_mark(xm_xfer_t *x, xm_channel_t *ch)
 
 int xm_xfer_reached(xm_xfer_t *x, xm_channel_t *ch, xm_xfer_mark_t mark)
 {
-    struct xf_chan *c = chan_find(x, ch);
+    struct xf_chan *c = xf_chan_find(x, ch);
 
     if (c && c->head && c->head->seq < mark.op)
         return 0;
@@ -783,7 +502,7 @@ int xm_xfer_attach(xm_endpoint_t *ep, const xm_xfer_params_t *p, xm_xfer_t **out
     xm_service_t svc = {
         .first_type = XM_REC_RMA_FIRST,
         .last_type  = XM_REC_RMA_LAST,
-        .recv       = xfer_recv,
+        .recv       = xf_recv,
         .chan_gone  = xfer_chan_gone,
         .progress   = xfer_progress,
         .busy       = xfer_busy,

@@ -1,0 +1,111 @@
+/*
+ * xm_xfer_int.h - what xm_xfer.c (operations, the zero-copy operation,
+ * marks, the service) and xm_xfer_rma.c (RMA through the ring: the
+ * owner's side and gets) share.  Nothing here is exported.
+ */
+#ifndef XM_XFER_INT_H
+#define XM_XFER_INT_H
+
+#include "xm_xfer.h"
+
+#pragma GCC visibility push(hidden)
+
+#define XF_HDR sizeof(struct xm_rma_hdr)
+#define XF_CHAN_BUCKETS 64u
+#define XF_GET_BUCKETS 256u
+
+enum { XF_GET, XF_ZOP };
+
+struct xf_chan;
+
+/* A grant-copy piece of a zero-copy operation (xm_zc_copy's cb argument). */
+struct xf_piece {
+    struct xf_op *op;
+    void *local;
+    uint64_t raddr;
+    size_t len;
+};
+
+/* An outstanding get or zero-copy operation, in its channel's list (oldest
+ * first: the channel's remote completion is the oldest one's). */
+struct xf_op {
+    struct xf_op *prev, *next;
+    xm_xfer_t *x;
+    struct xf_chan *c;
+    uint64_t seq;
+    int kind;
+    const void *tag;
+    xm_xfer_cb_t cb;
+    void *arg;
+    /* XF_GET */
+    struct xf_op *hnext;          /* in the request table */
+    uint64_t req;
+    size_t len;
+    xm_xfer_unpack_t unpack;
+    void *uarg;
+    /* XF_ZOP */
+    unsigned count;               /* pieces and ranges outstanding, +1 while issuing */
+    int status;
+    int dir;
+    xm_rkey_t rk;
+    unsigned npieces;
+    struct xf_piece *pieces;
+};
+
+/* Per channel: its operations and the next sequence number. */
+struct xf_chan {
+    struct xf_chan *hnext;
+    xm_channel_t *ch;
+    struct xf_op *head, *tail;
+    uint64_t next_seq;
+};
+
+/* A range of a zero-copy operation for the ring, not yet wholly sent; a put
+ * range then waits until the peer consumed its last record (tx). */
+struct xf_range {
+    struct xf_range *next;
+    struct xf_op *op;
+    uint8_t *local;
+    uint64_t raddr;
+    size_t left;
+    uint32_t tx;
+};
+
+/* A get request we could not answer yet (our ring to the requester was
+ * full): answered, and only then checked and read, from progress. */
+struct xf_reply {
+    struct xf_reply *next;
+    xm_channel_t *ch;
+    struct xm_rma_hdr hdr;
+};
+
+struct xm_xfer {
+    xm_endpoint_t *ep;
+    size_t rma_max;
+    int zcopy;
+    uint64_t next_req;
+    uint64_t refused;
+    struct xf_chan *chans[XF_CHAN_BUCKETS];
+    struct xf_op *gets[XF_GET_BUCKETS];
+    struct xf_reply *replies, **replies_tail;
+    struct xf_range *ring, **ring_tail;   /* ranges for the ring, in order */
+    struct xf_range *putwait;             /* put ranges waiting for the peer */
+};
+
+struct xf_chan *xf_chan_find(xm_xfer_t *x, const xm_channel_t *ch);
+struct xf_op *xf_op_new(xm_xfer_t *x, xm_channel_t *ch, int kind, xm_xfer_cb_t cb,
+                        void *arg, const void *tag);
+/* unlink and free (a zero-copy operation with what refers to it); its
+ * callback is the caller's */
+void xf_op_free(xm_xfer_t *x, struct xf_op *op);
+void xf_op_complete(xm_xfer_t *x, struct xf_op *op, int status);
+int xf_get_issue(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
+                 size_t len, xm_xfer_unpack_t unpack, void *uarg, xm_xfer_cb_t cb,
+                 void *arg, const void *tag);
+int xf_send_replies(xm_xfer_t *x);
+/* the service's receive callback: RMA records */
+void xf_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len);
+
+#pragma GCC visibility pop
+
+#endif

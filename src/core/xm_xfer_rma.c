@@ -1,0 +1,214 @@
+/*
+ * xm_xfer_rma.c - emulated RMA through the ring (xm_xfer.h, docs/wire.md
+ * "RMA messages"): the owner applies puts and answers gets after checking
+ * each against its registry; the requester matches answers to its gets.
+ */
+#include "xm_xfer_int.h"
+#include "xm_log.h"
+#include "xm_zc.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------- the owner: applying puts, answering gets ---------------- */
+
+static void refuse(xm_xfer_t *x, xm_channel_t *ch, const char *what,
+                   const struct xm_rma_hdr *h, int rc)
+{
+    x->refused++;
+    xm_error("domain %u endpoint %u: %s of %u bytes at 0x%" PRIx64 " in registration %"
+             PRIu64 " refused (%s; %" PRIu64 " refused so far)", xm_chan_peer_dom(ch),
+             xm_chan_peer_ep(ch), what, h->len, h->addr, h->rid, strerror(-rc), x->refused);
+}
+
+/* Answer one get request: 0 when answered (or the requester is gone),
+ * -EAGAIN when our ring to it is full. */
+static int owner_reply(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *req)
+{
+    size_t max = xm_endpoint_max_msg(x->ep) - XF_HDR, len;
+    struct xm_rma_hdr rep = *req;
+    uint8_t *p;
+    int err, rc;
+
+    if (xm_chan_state(ch) != XM_CH_CONNECTED)
+        return 0;
+    len = req->len <= max ? req->len : 0;
+    p = xm_chan_reserve(ch, XF_HDR + len, &err);
+    if (!p)
+        return err == -EAGAIN ? -EAGAIN : 0;
+    /* larger than one record of our ring can answer: refused */
+    rc = req->len > max ? -EMSGSIZE
+                        : xm_zc_reg_copy(req->rid, req->addr, req->len, XM_ZC_REMOTE_READ,
+                                         p + XF_HDR);
+    if (rc) {
+        refuse(x, ch, "get", req, rc);
+        len = 0;
+    }
+    rep.status = rc;
+    memcpy(p, &rep, sizeof(rep));   /* the ring is only 8-byte aligned */
+    xm_chan_commit(ch, XM_REC_RMA_GET_REP, XF_HDR + len);
+    return 0;
+}
+
+static void owner_get(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *h)
+{
+    struct xf_reply *r;
+
+    /* answers leave in the order the requests came */
+    if (!x->replies && owner_reply(x, ch, h) == 0)
+        return;
+    r = malloc(sizeof(*r));
+    if (!r) {
+        /* the requester's get stays outstanding until its channel closes */
+        xm_error("domain %u: no memory to queue a get answer", xm_chan_peer_dom(ch));
+        return;
+    }
+    r->next = NULL;
+    r->ch = ch;
+    r->hdr = *h;
+    *x->replies_tail = r;
+    x->replies_tail = &r->next;
+}
+
+int xf_send_replies(xm_xfer_t *x)
+{
+    struct xf_reply *r;
+    int n = 0;
+
+    while ((r = x->replies) && owner_reply(x, r->ch, &r->hdr) == 0) {
+        x->replies = r->next;
+        if (!x->replies)
+            x->replies_tail = &x->replies;
+        free(r);
+        n++;
+    }
+    return n;
+}
+
+/* ---------------- the requester: answers to our gets ---------------- */
+
+static void get_answer(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *h,
+                       const void *data, size_t len)
+{
+    struct xf_op *op = x->gets[h->req % XF_GET_BUCKETS];
+    int status = 0;
+
+    while (op && op->req != h->req)
+        op = op->hnext;
+    if (!op || op->c->ch != ch) {
+        /* not ours, or asked of another peer: that peer's answer counts */
+        xm_error("domain %u endpoint %u answered get %" PRIu64 ", which it was not "
+                 "asked: dropped", xm_chan_peer_dom(ch), xm_chan_peer_ep(ch), h->req);
+        return;
+    }
+    if (h->status) {
+        status = -EACCES;   /* refused (logged there); its reason is only a hint */
+        xm_debug("get %" PRIu64 " refused by domain %u: %d", h->req, xm_chan_peer_dom(ch),
+                 h->status);
+    } else if (h->len != op->len || len != op->len) {
+        xm_error("domain %u answered get %" PRIu64 " of %zu bytes with %zu",
+                 xm_chan_peer_dom(ch), h->req, op->len, len);
+        status = -EIO;
+    } else if (op->unpack) {
+        op->unpack(op->uarg, data, len);
+    }
+    xf_op_complete(x, op, status);
+}
+
+void xf_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len)
+{
+    xm_xfer_t *x = arg;
+    struct xm_rma_hdr h;
+    size_t plen;
+    int rc;
+
+    if (xm_rma_parse(type, data, len, &h, &plen)) {
+        x->refused++;
+        xm_error("domain %u sent a malformed %zu-byte RMA record of type 0x%x: dropped",
+                 xm_chan_peer_dom(ch), len, type);
+        return;
+    }
+    switch (type) {
+    case XM_REC_RMA_PUT:
+        /* the payload is the channel's private copy: written from there */
+        rc = xm_zc_reg_copy(h.rid, h.addr, h.len, XM_ZC_REMOTE_WRITE,
+                            (uint8_t *)data + XF_HDR);
+        if (rc)
+            refuse(x, ch, "put", &h, rc);
+        break;
+    case XM_REC_RMA_GET_REQ:
+        owner_get(x, ch, &h);
+        break;
+    default:
+        get_answer(x, ch, &h, (const uint8_t *)data + XF_HDR, plen);
+        break;
+    }
+}
+
+/* ---------------- puts and gets ---------------- */
+
+static void hdr_fill(void *p, const xm_rkey_t *rk, uint64_t raddr, size_t len, uint64_t req)
+{
+    struct xm_rma_hdr h = { rk->id, raddr, (uint32_t)len, 0, req };
+
+    memcpy(p, &h, sizeof(h));
+}
+
+void *xm_xfer_put_reserve(xm_xfer_t *x, xm_channel_t *ch, size_t max, int *err)
+{
+    uint8_t *p;
+
+    if (max > x->rma_max) {
+        *err = -EMSGSIZE;
+        return NULL;
+    }
+    p = xm_chan_reserve(ch, XF_HDR + max, err);
+    return p ? p + XF_HDR : NULL;
+}
+
+void xm_xfer_put_commit(xm_xfer_t *x, xm_channel_t *ch, void *payload, const xm_rkey_t *rk,
+                        uint64_t raddr, size_t len)
+{
+    hdr_fill((uint8_t *)payload - XF_HDR, rk, raddr, len, 0);
+    xm_chan_commit(ch, XM_REC_RMA_PUT, XF_HDR + len);
+}
+
+int xf_get_issue(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
+                     size_t len, xm_xfer_unpack_t unpack, void *uarg, xm_xfer_cb_t cb,
+                     void *arg, const void *tag)
+{
+    struct xf_op *op;
+    uint8_t *p;
+    int err;
+
+    if (len > x->rma_max)
+        return -EMSGSIZE;
+    p = xm_chan_reserve(ch, XF_HDR, &err);
+    if (!p)
+        return err;
+    /* an uncommitted reservation is simply dropped on the error path */
+    op = xf_op_new(x, ch, XF_GET, cb, arg, tag);
+    if (!op) {
+        xm_error("no memory for a get request");
+        return -ENOMEM;
+    }
+    op->req = x->next_req++;
+    op->len = len;
+    op->unpack = unpack;
+    op->uarg = uarg;
+    op->hnext = x->gets[op->req % XF_GET_BUCKETS];
+    x->gets[op->req % XF_GET_BUCKETS] = op;
+    hdr_fill(p, rk, raddr, len, op->req);
+    xm_chan_commit(ch, XM_REC_RMA_GET_REQ, XF_HDR);
+    return -EINPROGRESS;
+}
+
+int xm_xfer_get(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
+                size_t len, xm_xfer_unpack_t unpack, void *uarg,
+                xm_xfer_cb_t cb, void *arg, const void *tag)
+{
+    return xf_get_issue(x, ch, rk, raddr, len, unpack, uarg, cb, arg, tag);
+}
+
