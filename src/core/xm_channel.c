@@ -311,10 +311,10 @@ static void notify_peer(xm_channel_t *ch)
 
 /* We wait for the peer to consume (ring space, remote completion): a
  * sleeper then asks it for a notification (tx_wait, xm_endpoint_arm). */
-static void tx_want(xm_channel_t *ch)
+static void tx_await_peer(xm_channel_t *ch)
 {
-    ch->tx_want = 1;
-    ch->tx_want_cons = ch->cached_cons;
+    ch->tx_awaiting = 1;
+    ch->tx_await_cons = ch->cached_cons;
 }
 
 /* after publishing: wake the peer if it sleeps on this ring */
@@ -371,12 +371,12 @@ void *xm_chan_reserve(xm_channel_t *ch, size_t max, int *err)
         if (room < need + pad) {
             /* a sleeper arms tx_wait (xm_endpoint_arm) to hear of space */
             ch->st.ring_full++;
-            tx_want(ch);
+            tx_await_peer(ch);
             *err = -EAGAIN;
             return NULL;
         }
     }
-    ch->tx_want = 0;
+    ch->tx_awaiting = 0;
     if (pad) {
         /* written now, published with the next commit: a reservation that
          * is never committed leaves the peer's view (and every tx mark)
@@ -665,13 +665,13 @@ int xm_endpoint_arm(xm_endpoint_t *ep)
             STORE(&c->my->rx_arm, (++c->arm_seq << 1) | 1);
         /* both words carry the same generation: the peer, remembering the
          * last one it served, notifies once per sleep for data or space */
-        if (c->tx_want && !(c->my->tx_wait & 1))
+        if (c->tx_awaiting && !(c->my->tx_wait & 1))
             STORE(&c->my->tx_wait, (c->arm_seq << 1) | 1);
         FENCE();
         /* re-check after arming: data, a dead peer, or progress on what
          * we wait for means "don't sleep" */
         if (LOAD(&c->peer->prod) != c->cons || !LOAD(&c->peer->live) ||
-            (c->tx_want && (tx_refresh_cons(c) || c->cached_cons != c->tx_want_cons))) {
+            (c->tx_awaiting && (tx_refresh_cons(c) || c->cached_cons != c->tx_await_cons))) {
             withdraw(ep);
             return -EBUSY;
         }
@@ -726,7 +726,7 @@ int xm_chan_tx_reached(xm_channel_t *ch, uint32_t mark)
         return 1;
     if ((int32_t)(mark - ch->cached_cons) <= 0)
         return 1;
-    tx_want(ch);   /* a sleeper asks the peer to tell it of progress */
+    tx_await_peer(ch);   /* a sleeper asks the peer to tell it of progress */
     return 0;
 }
 
@@ -768,7 +768,7 @@ int xm_chan_want_space(xm_channel_t *ch, size_t len)
     if (xm_chan_space(ch) >= len)
         return 0;
     ch->st.ring_full++;
-    tx_want(ch);
+    tx_await_peer(ch);
     return 1;
 }
 

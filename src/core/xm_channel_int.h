@@ -65,8 +65,8 @@ struct xm_channel {
     uint32_t arm_seq;     /* our sleep generation */
     size_t reserved;
     double deadline;      /* CONNECTING: give up after this (monotonic s) */
-    int tx_want;          /* waiting for the peer to consume (space, completion) */
-    uint32_t tx_want_cons; /* the peer's consumer index when we started waiting */
+    int tx_awaiting;          /* waiting for the peer to consume (space, completion) */
+    uint32_t tx_await_cons; /* the peer's consumer index when we started waiting */
     xm_chan_stats_t st;
     char req_path[XM_STORE_MAX_PATH];  /* initiator: our request node */
     char resp_path[XM_STORE_MAX_PATH]; /* response node (ours or the peer's) */

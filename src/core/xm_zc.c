@@ -22,13 +22,13 @@ uint64_t zc_fallback_bytes;
 uint64_t zc_next_id = 1;
 uint32_t zc_next_gen = 1;
 struct zc_region *zc_regions[ZC_REG_BUCKETS];
-struct zc_oent *ohead, *otail;
-struct zc_pent *phead, *ptail;
+struct zc_owner_grant *ohead, *otail;
+struct zc_peer_refs *phead, *ptail;
 struct zc_msg *outbox, **outbox_tail = &outbox;
 struct zc_nogrant *zc_nogrant_chans;
 struct zc_park *zc_parked;
 uint64_t owner_live_pages;
-int revoke_owed; /* some oent is O_REVOKE_PENDING */
+int revoke_owed; /* some owner grant is O_INVAL_OWED */
 int xm_zc_work;         /* outbox or revoke_owed: progress has work (racy hint) */
 
 void xm_zc_configure(const xm_zc_config_t *cfg)
@@ -158,7 +158,7 @@ int xm_zc_dereg(uint64_t id)
     }
     *pp = r->next;
     /* withdraw what peers hold; the grants end when they acknowledge */
-    for (struct zc_oent *o = ohead; o; o = o->next)
+    for (struct zc_owner_grant *o = ohead; o; o = o->next)
         if (o->id == id)
             zc_revoke(o);
     pthread_mutex_unlock(&zlock);
@@ -168,7 +168,7 @@ int xm_zc_dereg(uint64_t id)
 
 void xm_zc_touch(uint64_t id)
 {
-    struct zc_oent *o, *next, *mhead = NULL, *mtail = NULL;
+    struct zc_owner_grant *o, *next, *mhead = NULL, *mtail = NULL;
 
     pthread_mutex_lock(&zlock);
     /* the registration's live grants, in their order, move behind the
@@ -377,16 +377,16 @@ static void zc_chan_gone(void *arg, xm_channel_t *ch)
         free(p);
     }
     /* the peer can no longer use what we granted over this channel */
-    for (struct zc_oent *o = ohead, *nx; o; o = nx) {
+    for (struct zc_owner_grant *o = ohead, *nx; o; o = nx) {
         nx = o->next;
         if (o->ch == ch)
-            oent_end(o);
+            owner_grant_end(o);
     }
-    for (struct zc_pent *e = phead, *nx; e; e = nx) {
+    for (struct zc_peer_refs *e = phead, *nx; e; e = nx) {
         nx = e->next;
         if (e->ch == ch) {
-            pent_run_waiters(ch, e, -EPIPE, &dl);
-            pent_free(e);
+            peer_refs_run_waiters(ch, e, -EPIPE, &dl);
+            peer_refs_free(e);
         }
     }
     pthread_mutex_unlock(&zlock);
@@ -396,7 +396,7 @@ static void zc_chan_gone(void *arg, xm_channel_t *ch)
 void xm_zc_cancel(void *arg)
 {
     pthread_mutex_lock(&zlock);
-    for (struct zc_pent *e = phead; e; e = e->next) {
+    for (struct zc_peer_refs *e = phead; e; e = e->next) {
         struct zc_waiter **pp = &e->wait, *w;
 
         e->wait_tail = &e->wait;

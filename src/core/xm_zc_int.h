@@ -31,11 +31,15 @@ struct zc_region {
     unsigned access;
 };
 
-enum { O_LIVE, O_REVOKE_PENDING, O_REVOKING };
+/* An owner grant: O_LIVE (the peer may use it) -> O_INVAL_OWED (withdrawn:
+ * deregistration, the cache cap, a full table; INVAL not sent yet) ->
+ * O_INVAL_SENT (INVAL queued; it ends on the peer's ACK).  The peer's REL
+ * or the channel's end ends it in any state. */
+enum { O_LIVE, O_INVAL_OWED, O_INVAL_SENT };
 
 /* Owner: one grant of one chunk to one channel's peer. */
-struct zc_oent {
-    struct zc_oent *prev, *next;  /* least recently used first */
+struct zc_owner_grant {
+    struct zc_owner_grant *prev, *next;  /* least recently used first */
     xm_channel_t *ch;
     xm_hv_t *hv;
     uint64_t id;
@@ -51,7 +55,7 @@ struct zc_oent {
 
 /* Owner: one xm_hv_grant_mem grant.  Grants are to a domain, so peers in
  * one domain (several ranks in a VM) asking for the same chunk over their
- * own channels share one: each channel has its own zc_oent (its own gen,
+ * own channels share one: each channel has its own zc_owner_grant (its own gen,
  * withdrawal and ACK), and the grant ends with the last of them. */
 struct zc_grant {
     uint64_t handle;
@@ -79,11 +83,15 @@ struct zc_waiter {
     void *arg;
 };
 
+/* Peer refs: P_PENDING (GREQ sent, copies wait on it) -> P_LIVE (refs
+ * cached).  Freed on the owner's INVAL (ACK sent), on eviction (REL sent),
+ * when a copy through them fails (REL, ask again), on a refusal, or with
+ * the channel. */
 enum { P_PENDING, P_LIVE };
 
 /* Peer: refs of one chunk of one owner registration, seen over ch. */
-struct zc_pent {
-    struct zc_pent *prev, *next;  /* least recently used first */
+struct zc_peer_refs {
+    struct zc_peer_refs *prev, *next;  /* least recently used first */
     xm_channel_t *ch;
     uint64_t id;
     uint32_t chunk;
@@ -132,15 +140,15 @@ extern uint64_t zc_fallback_bytes;
 extern uint64_t zc_next_id;
 extern uint32_t zc_next_gen;
 extern struct zc_region *zc_regions[ZC_REG_BUCKETS];
-extern struct zc_oent *ohead, *otail;
-extern struct zc_pent *phead, *ptail;
+extern struct zc_owner_grant *ohead, *otail;
+extern struct zc_peer_refs *phead, *ptail;
 extern struct zc_msg *outbox, **outbox_tail;
 extern struct zc_nogrant *zc_nogrant_chans;
 extern struct zc_park *zc_parked;
 extern uint64_t owner_live_pages;
 extern int revoke_owed;
 
-/* generic doubly-linked list helpers for oent/pent (same prev/next layout) */
+/* doubly-linked list helpers for owner grants and peer refs (same prev/next layout) */
 #define LIST_UNLINK(head, tail, e) do {                  \
         if ((e)->prev) (e)->prev->next = (e)->next;      \
         else (head) = (e)->next;                         \
@@ -164,17 +172,17 @@ void zc_span(uint64_t base, uint64_t len, uint64_t *gs, uint64_t *ge);
 uint32_t zc_chunk_pages(uint64_t gs, uint64_t ge, uint64_t c);
 struct zc_region **reg_slot(uint64_t id);
 /* owner */
-void zc_revoke(struct zc_oent *o);
+void zc_revoke(struct zc_owner_grant *o);
 void send_revokes(xm_endpoint_t *ep);
 void owner_greq(xm_channel_t *ch, const void *data, size_t len);
 void owner_end(xm_channel_t *ch, uint16_t type, const void *data, size_t len);
 struct zc_park *park_take(xm_channel_t *ch);
-void oent_end(struct zc_oent *o);
+void owner_grant_end(struct zc_owner_grant *o);
 /* peer */
 void peer_grep(xm_channel_t *ch, const void *data, size_t len, struct zc_donelist *dl);
 void peer_inval(xm_channel_t *ch, const void *data, size_t len);
-void pent_run_waiters(xm_channel_t *ch, struct zc_pent *e, int status, struct zc_donelist *dl);
-void pent_free(struct zc_pent *e);
+void peer_refs_run_waiters(xm_channel_t *ch, struct zc_peer_refs *e, int status, struct zc_donelist *dl);
+void peer_refs_free(struct zc_peer_refs *e);
 void done_add(struct zc_donelist *dl, xm_zc_cb_t cb, void *arg, int status);
 void done_run(struct zc_donelist *dl);   /* without zlock */
 

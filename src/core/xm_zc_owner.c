@@ -14,7 +14,7 @@
 
 /* ---- owner ---- */
 
-void oent_end(struct zc_oent *o)
+void owner_grant_end(struct zc_owner_grant *o)
 {
     if (--o->g->users == 0) {
         int rc = xm_hv_grant_mem_end(o->hv, o->g->handle);
@@ -31,11 +31,11 @@ void oent_end(struct zc_oent *o)
     free(o);
 }
 
-void zc_revoke(struct zc_oent *o)
+void zc_revoke(struct zc_owner_grant *o)
 {
     if (o->state != O_LIVE)
         return;
-    o->state = O_REVOKE_PENDING;
+    o->state = O_INVAL_OWED;
     owner_live_pages -= o->npages;
     revoke_owed = 1;
     __atomic_store_n(&xm_zc_work, 1, __ATOMIC_RELAXED);
@@ -48,11 +48,11 @@ void zc_revoke(struct zc_oent *o)
  * cycle through it, every chunk granted and withdrawn again each time;
  * keeping them, the chunks that fit keep hitting and the rest take the
  * ring.  keep_id 0: no exception. */
-static void owner_shrink(uint64_t want, const struct zc_oent *keep, uint64_t keep_id)
+static void owner_shrink(uint64_t want, const struct zc_owner_grant *keep, uint64_t keep_id)
 {
     uint64_t cap = zcfg.owner_cache_bytes / XM_PAGE_SIZE, freed = 0;
 
-    for (struct zc_oent *o = ohead; o; o = o->next) {
+    for (struct zc_owner_grant *o = ohead; o; o = o->next) {
         if (o == keep || o->state != O_LIVE || (keep_id && o->id == keep_id))
             continue;
         if (freed >= want && owner_live_pages <= cap)
@@ -66,8 +66,8 @@ void send_revokes(xm_endpoint_t *ep)
 {
     int left = 0;
 
-    for (struct zc_oent *o = ohead; o; o = o->next) {
-        if (o->state != O_REVOKE_PENDING)
+    for (struct zc_owner_grant *o = ohead; o; o = o->next) {
+        if (o->state != O_INVAL_OWED)
             continue;
         if (xm_chan_endpoint(o->ch) != ep) {
             left = 1;
@@ -75,14 +75,14 @@ void send_revokes(xm_endpoint_t *ep)
         }
         struct xm_zc_grant_ref m = { o->id, o->chunk, o->gen };
         zsend(o->ch, XM_REC_ZC_INVAL, &m, sizeof(m));
-        o->state = O_REVOKING;
+        o->state = O_INVAL_SENT;
         zst.revokes++;
     }
     revoke_owed = left;
 }
 
 /* Does o's grant cover any page of [addr, end)? */
-static int oent_overlaps(const struct zc_oent *o, uint64_t addr, uint64_t end)
+static int owner_grant_overlaps(const struct zc_owner_grant *o, uint64_t addr, uint64_t end)
 {
     return addr < o->addr + (uint64_t)o->npages * XM_PAGE_SIZE && o->addr < end;
 }
@@ -119,8 +119,8 @@ static int owner_park(xm_channel_t *ch, const struct zc_greq *q, uint64_t addr, 
     unsigned n = 0;
     int mine = 0, others = 0;
 
-    for (struct zc_oent *o = ohead; o; o = o->next) {
-        if (oent_overlaps(o, addr, end) && xm_chan_peer_dom(o->ch) == xm_chan_peer_dom(ch)) {
+    for (struct zc_owner_grant *o = ohead; o; o = o->next) {
+        if (owner_grant_overlaps(o, addr, end) && xm_chan_peer_dom(o->ch) == xm_chan_peer_dom(ch)) {
             mine += o->ch == ch;
             others += o->ch != ch;
         }
@@ -132,8 +132,8 @@ static int owner_park(xm_channel_t *ch, const struct zc_greq *q, uint64_t addr, 
     p = malloc(sizeof(*p));
     if (!p)
         return -EEXIST;
-    for (struct zc_oent *o = ohead; o; o = o->next)
-        if (o->ch == ch && oent_overlaps(o, addr, end))
+    for (struct zc_owner_grant *o = ohead; o; o = o->next)
+        if (o->ch == ch && owner_grant_overlaps(o, addr, end))
             zc_revoke(o);
     p->ch = ch;
     p->q = *q;
@@ -164,7 +164,7 @@ void owner_greq(xm_channel_t *ch, const void *data, size_t len)
         uint32_t refs[XM_ZC_CHUNK_PAGES];
     } rep;
     struct zc_region *r;
-    struct zc_oent *o = NULL;
+    struct zc_owner_grant *o = NULL;
     uint64_t gs, ge;
     uint32_t np;
     int rw, rc;
@@ -209,7 +209,7 @@ void owner_greq(xm_channel_t *ch, const void *data, size_t len)
     o->npages = np;
     o->addr = gs + (uint64_t)q.chunk * XM_ZC_CHUNK_BYTES;
     /* another process of the peer's domain holds this chunk already */
-    for (struct zc_oent *x = ohead; x; x = x->next) {
+    for (struct zc_owner_grant *x = ohead; x; x = x->next) {
         if (x->state == O_LIVE && x->id == q.id && x->chunk == q.chunk && x->ch != ch &&
             x->hv == o->hv && (x->rw || !rw) && x->npages == np &&
             xm_chan_peer_dom(x->ch) == xm_chan_peer_dom(ch)) {
@@ -265,7 +265,7 @@ reply:
 void owner_end(xm_channel_t *ch, uint16_t type, const void *data, size_t len)
 {
     struct xm_zc_grant_ref m;
-    struct zc_oent *o;
+    struct zc_owner_grant *o;
 
     if (xm_zc_parse_grant_ref(data, len, &m)) {
         zst.rejected++;
@@ -281,7 +281,7 @@ void owner_end(xm_channel_t *ch, uint16_t type, const void *data, size_t len)
                  type == XM_REC_ZC_ACK ? "ACK" : "REL", m.gen, xm_chan_peer_dom(ch));
         return;
     }
-    oent_end(o);
+    owner_grant_end(o);
     owner_unpark(ch);
 }
 

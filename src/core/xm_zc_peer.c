@@ -37,7 +37,7 @@ void done_run(struct zc_donelist *dl)
     free(dl->d);
 }
 
-static int pent_copy(xm_channel_t *ch, const struct zc_pent *e, uint64_t raddr,
+static int peer_refs_copy(xm_channel_t *ch, const struct zc_peer_refs *e, uint64_t raddr,
                      void *local, size_t n, int dir)
 {
     xm_copy_seg_t segs[ZC_MAX_SEGS];
@@ -72,7 +72,7 @@ static int pent_copy(xm_channel_t *ch, const struct zc_pent *e, uint64_t raddr,
     return rc;
 }
 
-void pent_free(struct zc_pent *e)
+void peer_refs_free(struct zc_peer_refs *e)
 {
     if (e->state == P_LIVE)
         zst.peer_pages -= e->npages;
@@ -81,10 +81,10 @@ void pent_free(struct zc_pent *e)
 }
 
 /* Evict least recently used entries beyond the cap, telling the owners. */
-static void peer_shrink(const struct zc_pent *keep)
+static void peer_shrink(const struct zc_peer_refs *keep)
 {
     uint64_t cap = zcfg.peer_cache_bytes / XM_PAGE_SIZE;
-    struct zc_pent *e = phead, *nx;
+    struct zc_peer_refs *e = phead, *nx;
 
     for (; e && zst.peer_pages > cap; e = nx) {
         nx = e->next;
@@ -93,7 +93,7 @@ static void peer_shrink(const struct zc_pent *keep)
         struct xm_zc_grant_ref m = { e->id, e->chunk, e->gen };
         zsend(e->ch, XM_REC_ZC_REL, &m, sizeof(m));
         zst.releases++;
-        pent_free(e);
+        peer_refs_free(e);
     }
 }
 
@@ -101,7 +101,7 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
                uint64_t raddr, void *local, size_t n, int dir,
                xm_zc_cb_t cb, void *arg)
 {
-    struct zc_pent *e;
+    struct zc_peer_refs *e;
     struct zc_waiter *w;
     uint64_t gs, ge, chunk;
     int zc, rw = dir == XM_ZC_PUT, rc;
@@ -134,7 +134,7 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
         zst.hits++;
         LIST_UNLINK(phead, ptail, e);
         LIST_APPEND(phead, ptail, e);
-        rc = pent_copy(ch, e, raddr, local, n, dir);
+        rc = peer_refs_copy(ch, e, raddr, local, n, dir);
         if (rc == 0 || rc == -EFAULT) {
             pthread_mutex_unlock(&zlock);
             return rc;
@@ -145,7 +145,7 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
                  e->gen, xm_chan_peer_dom(ch), rc);
         struct xm_zc_grant_ref m = { e->id, e->chunk, e->gen };
         zsend(ch, XM_REC_ZC_REL, &m, sizeof(m));
-        pent_free(e);
+        peer_refs_free(e);
         e = NULL;
     }
     zst.misses++;
@@ -187,7 +187,7 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
 }
 
 /* Run (or fail) every waiter of e; the callbacks go to dl. */
-void pent_run_waiters(xm_channel_t *ch, struct zc_pent *e, int status,
+void peer_refs_run_waiters(xm_channel_t *ch, struct zc_peer_refs *e, int status,
                              struct zc_donelist *dl)
 {
     struct zc_waiter *w = e->wait, *nx;
@@ -199,7 +199,7 @@ void pent_run_waiters(xm_channel_t *ch, struct zc_pent *e, int status,
 
         nx = w->next;
         if (!rc)
-            rc = pent_copy(ch, e, w->raddr, w->local, w->n, w->dir);
+            rc = peer_refs_copy(ch, e, w->raddr, w->local, w->n, w->dir);
         done_add(dl, w->cb, w->arg, rc);
         free(w);
     }
@@ -210,7 +210,7 @@ void peer_grep(xm_channel_t *ch, const void *data, size_t len,
 {
     uint32_t refs[XM_ZC_MAX_REFS];
     struct zc_grep h;
-    struct zc_pent *e;
+    struct zc_peer_refs *e;
 
     if (xm_zc_parse_grep(data, len, &h, refs)) {
         zst.rejected++;
@@ -252,15 +252,15 @@ void peer_grep(xm_channel_t *ch, const void *data, size_t len,
                 "copying through the ring", xm_chan_peer_dom(ch));
     }
     if (h.status) {
-        pent_run_waiters(ch, e, xm_zc_grep_status_known(h.status) ? h.status : -EPROTO, dl);
-        pent_free(e);
+        peer_refs_run_waiters(ch, e, xm_zc_grep_status_known(h.status) ? h.status : -EPROTO, dl);
+        peer_refs_free(e);
         return;
     }
     memcpy(e->refs, refs, h.npages * sizeof(uint32_t));
     e->gen = h.gen;
     e->state = P_LIVE;
     zst.peer_pages += e->npages;
-    pent_run_waiters(ch, e, 0, dl);
+    peer_refs_run_waiters(ch, e, 0, dl);
     peer_shrink(e);
 }
 
@@ -272,9 +272,9 @@ void peer_inval(xm_channel_t *ch, const void *data, size_t len)
         zst.rejected++;
         return;
     }
-    for (struct zc_pent *e = phead; e; e = e->next)
+    for (struct zc_peer_refs *e = phead; e; e = e->next)
         if (e->ch == ch && e->state == P_LIVE && e->gen == m.gen) {
-            pent_free(e);
+            peer_refs_free(e);
             break;
         }
     /* acknowledged even when unknown (already evicted): the owner may end it */
