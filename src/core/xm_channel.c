@@ -94,7 +94,7 @@ static void ep_id_give(uint32_t id)
 
 int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **out)
 {
-    xm_store_perm_t perm_req = { hv->domid, XM_PERM_WRITE };
+    xm_store_perm_t perm_req = { xm_hv_domid(hv), XM_PERM_WRITE };
     xm_endpoint_t *ep;
     unsigned pages = params->ring_pages;
     int rc;
@@ -127,7 +127,7 @@ int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **
         ep->rxbuf = NULL;
     else
         ep_place(ep, ep->rxbuf, XM_RXBUF_SIZE);
-    snprintf(ep->dir, sizeof(ep->dir), "/local/domain/%u/xenmpi/ep%u", hv->domid, ep->id);
+    snprintf(ep->dir, sizeof(ep->dir), "/local/domain/%u/xenmpi/ep%u", xm_hv_domid(hv), ep->id);
     snprintf(ep->req_dir, sizeof(ep->req_dir), "%s/req", ep->dir);
     rc = -ENOMEM;
     if (!ep->rxbuf)
@@ -152,7 +152,7 @@ int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **
         xm_error("publishing endpoint at %s: %s", ep->req_dir, strerror(-rc));
         goto err;
     }
-    xm_debug("endpoint %u:%u listening at %s", hv->domid, ep->id, ep->dir);
+    xm_debug("endpoint %u:%u listening at %s", xm_hv_domid(hv), ep->id, ep->dir);
     *out = ep;
     return 0;
 err:
@@ -217,7 +217,7 @@ int xm_endpoint_fd(const xm_endpoint_t *ep) { return ep->epfd; }
  * connecting finds, so every connect to ourselves gets the same ring. */
 xm_channel_t *find_chan(xm_endpoint_t *ep, uint32_t dom, uint32_t pep, int live_only)
 {
-    int self = dom == ep->hv->domid && pep == ep->id;
+    int self = dom == xm_hv_domid(ep->hv) && pep == ep->id;
 
     for (xm_channel_t *c = ep->chans; c; c = c->next)
         if (c->peer_dom == dom && c->peer_ep == pep && (!self || c->initiator) &&

@@ -49,7 +49,7 @@ static int chan_share_own(xm_channel_t *ch)
     ch->my->version = XM_WIRE_VERSION;
     ch->my->hdr_size = sizeof(struct xm_ctrl_page);
     ch->my->ring_pages = ch->tx_pages;
-    ch->my->owner_domid = hv->domid;
+    ch->my->owner_domid = xm_hv_domid(hv);
     STORE(&ch->my->live, 1);
     return 0;
 }
@@ -58,7 +58,7 @@ static void chan_own_record(xm_channel_t *ch, xm_hs_rec_t *r, uint32_t port)
 {
     memset(r, 0, sizeof(*r));
     r->version = XM_WIRE_VERSION;
-    r->domid = ch->ep->hv->domid;
+    r->domid = xm_hv_domid(ch->ep->hv);
     r->ep = ch->ep->id;
     r->ctrl_ref = ch->my_ref;
     r->port = port;
@@ -145,7 +145,7 @@ int xm_endpoint_connect(xm_endpoint_t *ep, uint32_t peer_dom, uint32_t peer_ep,
                         xm_channel_t **out)
 {
     xm_hv_t *hv = ep->hv;
-    xm_store_perm_t perms[2] = { { hv->domid, XM_PERM_NONE }, { peer_dom, XM_PERM_BOTH } };
+    xm_store_perm_t perms[2] = { { xm_hv_domid(hv), XM_PERM_NONE }, { peer_dom, XM_PERM_BOTH } };
     xm_channel_t *ch = find_chan(ep, peer_dom, peer_ep, 1);
     xm_hs_rec_t *rec;
     char *buf;
@@ -184,12 +184,12 @@ int xm_endpoint_connect(xm_endpoint_t *ep, uint32_t peer_dom, uint32_t peer_ep,
         goto err;
     }
     snprintf(ch->resp_path, sizeof(ch->resp_path), "/local/domain/%u/xenmpi/ep%u/resp/%u-%u",
-             peer_dom, peer_ep, hv->domid, ep->id);
+             peer_dom, peer_ep, xm_hv_domid(hv), ep->id);
     rc = xm_store_watch(hv, ch->resp_path, "resp");
     if (rc)
         goto err;
     snprintf(ch->req_path, sizeof(ch->req_path), "/local/domain/%u/xenmpi/ep%u/req/%u-%u",
-             peer_dom, peer_ep, hv->domid, ep->id);
+             peer_dom, peer_ep, xm_hv_domid(hv), ep->id);
     rc = xm_store_write(hv, ch->req_path, buf, (size_t)n);
     if (!rc)
         rc = xm_store_set_perms(hv, ch->req_path, perms, 2);
@@ -222,7 +222,7 @@ err:
 static void accept_request(xm_endpoint_t *ep, const char *name)
 {
     xm_hv_t *hv = ep->hv;
-    xm_store_perm_t perms[2] = { { hv->domid, XM_PERM_NONE }, { 0, XM_PERM_READ } };
+    xm_store_perm_t perms[2] = { { xm_hv_domid(hv), XM_PERM_NONE }, { 0, XM_PERM_READ } };
     uint32_t dom, pep;
     char path[XM_STORE_MAX_PATH], *val = NULL, *buf = NULL, tail;
     xm_hs_rec_t *rec = NULL, *mine = NULL;
