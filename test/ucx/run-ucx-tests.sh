@@ -536,14 +536,14 @@ else
     env LD_PRELOAD="$lib" XENMPI_SIM_HOST="$(new_host "$t")" UCX_LOG_LEVEL=error \
         timeout "$TMO" "$hostile" > "$tmp/$t" 2>&1
     rc=$?
-    nput=$(grep -c 'error xm_xfer.c:[0-9]* domain [0-9]* endpoint [0-9]*: put of .* refused' "$tmp/$t")
-    nget=$(grep -c 'error xm_xfer.c:[0-9]* domain [0-9]* endpoint [0-9]*: get of .* refused' "$tmp/$t")
+    nput=$(grep -c 'error xm_xfer_rma.c:[0-9]* domain [0-9]* endpoint [0-9]*: put of .* refused' "$tmp/$t")
+    nget=$(grep -c 'error xm_xfer_rma.c:[0-9]* domain [0-9]* endpoint [0-9]*: get of .* refused' "$tmp/$t")
     if [ $rc -eq 0 ] && ! grep -q '^FAIL' "$tmp/$t" && grep -q '^ok: done' "$tmp/$t" &&
        [ "$nput" -ge 7 ] && [ "$nget" -ge 5 ]; then
         pass "$t"
         grep '^ok' "$tmp/$t" | grep -v 'ok: done' | sed 's/^/#   /'
         echo "#   refusals logged: $nput puts, $nget gets; e.g."
-        grep -m1 -o 'error xm_xfer.c:[0-9]* domain.*' "$tmp/$t" | sed 's/^/#   /'
+        grep -m1 -o 'error xm_xfer_rma.c:[0-9]* domain.*' "$tmp/$t" | sed 's/^/#   /'
     else
         fail "$t" "rc $rc, refusals logged: $nput puts, $nget gets" "$tmp/$t"
     fi
