@@ -52,7 +52,7 @@ double mono_now(void)
 void ep_place(xm_endpoint_t *ep, void *addr, size_t len)
 {
     if (ep->p.place_cb)
-        ep->p.place_cb(ep->p.cb_arg, addr, len);
+        ep->p.place_cb(ep->p.place_arg, addr, len);
 }
 
 /* ---------------- endpoint ---------------- */

@@ -42,8 +42,10 @@ typedef struct xm_ep_params {
     void *cb_arg;
     /* Optional: called once on each block of memory the endpoint allocates
      * for itself (the receive copy buffer, its own control pages and rings)
-     * right after allocation, to place it (NUMA binding).  Best effort. */
-    void (*place_cb)(void *arg, void *addr, size_t len);
+     * right after allocation, to place it (NUMA binding; xm_topo_bind_place
+     * with its handle as place_arg does that).  Best effort. */
+    void (*place_cb)(void *place_arg, void *addr, size_t len);
+    void *place_arg;
 } xm_ep_params_t;
 
 int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **out);

@@ -83,6 +83,18 @@ int xm_topo_open(xm_hv_t *hv, unsigned flags, xm_topo_t **out);
  * is published, -EBADMSG/-ERANGE/-EINVAL/-E2BIG for bad data. */
 int xm_topo_read_store(xm_hv_t *hv, uint32_t domid, xm_topo_t **out);
 
+/* For one endpoint (xm_topo_bind.c).  The NUMA node(s) of the calling
+ * thread's CPU, as this VM sees them, to bind the memory the core
+ * allocates for the endpoint: pass xm_topo_bind_place as its place_cb and
+ * the handle as cb_arg.  NULL when there is nothing to bind to (said at
+ * debug level); place with a NULL handle does nothing.  The count is of
+ * the blocks bound. */
+typedef struct xm_topo_bind xm_topo_bind_t;
+xm_topo_bind_t *xm_topo_bind_local(void);
+void xm_topo_bind_place(void *arg, void *addr, size_t len);
+unsigned xm_topo_bind_count(const xm_topo_bind_t *b);
+void xm_topo_bind_free(xm_topo_bind_t *b);
+
 /* Validate published data (as read from the store) for domain self.
  * origin names where it came from, for error messages. */
 int xm_topo_from_data(const char *xml, size_t xml_len, const char *aff,
@@ -128,6 +140,10 @@ int xm_topo_domain_vcpu_pcpus(const xm_topo_t *t, uint32_t domid, unsigned vcpu,
  * named to the publisher); -ERANGE: a vCPU out of range. */
 int xm_topo_peer_class(const xm_topo_t *t, unsigned vcpu, uint32_t peer,
                        int peer_vcpu, xm_topo_class_t *c);
+/* The nearest other domain to vCPU cpu of the calling domain, by dom0's
+ * published data: its distance class and id; -ENOENT without any other
+ * domain, or the reader's error (xm_topo_last_error says why). */
+int xm_topo_nearest(xm_hv_t *hv, int cpu, xm_topo_class_t *cls, uint32_t *domid);
 
 /* The mapping as a text table (malloc'ed, caller frees). */
 int xm_topo_format_table(const xm_topo_t *t, char **out);

@@ -522,107 +522,22 @@ static const struct {
 
 static void uct_xen_iface_distance_init(uct_xen_iface_t *iface)
 {
-    int cpu = sched_getcpu(), cls = XM_TOPO_SAME_NUMA, pv, n;
-    uint32_t self = iface->addr.domid, d, nearest = 0;
+    int cpu = sched_getcpu(), cls = XM_TOPO_SAME_NUMA;
     xm_topo_class_t c;
-    xm_topo_t *t;
-    unsigned i;
+    uint32_t nearest;
 
     iface->dist_class = -1;
-    if ((cpu < 0) || (xm_topo_read_store(iface->hv, self, &t) != 0)) {
+    if (xm_topo_nearest(iface->hv, cpu, &c, &nearest) == 0) {
+        iface->dist_class = cls = c;
+        ucs_debug("xen: vCPU %d: nearest other domain %u is %s", cpu, nearest,
+                  xm_topo_class_name(c));
+    } else {
         ucs_debug("xen: no host topology from dom0 (%s): estimates for the same "
                   "NUMA node", (cpu < 0) ? "sched_getcpu failed" :
                   xm_topo_last_error());
-    } else {
-        for (i = 0; i < xm_topo_ndomains(t); ++i) {
-            d = xm_topo_domain_at(t, i);
-            n = (d == self) ? 0 : xm_topo_domain_nvcpus(t, d);
-            for (pv = 0; pv < n; ++pv) {
-                if ((xm_topo_peer_class(t, cpu, d, pv, &c) == 0) &&
-                    ((iface->dist_class < 0) || ((int)c < iface->dist_class))) {
-                    iface->dist_class = c;
-                    nearest           = d;
-                }
-            }
-        }
-        xm_topo_free(t);
-        if (iface->dist_class >= 0) {
-            cls = iface->dist_class;
-            ucs_debug("xen: vCPU %d: nearest other domain %u is %s", cpu, nearest,
-                      xm_topo_class_name(cls));
-        }
     }
     iface->config.latency   = uct_xen_class_perf[cls].latency;
     iface->config.bandwidth = uct_xen_class_perf[cls].bandwidth * UCS_MBYTE;
-}
-
-/* xm_ep_params_t::place_cb: memory the core allocates for this iface */
-static void uct_xen_place(void *arg, void *addr, size_t len)
-{
-    uct_xen_iface_t *iface = arg;
-
-    if (iface->nodeset == NULL) {
-        return;
-    }
-    if (hwloc_set_area_membind(iface->topo, addr, len, iface->nodeset,
-                               HWLOC_MEMBIND_BIND, HWLOC_MEMBIND_BYNODESET |
-                               HWLOC_MEMBIND_MIGRATE) == 0) {
-        ++iface->placed;
-    } else {
-        /* e.g. grant mappings, whose pages the kernel already placed */
-        ucs_debug("xen: iface %p: binding %zu bytes at %p: %m", iface, len, addr);
-    }
-}
-
-static void uct_xen_iface_numa_cleanup(uct_xen_iface_t *iface)
-{
-    if (iface->nodeset != NULL) {
-        hwloc_bitmap_free(iface->nodeset);
-        iface->nodeset = NULL;
-    }
-    if (iface->topo != NULL) {
-        hwloc_topology_destroy(iface->topo);
-        iface->topo = NULL;
-    }
-}
-
-/* The NUMA node(s), as this VM sees them, of the vCPU opening the iface:
- * the thread that opens it is the one that progresses it. */
-static void uct_xen_iface_numa_init(uct_xen_iface_t *iface, int enable)
-{
-    hwloc_cpuset_t cpus;
-    char buf[64];
-
-    iface->topo    = NULL;
-    iface->nodeset = NULL;
-    iface->placed  = 0;
-    if (!enable) {
-        return;
-    }
-    if ((hwloc_topology_init(&iface->topo) != 0) ||
-        (hwloc_topology_load(iface->topo) != 0)) {
-        ucs_debug("xen: hwloc topology: %m; no NUMA binding");
-        uct_xen_iface_numa_cleanup(iface);
-        return;
-    }
-    cpus           = hwloc_bitmap_alloc();
-    iface->nodeset = hwloc_bitmap_alloc();
-    if ((cpus == NULL) || (iface->nodeset == NULL) ||
-        (hwloc_get_last_cpu_location(iface->topo, cpus,
-                                     HWLOC_CPUBIND_THREAD) != 0)) {
-        hwloc_bitmap_free(cpus);
-        ucs_debug("xen: no CPU location: no NUMA binding");
-        uct_xen_iface_numa_cleanup(iface);
-        return;
-    }
-    hwloc_cpuset_to_nodeset(iface->topo, cpus, iface->nodeset);
-    hwloc_bitmap_free(cpus);
-    if (hwloc_bitmap_iszero(iface->nodeset)) {
-        uct_xen_iface_numa_cleanup(iface);
-        return;
-    }
-    hwloc_bitmap_list_snprintf(buf, sizeof(buf), iface->nodeset);
-    ucs_debug("xen: iface %p: rings and buffers on NUMA node(s) %s", iface, buf);
 }
 
 /* ---------------- open and close ---------------- */
@@ -732,8 +647,10 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     ep_params.recv_cb    = uct_xen_recv_cb;
     ep_params.event_cb   = uct_xen_event_cb;
     ep_params.cb_arg     = self;
-    ep_params.place_cb   = uct_xen_place;
-    uct_xen_iface_numa_init(self, cfg->numa_bind);
+    /* the thread that opens the iface is the one that progresses it */
+    self->bind           = cfg->numa_bind ? xm_topo_bind_local() : NULL;
+    ep_params.place_cb   = self->bind ? xm_topo_bind_place : NULL;
+    ep_params.place_arg  = self->bind;
     rc = xm_endpoint_open(self->hv, &ep_params, &self->xep);
     if (rc < 0) {
         status = UCS_ERR_NO_DEVICE;
@@ -774,7 +691,7 @@ err_ep_close:
     xm_endpoint_close(self->xep);
     xm_xfer_detach(self->xfer);
 err_hv_close:
-    uct_xen_iface_numa_cleanup(self);
+    xm_topo_bind_free(self->bind);
     xm_hv_close(self->hv);
     return status;
 }
@@ -792,7 +709,7 @@ static UCS_CLASS_CLEANUP_FUNC(uct_xen_iface_t)
     xm_endpoint_close(self->xep);
     xm_xfer_detach(self->xfer);
     xm_hv_close(self->hv);
-    uct_xen_iface_numa_cleanup(self);
+    xm_topo_bind_free(self->bind);
 }
 
 UCS_CLASS_DEFINE(uct_xen_iface_t, uct_base_iface_t);

@@ -26,7 +26,7 @@
 #include "xm_wire.h"
 #include "xm_xfer.h"
 
-#include <hwloc.h>
+#include "xm_topo.h"
 
 #define UCT_XEN_TL_NAME   "xen"
 #define UCT_XEN_DEV_NAME  "xen0"
@@ -81,9 +81,7 @@ typedef struct uct_xen_iface {
     unsigned             flush_waits;  /* ep flushes waiting for completion */
     int                  ep_err_pending; /* a channel went down: report it */
     xm_xfer_t            *xfer;        /* RMA, zero-copy, remote completion */
-    hwloc_topology_t     topo;         /* this VM's own view (NUMA binding) */
-    hwloc_nodeset_t      nodeset;      /* NUMA node(s) of the opening vCPU; NULL: no binding */
-    unsigned             placed;       /* memory blocks bound to nodeset */
+    xm_topo_bind_t       *bind;        /* NUMA node(s) of the opening vCPU; NULL: no binding */
     int                  dist_class;   /* xm_topo_class_t to the nearest other
                                         * domain (dom0's data), -1: unknown */
     struct {
