@@ -86,30 +86,30 @@ void xf_op_free(xm_xfer_t *x, struct xf_op *op);
 
 /* A zero-copy operation goes (done, failed or dropped): what still refers
  * to it goes too, without callbacks (none when it completed normally). */
+/* Free op's ranges in the list at *pp; returns the list's last next. */
+static struct xf_range **ranges_drop(struct xf_range **pp, const struct xf_op *op)
+{
+    struct xf_range *r;
+
+    while ((r = *pp)) {
+        if (r->op == op) {
+            *pp = r->next;
+            free(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+    return pp;
+}
+
 static void zop_forget(xm_xfer_t *x, struct xf_op *op)
 {
-    struct xf_range **pp, *r;
     struct xf_op *g, *next;
 
     for (unsigned i = 0; i < op->npieces; i++)
         xm_zc_cancel(&op->pieces[i]);
-    for (pp = &x->ring; (r = *pp);) {
-        if (r->op == op) {
-            *pp = r->next;
-            free(r);
-        } else {
-            pp = &r->next;
-        }
-    }
-    x->ring_tail = pp;
-    for (pp = &x->putwait; (r = *pp);) {
-        if (r->op == op) {
-            *pp = r->next;
-            free(r);
-        } else {
-            pp = &r->next;
-        }
-    }
+    x->ring_tail = ranges_drop(&x->ring, op);
+    ranges_drop(&x->putwait, op);
     /* its gets through the ring, on the same channel */
     for (g = op->c->head; g; g = next) {
         next = g->next;
@@ -233,7 +233,7 @@ static int ring_progress(xm_xfer_t *x)
 
             if (op->dir == XM_ZC_GET) {
                 op->count++;
-                rc = xf_get_issue(x, ch, &op->rk, r->raddr, len, range_unpack, r->local,
+                rc = xm_xfer_get(x, ch, &op->rk, r->raddr, len, range_unpack, r->local,
                                range_get_done, op, op->tag);
                 if (rc != -EINPROGRESS)
                     op->count--;

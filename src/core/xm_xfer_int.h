@@ -99,9 +99,6 @@ struct xf_op *xf_op_new(xm_xfer_t *x, xm_channel_t *ch, int kind, xm_xfer_cb_t c
  * callback is the caller's */
 void xf_op_free(xm_xfer_t *x, struct xf_op *op);
 void xf_op_complete(xm_xfer_t *x, struct xf_op *op, int status);
-int xf_get_issue(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
-                 size_t len, xm_xfer_unpack_t unpack, void *uarg, xm_xfer_cb_t cb,
-                 void *arg, const void *tag);
 int xf_send_replies(xm_xfer_t *x);
 /* the service's receive callback: RMA records */
 void xf_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len);

@@ -175,9 +175,9 @@ void xm_xfer_put_commit(xm_xfer_t *x, xm_channel_t *ch, void *payload, const xm_
     xm_chan_commit(ch, XM_REC_RMA_PUT, XF_HDR + len);
 }
 
-int xf_get_issue(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
-                     size_t len, xm_xfer_unpack_t unpack, void *uarg, xm_xfer_cb_t cb,
-                     void *arg, const void *tag)
+int xm_xfer_get(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
+                size_t len, xm_xfer_unpack_t unpack, void *uarg,
+                xm_xfer_cb_t cb, void *arg, const void *tag)
 {
     struct xf_op *op;
     uint8_t *p;
@@ -205,10 +205,4 @@ int xf_get_issue(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t r
     return -EINPROGRESS;
 }
 
-int xm_xfer_get(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
-                size_t len, xm_xfer_unpack_t unpack, void *uarg,
-                xm_xfer_cb_t cb, void *arg, const void *tag)
-{
-    return xf_get_issue(x, ch, rk, raddr, len, unpack, uarg, cb, arg, tag);
-}
 

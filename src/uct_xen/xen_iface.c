@@ -545,14 +545,14 @@ static void uct_xen_iface_distance_init(uct_xen_iface_t *iface)
 static ucs_status_t uct_xen_hv_open(int backend, xm_hv_t **hv_p)
 {
     static const char *names[] = {
-        [UCT_XEN_BACKEND_AUTO] = NULL,   /* XENMPI_BACKEND, else detection */
         [UCT_XEN_BACKEND_XEN]  = "xen",
         [UCT_XEN_BACKEND_SIM]  = "sim",
     };
-    const char *name = (backend == UCT_XEN_BACKEND_AUTO) ?
-                       getenv("XENMPI_BACKEND") : names[backend];
+    /* auto: the core's own setting (XENMPI_BACKEND), else detection */
+    int rc = (backend == UCT_XEN_BACKEND_AUTO) ? xm_hv_open(hv_p) :
+             xm_hv_open_named(names[backend], hv_p);
 
-    return (xm_hv_open_named(name, hv_p) < 0) ? UCS_ERR_NO_DEVICE : UCS_OK;
+    return (rc < 0) ? UCS_ERR_NO_DEVICE : UCS_OK;
 }
 
 static ucs_status_t uct_xen_iface_check_config(uct_xen_iface_t *iface,
