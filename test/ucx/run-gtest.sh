@@ -73,7 +73,7 @@ NOT_RUN=''
 #  - every iface of the process is a sim domain of its own, except in
 #    test_uct_peer_failure_multiple: its sender connects to 256 receivers and
 #    the sim backend maps at most 64 peer domains per process
-#    (src/core/xm_hv_sim.c, foreign[]), so there all ifaces share a domain,
+#    (src/core/sim/xm_hv_sim_int.h, foreign[]), so there all ifaces share a domain,
 #    with rings of 8 pages: 256 channels of the default 64-page rings need
 #    more grants than a domain's table holds when both ends are in it
 #  - UCX_XEN_ZCOPY_MIN=0: zero-copy put/get at every size the tests try
