@@ -170,6 +170,9 @@ void xm_endpoint_close(xm_endpoint_t *ep)
         chan_release(ch);
         free(ch);
     }
+    for (unsigned i = 0; i < ep->nservices; i++)
+        if (ep->services[i].close)
+            ep->services[i].close(ep->services[i].arg);
     xm_store_unwatch(ep->hv, ep->req_dir, "req");
     xm_store_remove(ep->hv, ep->dir);
     if (ep->epfd >= 0)

@@ -66,6 +66,7 @@ typedef struct xm_service {
     void (*chan_gone)(void *arg, xm_channel_t *ch);
     int (*progress)(void *arg, xm_endpoint_t *ep);
     int (*busy)(void *arg, xm_endpoint_t *ep);
+    void (*close)(void *arg);   /* the endpoint closed, its channels released */
     void *arg;
 } xm_service_t;
 int xm_endpoint_add_service(xm_endpoint_t *ep, const xm_service_t *svc);

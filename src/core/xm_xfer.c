@@ -509,7 +509,8 @@ int xm_xfer_attach(xm_endpoint_t *ep, const xm_xfer_params_t *p, xm_xfer_t **out
         .arg        = x,
     };
     /* zero-copy first: its waiting copies fail before our operations do */
-    rc = xm_zc_attach(ep);
+    xm_zc_config_t zc = { p->grant_cache, p->peer_cache, !p->zcopy };
+    rc = xm_zc_attach(ep, &zc);
     if (!rc)
         rc = xm_endpoint_add_service(ep, &svc);
     if (rc) {

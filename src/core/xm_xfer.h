@@ -49,6 +49,8 @@ typedef struct xm_xfer_params {
     size_t rma_max;  /* largest put or get payload in one record; 0 or too
                       * large: what one record of the endpoint's ring holds */
     int zcopy;       /* xm_xfer_zcopy may use grant copy (else the ring only) */
+    uint64_t grant_cache, peer_cache;   /* this endpoint's zero-copy caches
+                                         * (xm_zc_config_t); 0: the defaults */
 } xm_xfer_params_t;
 
 /* Serve and issue remote memory operations on ep: claims the RMA record

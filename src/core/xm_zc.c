@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 pthread_mutex_t zlock = PTHREAD_MUTEX_INITIALIZER;
-xm_zc_config_t zcfg = { ZC_DEFAULT_CACHE, ZC_DEFAULT_CACHE, 0 };
+struct zc_ep *zc_eps;
 xm_zc_stats_t zst;
 uint64_t zc_fallback_bytes;
 uint64_t zc_next_id = 1;
@@ -27,17 +27,43 @@ struct zc_peer_refs *phead, *ptail;
 struct zc_msg *outbox, **outbox_tail = &outbox;
 struct zc_nogrant *zc_nogrant_chans;
 struct zc_park *zc_parked;
-uint64_t owner_live_pages;
 int revoke_owed; /* some owner grant is O_INVAL_OWED */
 int xm_zc_work;         /* outbox or revoke_owed: progress has work (racy hint) */
 
-void xm_zc_configure(const xm_zc_config_t *cfg)
+/* under zlock */
+struct zc_ep *zep_of(const xm_channel_t *ch)
 {
+    const xm_endpoint_t *ep = xm_chan_endpoint(ch);
+
+    for (struct zc_ep *z = zc_eps; z; z = z->next)
+        if (z->ep == ep)
+            return z;
+    return NULL;
+}
+
+static void zep_set(struct zc_ep *z, const xm_zc_config_t *cfg)
+{
+    static const xm_zc_config_t none;
+
+    if (!cfg)
+        cfg = &none;
+    z->cfg.owner_cache_bytes = cfg->owner_cache_bytes ? cfg->owner_cache_bytes : ZC_DEFAULT_CACHE;
+    z->cfg.peer_cache_bytes = cfg->peer_cache_bytes ? cfg->peer_cache_bytes : ZC_DEFAULT_CACHE;
+    z->cfg.disable = cfg->disable;
+}
+
+int xm_zc_configure(xm_endpoint_t *ep, const xm_zc_config_t *cfg)
+{
+    int rc = -ENOENT;
+
     pthread_mutex_lock(&zlock);
-    zcfg.owner_cache_bytes = cfg->owner_cache_bytes ? cfg->owner_cache_bytes : ZC_DEFAULT_CACHE;
-    zcfg.peer_cache_bytes = cfg->peer_cache_bytes ? cfg->peer_cache_bytes : ZC_DEFAULT_CACHE;
-    zcfg.disable = cfg->disable;
+    for (struct zc_ep *z = zc_eps; z; z = z->next)
+        if (z->ep == ep) {
+            zep_set(z, cfg);
+            rc = 0;
+        }
     pthread_mutex_unlock(&zlock);
+    return rc;
 }
 
 void xm_zc_get_stats(xm_zc_stats_t *st)
@@ -430,20 +456,51 @@ static int zc_progress(void *arg, xm_endpoint_t *ep)
     return n;
 }
 
-static const xm_service_t zc_service = {
-    .first_type = XM_REC_ZC_FIRST,
-    .last_type  = XM_REC_ZC_LAST,
-    .recv       = zc_recv,
-    .chan_gone  = zc_chan_gone,
-    .progress   = zc_progress,
-};
-
-const xm_service_t *xm_zc_service(void)
+/* The endpoint closed: its channels are gone, and with them everything
+ * counted against its settings. */
+static void zc_close(void *arg)
 {
-    return &zc_service;
+    struct zc_ep *z = arg, **zp;
+
+    pthread_mutex_lock(&zlock);
+    for (zp = &zc_eps; *zp && *zp != z; zp = &(*zp)->next)
+        ;
+    if (*zp)
+        *zp = z->next;
+    pthread_mutex_unlock(&zlock);
+    free(z);
 }
 
-int xm_zc_attach(xm_endpoint_t *ep)
+int xm_zc_service(xm_endpoint_t *ep, const xm_zc_config_t *cfg, xm_service_t *svc)
 {
-    return xm_endpoint_add_service(ep, &zc_service);
+    struct zc_ep *z = calloc(1, sizeof(*z));
+
+    if (!z)
+        return -ENOMEM;
+    z->ep = ep;
+    zep_set(z, cfg);
+    pthread_mutex_lock(&zlock);
+    z->next = zc_eps;
+    zc_eps = z;
+    pthread_mutex_unlock(&zlock);
+    *svc = (xm_service_t){
+        .first_type = XM_REC_ZC_FIRST,
+        .last_type  = XM_REC_ZC_LAST,
+        .recv       = zc_recv,
+        .chan_gone  = zc_chan_gone,
+        .progress   = zc_progress,
+        .close      = zc_close,
+        .arg        = z,
+    };
+    return 0;
+}
+
+int xm_zc_attach(xm_endpoint_t *ep, const xm_zc_config_t *cfg)
+{
+    xm_service_t svc;
+    int rc = xm_zc_service(ep, cfg, &svc);
+
+    if (!rc && (rc = xm_endpoint_add_service(ep, &svc)))
+        zc_close(svc.arg);
+    return rc;
 }

@@ -55,14 +55,13 @@ enum { XM_ZC_REMOTE_READ = 1, XM_ZC_REMOTE_WRITE = 2 };
 /* Directions of xm_zc_copy. */
 enum { XM_ZC_GET = 0, XM_ZC_PUT = 1 };
 
+/* Per endpoint (xm_zc_attach, xm_zc_configure). */
 typedef struct xm_zc_config {
-    uint64_t owner_cache_bytes; /* soft cap on what this process keeps granted; 0: 64 MiB */
-    uint64_t peer_cache_bytes;  /* cap on peers' refs kept; 0: 64 MiB */
+    uint64_t owner_cache_bytes; /* soft cap on what the endpoint's channels keep
+                                 * granted to peers; 0: 64 MiB */
+    uint64_t peer_cache_bytes;  /* cap on peers' refs its channels keep; 0: 64 MiB */
     int disable;                /* refuse xm_zc_copy (-ENOTSUP): copy path only */
 } xm_zc_config_t;
-
-/* Process-wide; applies to what is granted or cached from now on. */
-void xm_zc_configure(const xm_zc_config_t *cfg);
 
 /* ---- registry (owner) ---- */
 
@@ -115,11 +114,16 @@ void xm_zc_cancel(void *arg);
 
 /* ---- on an endpoint ---- */
 
-/* Serve and use zero-copy on this endpoint's channels: claims the
- * XM_REC_ZC_* records (xm_endpoint_add_service). */
-int xm_zc_attach(xm_endpoint_t *ep);
-/* The service xm_zc_attach adds, for a test that stands in front of it. */
-const xm_service_t *xm_zc_service(void);
+/* Serve and use zero-copy on this endpoint's channels, with its own
+ * settings (NULL: the defaults): claims the XM_REC_ZC_* records
+ * (xm_endpoint_add_service).  The state goes when the endpoint closes. */
+int xm_zc_attach(xm_endpoint_t *ep, const xm_zc_config_t *cfg);
+/* Change an attached endpoint's settings; applies to what is granted or
+ * cached from now on.  -ENOENT: not attached. */
+int xm_zc_configure(xm_endpoint_t *ep, const xm_zc_config_t *cfg);
+/* The service xm_zc_attach adds, for a test that stands in front of it:
+ * fills *svc for ep; svc->close(svc->arg) frees it if it is never added. */
+int xm_zc_service(xm_endpoint_t *ep, const xm_zc_config_t *cfg, xm_service_t *svc);
 extern int xm_zc_work __attribute__((visibility("hidden")));
 
 /* ---- counters (process-wide) ---- */

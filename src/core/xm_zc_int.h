@@ -41,6 +41,7 @@ enum { O_LIVE, O_INVAL_OWED, O_INVAL_SENT };
 struct zc_owner_grant {
     struct zc_owner_grant *prev, *next;  /* least recently used first */
     xm_channel_t *ch;
+    struct zc_ep *zep;            /* ch's endpoint's */
     xm_hv_t *hv;
     uint64_t id;
     uint32_t chunk;
@@ -93,6 +94,7 @@ enum { P_PENDING, P_LIVE };
 struct zc_peer_refs {
     struct zc_peer_refs *prev, *next;  /* least recently used first */
     xm_channel_t *ch;
+    struct zc_ep *zep;            /* ch's endpoint's */
     uint64_t id;
     uint32_t chunk;
     uint32_t gen;
@@ -133,8 +135,18 @@ struct zc_donelist {
     unsigned n, cap;
 };
 
+/* One per endpoint with zero-copy attached: its settings and what its
+ * channels hold against them. */
+struct zc_ep {
+    struct zc_ep *next;
+    xm_endpoint_t *ep;
+    xm_zc_config_t cfg;           /* 0 caps replaced by the defaults */
+    uint64_t owner_live_pages;    /* live grants over its channels */
+    uint64_t peer_pages;          /* refs cached for its channels */
+};
+
 extern pthread_mutex_t zlock;
-extern xm_zc_config_t zcfg;
+extern struct zc_ep *zc_eps;
 extern xm_zc_stats_t zst;
 extern uint64_t zc_fallback_bytes;
 extern uint64_t zc_next_id;
@@ -145,7 +157,6 @@ extern struct zc_peer_refs *phead, *ptail;
 extern struct zc_msg *outbox, **outbox_tail;
 extern struct zc_nogrant *zc_nogrant_chans;
 extern struct zc_park *zc_parked;
-extern uint64_t owner_live_pages;
 extern int revoke_owed;
 
 /* doubly-linked list helpers for owner grants and peer refs (same prev/next layout) */
@@ -166,6 +177,7 @@ extern int revoke_owed;
 
 /* shared between xm_zc.c, xm_zc_owner.c and xm_zc_peer.c, under zlock
  * unless said otherwise */
+struct zc_ep *zep_of(const xm_channel_t *ch);   /* never NULL for a served channel */
 void zsend(xm_channel_t *ch, uint16_t type, const void *p, size_t len);
 int outbox_flush(xm_endpoint_t *ep);   /* without zlock */
 void zc_span(uint64_t base, uint64_t len, uint64_t *gs, uint64_t *ge);

@@ -25,7 +25,7 @@ void owner_grant_end(struct zc_owner_grant *o)
         free(o->g);
     }
     if (o->state == O_LIVE)
-        owner_live_pages -= o->npages;
+        o->zep->owner_live_pages -= o->npages;
     zst.owner_pages -= o->npages;
     LIST_UNLINK(ohead, otail, o);
     free(o);
@@ -36,7 +36,7 @@ void zc_revoke(struct zc_owner_grant *o)
     if (o->state != O_LIVE)
         return;
     o->state = O_INVAL_OWED;
-    owner_live_pages -= o->npages;
+    o->zep->owner_live_pages -= o->npages;
     revoke_owed = 1;
     __atomic_store_n(&xm_zc_work, 1, __ATOMIC_RELAXED);
 }
@@ -47,16 +47,20 @@ void zc_revoke(struct zc_owner_grant *o)
  * for its own next chunk would make a message larger than the table
  * cycle through it, every chunk granted and withdrawn again each time;
  * keeping them, the chunks that fit keep hitting and the rest take the
- * ring.  keep_id 0: no exception. */
-static void owner_shrink(uint64_t want, const struct zc_owner_grant *keep, uint64_t keep_id)
+ * ring.  keep_id 0: no exception.  The cap is z's own and takes only
+ * z's grants; the grant table is the domain's, so exhaustion takes any. */
+static void owner_shrink(struct zc_ep *z, uint64_t want, const struct zc_owner_grant *keep,
+                         uint64_t keep_id)
 {
-    uint64_t cap = zcfg.owner_cache_bytes / XM_PAGE_SIZE, freed = 0;
+    uint64_t cap = z->cfg.owner_cache_bytes / XM_PAGE_SIZE, freed = 0;
 
     for (struct zc_owner_grant *o = ohead; o; o = o->next) {
         if (o == keep || o->state != O_LIVE || (keep_id && o->id == keep_id))
             continue;
-        if (freed >= want && owner_live_pages <= cap)
+        if (freed >= want && z->owner_live_pages <= cap)
             break;
+        if (freed >= want && o->zep != z)
+            continue;
         freed += o->npages;
         zc_revoke(o);
     }
@@ -202,6 +206,7 @@ void owner_greq(xm_channel_t *ch, const void *data, size_t len)
         goto reply;
     }
     o->ch = ch;
+    o->zep = zep_of(ch);
     o->hv = xm_endpoint_hv(xm_chan_endpoint(ch));
     o->id = q.id;
     o->chunk = q.chunk;
@@ -237,7 +242,7 @@ void owner_greq(xm_channel_t *ch, const void *data, size_t len)
         }
         if (rc == -ENOSPC) {
             zst.nospc++;
-            owner_shrink(np, NULL, q.id);   /* room for the next request */
+            owner_shrink(zep_of(ch), np, NULL, q.id);   /* room for the next request */
         }
         goto reply;
     }
@@ -248,9 +253,9 @@ granted:
     o->gen = zc_next_gen++;
     o->state = O_LIVE;
     LIST_APPEND(ohead, otail, o);
-    owner_live_pages += np;
+    o->zep->owner_live_pages += np;
     zst.owner_pages += np;
-    owner_shrink(0, o, 0);
+    owner_shrink(o->zep, 0, o, 0);
     rep.h.gen = o->gen;
     rep.h.npages = np;
     memcpy(rep.refs, o->refs, np * sizeof(uint32_t));

@@ -74,21 +74,24 @@ static int peer_refs_copy(xm_channel_t *ch, const struct zc_peer_refs *e, uint64
 
 void peer_refs_free(struct zc_peer_refs *e)
 {
-    if (e->state == P_LIVE)
+    if (e->state == P_LIVE) {
         zst.peer_pages -= e->npages;
+        e->zep->peer_pages -= e->npages;
+    }
     LIST_UNLINK(phead, ptail, e);
     free(e);
 }
 
-/* Evict least recently used entries beyond the cap, telling the owners. */
-static void peer_shrink(const struct zc_peer_refs *keep)
+/* Evict z's least recently used entries beyond z's cap, telling the
+ * owners: on z's channels, so from z's own thread. */
+static void peer_shrink(struct zc_ep *z, const struct zc_peer_refs *keep)
 {
-    uint64_t cap = zcfg.peer_cache_bytes / XM_PAGE_SIZE;
+    uint64_t cap = z->cfg.peer_cache_bytes / XM_PAGE_SIZE;
     struct zc_peer_refs *e = phead, *nx;
 
-    for (; e && zst.peer_pages > cap; e = nx) {
+    for (; e && z->peer_pages > cap; e = nx) {
         nx = e->next;
-        if (e == keep || e->state != P_LIVE)
+        if (e == keep || e->state != P_LIVE || e->zep != z)
             continue;
         struct xm_zc_grant_ref m = { e->id, e->chunk, e->gen };
         zsend(e->ch, XM_REC_ZC_REL, &m, sizeof(m));
@@ -108,7 +111,7 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
 
     /* a domain cannot grant to itself: two processes of one VM use the
      * ring (or, above us, the VM's own shared memory) */
-    if (zcfg.disable || xm_chan_peer_dom(ch) == xm_hv_domid(xm_endpoint_hv(xm_chan_endpoint(ch))))
+    if (xm_chan_peer_dom(ch) == xm_hv_domid(xm_endpoint_hv(xm_chan_endpoint(ch))))
         return -ENOTSUP;
     if (n == 0 || dir > XM_ZC_PUT || xm_zc_piece(base, len, raddr, n, &zc) != n || !zc)
         return -EINVAL;
@@ -122,6 +125,11 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
         return -EINVAL;
 
     pthread_mutex_lock(&zlock);
+    struct zc_ep *z = zep_of(ch);
+    if (!z || z->cfg.disable) {
+        pthread_mutex_unlock(&zlock);
+        return -ENOTSUP;   /* not attached, or switched off on this endpoint */
+    }
     for (struct zc_nogrant *g = zc_nogrant_chans; g; g = g->next)
         if (g->ch == ch) {
             pthread_mutex_unlock(&zlock);
@@ -168,6 +176,7 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
             return -ENOMEM;
         }
         e->ch = ch;
+        e->zep = z;
         e->id = id;
         e->chunk = (uint32_t)chunk;
         e->rw = rw;
@@ -260,8 +269,9 @@ void peer_grep(xm_channel_t *ch, const void *data, size_t len,
     e->gen = h.gen;
     e->state = P_LIVE;
     zst.peer_pages += e->npages;
+    e->zep->peer_pages += e->npages;
     peer_refs_run_waiters(ch, e, 0, dl);
-    peer_shrink(e);
+    peer_shrink(e->zep, e);
 }
 
 void peer_inval(xm_channel_t *ch, const void *data, size_t len)

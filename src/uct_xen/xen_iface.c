@@ -67,13 +67,13 @@ ucs_config_field_t uct_xen_iface_config_table[] = {
      ucs_offsetof(uct_xen_iface_config_t, zcopy_min), UCS_CONFIG_TYPE_MEMUNITS},
 
     {"GRANT_CACHE", "64m",
-     "Soft cap on the memory this process keeps granted to peers for zero-copy; over it,\n"
-     "the least recently granted chunks are withdrawn.  Process-wide.",
+     "Soft cap on the memory this iface's channels keep granted to peers for zero-copy;\n"
+     "over it, its least recently granted chunks are withdrawn.",
      ucs_offsetof(uct_xen_iface_config_t, grant_cache), UCS_CONFIG_TYPE_MEMUNITS},
 
     {"PEER_CACHE", "64m",
-     "Cap on the peers' grants this process keeps for reuse (its software I/O TLB); over\n"
-     "it, the least recently used are released.  Process-wide.",
+     "Cap on the peers' grants this iface keeps for reuse (its software I/O TLB); over\n"
+     "it, its least recently used are released.",
      ucs_offsetof(uct_xen_iface_config_t, peer_cache), UCS_CONFIG_TYPE_MEMUNITS},
 
     {"EVENTS", "y",
@@ -599,7 +599,6 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
                                                        uct_xen_iface_config_t);
     xm_ep_params_t ep_params = {0};
     xm_xfer_params_t xfer_params = {0};
-    xm_zc_config_t zc_cfg    = {0};
     ucs_status_t status;
     int rc;
 
@@ -669,17 +668,14 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     }
     xfer_params.rma_max = self->config.rma_max;
     xfer_params.zcopy   = cfg->zcopy;
+    xfer_params.grant_cache = cfg->grant_cache;
+    xfer_params.peer_cache  = cfg->peer_cache;
     rc = xm_xfer_attach(self->xep, &xfer_params, &self->xfer);
     if (rc < 0) {
         ucs_error("xen: RMA and zero-copy on the endpoint: %s", strerror(-rc));
         status = UCS_ERR_NO_DEVICE;
         goto err_ep_close;
     }
-    /* the caches are process-wide: the last iface opened sizes them;
-     * whether this iface uses zero-copy at all is its own (xm_xfer) */
-    zc_cfg.owner_cache_bytes = cfg->grant_cache;
-    zc_cfg.peer_cache_bytes  = cfg->peer_cache;
-    xm_zc_configure(&zc_cfg);
 
     ucs_debug("xen: iface %p: %s backend, host hash %016" PRIx64 ", domain %u "
               "endpoint %u, seg %zu short %zu", self, xm_hv_backend_name(self->hv),

@@ -146,9 +146,11 @@ static struct {
     struct tapmsg q[TAPQ];
 } tap;
 
+static xm_service_t tap_real;   /* the zero-copy service behind the tap */
+
 static void tap_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len)
 {
-    const xm_service_t *real = xm_zc_service();
+    const xm_service_t *real = &tap_real;
 
     if (tap.mode != TAP_OFF) {
         if (tap.tail - tap.head < TAPQ) {
@@ -167,8 +169,12 @@ static void tap_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *dat
 /* the real service with the tap in front of its receive side */
 static int tap_attach(xm_endpoint_t *ep)
 {
-    xm_service_t s = *xm_zc_service();
+    xm_service_t s;
+    int rc = xm_zc_service(ep, NULL, &s);
 
+    if (rc)
+        return rc;
+    tap_real = s;
     s.recv = tap_recv;
     return xm_endpoint_add_service(ep, &s);
 }
@@ -412,7 +418,7 @@ static void owner_cmd(const struct cmd *c, struct rep *r, int *hold)
         break;
     case OP_CONFIG: {
         xm_zc_config_t cfg = { a[0], a[1], (int)a[2] };
-        xm_zc_configure(&cfg);
+        xm_zc_configure(me.ep, &cfg);
         break;
     }
     case OP_WAIT_GONE: {
@@ -770,9 +776,9 @@ static int peer_basic(const void *arg)
     CHECK_EQ(zcopy(id, base, len, gs, tmp, 10, 2, &e), -EINVAL);
     CHECK_EQ(zcopy(id, 0, 1ull << 60, 1ull << 53, tmp, 10, GET, &e), -EINVAL);    /* chunk > 32 bits */
     xm_zc_config_t off_cfg = { 0, 0, 1 }, on_cfg = { 0, 0, 0 };
-    xm_zc_configure(&off_cfg);
+    xm_zc_configure(me.ep, &off_cfg);
     CHECK_EQ(zcopy(id, base, len, gs, tmp, 10, GET, &e), -ENOTSUP);
-    xm_zc_configure(&on_cfg);
+    xm_zc_configure(me.ep, &on_cfg);
     CHECK_EQ(zcopy(id, base, len, gs, tmp, 10, GET, &e), 0);
     CHECK_EQ(mism(tmp, gs, 10, seed), 0);
     xm_zc_stats_t p3 = zs();
@@ -1057,7 +1063,7 @@ static int peer_evict_peer(const void *arg)
     int sync;
 
     peer_connect(RING_PAGES);
-    xm_zc_configure(&cfg);
+    xm_zc_configure(me.ep, &cfg);
     base = alloc_slot(0, len, 0, seed);
     id = reg_slot(0, RD, 0, len);
     uint8_t *lb = malloc(len);
@@ -1892,7 +1898,7 @@ static xm_endpoint_t *extra_endpoint(const xm_service_t *svc, xm_channel_t **ch)
     double end = now() + 20;
 
     REQUIRE_EQ(xm_endpoint_open(me.hv, &p, &ep), 0);
-    REQUIRE_EQ(svc ? xm_endpoint_add_service(ep, svc) : xm_zc_attach(ep), 0);
+    REQUIRE_EQ(svc ? xm_endpoint_add_service(ep, svc) : xm_zc_attach(ep, NULL), 0);
     REQUIRE_EQ(xm_endpoint_connect(ep, (uint32_t)r->v[0], (uint32_t)r->v[1], ch), 0);
     while (xm_chan_state(*ch) == XM_CH_CONNECTING && now() < end) {
         xm_endpoint_progress(ep);
@@ -1931,10 +1937,12 @@ static int peer_bad_cons_under_lock(const void *arg)
     return 0;
 }
 
-/* A peer cache eviction caused on one endpoint's channel (its GREP made
- * room) returns grants of another endpoint's channel: that REL waits for
- * its own endpoint's progress, the only thread that writes its ring. */
-static int peer_rel_on_own_endpoint(const void *arg)
+/* Each endpoint has its own caches and settings: me.ep keeps one chunk,
+ * a second endpoint the default.  Caching on the second evicts nothing of
+ * me.ep's (a REL from its progress would write me.ep's ring, which only
+ * me.ep's thread does); me.ep over its own cap evicts its own, from its
+ * own progress. */
+static int peer_caps_per_endpoint(const void *arg)
 {
     const uint64_t len = 2 * CHUNK, seed = 121;
     xm_zc_config_t cfg = { .peer_cache_bytes = CHUNK };
@@ -1942,36 +1950,46 @@ static int peer_rel_on_own_endpoint(const void *arg)
     xm_endpoint_t *ep2;
     xm_chan_stats_t c0, c1;
     uint64_t base, id;
-    struct op o;
     uint8_t *lb = malloc(CHUNK);
-    xm_zc_stats_t p0;
+    xm_zc_stats_t p0, p1;
 
     REQUIRE(lb);
     peer_connect(RING_PAGES);
-    xm_zc_configure(&cfg);
+    CHECK_EQ(xm_zc_configure(me.ep, &cfg), 0);
     base = alloc_slot(0, len, 0, seed);
     id = reg_slot(0, RD, 0, len);
     CHECK_EQ(copy1(id, base, len, base, lb, CHUNK, GET, NULL), 0);   /* chunk 0, via me.ep */
     ep2 = extra_endpoint(NULL, &ch2);
     xm_chan_get_stats(me.ch, &c0);
     p0 = zs();
-    memset(&o, 0, sizeof(o));
-    CHECK_EQ(xm_zc_copy(ch2, id, base, len, base + CHUNK, lb, CHUNK, GET, op_cb, &o),
-             -EINPROGRESS);
-    for (double end = now() + 20; !o.done && now() < end;)
-        if (xm_endpoint_progress(ep2) <= 0)
-            usleep(50);
-    CHECK_EQ(o.done, 1);
-    CHECK_EQ(o.status, 0);
-    CHECK_EQ(mism(lb, base + CHUNK, CHUNK, seed), 0);
-    CHECK_EQ(zs().releases - p0.releases, 1);   /* chunk 0 of me.ch evicted */
-    xm_chan_get_stats(me.ch, &c1);
-    CHECK_EQ(c1.msgs_sent, c0.msgs_sent);   /* not written from ep2's progress */
+    for (unsigned k = 0; k < 2; k++) {   /* chunks 1 and 0 on ep2: both stay */
+        struct op o = { 0 };
+        uint64_t at = base + (1 - k) * CHUNK;
+
+        CHECK_EQ(xm_zc_copy(ch2, id, base, len, at, lb, CHUNK, GET, op_cb, &o), -EINPROGRESS);
+        for (double end = now() + 20; !o.done && now() < end;)
+            if (xm_endpoint_progress(ep2) <= 0)
+                usleep(50);
+        CHECK_EQ(o.done, 1);
+        CHECK_EQ(o.status, 0);
+        CHECK_EQ(mism(lb, at, CHUNK, seed), 0);
+    }
+    p1 = zs();
+    CHECK_EQ(p1.releases - p0.releases, 0);    /* ep2's cap is not me.ep's */
+    CHECK_EQ(p1.peer_pages - p0.peer_pages, 2 * CPAGES);
     pump(3);
     xm_chan_get_stats(me.ch, &c1);
-    CHECK_EQ(c1.msgs_sent, c0.msgs_sent + 1);   /* the REL, from its own endpoint */
-    CHECK_EQ(ozs(0).owner_pages, CPAGES);       /* and the owner ended that grant */
+    CHECK_EQ(c1.msgs_sent, c0.msgs_sent);      /* nothing written on me.ch */
+    CHECK_EQ(copy1(id, base, len, base, lb, CHUNK, GET, NULL), 0);
+    CHECK_EQ(zs().hits - p1.hits, 1);          /* me.ep's chunk 0 is still there */
+    CHECK_EQ(copy1(id, base, len, base + CHUNK, lb, CHUNK, GET, NULL), 0);
+    CHECK_EQ(mism(lb, base + CHUNK, CHUNK, seed), 0);
+    CHECK_EQ(zs().releases - p1.releases, 1);  /* me.ep over its own cap */
+    pump(3);
+    CHECK_EQ(ozs(0).owner_pages, 3 * CPAGES);  /* the owner ended that grant */
     xm_endpoint_close(ep2);
+    pump(3);
+    CHECK_EQ(zs().peer_pages, CPAGES);         /* ep2's went with it */
     free(lb);
     node_close();
     return 0;
@@ -2011,8 +2029,8 @@ static int peer_order_many_blocked(const void *arg)
     id = reg_slot(0, RD, 0, len);
     memset(order_seen, 0, sizeof(order_seen));
     for (unsigned i = 0; i < NORDER; i++) {
-        xm_service_t svc = { XM_REC_ZC_FIRST, XM_REC_ZC_LAST, order_recv, NULL, NULL, NULL,
-                             (void *)(uintptr_t)i };
+        xm_service_t svc = { .first_type = XM_REC_ZC_FIRST, .last_type = XM_REC_ZC_LAST,
+                             .recv = order_recv, .arg = (void *)(uintptr_t)i };
         eps[i] = extra_endpoint(&svc, &chs[i]);
     }
     RPC(OP_HOLD, 0);   /* the owner reads all of it in one go */
@@ -2240,7 +2258,7 @@ static void test_bad_cons_under_lock(void **state)
     const struct owner_opts oo = { NULL, 1, NULL };
     run_pair(peer_bad_cons_under_lock, NULL, &oo, 0);
 }
-static void test_rel_on_own_endpoint(void **state) { run_pair(peer_rel_on_own_endpoint, NULL, NULL, 0); }
+static void test_caps_per_endpoint(void **state) { run_pair(peer_caps_per_endpoint, NULL, NULL, 0); }
 static void test_order_many_blocked(void **state)
 {
     const struct owner_opts oo = { NULL, 1, NULL };
@@ -2533,7 +2551,7 @@ int main(void)
         cmocka_unit_test(test_owner_gone),
         cmocka_unit_test(test_copy_on_dead_channel),
         cmocka_unit_test(test_bad_cons_under_lock),
-        cmocka_unit_test(test_rel_on_own_endpoint),
+        cmocka_unit_test(test_caps_per_endpoint),
         cmocka_unit_test(test_order_many_blocked),
     };
     return cmocka_run_group_tests_name("zc", tests, setup, teardown);
