@@ -181,7 +181,7 @@ fi
 # against the headers of the kernel the real-Xen harness boots, so the QEMU
 # run below loads it in every domain and runs its test there (xen/kgrant).
 echo "== kernel module xenmpi_grant: build, uapi header, dkms, refusal without Xen"
-KMOD_KVER=$(make -s -C "$SRC/kernel" kver 2>/dev/null)
+KMOD_KVER=$(make -s --no-print-directory -C "$SRC/kernel" kver 2>/dev/null)
 if make -C "$B" kmod >"$LOGDIR/kmod-build.log" 2>&1; then
     if grep -qiE '(^|[^[:alnum:]_-])warning' "$LOGDIR/kmod-build.log"; then
         result "kernel/build for ${KMOD_KVER:-?} (warnings, see $LOGDIR/kmod-build.log)" FAIL
