@@ -1,0 +1,2 @@
+#include "mpidimpl.h"
+/* placeholder */

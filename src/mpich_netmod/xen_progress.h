@@ -1,0 +1,4 @@
+#ifndef XEN_PROGRESS_H_INCLUDED
+#define XEN_PROGRESS_H_INCLUDED
+/* placeholder */
+#endif
