@@ -1,4 +1,86 @@
+/*
+ * xen_am.h - the active-message contract of ch4 (ch4_api.txt), over
+ * MPIDI_XEN_send (xen_am.c).
+ */
 #ifndef XEN_AM_H_INCLUDED
 #define XEN_AM_H_INCLUDED
-/* placeholder */
-#endif
+
+#include "xen_impl.h"
+
+MPL_STATIC_INLINE_PREFIX int MPIDI_NM_am_isend(int rank, MPIR_Comm * comm, int handler_id,
+                                               const void *am_hdr, MPI_Aint am_hdr_sz,
+                                               const void *data, MPI_Aint count,
+                                               MPI_Datatype datatype, int src_vci, int dst_vci,
+                                               MPIR_Request * sreq)
+{
+    return MPIDI_XEN_send(rank, comm, handler_id, am_hdr, am_hdr_sz, data, count, datatype,
+                          src_vci, dst_vci, sreq);
+}
+
+MPL_STATIC_INLINE_PREFIX int MPIDI_NM_am_isend_reply(MPIR_Comm * comm, int src_rank,
+                                                     int handler_id, const void *am_hdr,
+                                                     MPI_Aint am_hdr_sz, const void *data,
+                                                     MPI_Aint count, MPI_Datatype datatype,
+                                                     int src_vci, int dst_vci,
+                                                     MPIR_Request * sreq)
+{
+    return MPIDI_XEN_send(src_rank, comm, handler_id, am_hdr, am_hdr_sz, data, count, datatype,
+                          src_vci, dst_vci, sreq);
+}
+
+MPL_STATIC_INLINE_PREFIX int MPIDI_NM_am_send_hdr(int rank, MPIR_Comm * comm, int handler_id,
+                                                  const void *am_hdr, MPI_Aint am_hdr_sz,
+                                                  int src_vci, int dst_vci)
+{
+    return MPIDI_XEN_send(rank, comm, handler_id, am_hdr, am_hdr_sz, NULL, 0, MPI_BYTE,
+                          src_vci, dst_vci, NULL);
+}
+
+MPL_STATIC_INLINE_PREFIX int MPIDI_NM_am_send_hdr_reply(MPIR_Comm * comm, int src_rank,
+                                                        int handler_id, const void *am_hdr,
+                                                        MPI_Aint am_hdr_sz, int src_vci,
+                                                        int dst_vci)
+{
+    return MPIDI_XEN_send(src_rank, comm, handler_id, am_hdr, am_hdr_sz, NULL, 0, MPI_BYTE,
+                          src_vci, dst_vci, NULL);
+}
+
+MPL_STATIC_INLINE_PREFIX MPI_Aint MPIDI_NM_am_hdr_max_sz(void)
+{
+    return MPIDI_XEN_AM_HDR_MAX;
+}
+
+MPL_STATIC_INLINE_PREFIX MPI_Aint MPIDI_NM_am_eager_limit(void)
+{
+    return MPIDI_XEN_EAGER_LIMIT;
+}
+
+MPL_STATIC_INLINE_PREFIX MPI_Aint MPIDI_NM_am_eager_buf_limit(void)
+{
+    return MPIDI_XEN_EAGER_LIMIT + MPIDI_XEN_AM_HDR_MAX;
+}
+
+MPL_STATIC_INLINE_PREFIX bool MPIDI_NM_am_check_eager(MPI_Aint am_hdr_sz, MPI_Aint data_sz,
+                                                      const void *data, MPI_Aint count,
+                                                      MPI_Datatype datatype, MPIR_Request * sreq)
+{
+    return (am_hdr_sz + data_sz) <= MPIDI_XEN_EAGER_LIMIT;
+}
+
+MPL_STATIC_INLINE_PREFIX MPIDIG_recv_data_copy_cb MPIDI_NM_am_get_data_copy_cb(uint32_t attr)
+{
+    return NULL;   /* no transport rendezvous: data always comes with the message */
+}
+
+MPL_STATIC_INLINE_PREFIX void MPIDI_NM_am_request_init(MPIR_Request * req)
+{
+    req->dev.ch4.am.netmod_am.xen.op = NULL;
+}
+
+MPL_STATIC_INLINE_PREFIX void MPIDI_NM_am_request_finalize(MPIR_Request * req)
+{
+    if (req->dev.ch4.am.netmod_am.xen.op)
+        MPIDI_XEN_request_free_op(req);
+}
+
+#endif /* XEN_AM_H_INCLUDED */

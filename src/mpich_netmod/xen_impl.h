@@ -1,4 +1,99 @@
+/*
+ * xen_impl.h - the xen netmod's internals: active messages over the
+ * xenmpi core's channels (xm_channel.h).
+ *
+ * Every rank opens one core endpoint; addresses (host hash, domain,
+ * endpoint id: xm_ep_addr_t) are exchanged through PMI at init.  A rank
+ * sends to a peer on the channel it started itself (connected on the first
+ * send) and receives on the channels its peers started, so each direction
+ * is one ordered ring.  A message is the netmod header, the MPIDIG header
+ * and the data, cut into records of at most the ring's message size:
+ * MPIDI_XEN_REC_AM first, MPIDI_XEN_REC_MORE for the rest, contiguous on
+ * the ring because a peer's sends leave in order from one queue.
+ */
 #ifndef XEN_IMPL_H_INCLUDED
 #define XEN_IMPL_H_INCLUDED
-/* placeholder */
-#endif
+
+#include "mpidimpl.h"
+#include <xm_channel.h>
+
+/* Record types of the netmod (xm_wire.h's adapter range). */
+enum {
+    MPIDI_XEN_REC_AM = 1,    /* MPIDI_XEN_hdr_t, then the first bytes of header and data */
+    MPIDI_XEN_REC_MORE = 2,  /* the next bytes of the message being received */
+    MPIDI_XEN_REC_BYE = 3,   /* the sender finalizes: its channels close in order */
+};
+
+typedef struct MPIDI_XEN_hdr {
+    uint16_t handler_id;
+    uint8_t src_vci, dst_vci;
+    uint32_t am_hdr_sz;      /* MPIDIG header bytes that follow */
+    uint64_t data_sz;        /* data bytes after them */
+} MPIDI_XEN_hdr_t;
+
+/* Largest MPIDIG header, and the eager limit MPIDIG asks about: messages
+ * up to it are sent at once and buffered by the receiver if unexpected
+ * (MPIR_CVAR_CH4_AM_PACK_BUFFER_SIZE bounds that buffer). */
+#define MPIDI_XEN_AM_HDR_MAX  (64 * 1024)
+#define MPIDI_XEN_EAGER_LIMIT (16 * 1024)
+
+/* A send in the queue of its peer: the netmod and MPIDIG headers copied,
+ * the data still in the user's buffer (packed as it goes onto the ring). */
+typedef struct MPIDI_XEN_op {
+    struct MPIDI_XEN_op *next;
+    MPIR_Request *sreq;          /* completed (origin callback) once all of it left */
+    int handler_id;
+    const void *data;
+    MPI_Aint count;
+    MPI_Datatype datatype;
+    const char *contig;          /* the data's first byte when contiguous, else NULL */
+    size_t hlen, total;          /* headers, headers + data */
+    size_t off;                  /* bytes of the message on the ring */
+    char hdr[];                  /* MPIDI_XEN_hdr_t, then the MPIDIG header */
+} MPIDI_XEN_op_t;
+
+typedef struct MPIDI_XEN_peer {
+    int rank;                    /* in MPI_COMM_WORLD */
+    xm_ep_addr_t addr;
+    xm_channel_t *ch;            /* the channel we send on (ours), NULL until the first send */
+    MPIDI_XEN_op_t *head, **tail;   /* queued sends, in order */
+    struct MPIDI_XEN_peer *next_busy;
+    int busy;                    /* on the busy list */
+    int said_bye;                /* it finalized: its channels going down is no failure */
+} MPIDI_XEN_peer_t;
+
+/* What arrives on one channel a peer sends on: the message in reassembly. */
+typedef struct MPIDI_XEN_rx {
+    struct MPIDI_XEN_rx *next;
+    xm_channel_t *ch;
+    MPIDI_XEN_hdr_t h;
+    char *buf;                   /* MPIDIG header + data, NULL between messages */
+    size_t got, need;
+} MPIDI_XEN_rx_t;
+
+typedef struct {
+    xm_hv_t *hv;
+    xm_endpoint_t *ep;
+    xm_ep_addr_t addr;
+    int rank, size;
+    MPIDI_XEN_peer_t *peers;     /* one per world rank */
+    MPIDI_XEN_peer_t *busy;      /* peers with queued sends */
+    MPIDI_XEN_rx_t *rx;
+    int closing;
+} MPIDI_XEN_global_t;
+
+extern MPIDI_XEN_global_t MPIDI_XEN_global;
+
+void MPIDI_XEN_recv_cb(void *arg, xm_channel_t * ch, uint16_t type, const void *data,
+                       size_t len);
+void MPIDI_XEN_event_cb(void *arg, xm_channel_t * ch, enum xm_chan_event ev);
+/* Send everything queued and see it consumed, then BYE on every channel. */
+int MPIDI_XEN_drain(void);
+
+int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hdr,
+                   MPI_Aint am_hdr_sz, const void *data, MPI_Aint count,
+                   MPI_Datatype datatype, int src_vci, int dst_vci, MPIR_Request * sreq);
+int MPIDI_XEN_progress(void);
+void MPIDI_XEN_request_free_op(MPIR_Request * req);
+
+#endif /* XEN_IMPL_H_INCLUDED */

@@ -1,2 +1,125 @@
+/*
+ * xen_init.c - the xen netmod's init and finalize: the core endpoint, the
+ * address exchange and the one-host check.
+ */
 #include "mpidimpl.h"
-/* placeholder */
+#include "xen_impl.h"
+#include "xen_noinline.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+int MPIDI_XEN_init_local(int *tag_bits)
+{
+    *tag_bits = MPIR_TAG_BITS_DEFAULT;   /* MPIDIG matches: no transport tag field */
+    return MPI_SUCCESS;
+}
+
+/* Every rank this netmod serves (on another node in MPICH's view) must
+ * be on our host: a Xen channel cannot leave it. */
+static int check_one_host(void)
+{
+    const xm_ep_addr_t *me = &MPIDI_XEN_global.addr;
+    int *node_map = MPIR_Process.node_map, bad = 0;
+
+    for (int i = 0; i < MPIDI_XEN_global.size; i++) {
+        const xm_ep_addr_t *a = &MPIDI_XEN_global.peers[i].addr;
+        if (node_map[i] == node_map[MPIDI_XEN_global.rank] || a->host_hash == me->host_hash)
+            continue;
+        if (bad++ < 8)
+            fprintf(stderr, "xen netmod: rank %d is on host %016" PRIx64 ", rank %d on host %016"
+                    PRIx64 ": a Xen channel joins VMs of one host only\n", i, a->host_hash,
+                    MPIDI_XEN_global.rank, me->host_hash);
+    }
+    if (!bad)
+        return MPI_SUCCESS;
+    fprintf(stderr, "xen netmod: %d rank(s) on other hosts. For a job across hosts use "
+            "Debian's MPICH (ch4:ucx) with UCX_TLS=xen,tcp (xenmpi-run), which takes xen "
+            "between the VMs of one host and tcp between hosts\n", bad);
+    return MPI_ERR_OTHER;
+}
+
+int MPIDI_XEN_init_world(void)
+{
+    int mpi_errno = MPI_SUCCESS, rc, len = 0;
+    xm_ep_params_t ep_params = { 0 };
+    void *table = NULL;
+
+    MPIDI_XEN_global.rank = MPIR_Process.rank;
+    MPIDI_XEN_global.size = MPIR_Process.size;
+    if (MPIR_CVAR_CH4_ROOTS_ONLY_PMI) {
+        fprintf(stderr, "xen netmod: MPIR_CVAR_CH4_ROOTS_ONLY_PMI is not supported: unset it\n");
+        MPIR_ERR_SETANDJUMP1(mpi_errno, MPI_ERR_OTHER, "**notimpl", "**notimpl %s",
+                             "xen netmod with MPIR_CVAR_CH4_ROOTS_ONLY_PMI");
+    }
+    rc = xm_hv_open(&MPIDI_XEN_global.hv);
+    if (rc < 0) {
+        /* the core has said which backend and why */
+        fprintf(stderr, "xen netmod: rank %d: no hypervisor interface (XENMPI_BACKEND)\n",
+                MPIDI_XEN_global.rank);
+        MPIR_ERR_SETANDJUMP(mpi_errno, MPI_ERR_OTHER, "**other");
+    }
+    ep_params.recv_cb = MPIDI_XEN_recv_cb;
+    ep_params.event_cb = MPIDI_XEN_event_cb;
+    rc = xm_endpoint_open(MPIDI_XEN_global.hv, &ep_params, &MPIDI_XEN_global.ep);
+    if (rc == 0)
+        rc = xm_endpoint_addr(MPIDI_XEN_global.ep, &MPIDI_XEN_global.addr);
+    if (rc < 0) {
+        fprintf(stderr, "xen netmod: rank %d: opening the endpoint: %s\n",
+                MPIDI_XEN_global.rank, strerror(-rc));
+        MPIR_ERR_SETANDJUMP(mpi_errno, MPI_ERR_OTHER, "**other");
+    }
+
+    mpi_errno = MPIDU_bc_table_create(MPIDI_XEN_global.rank, MPIDI_XEN_global.size,
+                                      MPIR_Process.node_map, &MPIDI_XEN_global.addr,
+                                      (int) sizeof(xm_ep_addr_t), TRUE, 0, &table, &len);
+    MPIR_ERR_CHECK(mpi_errno);
+    MPIDI_XEN_global.peers = MPL_calloc(MPIDI_XEN_global.size, sizeof(MPIDI_XEN_peer_t),
+                                        MPL_MEM_ADDRESS);
+    MPIR_ERR_CHKANDJUMP1(!MPIDI_XEN_global.peers, mpi_errno, MPI_ERR_OTHER, "**nomem",
+                         "**nomem %s", "xen netmod peers");
+    for (int i = 0; i < MPIDI_XEN_global.size; i++) {
+        MPIDI_XEN_peer_t *p = &MPIDI_XEN_global.peers[i];
+        p->rank = i;
+        memcpy(&p->addr, (char *) table + (size_t) i * sizeof(xm_ep_addr_t), sizeof(p->addr));
+        p->tail = &p->head;
+        MPIDIU_get_av(0, i).netmod.xen.peer = p;
+    }
+    MPIDU_bc_table_destroy();
+    mpi_errno = check_one_host();
+    MPIR_ERR_CHECK(mpi_errno);
+    if (MPIR_CVAR_DEBUG_SUMMARY && MPIDI_XEN_global.rank == 0)
+        printf("==== xen netmod: host %016" PRIx64 ", %s backend, %zu-byte messages ====\n",
+               MPIDI_XEN_global.addr.host_hash, xm_hv_backend_name(MPIDI_XEN_global.hv),
+               xm_endpoint_max_msg(MPIDI_XEN_global.ep));
+  fn_exit:
+    return mpi_errno;
+  fn_fail:
+    goto fn_exit;
+}
+
+int MPIDI_XEN_post_init(void)
+{
+    return MPI_SUCCESS;
+}
+
+int MPIDI_XEN_mpi_finalize_hook(void)
+{
+    int mpi_errno = MPIDI_XEN_drain();
+
+    MPIDI_XEN_global.closing = 1;   /* peers going away now is no failure */
+    xm_endpoint_close(MPIDI_XEN_global.ep);
+    MPIDI_XEN_global.ep = NULL;
+    for (MPIDI_XEN_rx_t * r = MPIDI_XEN_global.rx, *nx; r; r = nx) {
+        nx = r->next;
+        MPL_free(r->buf);
+        MPL_free(r);
+    }
+    MPIDI_XEN_global.rx = NULL;
+    MPL_free(MPIDI_XEN_global.peers);
+    MPIDI_XEN_global.peers = NULL;
+    xm_hv_close(MPIDI_XEN_global.hv);
+    MPIDI_XEN_global.hv = NULL;
+    return mpi_errno;
+}
