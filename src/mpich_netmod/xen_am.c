@@ -55,7 +55,7 @@ static void lost_peer(const xm_channel_t * ch, const char *what)
 /* ---------------- sending ---------------- */
 
 /* Bytes [off, off + n) of the message (headers, then data) to dst. */
-static int copy_out(const MPIDI_XEN_op_t * op, size_t off, char *dst, size_t n)
+static int copy_out(const MPIDI_XEN_sendq_t * op, size_t off, char *dst, size_t n)
 {
     if (off < op->hlen) {
         size_t k = MPL_MIN(n, op->hlen - off);
@@ -79,7 +79,7 @@ static int copy_out(const MPIDI_XEN_op_t * op, size_t off, char *dst, size_t n)
     return mpi_errno;
 }
 
-static void op_done(MPIDI_XEN_peer_t * p, MPIDI_XEN_op_t * op)
+static void op_done(MPIDI_XEN_peer_t * p, MPIDI_XEN_sendq_t * op)
 {
     MPIR_Request *sreq = op->sreq;
     int handler_id = op->handler_id;
@@ -129,7 +129,7 @@ static int connect_peer(MPIDI_XEN_peer_t * p)
 /* Put as much of p's queue on the ring as fits; 1 when something waits. */
 static int push(MPIDI_XEN_peer_t * p, int *mpi_errno)
 {
-    MPIDI_XEN_op_t *op;
+    MPIDI_XEN_sendq_t *op;
 
     while ((op = p->head)) {
         while (op->off < op->total) {
@@ -161,6 +161,8 @@ static int push(MPIDI_XEN_peer_t * p, int *mpi_errno)
             xm_chan_commit(p->ch, op->off == 0 ? MPIDI_XEN_REC_AM : MPIDI_XEN_REC_MORE, n);
             op->off += n;
         }
+        MPIDI_XEN_global.msgs_sent++;
+        MPIDI_XEN_global.bytes_sent += op->total;
         op_done(p, op);
     }
     return 0;
@@ -181,7 +183,7 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
 {
     MPIDI_XEN_peer_t *p = peer_of_rank(comm, rank);
     MPIDI_XEN_hdr_t h;
-    MPIDI_XEN_op_t *op;
+    MPIDI_XEN_sendq_t *op;
     MPIR_Datatype *dt_ptr;
     MPI_Aint dt_true_lb;
     size_t data_sz = 0;
@@ -233,7 +235,7 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
  * being torn down: drop the queued send with it. */
 void MPIDI_XEN_request_free_op(MPIR_Request * req)
 {
-    MPIDI_XEN_op_t *op = req->dev.ch4.am.netmod_am.xen.op;
+    MPIDI_XEN_sendq_t *op = req->dev.ch4.am.netmod_am.xen.op;
 
     req->dev.ch4.am.netmod_am.xen.op = NULL;
     if (op)
@@ -270,6 +272,8 @@ static void deliver(const MPIDI_XEN_hdr_t * h, char *p)
 {
     uint32_t attr = 0;
 
+    MPIDI_XEN_global.msgs_recv++;
+    MPIDI_XEN_global.bytes_recv += sizeof(*h) + h->am_hdr_sz + h->data_sz;
     MPIDIG_AM_ATTR_SET_VCIS(attr, h->src_vci, h->dst_vci);
     MPIDIG_global.target_msg_cbs[h->handler_id] (p, p + h->am_hdr_sz, (MPI_Aint) h->data_sz,
                                                  attr, NULL);

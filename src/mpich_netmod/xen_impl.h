@@ -39,8 +39,8 @@ typedef struct MPIDI_XEN_hdr {
 
 /* A send in the queue of its peer: the netmod and MPIDIG headers copied,
  * the data still in the user's buffer (packed as it goes onto the ring). */
-typedef struct MPIDI_XEN_op {
-    struct MPIDI_XEN_op *next;
+typedef struct MPIDI_XEN_sendq {
+    struct MPIDI_XEN_sendq *next;
     MPIR_Request *sreq;          /* completed (origin callback) once all of it left */
     int handler_id;
     const void *data;
@@ -50,13 +50,13 @@ typedef struct MPIDI_XEN_op {
     size_t hlen, total;          /* headers, headers + data */
     size_t off;                  /* bytes of the message on the ring */
     char hdr[];                  /* MPIDI_XEN_hdr_t, then the MPIDIG header */
-} MPIDI_XEN_op_t;
+} MPIDI_XEN_sendq_t;
 
 typedef struct MPIDI_XEN_peer {
     int rank;                    /* in MPI_COMM_WORLD */
     xm_ep_addr_t addr;
     xm_channel_t *ch;            /* the channel we send on (ours), NULL until the first send */
-    MPIDI_XEN_op_t *head, **tail;   /* queued sends, in order */
+    MPIDI_XEN_sendq_t *head, **tail;   /* queued sends, in order */
     struct MPIDI_XEN_peer *next_busy;
     int busy;                    /* on the busy list */
     int said_bye;                /* it finalized: its channels going down is no failure */
@@ -80,6 +80,8 @@ typedef struct {
     MPIDI_XEN_peer_t *busy;      /* peers with queued sends */
     MPIDI_XEN_rx_t *rx;
     int closing;
+    /* messages and bytes (headers included) through this netmod */
+    uint64_t msgs_sent, bytes_sent, msgs_recv, bytes_recv;
 } MPIDI_XEN_global_t;
 
 extern MPIDI_XEN_global_t MPIDI_XEN_global;

@@ -5,9 +5,11 @@
 #include "mpidimpl.h"
 #include "xen_impl.h"
 #include "xen_noinline.h"
+#include "mpidu_bc.h"
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int MPIDI_XEN_init_local(int *tag_bits)
@@ -107,6 +109,14 @@ int MPIDI_XEN_post_init(void)
 int MPIDI_XEN_mpi_finalize_hook(void)
 {
     int mpi_errno = MPIDI_XEN_drain();
+    const char *st = getenv("XENMPI_NETMOD_STATS");
+
+    if (st && *st && strcmp(st, "0"))
+        fprintf(stderr, "xen netmod: rank %d (domain %u): sent %" PRIu64 " messages, %" PRIu64
+                " bytes; received %" PRIu64 " messages, %" PRIu64 " bytes\n",
+                MPIDI_XEN_global.rank, MPIDI_XEN_global.addr.domid,
+                MPIDI_XEN_global.msgs_sent, MPIDI_XEN_global.bytes_sent,
+                MPIDI_XEN_global.msgs_recv, MPIDI_XEN_global.bytes_recv);
 
     MPIDI_XEN_global.closing = 1;   /* peers going away now is no failure */
     xm_endpoint_close(MPIDI_XEN_global.ep);

@@ -1,0 +1,161 @@
+#!/bin/bash
+# MPI programs over the MPICH ch4 netmod "xen" (an MPICH built by
+# scripts/build-mpich.sh), ranks split into simulated VMs.
+#   usage: test/mpi/run-netmod-tests.sh <MPICH prefix> <build dir>
+# Compiles pingpong, collectives and onesided with <prefix>/bin/mpicc and
+# runs each in three layouts:
+#   netmod-<prog>-2x1: 2 ranks in 2 simulated VMs,
+#   netmod-<prog>-4x2: 4 ranks in 2 VMs (ranks 0,1 | 2,3: MPICH's posix shm
+#                      inside a VM, the netmod between them),
+#   netmod-<prog>-4x1: 4 ranks in 4 VMs;
+# then ping-pong up to 64 MiB (netmod-pingpong64m-2x1) and a rank killed
+# with SIGKILL in the middle of a ping-pong (netmod-peer-killed-2x1: the
+# survivor must abort naming the lost rank within 2 s).  A VM is a group of
+# the MPMD launch with its own XENMPI_SIM_DOMID; MPIR_CVAR_NUM_CLIQUES with
+# CLIQUES_BY_BLOCK makes MPICH see one node per VM.  Every run must show,
+# in the netmod's statistics (XENMPI_NETMOD_STATS=1), that the netmod
+# carried the traffic between VMs.
+# Prints one "PASS: mpi/<name>" or "FAIL: mpi/<name>" line per test and
+# exits non-zero if any failed.  Logs stay in <build dir>/test/mpi/netmod-logs/.
+# Environment: MPI_TEST_TIMEOUT (s per run, default 120), MPI_TEST_ONLY.
+set -u
+
+prefix=${1:-}
+bdir=${2:-}
+if [ -z "$prefix" ] || [ ! -x "$prefix/bin/mpiexec" ] || [ -z "$bdir" ]; then
+    echo "usage: $0 <MPICH prefix with bin/mpiexec> <build dir>" >&2
+    exit 2
+fi
+prefix=$(cd "$prefix" && pwd)
+src=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$bdir/test/mpi/netmod-logs" || exit 2
+bin=$(cd "$bdir/test/mpi" && pwd)
+logs=$bin/netmod-logs
+TMO=${MPI_TEST_TIMEOUT:-120}
+ONLY=${MPI_TEST_ONLY:-.}
+dom=$(( 30000 + ($$ % 1000) * 10 ))
+hosts=()
+failed=0
+
+cleanup() { local h; for h in "${hosts[@]}"; do rm -rf "/dev/shm/xenmpi-sim-$h"; done; }
+trap cleanup EXIT
+
+pass() { echo "PASS: mpi/$1"; }
+fail() {
+    echo "FAIL: mpi/$1${2:+ ($2)}"
+    failed=$((failed + 1))
+    [ -n "${3:-}" ] && [ -f "$3" ] && tail -25 "$3" | sed 's/^/    /'
+}
+
+declare -A built
+for p in pingpong collectives onesided; do
+    if timeout 120 "$prefix/bin/mpicc" -O2 -Wall -o "$bin/$p-netmod" "$src/$p.c" \
+            > "$logs/build-$p.log" 2>&1; then
+        built[$p]=1
+    else
+        fail "netmod-build-$p" "mpicc failed" "$logs/build-$p.log"
+    fi
+done
+
+# launch <ranks> <vms> <log> <command...>: ranks split into vms groups of
+# consecutive ranks, each group a simulated VM of its own domid
+launch() {
+    local n=$1 vms=$2 log=$3; shift 3
+    local host="netmod-$$-$RANDOM" ppv=$((n / vms)) args=() i
+    hosts+=("$host")
+    for ((i = 0; i < vms; i++)); do
+        [ $i -gt 0 ] && args+=(:)
+        args+=(-n "$ppv" -env XENMPI_SIM_DOMID $((dom + i)) "$@")
+    done
+    dom=$((dom + vms))
+    # more busy-polling ranks than cores: yield sooner (see run-mpi-tests.sh)
+    local yield=1000
+    [ "$n" -gt "$(nproc)" ] && yield=100
+    timeout --kill-after=10 "$TMO" "$prefix/bin/mpiexec" ${MPIEXEC_EXTRA:-} \
+        -genv XENMPI_SIM_HOST "$host" -genv XENMPI_NETMOD_STATS 1 \
+        -genv MPIR_CVAR_NUM_CLIQUES "$vms" -genv MPIR_CVAR_CLIQUES_BY_BLOCK 1 \
+        -genv MPIR_CVAR_POLLS_BEFORE_YIELD "$yield" \
+        "${args[@]}" > "$log" 2>&1
+}
+
+# netmod_bytes <log>: bytes all ranks received through the netmod
+netmod_bytes() {
+    sed -n 's/^xen netmod: rank [0-9]* (domain [0-9]*): .*received [0-9]* messages, \([0-9]*\) bytes$/\1/p' "$1" |
+        awk '{ s += $1 } END { print s + 0 }'
+}
+
+run() {   # run <name> <ranks> <vms> <min netmod bytes> <prog> [args...]
+    local name=$1 n=$2 vms=$3 min=$4 p=$5; shift 5
+    [[ $name =~ $ONLY ]] || return 0
+    [ -n "${built[$p]:-}" ] || { fail "$name" "not built"; return; }
+    local log=$logs/$name.log start=$SECONDS rc nb ranks
+    launch "$n" "$vms" "$log" "$bin/$p-netmod" "$@"
+    rc=$?
+    local t=$((SECONDS - start))
+    ranks=$(grep -c '^xen netmod: rank [0-9]* (domain' "$log")
+    nb=$(netmod_bytes "$log")
+    if [ $rc -ne 0 ]; then
+        fail "$name" "exit $rc after $t s" "$log"
+    elif ! grep -q "^$p: OK" "$log"; then
+        fail "$name" "no '$p: OK' line" "$log"
+    elif [ "$ranks" -ne "$n" ]; then
+        fail "$name" "netmod statistics from $ranks of $n ranks" "$log"
+    elif [ "$nb" -lt "$min" ]; then
+        fail "$name" "the netmod carried $nb bytes, expected at least $min" "$log"
+    else
+        pass "$name"
+        echo "#   $t s; the netmod carried $nb bytes"
+        grep "^$p: OK" "$log" | sed 's/^/#   /'
+        if [ "$p" = pingpong ]; then
+            grep -E '^ +(8|4096|65536|1048576|4194304|67108864) +[0-9]+ ' "$log" | sed 's/^/#   /'
+        fi
+    fi
+}
+
+for layout in 2x1 4x2 4x1; do
+    n=${layout%x*}; ppv=${layout#*x}; vms=$((n / ppv))
+    iters=1000; [ "$n" -gt 2 ] && iters=10
+    run netmod-pingpong-$layout "$n" "$vms" 4194304 pingpong "$iters"
+    run netmod-collectives-$layout "$n" "$vms" 1 collectives
+    run netmod-onesided-$layout "$n" "$vms" 1 onesided
+done
+run netmod-pingpong64m-2x1 2 2 67108864 pingpong 3 67108864
+
+# ---------------------------------------------------------------- peer killed
+name=netmod-peer-killed-2x1
+if [[ $name =~ $ONLY ]] && [ -n "${built[pingpong]:-}" ]; then
+    log=$logs/$name.log
+    start=$(date +%s.%N)
+    # hydra must leave the survivor alone: the netmod is what must notice
+    MPIEXEC_EXTRA=-disable-auto-cleanup launch 2 2 "$log" "$bin/pingpong-netmod" 100000000 65536 &
+    lpid=$!
+    # both ranks up, then into the timing loop (0 B, 10^8 iterations)
+    victim=
+    for _ in $(seq 100); do
+        [ "$(pgrep -c -f "pingpong-netmod 100000000")" -ge 2 ] && break
+        sleep 0.1
+    done
+    sleep 3
+    victim=$(pgrep -f -n "pingpong-netmod 100000000")
+    if [ -z "$victim" ]; then
+        kill -- -$lpid 2>/dev/null; wait $lpid
+        fail "$name" "the ping-pong did not start" "$log"
+    else
+        sleep 1
+        kill -9 "$victim"
+        killed=$(date +%s.%N)
+        wait $lpid
+        ended=$(date +%s.%N)
+        dt=$(echo "$ended - $killed" | bc)
+        if ! grep -q 'xen netmod: rank [01] lost rank [01]' "$log"; then
+            fail "$name" "no 'lost rank' error from the survivor" "$log"
+        elif [ "$(echo "$dt > 2.0" | bc)" = 1 ]; then
+            fail "$name" "the job ended $dt s after the kill (limit 2 s)" "$log"
+        else
+            pass "$name"
+            echo "#   ended $dt s after the kill: $(grep -m1 'lost rank' "$log")"
+        fi
+    fi
+fi
+
+exit $((failed > 0))
