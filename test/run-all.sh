@@ -5,6 +5,7 @@
 # failure.  XM_BUILD_DIR: the configured build tree (default ./build).
 #   XM_FUZZ_SECONDS  time per fuzz target (default 30)
 #   XM_SKIP_XEN=1    leave out the QEMU run (counted as skipped)
+#   XM_SKIP_MPICH=1  leave out the MPICH netmod runs (counted as skipped)
 set -u
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 B=$(cd "${XM_BUILD_DIR:-$SRC/build}" && pwd)
@@ -161,6 +162,15 @@ if [ -f "$B/.libs/libuct_xen.so" ]; then
     run_suite mpi "$SRC/test/mpi/run-mpi-tests.sh" "$B/.libs/libuct_xen.so" "$B"
 else
     result "mpi (libuct_xen not built: configure --with-ucx-src)" SKIP
+fi
+
+echo "== MPI over the MPICH ch4 netmod xen (MPICH built from Debian's source)"
+if [ "${XM_SKIP_MPICH:-0}" = 1 ]; then
+    result "mpi-netmod (XM_SKIP_MPICH=1)" SKIP
+elif [ -x "$B/mpich/bin/mpiexec" ]; then
+    run_suite mpi-netmod "$SRC/test/mpi/run-netmod-tests.sh" "$B/mpich" "$B"
+else
+    result "mpi-netmod (no MPICH with the netmod in $B/mpich: scripts/build-mpich.sh)" FAIL
 fi
 
 echo "== fuzzing peer-written formats (libFuzzer)"

@@ -6,10 +6,13 @@
 #include "xen_impl.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 MPIDI_XEN_global_t MPIDI_XEN_global;
+
+static int rndv_slot_take(MPIR_Request * sreq, uint64_t * cookie);
 
 /* A fragment smaller than this waits for more ring space instead (the
  * peer frees space in batches; tiny records only cost headers). */
@@ -183,11 +186,12 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
 {
     MPIDI_XEN_peer_t *p = peer_of_rank(comm, rank);
     MPIDI_XEN_hdr_t h;
+    MPIDI_XEN_rndv_t rv;
     MPIDI_XEN_sendq_t *op;
     MPIR_Datatype *dt_ptr;
     MPI_Aint dt_true_lb;
-    size_t data_sz = 0;
-    int dt_contig = 1, mpi_errno = MPI_SUCCESS;
+    size_t data_sz = 0, extra = 0;
+    int dt_contig = 1, rndv = 0, mpi_errno = MPI_SUCCESS;
 
     MPIR_Assert(p != NULL);
     MPIR_Assert(am_hdr_sz >= 0 && am_hdr_sz <= MPIDI_XEN_AM_HDR_MAX);
@@ -203,24 +207,51 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
     h.am_hdr_sz = (uint32_t) am_hdr_sz;
     h.data_sz = data_sz;
 
-    op = MPL_malloc(sizeof(*op) + sizeof(h) + am_hdr_sz, MPL_MEM_BUFFER);
+    /* chosen by am_check_eager: register the data, send where it is */
+    if (sreq && sreq->dev.ch4.am.netmod_am.xen.rndv[0] == 1 && data_sz && dt_contig) {
+        const void *buf = MPIR_get_contig_ptr(data, dt_true_lb);
+        uint64_t id, cookie;
+        int rc = xm_zc_reg(buf, data_sz, XM_ZC_REMOTE_READ, &id);
+
+        if (rc == 0 && (rc = rndv_slot_take(sreq, &cookie)) != 0)
+            xm_zc_dereg(id);
+        if (rc == 0) {
+            rv.rkey.id = id;
+            rv.rkey.base = (uint64_t) (uintptr_t) buf;
+            rv.rkey.len = data_sz;
+            rv.cookie = cookie;
+            sreq->dev.ch4.am.netmod_am.xen.rndv[1] = id;
+            sreq->dev.ch4.am.netmod_am.xen.rndv[2] = (uint64_t) handler_id;
+            h.handler_id |= MPIDI_XEN_HDR_RNDV;
+            extra = sizeof(rv);
+            rndv = 1;
+        } else {
+            fprintf(stderr, "xen netmod: registering %zu bytes for zero-copy: %s; sending "
+                    "through the ring\n", data_sz, strerror(-rc));
+        }
+        sreq->dev.ch4.am.netmod_am.xen.rndv[0] = rndv ? 2 : 0;
+    }
+
+    op = MPL_malloc(sizeof(*op) + sizeof(h) + am_hdr_sz + extra, MPL_MEM_BUFFER);
     MPIR_ERR_CHKANDJUMP1(op == NULL, mpi_errno, MPI_ERR_OTHER, "**nomem", "**nomem %s",
                          "xen netmod send");
     op->next = NULL;
-    op->sreq = sreq;
+    op->sreq = rndv ? NULL : sreq;   /* a rendezvous completes on the acknowledgement */
     op->handler_id = handler_id;
     op->data = data;
     op->count = count;
     op->datatype = datatype;
     op->contig = (data_sz && dt_contig) ? (const char *) MPIR_get_contig_ptr(data, dt_true_lb)
                                         : NULL;
-    op->hlen = sizeof(h) + (size_t) am_hdr_sz;
-    op->total = op->hlen + data_sz;
+    op->hlen = sizeof(h) + (size_t) am_hdr_sz + extra;
+    op->total = op->hlen + (rndv ? 0 : data_sz);
     op->off = 0;
     memcpy(op->hdr, &h, sizeof(h));
     if (am_hdr_sz)
         memcpy(op->hdr + sizeof(h), am_hdr, (size_t) am_hdr_sz);
-    if (sreq)
+    if (rndv)
+        memcpy(op->hdr + sizeof(h) + am_hdr_sz, &rv, sizeof(rv));
+    if (op->sreq)
         sreq->dev.ch4.am.netmod_am.xen.op = op;
     *p->tail = op;
     p->tail = &op->next;
@@ -268,11 +299,18 @@ static void rx_drop(MPIDI_XEN_rx_t * r, const char *why)
     r->buf = NULL;
 }
 
-static void deliver(const MPIDI_XEN_hdr_t * h, char *p)
+static void rndv_arrived(xm_channel_t * ch, const MPIDI_XEN_hdr_t * h, char *p);
+
+static void deliver(xm_channel_t * ch, const MPIDI_XEN_hdr_t * h, char *p)
 {
     uint32_t attr = 0;
 
     MPIDI_XEN_global.msgs_recv++;
+    if (h->handler_id & MPIDI_XEN_HDR_RNDV) {
+        MPIDI_XEN_global.bytes_recv += sizeof(*h) + h->am_hdr_sz + sizeof(MPIDI_XEN_rndv_t);
+        rndv_arrived(ch, h, p);
+        return;
+    }
     MPIDI_XEN_global.bytes_recv += sizeof(*h) + h->am_hdr_sz + h->data_sz;
     MPIDIG_AM_ATTR_SET_VCIS(attr, h->src_vci, h->dst_vci);
     MPIDIG_global.target_msg_cbs[h->handler_id] (p, p + h->am_hdr_sz, (MPI_Aint) h->data_sz,
@@ -284,6 +322,7 @@ void MPIDI_XEN_recv_cb(void *arg, xm_channel_t * ch, uint16_t type, const void *
 {
     MPIDI_XEN_rx_t *r = rx_of(ch);
     MPIDI_XEN_hdr_t h;
+    unsigned id;
     size_t body;
 
     if (!r) {
@@ -300,19 +339,20 @@ void MPIDI_XEN_recv_cb(void *arg, xm_channel_t * ch, uint16_t type, const void *
             return;
         }
         memcpy(&h, data, sizeof(h));
-        if (h.handler_id >= MPIDI_AM_HANDLERS_MAX ||
-            !MPIDIG_global.target_msg_cbs[h.handler_id] || h.am_hdr_sz > MPIDI_XEN_AM_HDR_MAX ||
-            h.data_sz > ((uint64_t) 1 << 46)) {
+        id = h.handler_id & ~MPIDI_XEN_HDR_RNDV;
+        if (id >= MPIDI_AM_HANDLERS_MAX || !MPIDIG_global.target_msg_cbs[id] ||
+            h.am_hdr_sz > MPIDI_XEN_AM_HDR_MAX || h.data_sz > ((uint64_t) 1 << 46)) {
             rx_drop(r, "sent a malformed message header");
             return;
         }
-        body = (size_t) h.am_hdr_sz + (size_t) h.data_sz;
+        body = (size_t) h.am_hdr_sz +
+            ((h.handler_id & MPIDI_XEN_HDR_RNDV) ? sizeof(MPIDI_XEN_rndv_t) : (size_t) h.data_sz);
         if (len - sizeof(h) > body) {
             rx_drop(r, "sent more than its header announced");
             return;
         }
         if (len - sizeof(h) == body) {
-            deliver(&h, (char *) data + sizeof(h));   /* the core's copy: valid until we return */
+            deliver(ch, &h, (char *) data + sizeof(h));   /* the core's copy: valid until we return */
             return;
         }
         r->buf = MPL_malloc(body, MPL_MEM_BUFFER);
@@ -340,7 +380,7 @@ void MPIDI_XEN_recv_cb(void *arg, xm_channel_t * ch, uint16_t type, const void *
             char *buf = r->buf;
 
             r->buf = NULL;   /* the callback may receive again */
-            deliver(&r->h, buf);
+            deliver(ch, &r->h, buf);
             MPL_free(buf);
         }
         return;
@@ -374,6 +414,202 @@ void MPIDI_XEN_event_cb(void *arg, xm_channel_t * ch, enum xm_chan_event ev)
         lost_peer(ch, ev == XM_EV_PEER_GONE ? "it went away without finalizing"
                   : "the channel failed");
     }
+}
+
+/* ---------------- zero-copy rendezvous ----------------
+ *
+ * The transport rendezvous of ch4:ofi's RDMA read: the sender registers a
+ * large contiguous buffer (xm_zc_reg) and sends only the MPIDIG header and
+ * where the data is; the receiver's MPIDIG matches it (IS_ASYNC | IS_RNDV)
+ * and, once the receive buffer is known (now, or at match time through
+ * MPIDI_XEN_rndv_recv_cb), the core copies the data from the sender's
+ * registration (xm_xfer_zcopy: grant copy, or the ring where zero-copy
+ * cannot serve), then an acknowledgement completes the send. */
+
+typedef struct {
+    uint64_t cookie;
+} MPIDI_XEN_ack_t;
+
+/* Sends waiting for their acknowledgement.  A cookie is a slot and its
+ * generation: what a peer sends back is looked up, never dereferenced. */
+static struct rndv_slot {
+    MPIR_Request *sreq;
+    uint32_t gen;
+} *rndv_slots;
+static uint32_t rndv_nslots;
+
+static int rndv_slot_take(MPIR_Request * sreq, uint64_t * cookie)
+{
+    uint32_t i;
+
+    for (i = 0; i < rndv_nslots && rndv_slots[i].sreq; i++)
+        ;
+    if (i == rndv_nslots) {
+        uint32_t n = rndv_nslots ? 2 * rndv_nslots : 64;
+        struct rndv_slot *s = MPL_realloc(rndv_slots, n * sizeof(*s), MPL_MEM_BUFFER);
+        if (!s)
+            return -ENOMEM;
+        memset(s + rndv_nslots, 0, (n - rndv_nslots) * sizeof(*s));
+        rndv_slots = s;
+        rndv_nslots = n;
+    }
+    rndv_slots[i].sreq = sreq;
+    *cookie = (uint64_t) ++rndv_slots[i].gen << 32 | i;
+    return 0;
+}
+
+static MPIR_Request *rndv_slot_give(uint64_t cookie)
+{
+    uint32_t i = (uint32_t) cookie, gen = (uint32_t) (cookie >> 32);
+    MPIR_Request *sreq;
+
+    if (i >= rndv_nslots || !rndv_slots[i].sreq || rndv_slots[i].gen != gen)
+        return NULL;
+    sreq = rndv_slots[i].sreq;
+    rndv_slots[i].sreq = NULL;
+    return sreq;
+}
+
+static void rndv_arrived(xm_channel_t * ch, const MPIDI_XEN_hdr_t * h, char *p)
+{
+    MPIDI_XEN_peer_t *peer = peer_of_chan(ch);
+    MPIDI_XEN_rndv_t rv;
+    MPIR_Request *rreq = NULL;
+    uint32_t attr = MPIDIG_AM_ATTR__IS_ASYNC | MPIDIG_AM_ATTR__IS_RNDV;
+    unsigned id = h->handler_id & ~MPIDI_XEN_HDR_RNDV;
+
+    memcpy(&rv, p + h->am_hdr_sz, sizeof(rv));
+    if (!peer || rv.rkey.len != h->data_sz || rv.rkey.len == 0 ||
+        rv.rkey.base + rv.rkey.len < rv.rkey.base) {
+        fprintf(stderr, "xen netmod: domain %u sent a malformed rendezvous: dropped\n",
+                xm_chan_peer_dom(ch));
+        return;
+    }
+    MPIDIG_AM_ATTR_SET_VCIS(attr, h->src_vci, h->dst_vci);
+    MPIDIG_global.target_msg_cbs[id] (p, NULL, (MPI_Aint) h->data_sz, attr, &rreq);
+    if (!rreq)
+        return;
+    MPIR_cc_inc(rreq->cc_ptr);   /* until the copy is done */
+    rreq->dev.ch4.am.netmod_am.xen.rndv[0] = MPIDI_XEN_RNDV_TAG | (uint32_t) peer->rank;
+    rreq->dev.ch4.am.netmod_am.xen.rndv[1] = rv.rkey.id;
+    rreq->dev.ch4.am.netmod_am.xen.rndv[2] = rv.rkey.base;
+    rreq->dev.ch4.am.netmod_am.xen.rndv[3] = rv.rkey.len;
+    rreq->dev.ch4.am.netmod_am.xen.rndv[4] = rv.cookie;
+    rreq->dev.ch4.am.netmod_am.xen.rndv[5] = 0;
+    if (MPIDIG_recv_initialized(rreq))
+        MPIDI_XEN_rndv_recv_cb(rreq);
+    /* else MPIDIG calls MPIDI_XEN_rndv_recv_cb when a receive matches */
+}
+
+static void rndv_copied(void *arg, int status)
+{
+    MPIR_Request *rreq = arg;
+    uint64_t *rv = rreq->dev.ch4.am.netmod_am.xen.rndv;
+    int rank = (int) (uint32_t) rv[0];
+    char *bounce = (char *) (uintptr_t) rv[5];
+    MPIDI_XEN_ack_t ack = { rv[4] };
+
+    if (status) {
+        fprintf(stderr, "xen netmod: rank %d: copying %" PRIu64 " bytes from rank %d: %s\n",
+                MPIDI_XEN_global.rank, rv[3], rank, strerror(-status));
+        rreq->status.MPI_ERROR = MPI_ERR_OTHER;
+    } else if (bounce) {
+        MPIDIG_recv_copy(bounce, rreq);   /* unpacks, sets count and truncation */
+    }
+    MPL_free(bounce);
+    rv[0] = rv[5] = 0;
+    if (status == 0)
+        MPIDI_XEN_global.zcopy_bytes += rv[3];
+    /* to the sender's world rank: comm_world addresses it */
+    MPIDI_XEN_send(rank, MPIR_Process.comm_world, MPIDI_XEN_global.ack_handler, &ack,
+                   sizeof(ack), NULL, 0, MPI_BYTE, 0, 0, NULL);
+    MPIDIG_REQUEST(rreq, req->target_cmpl_cb) (rreq);
+    MPID_Request_complete(rreq);
+}
+
+int MPIDI_XEN_rndv_recv_cb(MPIR_Request * rreq)
+{
+    uint64_t *rv = rreq->dev.ch4.am.netmod_am.xen.rndv;
+    MPIDI_XEN_peer_t *p;
+    xm_rkey_t rk;
+    int is_contig = 0, is_gpu = 0, rc, mpi_errno;
+    void *dst = NULL;
+    MPI_Aint dst_sz = 0, in_sz;
+    size_t n;
+
+    MPIR_Assert((rv[0] & ~(uint64_t) 0xffffffffu) == MPIDI_XEN_RNDV_TAG);
+    p = &MPIDI_XEN_global.peers[(uint32_t) rv[0]];
+    mpi_errno = connect_peer(p);
+    if (mpi_errno != MPI_SUCCESS)
+        return mpi_errno;
+    rk.id = rv[1];
+    rk.base = rv[2];
+    rk.len = rv[3];
+    in_sz = (MPI_Aint) rk.len;
+    MPIDIG_get_recv_data(&is_contig, &is_gpu, &dst, &dst_sz, rreq);
+    if (is_contig && !is_gpu) {
+        n = (size_t) MPL_MIN(dst_sz, in_sz);
+        if (in_sz > dst_sz)
+            rreq->status.MPI_ERROR = MPIDIG_ERR_TRUNCATE(dst_sz, in_sz);
+        MPIR_STATUS_SET_COUNT(rreq->status, n);
+    } else {
+        /* into a bounce buffer, then MPIDIG unpacks it */
+        dst = MPL_malloc(rk.len, MPL_MEM_BUFFER);
+        MPIR_ERR_CHKANDJUMP1(!dst, mpi_errno, MPI_ERR_OTHER, "**nomem", "**nomem %s",
+                             "xen netmod rendezvous buffer");
+        rv[5] = (uint64_t) (uintptr_t) dst;
+        n = rk.len;
+    }
+    if (n == 0) {
+        rndv_copied(rreq, 0);
+        return MPI_SUCCESS;
+    }
+    rc = xm_xfer_zcopy(MPIDI_XEN_global.xfer, p->ch, &rk, rk.base, dst, n, XM_ZC_GET,
+                       rndv_copied, rreq, rreq);
+    if (rc == 0)
+        rndv_copied(rreq, 0);
+    else if (rc != -EINPROGRESS)
+        rndv_copied(rreq, rc);
+  fn_fail:
+    return mpi_errno;
+}
+
+/* the sender's side: the receiver has the data */
+static int rndv_ack_target_cb(void *am_hdr, void *data, MPI_Aint data_sz, uint32_t attr,
+                              MPIR_Request ** req)
+{
+    MPIDI_XEN_ack_t ack;
+    MPIR_Request *sreq;
+    uint64_t *rv;
+    int rc;
+
+    if (!am_hdr) {
+        fprintf(stderr, "xen netmod: a rendezvous acknowledgement without its header: dropped\n");
+        return MPI_SUCCESS;
+    }
+    memcpy(&ack, am_hdr, sizeof(ack));
+    sreq = rndv_slot_give(ack.cookie);
+    if (!sreq) {
+        fprintf(stderr, "xen netmod: rank %d: acknowledgement of no rendezvous of ours "
+                "(cookie %#" PRIx64 "): dropped\n", MPIDI_XEN_global.rank, ack.cookie);
+        return MPI_SUCCESS;
+    }
+    rv = sreq->dev.ch4.am.netmod_am.xen.rndv;
+    rc = xm_zc_dereg(rv[1]);
+    if (rc)
+        fprintf(stderr, "xen netmod: deregistering a sent buffer: %s\n", strerror(-rc));
+    rv[0] = 0;
+    return MPIDIG_global.origin_cbs[(int) rv[2]] (sreq);
+}
+
+int MPIDI_XEN_rndv_init(void)
+{
+    int id = MPIDIG_am_reg_cb_dynamic(NULL, rndv_ack_target_cb);
+
+    if (id < 0)
+        return MPI_ERR_OTHER;
+    MPIDI_XEN_global.ack_handler = id;
+    return MPI_SUCCESS;
 }
 
 /* ---------------- progress and drain ---------------- */

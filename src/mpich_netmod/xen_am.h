@@ -64,17 +64,28 @@ MPL_STATIC_INLINE_PREFIX bool MPIDI_NM_am_check_eager(MPI_Aint am_hdr_sz, MPI_Ai
                                                       const void *data, MPI_Aint count,
                                                       MPI_Datatype datatype, MPIR_Request * sreq)
 {
-    return (am_hdr_sz + data_sz) <= MPIDI_XEN_EAGER_LIMIT;
+    int dt_contig;
+
+    if ((am_hdr_sz + data_sz) <= MPIDI_XEN_EAGER_LIMIT)
+        return true;
+    /* large and contiguous: the receiver copies it from our registration */
+    MPIDI_Datatype_check_contig(datatype, dt_contig);
+    if (dt_contig && sreq && (size_t) data_sz >= MPIDI_XEN_global.zcopy_min) {
+        sreq->dev.ch4.am.netmod_am.xen.rndv[0] = 1;
+        return true;
+    }
+    return false;
 }
 
 MPL_STATIC_INLINE_PREFIX MPIDIG_recv_data_copy_cb MPIDI_NM_am_get_data_copy_cb(uint32_t attr)
 {
-    return NULL;   /* no transport rendezvous: data always comes with the message */
+    return MPIDI_XEN_rndv_recv_cb;   /* a rendezvous matched after it arrived */
 }
 
 MPL_STATIC_INLINE_PREFIX void MPIDI_NM_am_request_init(MPIR_Request * req)
 {
     req->dev.ch4.am.netmod_am.xen.op = NULL;
+    req->dev.ch4.am.netmod_am.xen.rndv[0] = 0;
 }
 
 MPL_STATIC_INLINE_PREFIX void MPIDI_NM_am_request_finalize(MPIR_Request * req)

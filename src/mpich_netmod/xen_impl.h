@@ -16,6 +16,7 @@
 
 #include "mpidimpl.h"
 #include <xm_channel.h>
+#include <xm_xfer.h>
 
 /* Record types of the netmod (xm_wire.h's adapter range). */
 enum {
@@ -24,12 +25,31 @@ enum {
     MPIDI_XEN_REC_BYE = 3,   /* the sender finalizes: its channels close in order */
 };
 
+/* handler_id's top bit: the data stays with the sender, registered for
+ * zero-copy; the record carries MPIDI_XEN_rndv_t in its place. */
+#define MPIDI_XEN_HDR_RNDV 0x8000
+
 typedef struct MPIDI_XEN_hdr {
     uint16_t handler_id;
     uint8_t src_vci, dst_vci;
     uint32_t am_hdr_sz;      /* MPIDIG header bytes that follow */
     uint64_t data_sz;        /* data bytes after them */
 } MPIDI_XEN_hdr_t;
+
+/* Where a rendezvous message's data is: the sender's registration
+ * (xm_zc_reg) and the sender's handle for the acknowledgement. */
+typedef struct MPIDI_XEN_rndv {
+    xm_rkey_t rkey;              /* the data is [base, base + len), len = data_sz */
+    uint64_t cookie;
+} MPIDI_XEN_rndv_t;
+
+/* The request fields (xen_pre.h) in each role:
+ * send: rndv[0] 1 when zero-copy was chosen, rndv[1] its registration id,
+ *       rndv[2] the MPIDIG handler to call back on the acknowledgement;
+ * receive of a rendezvous: rndv[0] MPIDI_XEN_RNDV_TAG | sender's world
+ *       rank, rndv[1..3] the rkey, rndv[4] the cookie, rndv[5] a bounce
+ *       buffer for a non-contiguous receive. */
+#define MPIDI_XEN_RNDV_TAG ((uint64_t) 0x58524e44u << 32)
 
 /* Largest MPIDIG header, and the eager limit MPIDIG asks about: messages
  * up to it are sent at once and buffered by the receiver if unexpected
@@ -80,8 +100,12 @@ typedef struct {
     MPIDI_XEN_peer_t *busy;      /* peers with queued sends */
     MPIDI_XEN_rx_t *rx;
     int closing;
-    /* messages and bytes (headers included) through this netmod */
-    uint64_t msgs_sent, bytes_sent, msgs_recv, bytes_recv;
+    xm_xfer_t *xfer;             /* zero-copy (and its ring fallback) on ep */
+    int ack_handler;             /* MPIDIG handler id of the rendezvous acknowledgement */
+    size_t zcopy_min;            /* contiguous sends from this size go zero-copy */
+    /* messages and bytes (headers included) through this netmod; of them,
+     * data bytes the receivers copied from our registrations */
+    uint64_t msgs_sent, bytes_sent, msgs_recv, bytes_recv, zcopy_bytes;
 } MPIDI_XEN_global_t;
 
 extern MPIDI_XEN_global_t MPIDI_XEN_global;
@@ -96,6 +120,8 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
                    MPI_Aint am_hdr_sz, const void *data, MPI_Aint count,
                    MPI_Datatype datatype, int src_vci, int dst_vci, MPIR_Request * sreq);
 int MPIDI_XEN_progress(void);
+int MPIDI_XEN_rndv_recv_cb(MPIR_Request * rreq);
+int MPIDI_XEN_rndv_init(void);
 void MPIDI_XEN_request_free_op(MPIR_Request * req);
 
 #endif /* XEN_IMPL_H_INCLUDED */

@@ -91,6 +91,34 @@ int MPIDI_XEN_init_world(void)
     MPIDU_bc_table_destroy();
     mpi_errno = check_one_host();
     MPIR_ERR_CHECK(mpi_errno);
+
+    /* zero-copy for large contiguous messages (XENMPI_NETMOD_ZCOPY_MIN
+     * bytes, default 1 MiB; "off": never) */
+    {
+        xm_xfer_params_t xp = { .zcopy = 1 };
+        const char *zmin = getenv("XENMPI_NETMOD_ZCOPY_MIN");
+        char *end = NULL;
+
+        MPIDI_XEN_global.zcopy_min = (size_t) 1 << 20;
+        if (zmin && !strcmp(zmin, "off")) {
+            MPIDI_XEN_global.zcopy_min = SIZE_MAX;
+        } else if (zmin && *zmin) {
+            unsigned long long v = strtoull(zmin, &end, 0);
+            if (*end || v < MPIDI_XEN_EAGER_LIMIT) {
+                fprintf(stderr, "xen netmod: XENMPI_NETMOD_ZCOPY_MIN=%s: want a byte count of "
+                        "at least %d, or \"off\"\n", zmin, MPIDI_XEN_EAGER_LIMIT);
+                MPIR_ERR_SETANDJUMP(mpi_errno, MPI_ERR_OTHER, "**other");
+            }
+            MPIDI_XEN_global.zcopy_min = (size_t) v;
+        }
+        rc = xm_xfer_attach(MPIDI_XEN_global.ep, &xp, &MPIDI_XEN_global.xfer);
+        if (rc < 0) {
+            fprintf(stderr, "xen netmod: zero-copy on the endpoint: %s\n", strerror(-rc));
+            MPIR_ERR_SETANDJUMP(mpi_errno, MPI_ERR_OTHER, "**other");
+        }
+        mpi_errno = MPIDI_XEN_rndv_init();
+        MPIR_ERR_CHECK(mpi_errno);
+    }
     if (MPIR_CVAR_DEBUG_SUMMARY && MPIDI_XEN_global.rank == 0)
         printf("==== xen netmod: host %016" PRIx64 ", %s backend, %zu-byte messages ====\n",
                MPIDI_XEN_global.addr.host_hash, xm_hv_backend_name(MPIDI_XEN_global.hv),
@@ -113,14 +141,18 @@ int MPIDI_XEN_mpi_finalize_hook(void)
 
     if (st && *st && strcmp(st, "0"))
         fprintf(stderr, "xen netmod: rank %d (domain %u): sent %" PRIu64 " messages, %" PRIu64
-                " bytes; received %" PRIu64 " messages, %" PRIu64 " bytes\n",
+                " bytes; zero-copy received %" PRIu64 " bytes; received %" PRIu64
+                " messages, %" PRIu64 " bytes\n",
                 MPIDI_XEN_global.rank, MPIDI_XEN_global.addr.domid,
                 MPIDI_XEN_global.msgs_sent, MPIDI_XEN_global.bytes_sent,
-                MPIDI_XEN_global.msgs_recv, MPIDI_XEN_global.bytes_recv);
+                MPIDI_XEN_global.zcopy_bytes, MPIDI_XEN_global.msgs_recv,
+                MPIDI_XEN_global.bytes_recv);
 
     MPIDI_XEN_global.closing = 1;   /* peers going away now is no failure */
     xm_endpoint_close(MPIDI_XEN_global.ep);
     MPIDI_XEN_global.ep = NULL;
+    xm_xfer_detach(MPIDI_XEN_global.xfer);
+    MPIDI_XEN_global.xfer = NULL;
     for (MPIDI_XEN_rx_t * r = MPIDI_XEN_global.rx, *nx; r; r = nx) {
         nx = r->next;
         MPL_free(r->buf);

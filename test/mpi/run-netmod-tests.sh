@@ -8,7 +8,9 @@
 #   netmod-<prog>-4x2: 4 ranks in 2 VMs (ranks 0,1 | 2,3: MPICH's posix shm
 #                      inside a VM, the netmod between them),
 #   netmod-<prog>-4x1: 4 ranks in 4 VMs;
-# then ping-pong up to 64 MiB (netmod-pingpong64m-2x1) and a rank killed
+# then ping-pong up to 64 MiB with zero-copy above 1 MiB
+# (netmod-pingpong64m-2x1) and through the rings only
+# (netmod-pingpong64m-ring-2x1), and a rank killed
 # with SIGKILL in the middle of a ping-pong (netmod-peer-killed-2x1: the
 # survivor must abort naming the lost rank within 2 s).  A VM is a group of
 # the MPMD launch with its own XENMPI_SIM_DOMID; MPIR_CVAR_NUM_CLIQUES with
@@ -75,12 +77,19 @@ launch() {
         -genv XENMPI_SIM_HOST "$host" -genv XENMPI_NETMOD_STATS 1 \
         -genv MPIR_CVAR_NUM_CLIQUES "$vms" -genv MPIR_CVAR_CLIQUES_BY_BLOCK 1 \
         -genv MPIR_CVAR_POLLS_BEFORE_YIELD "$yield" \
+        ${XENMPI_NETMOD_ZCOPY_MIN:+-genv XENMPI_NETMOD_ZCOPY_MIN "$XENMPI_NETMOD_ZCOPY_MIN"} \
         "${args[@]}" > "$log" 2>&1
 }
 
 # netmod_bytes <log>: bytes all ranks received through the netmod
 netmod_bytes() {
     sed -n 's/^xen netmod: rank [0-9]* (domain [0-9]*): .*received [0-9]* messages, \([0-9]*\) bytes$/\1/p' "$1" |
+        awk '{ s += $1 } END { print s + 0 }'
+}
+
+# zcopy_bytes <log>: data bytes all ranks copied from their senders' registrations
+zcopy_bytes() {
+    sed -n 's/^xen netmod: rank .* zero-copy received \([0-9]*\) bytes;.*/\1/p' "$1" |
         awk '{ s += $1 } END { print s + 0 }'
 }
 
@@ -102,9 +111,11 @@ run() {   # run <name> <ranks> <vms> <min netmod bytes> <prog> [args...]
         fail "$name" "netmod statistics from $ranks of $n ranks" "$log"
     elif [ "$nb" -lt "$min" ]; then
         fail "$name" "the netmod carried $nb bytes, expected at least $min" "$log"
+    elif [ "$(zcopy_bytes "$log")" -lt "${MIN_ZCOPY:-0}" ]; then
+        fail "$name" "zero-copy moved $(zcopy_bytes "$log") bytes, expected at least $MIN_ZCOPY" "$log"
     else
         pass "$name"
-        echo "#   $t s; the netmod carried $nb bytes"
+        echo "#   $t s; the netmod carried $nb bytes, $(zcopy_bytes "$log") of them by zero-copy"
         grep "^$p: OK" "$log" | sed 's/^/#   /'
         if [ "$p" = pingpong ]; then
             grep -E '^ +(8|4096|65536|1048576|4194304|67108864) +[0-9]+ ' "$log" | sed 's/^/#   /'
@@ -119,7 +130,10 @@ for layout in 2x1 4x2 4x1; do
     run netmod-collectives-$layout "$n" "$vms" 1 collectives
     run netmod-onesided-$layout "$n" "$vms" 1 onesided
 done
-run netmod-pingpong64m-2x1 2 2 67108864 pingpong 3 67108864
+# above XENMPI_NETMOD_ZCOPY_MIN (1 MiB) the data goes by zero-copy: at
+# least the 64 MiB messages, both ways
+MIN_ZCOPY=134217728 run netmod-pingpong64m-2x1 2 2 4194304 pingpong 3 67108864
+XENMPI_NETMOD_ZCOPY_MIN=off MIN_ZCOPY=0 run netmod-pingpong64m-ring-2x1 2 2 134217728 pingpong 3 67108864
 
 # ---------------------------------------------------------------- peer killed
 name=netmod-peer-killed-2x1
