@@ -67,7 +67,10 @@ launch() {
     hosts+=("$host")
     for ((i = 0; i < vms; i++)); do
         [ $i -gt 0 ] && args+=(:)
-        args+=(-n "$ppv" -env XENMPI_SIM_DOMID $((dom + i)) "$@")
+        args+=(-n "$ppv" -env XENMPI_SIM_DOMID $((dom + i)))
+        # SPLIT_HOSTS=1: every VM says it is on a host of its own
+        [ "${SPLIT_HOSTS:-0}" = 1 ] && args+=(-env XENMPI_HOST_ID "netmod-host-$i")
+        args+=("$@")
     done
     dom=$((dom + vms))
     # more busy-polling ranks than cores: yield sooner (see run-mpi-tests.sh)
@@ -134,6 +137,25 @@ done
 # least the 64 MiB messages, both ways
 MIN_ZCOPY=134217728 run netmod-pingpong64m-2x1 2 2 4194304 pingpong 3 67108864
 XENMPI_NETMOD_ZCOPY_MIN=off MIN_ZCOPY=0 run netmod-pingpong64m-ring-2x1 2 2 134217728 pingpong 3 67108864
+
+# ---------------------------------------------------------------- another host
+# two VMs on two (simulated) hosts: init must fail on both ranks, naming
+# the other rank, both host identities and the fix
+name=netmod-other-host-2x1
+if [[ $name =~ $ONLY ]] && [ -n "${built[pingpong]:-}" ]; then
+    log=$logs/$name.log
+    SPLIT_HOSTS=1 launch 2 2 "$log" "$bin/pingpong-netmod" 10 1024
+    rc=$?
+    if [ $rc -eq 0 ]; then
+        fail "$name" "the job ran across two hosts" "$log"
+    elif [ "$(grep -c 'xen netmod: rank [01] is on host [0-9a-f]*, rank [01] on host [0-9a-f]*: a Xen channel joins VMs of one host only' "$log")" -lt 2 ] ||
+         ! grep -q 'UCX_TLS=xen,tcp' "$log"; then
+        fail "$name" "exit $rc without the one-host message from both ranks" "$log"
+    else
+        pass "$name"
+        echo "#   $(grep -m1 'a Xen channel joins' "$log")"
+    fi
+fi
 
 # ---------------------------------------------------------------- peer killed
 name=netmod-peer-killed-2x1
