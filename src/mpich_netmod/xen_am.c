@@ -232,6 +232,39 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
         sreq->dev.ch4.am.netmod_am.xen.rndv[0] = rndv ? 2 : 0;
     }
 
+    /* nothing queued and it fits one record: straight into the ring */
+    if (!rndv && !p->head && xm_chan_state(p->ch) == XM_CH_CONNECTED &&
+        sizeof(h) + (size_t) am_hdr_sz + data_sz <= MPIDI_XEN_global.max_msg) {
+        size_t total = sizeof(h) + (size_t) am_hdr_sz + data_sz;
+        int err;
+        char *dst = xm_chan_reserve(p->ch, total, &err);
+
+        if (dst) {
+            memcpy(dst, &h, sizeof(h));
+            if (am_hdr_sz)
+                memcpy(dst + sizeof(h), am_hdr, (size_t) am_hdr_sz);
+            if (data_sz && dt_contig) {
+                memcpy(dst + sizeof(h) + am_hdr_sz, MPIR_get_contig_ptr(data, dt_true_lb),
+                       data_sz);
+            } else if (data_sz) {
+                MPI_Aint actual = 0;
+                mpi_errno = MPIR_Typerep_pack(data, count, datatype, 0,
+                                              dst + sizeof(h) + am_hdr_sz, (MPI_Aint) data_sz,
+                                              &actual);
+                if (mpi_errno != MPI_SUCCESS || (size_t) actual != data_sz)
+                    return mpi_errno != MPI_SUCCESS ? mpi_errno : MPI_ERR_INTERN;
+            }
+            xm_chan_commit(p->ch, MPIDI_XEN_REC_AM, total);
+            MPIDI_XEN_global.msgs_sent++;
+            MPIDI_XEN_global.bytes_sent += total;
+            if (sreq)
+                MPIDIG_global.origin_cbs[handler_id] (sreq);
+            return MPI_SUCCESS;
+        }
+        if (err != -EAGAIN)
+            return chan_error(p, err);
+    }
+
     op = MPL_malloc(sizeof(*op) + sizeof(h) + am_hdr_sz + extra, MPL_MEM_BUFFER);
     MPIR_ERR_CHKANDJUMP1(op == NULL, mpi_errno, MPI_ERR_OTHER, "**nomem", "**nomem %s",
                          "xen netmod send");

@@ -103,6 +103,7 @@ typedef struct {
     xm_xfer_t *xfer;             /* zero-copy (and its ring fallback) on ep */
     int ack_handler;             /* MPIDIG handler id of the rendezvous acknowledgement */
     size_t zcopy_min;            /* contiguous sends from this size go zero-copy */
+    size_t max_msg;              /* largest record payload (xm_endpoint_max_msg) */
     /* messages and bytes (headers included) through this netmod; of them,
      * data bytes the receivers copied from our registrations */
     uint64_t msgs_sent, bytes_sent, msgs_recv, bytes_recv, zcopy_bytes;

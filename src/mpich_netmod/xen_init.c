@@ -67,6 +67,8 @@ int MPIDI_XEN_init_world(void)
     rc = xm_endpoint_open(MPIDI_XEN_global.hv, &ep_params, &MPIDI_XEN_global.ep);
     if (rc == 0)
         rc = xm_endpoint_addr(MPIDI_XEN_global.ep, &MPIDI_XEN_global.addr);
+    if (rc == 0)
+        MPIDI_XEN_global.max_msg = xm_endpoint_max_msg(MPIDI_XEN_global.ep);
     if (rc < 0) {
         fprintf(stderr, "xen netmod: rank %d: opening the endpoint: %s\n",
                 MPIDI_XEN_global.rank, strerror(-rc));
