@@ -263,12 +263,12 @@ else
 fi
 read -r hits1 miss1 < <(ccache_stats)
 compiled=$(tail -n +"$make_start" "$log" | grep -c '^  CC ' || true)
-said=$(tail -n +"$make_start" "$log" | grep -c 'ch4 netmod: xen' || true)
+said=$(tail -n +"$make_start" "$log" | grep -c "pragma message: ch4 netmod: xen" || true)
 echo "  compiled $compiled files (ccache: $((hits1 - hits0)) hits, $((miss1 - miss0)) misses)"
 echo "  configure's netmod inline flag: $inline"
 if [ "$compiled" -gt 0 ]; then
-    echo "  compiles that included the xen netmod_inline.h (its #pragma message): $said"
-    tail -n +"$make_start" "$log" | grep -m1 'ch4 netmod: xen' | sed 's/^/    /' || true
+    echo "  lines of the xen netmod_inline.h's #pragma message in the log: $said"
+    tail -n +"$make_start" "$log" | grep -m1 "pragma message: ch4 netmod: xen" | sed 's/^/    /' || true
 fi
 case $inline in *__netmod_inline_xen__) ;; *) die "MPICH is not configured with the xen netmod inline (see $log)" ;; esac
 if [ $make_rc -ne 0 ]; then
