@@ -10,7 +10,12 @@
 #include <stdio.h>
 #include <string.h>
 
-MPIDI_XEN_global_t MPIDI_XEN_global;
+/* read by MPIDIG before the netmod's init (MPIDIG_am_init) */
+MPIDI_XEN_global_t MPIDI_XEN_global = {
+    .am_hdr_max = MPIDI_XEN_AM_HDR_MAX,
+    .eager_limit = MPIDI_XEN_EAGER_LIMIT,
+    .zcopy_min = SIZE_MAX,
+};
 
 static int rndv_slot_take(MPIR_Request * sreq, uint64_t * cookie);
 
@@ -56,6 +61,24 @@ static void lost_peer(const xm_channel_t * ch, const char *what)
 }
 
 /* ---------------- sending ---------------- */
+
+/* MPIDIG asks before a send: eager (data with the message) or RTS/CTS.
+ * Small is eager; large and contiguous is eager too, as a zero-copy
+ * rendezvous of our own (the data stays with the sender, see below). */
+bool MPIDI_XEN_check_eager(MPI_Aint am_hdr_sz, MPI_Aint data_sz, MPI_Datatype datatype,
+                           MPIR_Request * sreq)
+{
+    int dt_contig;
+
+    if (am_hdr_sz + data_sz <= MPIDI_XEN_global.eager_limit)
+        return true;
+    MPIDI_Datatype_check_contig(datatype, dt_contig);
+    if (dt_contig && sreq && (size_t) data_sz >= MPIDI_XEN_global.zcopy_min) {
+        sreq->dev.ch4.am.netmod_am.xen.rndv[0] = 1;
+        return true;
+    }
+    return false;
+}
 
 /* Bytes [off, off + n) of the message (headers, then data) to dst. */
 static int copy_out(const MPIDI_XEN_sendq_t * op, size_t off, char *dst, size_t n)

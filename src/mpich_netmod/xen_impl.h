@@ -52,8 +52,9 @@ typedef struct MPIDI_XEN_rndv {
 #define MPIDI_XEN_RNDV_TAG ((uint64_t) 0x58524e44u << 32)
 
 /* Largest MPIDIG header, and the eager limit MPIDIG asks about: messages
- * up to it are sent at once and buffered by the receiver if unexpected
- * (MPIR_CVAR_CH4_AM_PACK_BUFFER_SIZE bounds that buffer). */
+ * (header and data) up to it are sent at once and buffered by the receiver
+ * if unexpected (MPIR_CVAR_CH4_AM_PACK_BUFFER_SIZE, 69632 by default,
+ * bounds that buffer and is checked at init). */
 #define MPIDI_XEN_AM_HDR_MAX  (64 * 1024)
 #define MPIDI_XEN_EAGER_LIMIT (16 * 1024)
 
@@ -102,6 +103,7 @@ typedef struct {
     int closing;
     xm_xfer_t *xfer;             /* zero-copy (and its ring fallback) on ep */
     int ack_handler;             /* MPIDIG handler id of the rendezvous acknowledgement */
+    MPI_Aint am_hdr_max, eager_limit;   /* what MPIDIG is told (xen_am.h) */
     size_t zcopy_min;            /* contiguous sends from this size go zero-copy */
     size_t max_msg;              /* largest record payload (xm_endpoint_max_msg) */
     /* messages and bytes (headers included) through this netmod; of them,
@@ -121,6 +123,8 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
                    MPI_Aint am_hdr_sz, const void *data, MPI_Aint count,
                    MPI_Datatype datatype, int src_vci, int dst_vci, MPIR_Request * sreq);
 int MPIDI_XEN_progress(void);
+bool MPIDI_XEN_check_eager(MPI_Aint am_hdr_sz, MPI_Aint data_sz, MPI_Datatype datatype,
+                           MPIR_Request * sreq);
 int MPIDI_XEN_rndv_recv_cb(MPIR_Request * rreq);
 int MPIDI_XEN_rndv_init(void);
 void MPIDI_XEN_request_free_op(MPIR_Request * req);
