@@ -175,7 +175,7 @@ fi
 
 echo "== fuzzing peer-written formats (libFuzzer)"
 if make -C "$B" -s fuzz >"$LOGDIR/fuzz-build.log" 2>&1; then
-    for f in ring handshake zc_greq zc_grep zc_grant_ref rma topo_meta topo_affinity; do
+    for f in ring handshake zc_greq zc_grep zc_grant_ref rma topo_meta topo_affinity netmod; do
         work=$(mktemp -d)
         run_cmd "fuzz/$f" "$B/test/fuzz/fuzz_$f" -max_total_time="${XM_FUZZ_SECONDS:-30}" \
             -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$LOGDIR/fuzz_$f-" \

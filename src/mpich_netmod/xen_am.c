@@ -4,6 +4,7 @@
  */
 #include "mpidimpl.h"
 #include "xen_impl.h"
+#include "xen_wire.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -18,6 +19,14 @@ MPIDI_XEN_global_t MPIDI_XEN_global = {
 };
 
 static int rndv_slot_take(MPIR_Request * sreq, uint64_t * cookie);
+
+/* xen_wire.h's parsers read what xen_impl.h's types write */
+MPL_COMPILE_TIME_ASSERT(sizeof(MPIDI_XEN_hdr_t) == sizeof(struct MPIDI_XEN_wire_hdr));
+MPL_COMPILE_TIME_ASSERT(offsetof(MPIDI_XEN_hdr_t, data_sz) ==
+                        offsetof(struct MPIDI_XEN_wire_hdr, data_sz));
+MPL_COMPILE_TIME_ASSERT(sizeof(MPIDI_XEN_rndv_t) == sizeof(struct MPIDI_XEN_wire_rndv));
+MPL_COMPILE_TIME_ASSERT(MPIDI_XEN_HDR_RNDV == MPIDI_XEN_WIRE_RNDV);
+MPL_COMPILE_TIME_ASSERT(MPIDI_XEN_AM_HDR_MAX == MPIDI_XEN_WIRE_HDR_MAX);
 
 /* A fragment smaller than this waits for more ring space instead (the
  * peer frees space in batches; tiny records only cost headers). */
@@ -378,7 +387,6 @@ void MPIDI_XEN_recv_cb(void *arg, xm_channel_t * ch, uint16_t type, const void *
 {
     MPIDI_XEN_rx_t *r = rx_of(ch);
     MPIDI_XEN_hdr_t h;
-    unsigned id;
     size_t body;
 
     if (!r) {
@@ -390,21 +398,10 @@ void MPIDI_XEN_recv_cb(void *arg, xm_channel_t * ch, uint16_t type, const void *
     case MPIDI_XEN_REC_AM:
         if (r->buf)
             rx_drop(r, "started a message before finishing the last");
-        if (len < sizeof(h)) {
-            rx_drop(r, "sent a message shorter than its header");
-            return;
-        }
-        memcpy(&h, data, sizeof(h));
-        id = h.handler_id & ~MPIDI_XEN_HDR_RNDV;
-        if (id >= MPIDI_AM_HANDLERS_MAX || !MPIDIG_global.target_msg_cbs[id] ||
-            h.am_hdr_sz > MPIDI_XEN_AM_HDR_MAX || h.data_sz > ((uint64_t) 1 << 46)) {
+        if (MPIDI_XEN_wire_first(data, len, MPIDI_AM_HANDLERS_MAX,
+                                 (struct MPIDI_XEN_wire_hdr *) &h, &body) ||
+            !MPIDIG_global.target_msg_cbs[h.handler_id & ~MPIDI_XEN_HDR_RNDV]) {
             rx_drop(r, "sent a malformed message header");
-            return;
-        }
-        body = (size_t) h.am_hdr_sz +
-            ((h.handler_id & MPIDI_XEN_HDR_RNDV) ? sizeof(MPIDI_XEN_rndv_t) : (size_t) h.data_sz);
-        if (len - sizeof(h) > body) {
-            rx_drop(r, "sent more than its header announced");
             return;
         }
         if (len - sizeof(h) == body) {
@@ -534,9 +531,8 @@ static void rndv_arrived(xm_channel_t * ch, const MPIDI_XEN_hdr_t * h, char *p)
     uint32_t attr = MPIDIG_AM_ATTR__IS_ASYNC | MPIDIG_AM_ATTR__IS_RNDV;
     unsigned id = h->handler_id & ~MPIDI_XEN_HDR_RNDV;
 
-    memcpy(&rv, p + h->am_hdr_sz, sizeof(rv));
-    if (!peer || rv.rkey.len != h->data_sz || rv.rkey.len == 0 ||
-        rv.rkey.base + rv.rkey.len < rv.rkey.base) {
+    if (!peer || MPIDI_XEN_wire_rndv((const struct MPIDI_XEN_wire_hdr *) h, p + h->am_hdr_sz,
+                                     (struct MPIDI_XEN_wire_rndv *) &rv)) {
         fprintf(stderr, "xen netmod: domain %u sent a malformed rendezvous: dropped\n",
                 xm_chan_peer_dom(ch));
         return;
