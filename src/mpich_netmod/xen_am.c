@@ -227,7 +227,7 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
 
     MPIR_Assert(p != NULL);
     MPIR_Assert(am_hdr_sz >= 0 && am_hdr_sz <= MPIDI_XEN_AM_HDR_MAX);
-    if (data && count > 0)
+    if (count > 0)   /* data may be MPI_BOTTOM (NULL) with absolute displacements */
         MPIDI_Datatype_get_info(count, datatype, dt_contig, data_sz, dt_ptr, dt_true_lb);
     mpi_errno = connect_peer(p);
     if (mpi_errno != MPI_SUCCESS)
