@@ -102,15 +102,19 @@ results() {
             st = /^not/ ? "fail" : "ok"; if ($0 ~ /# SKIP/) st = "skip"
             s = $0; sub(/^(not )?ok *[0-9]* *- */, "", s); split(s, w, " ")
             p = w[1]; sub(/^\.\//, "", p)
-            t = "-"; if (match($0, /time=[0-9.]+/)) t = substr($0, RSTART + 5, RLENGTH - 5)
+            t = "-"; if (match($0, /time=[0-9.]+/)) t = sprintf("%.1f", substr($0, RSTART + 5, RLENGTH - 5))
             print st, p, t }' "$1" 2>/dev/null
 }
 
-# failure_output <tap> <k>: runtests' record of the k-th failure
+# failure_output <tap> <k>: runtests' record of the k-th failure (of the
+# first 10 failures of a run; the rest are in the logs)
+shown=0
 failure_output() {
+    shown=$((shown + 1))
+    [ $shown -le 10 ] || return 0
     awk -v k="$2" '/^not ok / { n++ } /^ok / { if (n == k) exit }
                    /^not ok / && n > k { exit }
-                   n == k && /^## / { print "    " substr($0, 4) }' "$1" | head -15
+                   n == k && /^## / { print "    " substr($0, 4) }' "$1" | head -8
 }
 
 # runsuite <name> <subset> <mpiexec> [env assignments...]
