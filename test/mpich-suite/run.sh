@@ -88,11 +88,12 @@ entries() {
 
 # build <name> <subset>: the list's programs only
 build() {
-    local dir=$top/$1/$2 progs
+    local dir=$top/$1/$2 progs t0=$SECONDS
     progs=$(entries "$2" | awk '{ print $1 }' | sort -u)
     # shellcheck disable=SC2086 # one word per program
     nice -n 10 make -k -j2 -C "$dir" $progs > "$logs/$1-$2-build.log" 2>&1 ||
         echo "# $1: some $2 programs did not build, see $logs/$1-$2-build.log"
+    echo $((SECONDS - t0)) > "$logs/$1-$2.build-seconds"
 }
 
 # results <tap>: "<ok|fail|skip> <program> <seconds>" per test, in order
@@ -202,7 +203,8 @@ for subset in $subsets; do
         fi
     done
     for m in "${mpis[@]}"; do
-        echo "# $subset, $m: ${npass[$m]} of ${#list[@]} passed in $(cat "$logs/$m-$subset.seconds") s"
+        echo "# $subset, $m: ${npass[$m]} of ${#list[@]} passed in $(cat "$logs/$m-$subset.seconds") s" \
+            "(build $(cat "$logs/$m-$subset.build-seconds") s)"
     done
     unset npass
 done
