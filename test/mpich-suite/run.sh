@@ -130,6 +130,11 @@ runsuite() {
     echo $((SECONDS - t0)) > "$logs/$name-$subset.seconds"
 }
 
+# the simulated hosts of the netmod's launches (mpiexec-vms removes its own;
+# this is for launches that were killed)
+export MPICH_SUITE_RUN=$$
+trap 'rm -rf /dev/shm/xenmpi-sim-mpich-suite-$$-*' EXIT
+
 mpis=(baseline)
 [ "$prefix" != - ] && mpis+=(netmod)
 declare -A cc mx
