@@ -173,6 +173,15 @@ else
     result "mpi-netmod (no MPICH with the netmod in $B/mpich: scripts/build-mpich.sh)" FAIL
 fi
 
+echo "== MPICH's own test suite over the netmod, beside Debian's MPICH (posix)"
+if [ "${XM_SKIP_MPICH:-0}" = 1 ]; then
+    result "mpich-suite (XM_SKIP_MPICH=1)" SKIP
+elif [ -x "$B/mpich/bin/mpiexec" ]; then
+    run_suite mpich-suite "$SRC/test/mpich-suite/run.sh" "$B/mpich" "$B"
+else
+    result "mpich-suite (no MPICH with the netmod in $B/mpich: scripts/build-mpich.sh)" FAIL
+fi
+
 echo "== fuzzing peer-written formats (libFuzzer)"
 if make -C "$B" -s fuzz >"$LOGDIR/fuzz-build.log" 2>&1; then
     for f in ring handshake zc_greq zc_grep zc_grant_ref rma topo_meta topo_affinity netmod; do

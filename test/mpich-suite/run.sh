@@ -163,7 +163,10 @@ for subset in $subsets; do
         build "$m" "$subset"
         rm -f "$logs/$m-$subset.tap"
         if [ "$m" = baseline ]; then
-            runsuite baseline "$subset" mpiexec.mpich UCX_TLS=posix,self
+            # split into the same two nodes as the netmod's two VMs, so that
+            # both MPIs run the same shm/network mix
+            runsuite baseline "$subset" mpiexec.mpich UCX_TLS=posix,self \
+                MPIR_CVAR_NUM_CLIQUES=2 MPIR_CVAR_CLIQUES_BY_BLOCK=1
         else
             runsuite netmod "$subset" "$here/mpiexec-vms ${mx[netmod]}"
         fi
