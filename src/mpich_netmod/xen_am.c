@@ -340,28 +340,75 @@ void MPIDI_XEN_request_free_op(MPIR_Request * req)
 
 /* ---------------- receiving ---------------- */
 
+/* What arrives on one channel a peer sends on.  A message of several
+ * records whose first record holds the whole MPIDIG header is pipelined
+ * the way posix shm does it: MPIDIG's callback (IS_ASYNC) gives the
+ * request, each record's data is copied into its buffer as it arrives
+ * (MPIDIG_recv_copy_seg).  Otherwise (a rendezvous descriptor or MPIDIG
+ * header cut by a record boundary) the message is reassembled in buf. */
+typedef struct MPIDI_XEN_rx {
+    struct MPIDI_XEN_rx *next;
+    xm_channel_t *ch;
+    MPIDI_XEN_hdr_t h;
+    int active;                  /* a message of several records in progress */
+    char *buf;                   /* reassembly: MPIDIG header + data */
+    MPIR_Request *rreq;          /* pipelined: MPIDIG's request (NULL: discarding) */
+    int done;                    /* pipelined: MPIDIG has all of its data */
+    size_t got, need;            /* message body bytes received, announced */
+} MPIDI_XEN_rx_t;
+
 static MPIDI_XEN_rx_t *rx_of(xm_channel_t * ch)
 {
-    MPIDI_XEN_rx_t *r;
+    MPIDI_XEN_rx_t *r = xm_chan_user(ch);
 
-    for (r = MPIDI_XEN_global.rx; r; r = r->next)
-        if (r->ch == ch)
-            return r;
+    if (r)
+        return r;
     r = MPL_calloc(1, sizeof(*r), MPL_MEM_BUFFER);
     if (r) {
         r->ch = ch;
         r->next = MPIDI_XEN_global.rx;
         MPIDI_XEN_global.rx = r;
+        xm_chan_set_user(ch, r);
     }
     return r;
 }
 
-static void rx_drop(MPIDI_XEN_rx_t * r, const char *why)
+void MPIDI_XEN_rx_free(void)
 {
-    fprintf(stderr, "xen netmod: rank %d: domain %u endpoint %u %s: message dropped\n",
-            MPIDI_XEN_global.rank, xm_chan_peer_dom(r->ch), xm_chan_peer_ep(r->ch), why);
+    for (MPIDI_XEN_rx_t * r = MPIDI_XEN_global.rx, *nx; r; r = nx) {
+        nx = r->next;
+        MPL_free(r->buf);
+        MPL_free(r);
+    }
+    MPIDI_XEN_global.rx = NULL;
+}
+
+static void rx_end(MPIDI_XEN_rx_t * r)
+{
     MPL_free(r->buf);
     r->buf = NULL;
+    r->rreq = NULL;
+    r->active = 0;
+}
+
+static void rx_fail_rreq(MPIR_Request * rreq)
+{
+    rreq->status.MPI_ERROR = MPIR_Err_create_code(MPI_SUCCESS, MPIR_ERR_RECOVERABLE, __func__,
+                                                  __LINE__, MPI_ERR_OTHER, "**fail", 0);
+    MPIDIG_REQUEST(rreq, req->target_cmpl_cb) (rreq);
+}
+
+/* The message in progress ends here: a pipelined receive completes with an
+ * error instead of waiting for data that cannot come. */
+static void rx_drop(MPIDI_XEN_rx_t * r, const char *why)
+{
+    MPIR_Request *rreq = r->active ? r->rreq : NULL;
+
+    fprintf(stderr, "xen netmod: rank %d: domain %u endpoint %u %s: message dropped\n",
+            MPIDI_XEN_global.rank, xm_chan_peer_dom(r->ch), xm_chan_peer_ep(r->ch), why);
+    rx_end(r);
+    if (rreq)
+        rx_fail_rreq(rreq);
 }
 
 static void rndv_arrived(xm_channel_t * ch, const MPIDI_XEN_hdr_t * h, char *p);
@@ -382,6 +429,71 @@ static void deliver(xm_channel_t * ch, const MPIDI_XEN_hdr_t * h, char *p)
                                                  attr, NULL);
 }
 
+/* Data bytes of a pipelined message to MPIDIG's buffer; the message ends
+ * with the last byte our header announced. */
+static void pipe_data(MPIDI_XEN_rx_t * r, const char *data, size_t len)
+{
+    MPIR_Request *rreq = r->rreq;
+
+    r->got += len;
+    if (rreq && !r->done && len) {
+        r->done = MPIDIG_recv_copy_seg((void *) data, (MPI_Aint) len, rreq);
+        MPIDI_XEN_global.piped_bytes += len;
+    }
+    if (r->got < r->need)
+        return;
+    if (rreq && !r->done) {   /* by MPIDIG's count it never completes: fail it, don't hang */
+        fprintf(stderr, "xen netmod: rank %d: domain %u sent less data than its MPIDIG header "
+                "announced: the receive fails\n", MPIDI_XEN_global.rank,
+                xm_chan_peer_dom(r->ch));
+        rx_end(r);
+        rx_fail_rreq(rreq);
+        return;
+    }
+    rx_end(r);   /* the completion may receive again */
+    if (rreq)
+        MPIDIG_REQUEST(rreq, req->target_cmpl_cb) (rreq);
+}
+
+/* The first record of a message that does not fit one: pipelined when the
+ * whole MPIDIG header is here, else reassembled. */
+static void rx_begin(MPIDI_XEN_rx_t * r, const MPIDI_XEN_hdr_t * h, const char *p, size_t len,
+                     size_t body)
+{
+    r->h = *h;
+    r->need = body;
+    r->active = 1;
+    r->done = 0;
+    if (!(h->handler_id & MPIDI_XEN_HDR_RNDV) && len >= h->am_hdr_sz) {
+        MPIR_Request *rreq = NULL;
+        uint32_t attr = MPIDIG_AM_ATTR__IS_ASYNC;
+
+        MPIDI_XEN_global.msgs_recv++;
+        MPIDI_XEN_global.bytes_recv += sizeof(*h) + h->am_hdr_sz + h->data_sz;
+        MPIDIG_AM_ATTR_SET_VCIS(attr, h->src_vci, h->dst_vci);
+        MPIDIG_global.target_msg_cbs[h->handler_id] ((void *) p, NULL, (MPI_Aint) h->data_sz,
+                                                     attr, &rreq);
+        r->got = h->am_hdr_sz;
+        if (rreq)
+            MPIDIG_recv_setup(rreq);
+        else
+            fprintf(stderr, "xen netmod: rank %d: no receive for a %" PRIu64 "-byte message "
+                    "from domain %u (handler %u): its data dropped\n", MPIDI_XEN_global.rank,
+                    h->data_sz, xm_chan_peer_dom(r->ch), h->handler_id);
+        r->rreq = rreq;
+        pipe_data(r, p + h->am_hdr_sz, len - h->am_hdr_sz);
+        return;
+    }
+    r->buf = MPL_malloc(body, MPL_MEM_BUFFER);
+    if (!r->buf) {
+        fprintf(stderr, "xen netmod: out of memory for a %zu-byte message\n", body);
+        r->active = 0;
+        return;
+    }
+    r->got = len;
+    memcpy(r->buf, p, len);
+}
+
 void MPIDI_XEN_recv_cb(void *arg, xm_channel_t * ch, uint16_t type, const void *data,
                        size_t len)
 {
@@ -396,7 +508,7 @@ void MPIDI_XEN_recv_cb(void *arg, xm_channel_t * ch, uint16_t type, const void *
     }
     switch (type) {
     case MPIDI_XEN_REC_AM:
-        if (r->buf)
+        if (r->active)
             rx_drop(r, "started a message before finishing the last");
         if (MPIDI_XEN_wire_first(data, len, MPIDI_AM_HANDLERS_MAX,
                                  (struct MPIDI_XEN_wire_hdr *) &h, &body) ||
@@ -408,23 +520,19 @@ void MPIDI_XEN_recv_cb(void *arg, xm_channel_t * ch, uint16_t type, const void *
             deliver(ch, &h, (char *) data + sizeof(h));   /* the core's copy: valid until we return */
             return;
         }
-        r->buf = MPL_malloc(body, MPL_MEM_BUFFER);
-        if (!r->buf) {
-            fprintf(stderr, "xen netmod: out of memory for a %zu-byte message\n", body);
-            return;
-        }
-        r->h = h;
-        r->need = body;
-        r->got = len - sizeof(h);
-        memcpy(r->buf, (const char *) data + sizeof(h), r->got);
+        rx_begin(r, &h, (const char *) data + sizeof(h), len - sizeof(h), body);
         return;
     case MPIDI_XEN_REC_MORE:
-        if (!r->buf || len > r->need - r->got) {
-            if (r->buf)
+        if (!r->active || len > r->need - r->got) {
+            if (r->active)
                 rx_drop(r, "sent more than its header announced");
             else
                 fprintf(stderr, "xen netmod: domain %u sent a fragment of no message: dropped\n",
                         xm_chan_peer_dom(ch));
+            return;
+        }
+        if (!r->buf) {
+            pipe_data(r, data, len);
             return;
         }
         memcpy(r->buf + r->got, data, len);
@@ -433,6 +541,7 @@ void MPIDI_XEN_recv_cb(void *arg, xm_channel_t * ch, uint16_t type, const void *
             char *buf = r->buf;
 
             r->buf = NULL;   /* the callback may receive again */
+            r->active = 0;
             deliver(ch, &r->h, buf);
             MPL_free(buf);
         }

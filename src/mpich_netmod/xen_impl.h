@@ -83,14 +83,8 @@ typedef struct MPIDI_XEN_peer {
     int said_bye;                /* it finalized: its channels going down is no failure */
 } MPIDI_XEN_peer_t;
 
-/* What arrives on one channel a peer sends on: the message in reassembly. */
-typedef struct MPIDI_XEN_rx {
-    struct MPIDI_XEN_rx *next;
-    xm_channel_t *ch;
-    MPIDI_XEN_hdr_t h;
-    char *buf;                   /* MPIDIG header + data, NULL between messages */
-    size_t got, need;
-} MPIDI_XEN_rx_t;
+/* What arrives on one channel a peer sends on (xen_am.c). */
+struct MPIDI_XEN_rx;
 
 typedef struct {
     xm_hv_t *hv;
@@ -99,7 +93,7 @@ typedef struct {
     int rank, size;
     MPIDI_XEN_peer_t *peers;     /* one per world rank */
     MPIDI_XEN_peer_t *busy;      /* peers with queued sends */
-    MPIDI_XEN_rx_t *rx;
+    struct MPIDI_XEN_rx *rx;     /* the channels peers send to us on */
     int closing;
     xm_xfer_t *xfer;             /* zero-copy (and its ring fallback) on ep */
     int ack_handler;             /* MPIDIG handler id of the rendezvous acknowledgement */
@@ -109,6 +103,7 @@ typedef struct {
     /* messages and bytes (headers included) through this netmod; of them,
      * data bytes the receivers copied from our registrations */
     uint64_t msgs_sent, bytes_sent, msgs_recv, bytes_recv, zcopy_bytes;
+    uint64_t piped_bytes;        /* data bytes received straight into MPIDIG's buffer */
 } MPIDI_XEN_global_t;
 
 extern MPIDI_XEN_global_t MPIDI_XEN_global;
@@ -128,5 +123,6 @@ bool MPIDI_XEN_check_eager(MPI_Aint am_hdr_sz, MPI_Aint data_sz, MPI_Datatype da
 int MPIDI_XEN_rndv_recv_cb(MPIR_Request * rreq);
 int MPIDI_XEN_rndv_init(void);
 void MPIDI_XEN_request_free_op(MPIR_Request * req);
+void MPIDI_XEN_rx_free(void);
 
 #endif /* XEN_IMPL_H_INCLUDED */

@@ -143,11 +143,12 @@ int MPIDI_XEN_mpi_finalize_hook(void)
 
     if (st && *st && strcmp(st, "0"))
         fprintf(stderr, "xen netmod: rank %d (domain %u): sent %" PRIu64 " messages, %" PRIu64
-                " bytes; zero-copy received %" PRIu64 " bytes; received %" PRIu64
-                " messages, %" PRIu64 " bytes\n",
+                " bytes; zero-copy received %" PRIu64 " bytes; pipelined %" PRIu64
+                " bytes; received %" PRIu64 " messages, %" PRIu64 " bytes\n",
                 MPIDI_XEN_global.rank, MPIDI_XEN_global.addr.domid,
                 MPIDI_XEN_global.msgs_sent, MPIDI_XEN_global.bytes_sent,
-                MPIDI_XEN_global.zcopy_bytes, MPIDI_XEN_global.msgs_recv,
+                MPIDI_XEN_global.zcopy_bytes, MPIDI_XEN_global.piped_bytes,
+                MPIDI_XEN_global.msgs_recv,
                 MPIDI_XEN_global.bytes_recv);
 
     MPIDI_XEN_global.closing = 1;   /* peers going away now is no failure */
@@ -155,12 +156,7 @@ int MPIDI_XEN_mpi_finalize_hook(void)
     MPIDI_XEN_global.ep = NULL;
     xm_xfer_detach(MPIDI_XEN_global.xfer);
     MPIDI_XEN_global.xfer = NULL;
-    for (MPIDI_XEN_rx_t * r = MPIDI_XEN_global.rx, *nx; r; r = nx) {
-        nx = r->next;
-        MPL_free(r->buf);
-        MPL_free(r);
-    }
-    MPIDI_XEN_global.rx = NULL;
+    MPIDI_XEN_rx_free();
     MPL_free(MPIDI_XEN_global.peers);
     MPIDI_XEN_global.peers = NULL;
     xm_hv_close(MPIDI_XEN_global.hv);

@@ -96,6 +96,13 @@ zcopy_bytes() {
         awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
+# piped_bytes <log>: data bytes of multi-record messages all ranks received
+# straight into MPIDIG's buffers (pipelined)
+piped_bytes() {
+    sed -n 's/^xen netmod: rank .* pipelined \([0-9]*\) bytes;.*/\1/p' "$1" |
+        awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
 run() {   # run <name> <ranks> <vms> <min netmod bytes> <prog> [args...]
     local name=$1 n=$2 vms=$3 min=$4 p=$5; shift 5
     [[ $name =~ $ONLY ]] || return 0
@@ -116,9 +123,11 @@ run() {   # run <name> <ranks> <vms> <min netmod bytes> <prog> [args...]
         fail "$name" "the netmod carried $nb bytes, expected at least $min" "$log"
     elif [ "$(zcopy_bytes "$log")" -lt "${MIN_ZCOPY:-0}" ]; then
         fail "$name" "zero-copy moved $(zcopy_bytes "$log") bytes, expected at least $MIN_ZCOPY" "$log"
+    elif [ "$(piped_bytes "$log")" -lt "${MIN_PIPED:-0}" ]; then
+        fail "$name" "$(piped_bytes "$log") bytes pipelined, expected at least $MIN_PIPED" "$log"
     else
         pass "$name"
-        echo "#   $t s; the netmod carried $nb bytes, $(zcopy_bytes "$log") of them by zero-copy"
+        echo "#   $t s; the netmod carried $nb bytes through its rings ($(piped_bytes "$log") of them pipelined) and $(zcopy_bytes "$log") by zero-copy"
         grep "^$p: OK" "$log" | sed 's/^/#   /'
         if [ "$p" = pingpong ]; then
             grep -E '^ +(8|4096|65536|1048576|4194304|67108864) +[0-9]+ ' "$log" | sed 's/^/#   /'
@@ -136,7 +145,7 @@ done
 # above XENMPI_NETMOD_ZCOPY_MIN (1 MiB) the data goes by zero-copy: at
 # least the 64 MiB messages, both ways
 MIN_ZCOPY=134217728 run netmod-pingpong64m-2x1 2 2 4194304 pingpong 3 67108864
-XENMPI_NETMOD_ZCOPY_MIN=off MIN_ZCOPY=0 run netmod-pingpong64m-ring-2x1 2 2 134217728 pingpong 3 67108864
+XENMPI_NETMOD_ZCOPY_MIN=off MIN_ZCOPY=0 MIN_PIPED=134217728 run netmod-pingpong64m-ring-2x1 2 2 134217728 pingpong 3 67108864
 
 # ---------------------------------------------------------------- another host
 # two VMs on two (simulated) hosts: init must fail, naming the other rank,
