@@ -32,6 +32,15 @@ MPL_COMPILE_TIME_ASSERT(MPIDI_XEN_AM_HDR_MAX == MPIDI_XEN_WIRE_HDR_MAX);
  * peer frees space in batches; tiny records only cost headers). */
 #define MPIDI_XEN_MIN_FRAG 4096
 
+/* Records carry at most this much of a message, so that the receiver
+ * copies one record out while the sender writes the next: a 64 KiB
+ * message in one record is copied three times one after the other (into
+ * the ring, out of it, into the receive buffer), in 8 KiB records the
+ * copies overlap. Measured on the sim backend, 2 ranks in 2 VMs: 64 KiB
+ * ping-pong 7.2-9.4 GB/s with 8 KiB records against 3.2-4.2 GB/s in one
+ * record; 4 KiB records were no better, 16 and 32 KiB worse. */
+#define MPIDI_XEN_FRAG (8 * 1024)
+
 static MPIDI_XEN_peer_t *peer_of_rank(MPIR_Comm * comm, int rank)
 {
     int avtid = 0, lpid = 0;
@@ -177,7 +186,7 @@ static int push(MPIDI_XEN_peer_t * p, int *mpi_errno)
                 return 0;
             }
             space = xm_chan_space(p->ch);
-            n = MPL_MIN(left, space);
+            n = MPL_MIN(MPL_MIN(left, space), MPIDI_XEN_FRAG);
             if (n == 0 || (n < left && n < MPIDI_XEN_MIN_FRAG)) {
                 if (xm_chan_state(p->ch) == XM_CH_CONNECTED)
                     xm_chan_want_space(p->ch, MPL_MIN(left, MPIDI_XEN_MIN_FRAG));
@@ -264,9 +273,11 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
         sreq->dev.ch4.am.netmod_am.xen.rndv[0] = rndv ? 2 : 0;
     }
 
-    /* nothing queued and it fits one record: straight into the ring */
+    /* nothing queued and it fits one record (MPIDI_XEN_FRAG): straight
+     * into the ring */
     if (!rndv && !p->head && xm_chan_state(p->ch) == XM_CH_CONNECTED &&
-        sizeof(h) + (size_t) am_hdr_sz + data_sz <= MPIDI_XEN_global.max_msg) {
+        sizeof(h) + (size_t) am_hdr_sz + data_sz <=
+        MPL_MIN(MPIDI_XEN_global.max_msg, MPIDI_XEN_FRAG)) {
         size_t total = sizeof(h) + (size_t) am_hdr_sz + data_sz;
         int err;
         char *dst = xm_chan_reserve(p->ch, total, &err);
