@@ -7,10 +7,11 @@
 # The subsets are the lists <subset>.list beside this script, in runtests'
 # format (program, ranks, key=value...), each run in MPICH's test directory
 # of that name; a line's test name is the program's unless the line ends
-# with "#= <name>".  test/mpi is copied to <build dir>/mpich-suite/src and
-# configured once per MPI in <build dir>/mpich-suite/{baseline,netmod},
-# reused while the source, the MPI's compiler and mpi.h and this script's
-# configuration stay the same; only the listed programs are built.
+# with "#= <name>".  test/mpi is copied to <work>/src and configured once
+# per MPI in <work>/{baseline,netmod} (<work>: MPICH_SUITE_WORK, outside the
+# build dir so that fresh clones reuse it), reused while the source, the
+# MPI's compiler and mpi.h and this script's configuration stay the same;
+# only the listed programs are built.
 # Prints, per test, "PASS|FAIL: mpich-suite/<subset>/<test>" for the netmod
 # where the baseline passes and "SKIP: ... (fails with Debian's MPICH too)"
 # where it does not, then the baseline's failures as "#" lines; exits
@@ -23,6 +24,9 @@
 #   MPICH_SUITE_SRC      MPICH's test/mpi (default: the unpacked 4.0.2 source
 #                        in /var/cache/xenmpi/mpich-src)
 #   MPICH_SUITE_TIMEOUT  seconds per test (default 60)
+#   MPICH_SUITE_WORK     the configured trees (default
+#                        /var/cache/xenmpi/mpich-suite, or
+#                        ~/.cache/xenmpi/mpich-suite when that is not writable)
 set -u
 
 prefix=${1:-}
@@ -32,11 +36,19 @@ if [ -z "$prefix" ] || [ -z "$bdir" ] ||
     echo "usage: $0 <MPICH prefix with bin/mpicc and bin/mpiexec | -> <build dir>" >&2
     exit 2
 fi
-[ "$prefix" != - ] && prefix=$(cd "$prefix" && pwd)
+[ "$prefix" != - ] && prefix=$(cd "$prefix" && pwd -P)   # the tree, not a clone's link to it
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$bdir/mpich-suite/logs" || exit 2
-top=$(cd "$bdir/mpich-suite" && pwd)
-logs=$top/logs
+logs=$(cd "$bdir/mpich-suite/logs" && pwd)
+top=${MPICH_SUITE_WORK:-/var/cache/xenmpi/mpich-suite}
+if [ -z "${MPICH_SUITE_WORK:-}" ] && ! mkdir -p "$top" 2>/dev/null; then
+    top=$HOME/.cache/xenmpi/mpich-suite
+fi
+mkdir -p "$top" || exit 2
+top=$(cd "$top" && pwd)
+# one run at a time per work tree
+exec 9> "$top/.lock"
+flock 9
 tsrc=${MPICH_SUITE_SRC:-/var/cache/xenmpi/mpich-src/mpich-4.0.2/test/mpi}
 subsets=${MPICH_SUITE_SUBSETS:-pt2pt rma coll datatype comm}
 tmo=${MPICH_SUITE_TIMEOUT:-60}
