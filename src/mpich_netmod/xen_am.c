@@ -98,6 +98,25 @@ bool MPIDI_XEN_check_eager(MPI_Aint am_hdr_sz, MPI_Aint data_sz, MPI_Datatype da
     return false;
 }
 
+/* Bytes [off, off + n) of a message's data to dst: copied when it is
+ * contiguous (contig its first byte), else packed from its datatype. */
+static int data_out(const void *data, MPI_Aint count, MPI_Datatype datatype, const char *contig,
+                    size_t off, char *dst, size_t n)
+{
+    MPI_Aint actual = 0;
+    int mpi_errno;
+
+    if (contig) {
+        memcpy(dst, contig + off, n);
+        return MPI_SUCCESS;
+    }
+    mpi_errno = MPIR_Typerep_pack(data, count, datatype, (MPI_Aint) off, dst, (MPI_Aint) n,
+                                  &actual);
+    if (mpi_errno == MPI_SUCCESS && (size_t) actual != n)
+        mpi_errno = MPI_ERR_INTERN;
+    return mpi_errno;
+}
+
 /* Bytes [off, off + n) of the message (headers, then data) to dst. */
 static int copy_out(const MPIDI_XEN_sendq_t * op, size_t off, char *dst, size_t n)
 {
@@ -110,17 +129,7 @@ static int copy_out(const MPIDI_XEN_sendq_t * op, size_t off, char *dst, size_t 
     }
     if (n == 0)
         return MPI_SUCCESS;
-    off -= op->hlen;
-    if (op->contig) {
-        memcpy(dst, op->contig + off, n);
-        return MPI_SUCCESS;
-    }
-    MPI_Aint actual = 0;
-    int mpi_errno = MPIR_Typerep_pack(op->data, op->count, op->datatype, (MPI_Aint) off, dst,
-                                      (MPI_Aint) n, &actual);
-    if (mpi_errno == MPI_SUCCESS && (size_t) actual != n)
-        mpi_errno = MPI_ERR_INTERN;
-    return mpi_errno;
+    return data_out(op->data, op->count, op->datatype, op->contig, off - op->hlen, dst, n);
 }
 
 static void op_done(MPIDI_XEN_peer_t * p, MPIDI_XEN_sendq_t * op)
@@ -286,16 +295,13 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
             memcpy(dst, &h, sizeof(h));
             if (am_hdr_sz)
                 memcpy(dst + sizeof(h), am_hdr, (size_t) am_hdr_sz);
-            if (data_sz && dt_contig) {
-                memcpy(dst + sizeof(h) + am_hdr_sz, MPIR_get_contig_ptr(data, dt_true_lb),
-                       data_sz);
-            } else if (data_sz) {
-                MPI_Aint actual = 0;
-                mpi_errno = MPIR_Typerep_pack(data, count, datatype, 0,
-                                              dst + sizeof(h) + am_hdr_sz, (MPI_Aint) data_sz,
-                                              &actual);
-                if (mpi_errno != MPI_SUCCESS || (size_t) actual != data_sz)
-                    return mpi_errno != MPI_SUCCESS ? mpi_errno : MPI_ERR_INTERN;
+            if (data_sz) {
+                mpi_errno = data_out(data, count, datatype,
+                                     dt_contig ? (const char *) MPIR_get_contig_ptr(data, dt_true_lb)
+                                               : NULL,
+                                     0, dst + sizeof(h) + am_hdr_sz, data_sz);
+                if (mpi_errno != MPI_SUCCESS)
+                    return mpi_errno;   /* the reservation is dropped: nothing sent */
             }
             xm_chan_commit(p->ch, MPIDI_XEN_REC_AM, total);
             MPIDI_XEN_global.msgs_sent++;
