@@ -67,36 +67,38 @@ for ((r = 1; r <= REPS; r++)); do
     done
 done
 
-# med <config> <size> <field: 3 latency, 4 MB/s>: median over the runs
-med() {
+# runs <config> <size> <field: 3 latency, 4 MB/s>: the runs' values, sorted
+runs() {
     local r
     for ((r = 1; r <= REPS; r++)); do
         awk -v s="$2" -v f="$3" '$1==s && NF==4 {print $f}' "$OUT/$1.$r.txt" | tail -1
-    done | sort -g | awk '{v[NR]=$1} END {if (NR) print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'
+    done | sort -g
+}
+# med <config> <size> <field>: median over the runs
+med() {
+    runs "$@" | awk '{v[NR]=$1} END {if (NR) print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'
 }
 # best <config> <size> <field>: the best run (least latency, most MB/s)
 best() {
-    local r
-    for ((r = 1; r <= REPS; r++)); do
-        awk -v s="$2" -v f="$3" '$1==s && NF==4 {print $f}' "$OUT/$1.$r.txt" | tail -1
-    done | sort -g | if [ "$3" = 3 ]; then head -1; else tail -1; fi
+    if [ "$3" = 3 ]; then runs "$@" | head -1; else runs "$@" | tail -1; fi
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
 
+# rows <med|best> <title> <field> <unit shift> <unit> <sizes...>
+rows() {
+    local stat=$1 title=$2 f=$3 sh=$4 unit=$5 c s
+    shift 5
+    printf '%-22s' "$title ($stat)"
+    for c in $CONFIGS; do printf ' %13s' "$c"; done; echo
+    for s in "$@"; do
+        printf '%22s' "$((s >> sh)) $unit"
+        for c in $CONFIGS; do printf ' %13s' "$($stat "$c" "$s" "$f")"; done; echo
+    done
+}
 table() {   # table <med|best>
-    local c s
-    printf '\n%-22s' "latency us ($1)"
-    for c in $CONFIGS; do printf ' %13s' "$c"; done; echo
-    for s in $LAT; do
-        printf '%22s' "$s B"
-        for c in $CONFIGS; do printf ' %13s' "$($1 "$c" "$s" 3)"; done; echo
-    done
-    printf '%-22s' "MB/s ($1)"
-    for c in $CONFIGS; do printf ' %13s' "$c"; done; echo
-    for s in $BW; do
-        printf '%22s' "$((s >> 10)) KiB"
-        for c in $CONFIGS; do printf ' %13s' "$($1 "$c" "$s" 4)"; done; echo
-    done
+    echo
+    rows "$1" "latency us" 3 0 B $LAT
+    rows "$1" "MB/s" 4 10 KiB $BW
 }
 table med
 table best

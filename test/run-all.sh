@@ -164,23 +164,21 @@ else
     result "mpi (libuct_xen not built: configure --with-ucx-src)" SKIP
 fi
 
+# mpich_run <name> <script>: a suite over the MPICH built with the netmod
+mpich_run() {
+    if [ "${XM_SKIP_MPICH:-0}" = 1 ]; then
+        result "$1 (XM_SKIP_MPICH=1)" SKIP
+    elif [ -x "$B/mpich/bin/mpiexec" ]; then
+        run_suite "$1" "$2" "$B/mpich" "$B"
+    else
+        result "$1 (no MPICH with the netmod in $B/mpich: scripts/build-mpich.sh)" FAIL
+    fi
+}
 echo "== MPI over the MPICH ch4 netmod xen (MPICH built from Debian's source)"
-if [ "${XM_SKIP_MPICH:-0}" = 1 ]; then
-    result "mpi-netmod (XM_SKIP_MPICH=1)" SKIP
-elif [ -x "$B/mpich/bin/mpiexec" ]; then
-    run_suite mpi-netmod "$SRC/test/mpi/run-netmod-tests.sh" "$B/mpich" "$B"
-else
-    result "mpi-netmod (no MPICH with the netmod in $B/mpich: scripts/build-mpich.sh)" FAIL
-fi
+mpich_run mpi-netmod "$SRC/test/mpi/run-netmod-tests.sh"
 
 echo "== MPICH's own test suite over the netmod, beside Debian's MPICH (posix)"
-if [ "${XM_SKIP_MPICH:-0}" = 1 ]; then
-    result "mpich-suite (XM_SKIP_MPICH=1)" SKIP
-elif [ -x "$B/mpich/bin/mpiexec" ]; then
-    run_suite mpich-suite "$SRC/test/mpich-suite/run.sh" "$B/mpich" "$B"
-else
-    result "mpich-suite (no MPICH with the netmod in $B/mpich: scripts/build-mpich.sh)" FAIL
-fi
+mpich_run mpich-suite "$SRC/test/mpich-suite/run.sh"
 
 echo "== fuzzing peer-written formats (libFuzzer)"
 if make -C "$B" -s fuzz >"$LOGDIR/fuzz-build.log" 2>&1; then
