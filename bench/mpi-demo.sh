@@ -18,7 +18,7 @@ trap 'rm -rf /dev/shm/xenmpi-sim-$HOST' EXIT
 
 mpicc.mpich -O2 -o "$OUT/pingpong-mpich" "$SRC/test/mpi/pingpong.c" || exit 1
 
-# run <label> <UCX_TLS>: the table lines "bytes iters latency_us MB/s"
+# run <label> <UCX_TLS>: the table lines "bytes iters latency_us MB/s xen_calls/msg"
 run() {
     local label=$1 tls=$2 extra=()
     [ "$label" = xen ] && extra=(-genv LD_PRELOAD "$LIB" -genv XENMPI_SIM_HOST "$HOST")
@@ -36,7 +36,7 @@ for t in "xen xen,self" "posix posix,self" "posix+cma posix,cma,self" "tcp tcp,s
     run "$1" "$2" || ok=0
 done
 col() {  # label size field(3=lat,4=bw)
-    awk -v s="$2" -v f="$3" '$1==s && NF==4 {print $f}' "$OUT/pingpong-$1.txt" | tail -1
+    awk -v s="$2" -v f="$3" '$1==s && NF==5 {print $f}' "$OUT/pingpong-$1.txt" | tail -1
 }
 printf '\n%10s | %-40s | %-40s\n' "" "one-way latency (us)" "bandwidth (MB/s)"
 printf '%10s | %9s %9s %9s %9s | %9s %9s %9s %9s\n' bytes xen posix posix+cma tcp xen posix posix+cma tcp

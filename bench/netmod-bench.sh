@@ -71,7 +71,7 @@ done
 runs() {
     local r
     for ((r = 1; r <= REPS; r++)); do
-        awk -v s="$2" -v f="$3" '$1==s && NF==4 {print $f}' "$OUT/$1.$r.txt" | tail -1
+        awk -v s="$2" -v f="$3" '$1==s && NF==5 {print $f}' "$OUT/$1.$r.txt" | tail -1
     done | sort -g
 }
 # med <config> <size> <field>: median over the runs

@@ -11,8 +11,13 @@
  * 0,1 | 2,3 the first pairs are inside a VM and the second across VMs).
  * Phase "timing": rank 0 and rank n/2 ping-pong each size (unchecked inside
  * the loop, poisoned before and checked after the loop; best of 3 repetitions)
- * and rank 0 prints a table: half round-trip latency and size / half round trip as bandwidth.
+ * and rank 0 prints a table: half round-trip latency and size / half round trip as bandwidth,
+ * and, when the process has the xenmpi core loaded (libuct_xen or the netmod),
+ * the calls into Xen (hypercalls, device ioctls, store requests) per message
+ * in the timed loops, the larger of the two timing ranks' counts ("-" without
+ * the core).
  * Exits non-zero with a message naming rank, size and offset on a mismatch. */
+#include <dlfcn.h>
 #include <mpi.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -130,6 +135,7 @@ static void check_pair(int peer, uint8_t *sbuf, uint8_t *rbuf, const char *phase
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress reaches a launcher's pipe as it happens */
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
     if (nranks < 2 || nranks % 2)
@@ -148,6 +154,8 @@ int main(int argc, char **argv)
 
     check_pair(rank ^ 1, sbuf, rbuf, "check (pairs i<->i^1)");
     MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0 && nranks > 2)
+        printf("pingpong: pairs i<->i^1 checked\n");
     if (nranks > 2)
         check_pair((rank + nranks / 2) % nranks, sbuf, rbuf, "check (pairs i<->i+n/2)");
     MPI_Barrier(MPI_COMM_WORLD);
@@ -157,8 +165,11 @@ int main(int argc, char **argv)
 
     /* timing between rank 0 and rank n/2 */
     int peer = rank == 0 ? nranks / 2 : rank == nranks / 2 ? 0 : -1;
+    /* the xen backend's call counter, when the core is in this process */
+    uint64_t (*xen_calls)(void) = (uint64_t (*)(void))dlsym(RTLD_DEFAULT, "xm_hv_xen_total_calls");
     if (rank == 0)
-        printf("\n%10s %8s %12s %12s\n", "bytes", "iters", "latency_us", "MB/s");
+        printf("\n%10s %8s %12s %12s %14s\n", "bytes", "iters", "latency_us", "MB/s",
+               "xen_calls/msg");
     for (int si = 0; si < nsizes; si++) {
         size_t n = sizes[si];
         size_t lim = (size_t)256 << 20;
@@ -173,6 +184,7 @@ int main(int argc, char **argv)
         memset(rbuf, POISON, n + 1);
         /* one warm-up round, then the timed loop; best of 3 repetitions */
         double t = 1e30;
+        uint64_t c0 = xen_calls ? xen_calls() : 0;
         for (int rep = 0; rep < 3; rep++) {
         double t0 = 0;
         for (int it = -1; it < iters; it++) {
@@ -187,12 +199,22 @@ int main(int argc, char **argv)
         }
         if (MPI_Wtime() - t0 < t) t = MPI_Wtime() - t0;
         }
+        /* calls in the timed loops of this rank; the peer sends its own */
+        long long calls = xen_calls ? (long long)(xen_calls() - c0) : -1, pcalls = -1;
+        if (rank == 0)
+            MPI_Recv(&pcalls, 1, MPI_LONG_LONG, peer, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        else
+            MPI_Send(&calls, 1, MPI_LONG_LONG, peer, 2, MPI_COMM_WORLD);
         check(rbuf, n, rank == 0 ? s1 : s0, peer, "timing (last message)");
         if (rbuf[n] != POISON) die("timed message wrote past its length");
         if (rank == 0) {
             double half = t / iters / 2;
-            printf("%10zu %8d %12.2f %12.1f\n", n, iters, half * 1e6,
-                   n ? n / half / 1e6 : 0.0);
+            long long most = calls > pcalls ? calls : pcalls;
+            char cs[32] = "-";
+            if (most >= 0)   /* messages each rank sent or received: 2 per iteration */
+                snprintf(cs, sizeof cs, "%.2f", (double)most / (3.0 * (iters + 1) * 2));
+            printf("%10zu %8d %12.2f %12.1f %14s\n", n, iters, half * 1e6,
+                   n ? n / half / 1e6 : 0.0, cs);
         }
     }
     MPI_Barrier(MPI_COMM_WORLD);

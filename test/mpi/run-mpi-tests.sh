@@ -34,6 +34,7 @@ fi
 lib=$(cd "$(dirname "$lib")" && pwd)/$(basename "$lib")
 src=$(cd "$(dirname "$0")" && pwd)
 . "$src/../zc-stats.sh"   # zc_sum
+. "$src/ep-cfg.sh"        # ep_cfg_check, ep_cfg_first
 mkdir -p "$bdir/test/mpi/logs" || exit 2
 bin=$(cd "$bdir/test/mpi" && pwd)
 logs=$bin/logs
@@ -77,15 +78,9 @@ TLS=xen,self
 # check_xen <log>: some ep_cfg lane on xen/xen0, none on another transport
 # (nor on self when TLS has no self)
 check_xen() {
-    local log=$1 allowed='xen/xen0|self/memory0?'
+    local allowed='xen/xen0|self/memory0?'
     [ "$TLS" = xen ] && allowed='xen/xen0'
-    grep -q 'ep_cfg\[[0-9]*\]:.*(xen/xen0)' "$log" || { echo "no ep_cfg line naming xen/xen0 in the UCX info log"; return 1; }
-    # one feature's lanes are in one pair of parentheses; the ep to ourselves
-    # has two, e.g. "tag(self/memory0 xen/xen0)" (xen as its rma_bw lane)
-    local other
-    other=$(grep -o 'ep_cfg\[[0-9]*\]:.*' "$log" | grep -o '([^()]*/[^()]*)' | tr -d '()' |
-            tr ' ' '\n' | sort -u | grep -v -x -E "$allowed" | tr '\n' ' ')
-    [ -z "$other" ] || { echo "ep_cfg lanes on other transports: $other"; return 1; }
+    ep_cfg_check "$1" "$allowed" 'xen/xen0'
 }
 
 # ---------------------------------------------------------------- build
@@ -179,7 +174,7 @@ run_prog() {
         fail "$name" "$why" "$log"; return
     fi
     pass "$name"
-    echo "#   $t s; $(grep -h -o 'ep_cfg\[[0-9]*\]:.*(xen/xen0).*' "$log" | head -1)"
+    echo "#   $t s; $(ep_cfg_first "$log" xen/xen0)"
     grep "^$p: OK" "$log" | sed 's/^/#   /'
     if [ $p = pingpong ]; then
         echo "#   $(grep -m1 -E '^ +bytes +iters' "$log" | sed 's/^ *//')"
@@ -234,7 +229,7 @@ big_pingpong() {
         fail "$name" "$why" "$log"
     else
         pass "$name"
-        echo "#   $t s; $(grep -h -o 'ep_cfg\[[0-9]*\]:.*(xen/xen0).*' "$log" | head -1)"
+        echo "#   $t s; $(ep_cfg_first "$log" xen/xen0)"
         grep "^$p: content check" "$log" | sed 's/^/#   /'
         echo "#   $(grep -m1 -E '^ +bytes +iters' "$log" | sed 's/^ *//')"
         grep -E '^ +(65536|1048576|16777216|67108864) +[0-9]+ ' "$log" | sed 's/^/#   /'
@@ -332,7 +327,7 @@ hpcc_test() {
         fail $name "$why" "$log"
     else
         pass $name
-        echo "#   $m, N=$n NB=$nb P x Q = $p x $q, $t s (all HPCC kernels), $(grep -h -o 'ep_cfg\[[0-9]*\]:.*(xen/xen0).*' "$log" | head -1)"
+        echo "#   $m, N=$n NB=$nb P x Q = $p x $q, $t s (all HPCC kernels), $(ep_cfg_first "$log" xen/xen0)"
         grep -E '^\|\|Ax-b\|\|_oo/\(eps' "$out" | sed 's/^/#   /'
         grep -E '^T/V +N' "$out" | head -1 | sed 's/^/#   /'
         grep -E '^WR' "$out" | head -1 | sed 's/^/#   /'

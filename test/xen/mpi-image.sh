@@ -1,0 +1,127 @@
+# Sourced by test/xen/run.sh when a listed test is an MPI job (mpi-*): what
+# a Xen host and its domUs need for MPI jobs across the domUs, set up the way
+# a site sets up a real host.
+#
+# dom0: a bridge (xenbr0) with netback and Xen's own vif-bridge hotplug
+#       script (from xen-utils, run by bash), so every domU gets a vif;
+# domU: netfront (eth0 on xenbr0), Debian's MPICH, Open MPI, UCX and hpcc
+#       with every library they load, dropbear (sshd) and the OpenSSH
+#       client with one key pair that every domU accepts, /etc/hosts naming
+#       the domUs, xenmpi-run (the transport preloaded), the project's MPI
+#       programs built with mpicc.mpich and mpicc.openmpi, and mpi-job.
+#
+# Network: dom0 10.0.0.1 on xenbr0, xm-a 10.0.0.11, xm-b 10.0.0.12 (init).
+
+MPI_PKGS="mpich libmpich12 openmpi-bin libopenmpi3 openmpi-common libpmix2 libucx0 hpcc
+          dropbear-bin openssh-client"
+MPI_PROGS="pingpong collectives onesided"
+
+# kmod_copy <root> <module>...: the modules, uncompressed, in /lib/modules/$KVER/net
+kmod_copy() {
+    local root=$1 m f
+    shift
+    mkdir -p "$root/lib/modules/$KVER/net"
+    for m in "$@"; do
+        f=$(modinfo -k "$KVER" -n "$m") || return 1
+        case $f in
+        *.ko) cp "$f" "$root/lib/modules/$KVER/net/$m.ko" ;;
+        *.ko.xz) xz -dc "$f" >"$root/lib/modules/$KVER/net/$m.ko" ;;
+        *.ko.zst) zstd -qdc "$f" >"$root/lib/modules/$KVER/net/$m.ko" ;;
+        *) echo "module $m: $f" >&2; return 1 ;;
+        esac
+    done
+    # load order for init: dependencies first
+    printf '%s\n' "$@" >"$root/lib/modules/$KVER/net/order"
+}
+
+# pkg_copy <root> <package>...: the packages' files (no docs) and, for every
+# ELF file among them, every library ldd finds, at the paths the loader uses
+pkg_copy() {
+    local root=$1 p f l
+    shift
+    local list=$W/pkg-files
+    : >"$list"
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            { echo "package $p is not installed (scripts/setup.sh installs it)" >&2; return 1; }
+        dpkg -L "$p" | grep -vE '^/usr/share/(doc|man|info|locale|lintian|bug)(/|$)' >>"$list"
+    done
+    while read -r f; do
+        if [ -L "$f" ] || [ -f "$f" ]; then
+            cp -a --parents "$f" "$root" 2>/dev/null || cp -L "$f" "$root$f" || return 1
+        fi
+    done <"$list"
+    # Debian's alternatives: the plain MPI names are not part of the closure
+    while read -r f; do
+        [ -f "$f" ] && [ ! -L "$f" ] && [ "$(head -c 4 "$f" | tail -c 3)" = ELF ] && ldd "$f" 2>/dev/null
+    done <"$list" | grep -o '=> /[^ ]*\|^[[:space:]]*/[^ ]*' | grep -o '/[^ ]*' | sort -u |
+    while read -r l; do
+        [ -e "$root$l" ] && continue
+        mkdir -p "$root$(dirname "$l")"
+        cp -L "$l" "$root$l" || exit 1
+    done
+}
+
+# mpi_progs <dir>: the project's MPI programs, <prog>-mpich and <prog>-openmpi
+mpi_progs() {
+    local dir=$1 m p
+    mkdir -p "$dir"
+    for m in mpich openmpi; do
+        for p in $MPI_PROGS; do
+            mpicc.$m -O2 -Wall -Wextra -o "$dir/$p-$m" "$HERE/../mpi/$p.c" ||
+                { echo "mpicc.$m $p.c failed" >&2; return 1; }
+        done
+    done
+}
+
+# mpi_domu <root>: everything a domU needs for the MPI jobs
+mpi_domu() {
+    local root=$1 f
+    kmod_copy "$root" xen-netfront || return 1
+    pkg_copy "$root" $MPI_PKGS || return 1
+    mpi_progs "$W/mpi" || return 1
+    cp "$W"/mpi/* "$root/test/"
+    cp "$HERE/mpi-job" "$HERE/../mpi/ep-cfg.sh" "$HERE/../zc-stats.sh" "$HERE/../mpi/hpccinf.txt.in" \
+        "$root/test/" || return 1
+    # the transport and its libraries from the build, and xenmpi-run to
+    # preload it from where the image keeps them
+    f=$(find "$BUILD" -maxdepth 3 -path '*/.libs/libuct_xen.so' | head -1)
+    [ -n "$f" ] || { echo "no libuct_xen.so under $BUILD (make)" >&2; return 1; }
+    cp -L "$f" "$root/lib/x86_64-linux-gnu/" && copy_with_libs "$root" "$f" || return 1
+    sed 's|@libdir@|/lib/x86_64-linux-gnu|' "$HERE/../../scripts/xenmpi-run.in" >"$root/usr/bin/xenmpi-run"
+    chmod +x "$root/usr/bin/xenmpi-run"
+    # accounts, names, ssh: one key pair, accepted by every domU
+    printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
+    printf 'root:*:19000:0:99999:7:::\n' >"$root/etc/shadow"
+    printf 'root:x:0:\n' >"$root/etc/group"
+    printf '/bin/sh\n' >"$root/etc/shells"
+    printf '127.0.0.1 localhost\n10.0.0.1 dom0\n10.0.0.11 xm-a\n10.0.0.12 xm-b\n' >"$root/etc/hosts"
+    chmod 700 "$root/root"
+    mkdir -p -m 700 "$root/root/.ssh" "$root/etc/dropbear"
+    f=$W/ssh-key
+    if [ ! -f "$f" ]; then
+        ssh-keygen -q -t ed25519 -N '' -C xentest -f "$f" || return 1
+        dropbearkey -t ed25519 -f "$W/dropbear-host-key" >/dev/null || return 1
+    fi
+    cp "$f" "$root/root/.ssh/id_ed25519"
+    cp "$f.pub" "$root/root/.ssh/authorized_keys"
+    cp "$W/dropbear-host-key" "$root/etc/dropbear/dropbear_ed25519_host_key"
+    cat >"$root/root/.ssh/config" <<'EOF'
+Host *
+    StrictHostKeyChecking no
+    UserKnownHostsFile /dev/null
+    LogLevel ERROR
+    BatchMode yes
+EOF
+    chmod 600 "$root/root/.ssh/"*
+}
+
+# net_dom0 <root>: bridge, netback and Xen's hotplug scripts for dom0
+net_dom0() {
+    local root=$1
+    kmod_copy "$root" llc stp bridge xen-netback || return 1
+    mkdir -p "$root/etc/xen/scripts"
+    cp -a /etc/xen/scripts/. "$root/etc/xen/scripts/" || return 1
+    rm -f "$root/bin/bash"
+    cp -L /bin/bash "$root/bin/bash" && copy_with_libs "$root" /bin/bash
+}
