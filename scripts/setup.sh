@@ -12,6 +12,7 @@ PKGS=(
   linux-headers-amd64 dkms  # the kernel module (kernel/, docs/kernel.md)
   strace  # ucx/zcopy-hit-syscalls: the system calls of the zero-copy hit path
   ccache  # scripts/build-mpich.sh: MPICH rebuilds from the compiler cache
+  dropbear-bin openssh-client  # the real-Xen MPI jobs: sshd and ssh in the domUs
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -12,13 +12,20 @@
 # domU's domid, @SELF@ by the domU's own.  Both commands run concurrently;
 # the test passes when both exit 0.
 #
+# A first word that is a file of test/xen/ (mpi-job) is taken from there, one
+# that is a busybox applet (true) from busybox.  Tests named mpi-* are MPI
+# jobs across the domUs: with one listed, the images also get a network (a
+# bridge in dom0, a vif in each domU), ssh, the MPIs and the MPI programs
+# (test/xen/mpi-image.sh), and the domUs more memory.
+#
 # Prints "PASS: xen/<name>" or "FAIL: xen/<name>" per test, keeps the serial
 # log at test/xen/work/serial.log, exits non-zero on any failure.
 #
 # Environment: XENTEST_SMP (emulated CPUs, default 2: one per domU),
-# XENTEST_TIMEOUT (whole run, default 900 s), XENTEST_TEST_TIMEOUT
+# XENTEST_TIMEOUT (whole run, default 1800 s), XENTEST_TEST_TIMEOUT
 # (one test, default 600 s), XENTEST_KVER (kernel version, default: the
 # installed linux-image), XENTEST_MODULES (extra .ko files loaded in the domUs),
+# XENTEST_XENARGS (more Xen command-line options, e.g. sched=credit),
 # XENTEST_ONLY (run only the tests whose name matches this extended regex,
 # e.g. 'kgrant|hv_xdom'; the others are not listed).
 # The project's module <build-dir>/kernel/xenmpi_grant.ko (make kmod), when
@@ -39,6 +46,7 @@ rm -f "$LOG"
 
 # --- the tests --------------------------------------------------------------
 NAMES=()
+NEED_MPI=0
 BINS=()
 LINES=()
 BADFMT=0
@@ -55,9 +63,12 @@ while IFS= read -r line || [ -n "$line" ]; do
     fi
     NAMES+=("$name")
     LINES+=("$line")
+    case $name in mpi-*) NEED_MPI=1 ;; esac
     for c in "$ca" "$cb"; do
         set -- $c
         b=$1
+        [ -f "$HERE/$b" ] && [ -x "$HERE/$b" ] && continue   # copied with the MPI payload
+        /bin/busybox --list 2>/dev/null | grep -qx -- "$b" && continue
         case " ${BINS[*]-} " in *" $b "*) ;; *) BINS+=("$b") ;; esac
     done
 done <"$TESTS"
@@ -148,8 +159,12 @@ copy_with_libs() { # root file...: copy each file and every library ldd lists
 base_rootfs() { # root
     local root=$1 a m f
     rm -rf "$root"
-    mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,root,test,usr/bin,usr/sbin,lib64}
-    mkdir -p "$root/lib/modules/$KVER/extra" "$root/lib/x86_64-linux-gnu"
+    # merged /usr, as on the host: packages install to /usr/lib, ldd names /lib
+    mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,root,test,usr/bin,usr/sbin,usr/lib64}
+    mkdir -p "$root/usr/lib/x86_64-linux-gnu"
+    ln -s usr/lib "$root/lib"
+    ln -s usr/lib64 "$root/lib64"
+    mkdir -p "$root/lib/modules/$KVER/extra"
     mkdir -p "$root/var"
     ln -s ../run "$root/var/run"
     mkdir -p "$root"/var/{lib/xen,log/xen/console,lock} "$root"/run/{xen,xenstored}
@@ -182,6 +197,7 @@ base_rootfs() { # root
     cp "$HERE/init" "$root/init"
     chmod +x "$root/init"
 }
+. "$HERE/mpi-image.sh"   # mpi_domu, net_dom0
 
 build_images() {
     local d0=$W/rootfs-dom0 du=$W/rootfs-domu off
@@ -197,9 +213,11 @@ build_images() {
     fi
 
     base_rootfs "$du" || return 1
+    if [ $NEED_MPI = 1 ]; then mpi_domu "$du" || return 1; fi
     (cd "$du" && find . | cpio -o -H newc --quiet | gzip -6) >"$W/domu.cpio.gz" || return 1
 
     base_rootfs "$d0" || return 1
+    if [ $NEED_MPI = 1 ]; then net_dom0 "$d0" || return 1; fi
     # dom0 publishes the host topology (tools/xenmpi-topo-publish, libxenlight)
     # before the domU tests, when it was built
     p=$BUILD/tools/xenmpi-topo-publish
@@ -213,14 +231,18 @@ build_images() {
         copy_with_libs "$d0" $XB/$f
     done
     [ -f /etc/xen/xl.conf ] && cp /etc/xen/xl.conf "$d0/etc/xen/"
+    # MPI jobs: the MPIs live in the domU's initramfs (RAM), and a vif each
+    DOMU_MEM=256 DOMU_VIF=""
+    if [ $NEED_MPI = 1 ]; then DOMU_MEM=1024 DOMU_VIF="vif = [ 'bridge=xenbr0' ]"; fi
     cat >"$d0/etc/xen/domu.cfg" <<EOF
 type = "pv"
 name = "xm-domu"
 kernel = "/boot/vmlinuz"
 ramdisk = "/boot/domu.cpio.gz"
 extra = "console=hvc0 xenrole=domu quiet loglevel=4 xentest_tmo=${XENTEST_TEST_TIMEOUT:-600}"
-memory = 256
+memory = $DOMU_MEM
 vcpus = 1
+$DOMU_VIF
 # 4096 grant refs: the kgrant test fills the table
 max_grant_frames = 8
 on_crash = "preserve"
@@ -239,10 +261,10 @@ build_images >"$W/build.log" 2>&1 || { cat "$W/build.log" >&2; fail_all "buildin
 # time, one pinned to each, so a polling ping-pong between them does not wait
 # for Xen's scheduler to switch domains on a single CPU.
 SMP=${XENTEST_SMP:-2}
-XENARGS="console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 loglvl=all guest_loglvl=all noreboot console_timestamps=boot"
+XENARGS="${XENTEST_XENARGS:-} console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 loglvl=all guest_loglvl=all noreboot console_timestamps=boot"
 DOM0ARGS="console=hvc0 earlyprintk=xen xenrole=dom0 xentest_tmo=${XENTEST_TEST_TIMEOUT:-600} xentest_smp=$SMP"
-timeout "${XENTEST_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg -machine q35 -cpu qemu64 \
-    -m 3072 -smp "$SMP" -nographic -no-reboot -monitor none -serial "file:$LOG" \
+timeout "${XENTEST_TIMEOUT:-1800}" qemu-system-x86_64 -accel tcg -machine q35 -cpu qemu64 \
+    -m 4096 -smp "$SMP" -nographic -no-reboot -monitor none -serial "file:$LOG" \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
     -kernel "$W/xen" -append "$XENARGS" \
     -initrd "$W/vmlinuz $DOM0ARGS,$W/dom0.cpio.gz" </dev/null &
