@@ -334,9 +334,14 @@ static ucs_status_t uct_xen_query_tl_devices(uct_md_h md,
 {
     /* one device per domain: the hypervisor's grant tables and event
      * channels; whether a host identity exists is checked at iface open,
-     * where the error can say how to provide one */
+     * where the error can say how to provide one.  A network device: it
+     * reaches other VMs, which MPI launchers count as other nodes, and
+     * UCP puts only network devices in the address a worker gives for
+     * peers on other nodes (UCP_WORKER_ADDRESS_FLAG_NET_ONLY, which Open
+     * MPI's pml ucx publishes for them): as shared memory, xen would be
+     * missing from it and Open MPI could not reach a rank in another VM. */
     return uct_single_device_resource(md, UCT_XEN_DEV_NAME,
-                                      UCT_DEVICE_TYPE_SHM,
+                                      UCT_DEVICE_TYPE_NET,
                                       UCS_SYS_DEVICE_ID_UNKNOWN, tl_devices_p,
                                       num_tl_devices_p);
 }

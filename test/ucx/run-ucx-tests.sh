@@ -353,6 +353,21 @@ else
 fi
 sizes_revokes=$(zc_sum "$tmp/$t" "$(zc_role_pid "$tmp/$t" sender)" revokes 2>/dev/null)
 
+# ucp-net-only-address: the same transfers with the addresses Open MPI's pml
+# ucx gives peers on other nodes (UCP_WORKER_ADDRESS_FLAG_NET_ONLY: network
+# devices only); the VMs of one host are such nodes, so xen must be in it
+t=ucp-net-only-address
+if [ ! -x "$zprog" ]; then
+    fail $t "$zprog not built (make -C build check or make test/ucx/ucp_zcopy)"
+elif ! zc_run $t sizes UCP_ZCOPY_NET_ONLY=1 UCX_LOG_LEVEL=error; then
+    zc_fail $t "rc $zc_rc"
+else
+    z=$(zc_sum "$tmp/$t" all zc_bytes)
+    if [ "$z" = none ] || [ "$z" -eq 0 ]; then zc_fail $t "contents right, but zero-copy not used (zc_bytes $z)"
+    else pass $t; zc_report $t
+    fi
+fi
+
 # zcopy-reuse-va: a 4 MiB buffer sent, unmapped, mapped again at the same
 # address with new data (and half untouched: zero pages), rewritten in
 # place, sent as a sub-range: the receiver sees the new data each time.

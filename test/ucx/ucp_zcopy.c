@@ -5,7 +5,9 @@
  * UCX_TLS=xen,self (test/ucx/run-ucx-tests.sh does).  The process forks:
  * the parent receives (it is the one that copies), the child sends; each
  * opens UCP after the fork, so on the sim backend each is its own domain.
- * Worker addresses go through pipes, as in ucp_peer_fail.c.
+ * Worker addresses go through pipes, as in ucp_peer_fail.c; with
+ * UCP_ZCOPY_NET_ONLY=1 they are the network-only addresses
+ * (UCP_WORKER_ADDRESS_FLAG_NET_ONLY) Open MPI gives peers on other nodes.
  *
  *   ucp_zcopy sizes          sizes 0, 1, 4095, 4097, 64 KiB, 1 MiB,
  *                            1 MiB+123, 16 MiB, 64 MiB, each from an aligned
@@ -163,10 +165,25 @@ static void node_init(node_t *n)
         .thread_mode = UCS_THREAD_MODE_SINGLE
     };
 
+    /* UCP_ZCOPY_NET_ONLY=1: the address Open MPI's pml ucx publishes for
+     * peers on other nodes, with network devices only */
+    ucp_worker_attr_t wa = {
+        .field_mask    = UCP_WORKER_ATTR_FIELD_ADDRESS | UCP_WORKER_ATTR_FIELD_ADDRESS_FLAGS,
+        .address_flags = UCP_WORKER_ADDRESS_FLAG_NET_ONLY
+    };
+    const char *net_only = getenv("UCP_ZCOPY_NET_ONLY");
+
     if (ucp_init(&p, NULL, &n->ctx) != UCS_OK ||
-        ucp_worker_create(n->ctx, &wp, &n->worker) != UCS_OK ||
-        ucp_worker_get_address(n->worker, &n->addr, &n->addr_len) != UCS_OK) {
+        ucp_worker_create(n->ctx, &wp, &n->worker) != UCS_OK) {
         DIE("UCP init");
+    }
+    if (net_only && !strcmp(net_only, "1")) {
+        if (ucp_worker_query(n->worker, &wa) != UCS_OK)
+            DIE("ucp_worker_query (NET_ONLY address)");
+        n->addr     = wa.address;
+        n->addr_len = wa.address_length;
+    } else if (ucp_worker_get_address(n->worker, &n->addr, &n->addr_len) != UCS_OK) {
+        DIE("ucp_worker_get_address");
     }
 }
 

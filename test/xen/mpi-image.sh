@@ -81,7 +81,7 @@ mpi_domu() {
     pkg_copy "$root" $MPI_PKGS || return 1
     mpi_progs "$W/mpi" || return 1
     cp "$W"/mpi/* "$root/test/"
-    cp "$HERE/mpi-job" "$HERE/../mpi/ep-cfg.sh" "$HERE/../zc-stats.sh" "$HERE/../mpi/hpccinf.txt.in" \
+    cp "$HERE/../mpi/ep-cfg.sh" "$HERE/../zc-stats.sh" "$HERE/../mpi/hpccinf.txt.in" \
         "$root/test/" || return 1
     # the transport and its libraries from the build, and xenmpi-run to
     # preload it from where the image keeps them

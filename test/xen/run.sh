@@ -48,6 +48,7 @@ rm -f "$LOG"
 NAMES=()
 NEED_MPI=0
 BINS=()
+HEREBINS=()
 LINES=()
 BADFMT=0
 while IFS= read -r line || [ -n "$line" ]; do
@@ -67,7 +68,10 @@ while IFS= read -r line || [ -n "$line" ]; do
     for c in "$ca" "$cb"; do
         set -- $c
         b=$1
-        [ -f "$HERE/$b" ] && [ -x "$HERE/$b" ] && continue   # copied with the MPI payload
+        if [ -f "$HERE/$b" ] && [ -x "$HERE/$b" ]; then   # a script of test/xen/
+            case " ${HEREBINS[*]-} " in *" $b "*) ;; *) HEREBINS+=("$b") ;; esac
+            continue
+        fi
         /bin/busybox --list 2>/dev/null | grep -qx -- "$b" && continue
         case " ${BINS[*]-} " in *" $b "*) ;; *) BINS+=("$b") ;; esac
     done
@@ -192,6 +196,7 @@ base_rootfs() { # root
     # glibc dlopen()s libgcc_s (pthread_cancel, xl); ldd does not list it
     cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$root/lib/x86_64-linux-gnu/"
     for i in "${!BINS[@]}"; do cp -L "${BINPATHS[$i]}" "$root/test/${BINS[$i]}"; done
+    for b in "${HEREBINS[@]}"; do cp "$HERE/$b" "$root/test/$b"; done
     copy_with_libs "$root" "${BINPATHS[@]}" || return 1
     printf '%s\n' "${LINES[@]}" >"$root/test/tests.list"
     cp "$HERE/init" "$root/init"
