@@ -92,6 +92,8 @@ static void ep_id_give(uint32_t id)
     pthread_mutex_unlock(&ep_slot_lock);
 }
 
+static int home_publish(xm_endpoint_t *ep);
+
 int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **out)
 {
     xm_store_perm_t perm_req = { xm_hv_domid(hv), XM_PERM_WRITE };
@@ -144,6 +146,11 @@ int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **
     /* a previous process with our pid may have left its tree behind */
     xm_store_remove(hv, ep->dir);
     rc = xm_store_write(hv, ep->req_dir, "", 0);
+    /* the domain's presence node: readable by every domain, never removed
+     * by us, so that a peer's watch hears when the toolstack removes this
+     * domain's home (destroyed or crashed); it holds nothing */
+    if (!rc)
+        rc = home_publish(ep);
     if (!rc)
         rc = xm_store_set_perms(hv, ep->req_dir, &perm_req, 1);
     if (!rc)
@@ -231,10 +238,105 @@ xm_channel_t *find_chan(xm_endpoint_t *ep, uint32_t dom, uint32_t pep, int live_
 
 static inline void tx_kick(xm_channel_t *ch);
 
+static void home_path(uint32_t dom, char *buf, size_t len)
+{
+    snprintf(buf, len, "/local/domain/%u/" XM_ALIVE_KEY, dom);
+}
+
+static int home_publish(xm_endpoint_t *ep)
+{
+    char path[XM_STORE_MAX_PATH];
+    xm_store_perm_t perm = { xm_hv_domid(ep->hv), XM_PERM_READ };
+    int rc;
+
+    home_path(xm_hv_domid(ep->hv), path, sizeof(path));
+    rc = xm_store_write(ep->hv, path, "", 0);
+    if (!rc)
+        rc = xm_store_set_perms(ep->hv, path, &perm, 1);
+    return rc;
+}
+
+/* A process that dies clears its live byte (the unmap notification), but a
+ * domain that is destroyed or crashes clears nothing: its pages stay mapped
+ * here, frozen.  The toolstack removes a destroyed domain's store home, and
+ * with it the domain's presence node, which every domain may read: a watch
+ * on it tells us.  One watch per peer domain, shared by the endpoint's
+ * channels to it; without one (the store's watch quota) only process death
+ * is seen. */
+void chan_watch_home(xm_channel_t *ch)
+{
+    xm_endpoint_t *ep = ch->ep;
+    char path[XM_STORE_MAX_PATH], token[32];
+    int rc;
+
+    if (ch->home_watch || ch->peer_dom == xm_hv_domid(ep->hv))
+        return;   /* watching already, or our own domain */
+    for (xm_channel_t *c = ep->chans; c; c = c->next)
+        if (c != ch && c->peer_dom == ch->peer_dom && c->home_watch) {
+            ch->home_watch = c->home_watch;
+            return;
+        }
+    if (!++ep->home_watches)
+        ++ep->home_watches;   /* 0 means none */
+    ch->home_watch = ep->home_watches;
+    home_path(ch->peer_dom, path, sizeof(path));
+    snprintf(token, sizeof(token), "home-%u", ch->home_watch);
+    rc = xm_store_watch(ep->hv, path, token);
+    if (rc) {
+        xm_info("cannot watch %s (%s): channels to domain %u see its processes die, "
+                "but not the domain", path, strerror(-rc), ch->peer_dom);
+        ch->home_watch = 0;
+    }
+}
+
+void chan_unwatch_home(xm_channel_t *ch)
+{
+    char path[XM_STORE_MAX_PATH], token[32];
+    uint32_t id = ch->home_watch;
+
+    if (!id)
+        return;
+    ch->home_watch = 0;
+    for (xm_channel_t *c = ch->ep->chans; c; c = c->next)
+        if (c != ch && c->home_watch == id)
+            return;   /* another channel to that domain still uses it */
+    home_path(ch->peer_dom, path, sizeof(path));
+    snprintf(token, sizeof(token), "home-%u", id);
+    xm_store_unwatch(ch->ep->hv, path, token);
+}
+
+/* a peer domain's presence node fired: if it is gone, so is the domain */
+static void home_fired(xm_endpoint_t *ep, const char *token)
+{
+    char path[XM_STORE_MAX_PATH], *val = NULL;
+    size_t len;
+    uint32_t id = (uint32_t)strtoul(token + 5, NULL, 10), dom = 0;
+    int rc = 0, any = 0;
+
+    for (xm_channel_t *c = ep->chans; c; c = c->next) {
+        if (!id || c->home_watch != id)
+            continue;
+        if (!any) {
+            any = 1;
+            dom = c->peer_dom;
+            home_path(dom, path, sizeof(path));
+            rc = xm_store_read(ep->hv, path, &val, &len);
+            free(val);
+            if (rc != -ENOENT)
+                return;   /* there (the watch's first event), or unreadable */
+            xm_error("domain %u is gone (%s was removed: the domain was destroyed or "
+                     "crashed): its channels fail", dom, path);
+        }
+        if (c->state == XM_CH_CONNECTED)
+            c->home_gone = 1;
+    }
+}
+
 /* The handshake completed: what we wrote meanwhile is the peer's to read. */
 void chan_connected(xm_channel_t *ch)
 {
     ch->state = XM_CH_CONNECTED;
+    chan_watch_home(ch);
     if (ch->published)
         tx_kick(ch);
 }
@@ -279,7 +381,7 @@ static void ep_reap(xm_endpoint_t *ep)
  * marked gone (reported from progress) and -EPIPE returned. */
 int chan_check_live(xm_channel_t *ch)
 {
-    if (LOAD(&ch->peer->live))
+    if (LOAD(&ch->peer->live) && !ch->home_gone)
         return 0;
     while (ch->state == XM_CH_CONNECTED && chan_poll(ch) > 0)
         ;
@@ -481,7 +583,7 @@ int chan_poll(xm_channel_t *ch)
 
     prod = LOAD(&ch->peer->prod);
     if (prod == ch->cons) {
-        if (LOAD(&ch->peer->live))
+        if (LOAD(&ch->peer->live) && !ch->home_gone)
             return 0;
         /* It died, but may have published more between our two loads: its
          * live byte is cleared after its last store, so what it published
@@ -553,6 +655,8 @@ static void progress_slow(xm_endpoint_t *ep)
     while (xm_store_read_watch(hv, &path, &token) == 0) {
         if (!strcmp(token, "req"))
             scan = 1;
+        else if (!strncmp(token, "home-", 5))
+            home_fired(ep, token);
         else
             for (xm_channel_t *c = ep->chans; c; c = c->next)
                 if (c->initiator && c->state == XM_CH_CONNECTING && !strcmp(path, c->resp_path))

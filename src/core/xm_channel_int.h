@@ -68,6 +68,8 @@ struct xm_channel {
     int tx_awaiting;          /* waiting for the peer to consume (space, completion) */
     uint32_t tx_await_cons; /* the peer's consumer index when we started waiting */
     xm_chan_stats_t st;
+    uint32_t home_watch;  /* non-zero: the watch on the peer domain's presence node */
+    int home_gone;        /* that node was removed: the peer's domain is gone */
     char req_path[XM_STORE_MAX_PATH];  /* initiator: our request node */
     char resp_path[XM_STORE_MAX_PATH]; /* response node (ours or the peer's) */
 };
@@ -90,6 +92,7 @@ struct xm_endpoint {
     unsigned nservices;
     xm_service_t services[XM_MAX_SERVICES];
     uint64_t unclaimed;  /* records of a type no service claimed */
+    uint32_t home_watches; /* tokens given out for peer domains' presence nodes */
 };
 
 double mono_now(void);
@@ -98,6 +101,13 @@ void ep_place(xm_endpoint_t *ep, void *addr, size_t len);
 xm_channel_t *find_chan(xm_endpoint_t *ep, uint32_t dom, uint32_t pep, int live_only);
 /* undo a channel's grants, mappings, port and store nodes (idempotent) */
 void chan_release(xm_channel_t *ch);
+/* a domain's presence node, below its home: readable by all, written by its
+ * first endpoint, removed only with the home (docs/wire.md) */
+#define XM_ALIVE_KEY "xenmpi/alive"
+/* watch the connected peer domain's presence node: its removal ends the
+ * channel (xm_channel.c); the watch goes with the domain's last channel */
+void chan_watch_home(xm_channel_t *ch);
+void chan_unwatch_home(xm_channel_t *ch);
 /* mark down; released and reported from progress (ep_reap) */
 void chan_fail(xm_channel_t *ch, enum xm_chan_state st);
 int chan_poll(xm_channel_t *ch);

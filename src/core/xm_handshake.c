@@ -125,6 +125,7 @@ void chan_release(xm_channel_t *ch)
         xm_hv_unshare(hv, ch->my, 1);
     if (ch->port_open)
         xm_hv_evt_close(hv, ch->port);
+    chan_unwatch_home(ch);
     if (ch->req_path[0])
         xm_store_remove(hv, ch->req_path);
     if (ch->resp_path[0]) {
@@ -281,6 +282,7 @@ static void accept_request(xm_endpoint_t *ep, const char *name)
         goto fail;
     }
     ch->state = XM_CH_CONNECTED;
+    chan_watch_home(ch);
     ch->next = ep->chans;
     ep->chans = ch;
     ch = NULL;

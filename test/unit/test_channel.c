@@ -711,6 +711,48 @@ static void test_peer_dies_after_publishing(void **state)
     side_close(&a);
 }
 
+/* A destroyed domain clears nothing (its pages stay mapped here, its live
+ * byte set): the toolstack removing its store home must end the channel,
+ * after what it had published is delivered. */
+static void test_peer_domain_destroyed(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ab, *ba;
+    struct side *v[1] = { &a };
+    xm_hv_t *dom0;
+    char home[64], *val = NULL;
+    size_t len;
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    ba = connect_pair(&a, &b, &ab);
+    /* the presence node is there, readable by the peer */
+    snprintf(home, sizeof(home), "/local/domain/%u/xenmpi/alive", xm_hv_domid(b.hv));
+    assert_int_equal(xm_store_read(a.hv, home, &val, &len), 0);
+    free(val);
+    assert_int_equal(xm_chan_send(ba, 7, NULL, 0, "last!", 5), 0);
+    pump(v, 1, 50);
+    assert_int_equal(a.gone, 0);   /* a live peer that just went quiet */
+    assert_int_equal(a.nlog, 1);
+    assert_int_equal(xm_chan_send(ba, 7, NULL, 0, "more", 4), 0);
+    /* dom0's toolstack removes the home of the (frozen) domain b */
+    setenv("XENMPI_SIM_DOMID", "0", 1);
+    assert_int_equal(xm_hv_open(&dom0), 0);
+    unsetenv("XENMPI_SIM_DOMID");
+    snprintf(home, sizeof(home), "/local/domain/%u", xm_hv_domid(b.hv));
+    assert_int_equal(xm_store_remove(dom0, home), 0);
+    for (int i = 0; i < 1000 && !a.gone; i++)
+        pump(v, 1, 1);
+    assert_int_equal(a.nlog, 2);   /* what it published came first */
+    assert_memory_equal(a.log[1].data, "more", 4);
+    assert_int_equal(a.gone, 1);
+    assert_int_equal(xm_chan_state(ab), XM_CH_PEER_GONE);
+    assert_int_equal(xm_chan_send(ab, 1, NULL, 0, "x", 1), -EPIPE);
+    xm_hv_close(dom0);
+    side_close(&b);
+    side_close(&a);
+}
+
 /* A peer that notifies again every time we unmask cannot hold progress. */
 static struct side *flooder;
 static unsigned flood_count;
@@ -1107,6 +1149,7 @@ int main(void)
         cmocka_unit_test(test_uncommitted_pad),
         cmocka_unit_test(test_want_space),
         cmocka_unit_test(test_peer_dies_after_publishing),
+        cmocka_unit_test(test_peer_domain_destroyed),
         cmocka_unit_test(test_notify_flood_bounded),
         cmocka_unit_test(test_services),
         cmocka_unit_test(test_send_while_connecting),

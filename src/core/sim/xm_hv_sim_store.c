@@ -71,6 +71,29 @@ static int path_under(const char *path, const char *top)
     return !strncmp(path, top, n) && (path[n] == 0 || path[n] == '/');
 }
 
+/* queue `fired` for watch w (collapsed when its queue is full) and wake it */
+static void watch_deliver(sim_hv_t *s, struct sim_watch *w, const char *fired)
+{
+    if (w->head - w->tail >= SIM_WATCH_QUEUE) {
+        w->overflow = 1;  /* collapse: the watched path itself fires */
+    } else {
+        snprintf(w->q[w->head % SIM_WATCH_QUEUE], XM_STORE_MAX_PATH, "%s", fired);
+        w->head++;
+    }
+    xm_sim_signal_fd(s, w->pid, w->efd);
+}
+
+/* a live watch that domain may hear of n (NULL: no node to check) */
+static int watch_hears(struct sim_watch *w, const struct sim_node *n)
+{
+    if (!pid_alive(w->pid)) {
+        w->used = 0;
+        return 0;
+    }
+    /* watchers only hear of nodes they may read */
+    return !n || (node_perm(n, w->domid) & XM_PERM_READ);
+}
+
 static void watch_fire(sim_hv_t *s, const char *path, const struct sim_node *n)
 {
     for (unsigned i = 0; i < SIM_STORE_WATCHES; i++) {
@@ -79,20 +102,26 @@ static void watch_fire(sim_hv_t *s, const char *path, const struct sim_node *n)
             continue;
         if (!path_under(path, w->path) && !path_under(w->path, path))
             continue;
-        if (!pid_alive(w->pid)) {
-            w->used = 0;
+        if (watch_hears(w, n))
+            watch_deliver(s, w, path_under(path, w->path) ? path : w->path);
+    }
+}
+
+/* a subtree goes: as xenstored does node by node, each node below `top`
+ * fires the watches on exactly it, with its own permissions (a node a
+ * watcher may read can sit below one it may not, as in a domain's home
+ * that the toolstack removes when the domain is destroyed) */
+static void watch_fire_below(sim_hv_t *s, const char *top)
+{
+    for (unsigned i = 0; i < SIM_STORE_NODES; i++) {
+        const struct sim_node *n = &s->store->n[i];
+        if (!n->used || !path_under(n->path, top) || !strcmp(n->path, top))
             continue;
+        for (unsigned j = 0; j < SIM_STORE_WATCHES; j++) {
+            struct sim_watch *w = &s->store->w[j];
+            if (w->used && !strcmp(w->path, n->path) && watch_hears(w, n))
+                watch_deliver(s, w, n->path);
         }
-        if (n && !(node_perm(n, w->domid) & XM_PERM_READ))
-            continue;   /* watchers only hear of nodes they may read */
-        const char *fired = path_under(path, w->path) ? path : w->path;
-        if (w->head - w->tail >= SIM_WATCH_QUEUE) {
-            w->overflow = 1;  /* collapse: the watched path itself fires */
-        } else {
-            snprintf(w->q[w->head % SIM_WATCH_QUEUE], XM_STORE_MAX_PATH, "%s", fired);
-            w->head++;
-        }
-        xm_sim_signal_fd(s, w->pid, w->efd);
     }
 }
 
@@ -219,6 +248,7 @@ int xm_sim_store_remove(xm_hv_t *hv, const char *path)
         rc = -EACCES;
     else {
         /* fire while the permissions can still be seen, as xenstored does */
+        watch_fire_below(s, path);
         watch_fire(s, path, n);
         for (unsigned i = 0; i < SIM_STORE_NODES; i++)
             if (s->store->n[i].used && path_under(s->store->n[i].path, path))
