@@ -274,6 +274,7 @@ void chan_watch_home(xm_channel_t *ch)
     for (xm_channel_t *c = ep->chans; c; c = c->next)
         if (c != ch && c->peer_dom == ch->peer_dom && c->home_watch) {
             ch->home_watch = c->home_watch;
+            ch->home_seen = c->home_seen;
             return;
         }
     if (!++ep->home_watches)
@@ -305,31 +306,41 @@ void chan_unwatch_home(xm_channel_t *ch)
     xm_store_unwatch(ch->ep->hv, path, token);
 }
 
-/* a peer domain's presence node fired: if it is gone, so is the domain */
+/* A peer domain's presence node fired.  Seen once, then unreadable: the
+ * domain is gone.  (xenstored answers EACCES, not ENOENT, for a node that
+ * is gone below a parent we may not read, as a removed domain home is.)
+ * Never seen: a peer that does not publish one; nothing is concluded. */
 static void home_fired(xm_endpoint_t *ep, const char *token)
 {
     char path[XM_STORE_MAX_PATH], *val = NULL;
     size_t len;
     uint32_t id = (uint32_t)strtoul(token + 5, NULL, 10), dom = 0;
-    int rc = 0, any = 0;
+    int rc = 0, found = 0, seen = 0;
 
-    for (xm_channel_t *c = ep->chans; c; c = c->next) {
-        if (!id || c->home_watch != id)
-            continue;
-        if (!any) {
-            any = 1;
+    for (xm_channel_t *c = ep->chans; c; c = c->next)
+        if (id && c->home_watch == id) {
+            found = 1;
             dom = c->peer_dom;
-            home_path(dom, path, sizeof(path));
-            rc = xm_store_read(ep->hv, path, &val, &len);
-            free(val);
-            if (rc != -ENOENT)
-                return;   /* there (the watch's first event), or unreadable */
-            xm_error("domain %u is gone (%s was removed: the domain was destroyed or "
-                     "crashed): its channels fail", dom, path);
+            seen |= c->home_seen;
         }
-        if (c->state == XM_CH_CONNECTED)
-            c->home_gone = 1;
-    }
+    if (!found)
+        return;
+    home_path(dom, path, sizeof(path));
+    rc = xm_store_read(ep->hv, path, &val, &len);
+    free(val);
+    if (rc && !seen)
+        return;
+    if (!rc)
+        xm_debug("domain %u: presence node %s is there", dom, path);
+    else
+        xm_error("domain %u is gone (%s was removed: the domain was destroyed or "
+                 "crashed): its channels fail", dom, path);
+    for (xm_channel_t *c = ep->chans; c; c = c->next)
+        if (c->home_watch == id) {
+            c->home_seen = 1;
+            if (rc && c->state == XM_CH_CONNECTED)
+                c->home_gone = 1;
+        }
 }
 
 /* The handshake completed: what we wrote meanwhile is the peer's to read. */
@@ -802,6 +813,7 @@ int xm_endpoint_wait(xm_endpoint_t *ep, int timeout_ms)
 /* ---------------- small accessors ---------------- */
 
 enum xm_chan_state xm_chan_state(const xm_channel_t *ch) { return ch->state; }
+int xm_chan_domain_gone(const xm_channel_t *ch) { return ch->home_gone; }
 uint32_t xm_chan_peer_dom(const xm_channel_t *ch) { return ch->peer_dom; }
 uint32_t xm_chan_peer_ep(const xm_channel_t *ch) { return ch->peer_ep; }
 void xm_chan_set_user(xm_channel_t *ch, void *user) { ch->user = user; }

@@ -135,6 +135,9 @@ void xm_chan_commit(xm_channel_t *ch, uint16_t type, size_t len);
 int xm_chan_want_space(xm_channel_t *ch, size_t len);
 
 enum xm_chan_state xm_chan_state(const xm_channel_t *ch);
+/* Non-zero when the channel went down because its peer's domain is gone
+ * (destroyed or crashed: its store home was removed), not its process. */
+int xm_chan_domain_gone(const xm_channel_t *ch);
 uint32_t xm_chan_peer_dom(const xm_channel_t *ch);
 uint32_t xm_chan_peer_ep(const xm_channel_t *ch);
 xm_endpoint_t *xm_chan_endpoint(const xm_channel_t *ch);

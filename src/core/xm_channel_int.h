@@ -69,6 +69,7 @@ struct xm_channel {
     uint32_t tx_await_cons; /* the peer's consumer index when we started waiting */
     xm_chan_stats_t st;
     uint32_t home_watch;  /* non-zero: the watch on the peer domain's presence node */
+    int home_seen;        /* that node was read once (a peer that publishes one) */
     int home_gone;        /* that node was removed: the peer's domain is gone */
     char req_path[XM_STORE_MAX_PATH];  /* initiator: our request node */
     char resp_path[XM_STORE_MAX_PATH]; /* response node (ours or the peer's) */

@@ -753,6 +753,30 @@ static void test_peer_domain_destroyed(void **state)
     side_close(&a);
 }
 
+/* A peer domain without a presence node (one that does not publish it):
+ * its absence at the watch's first event concludes nothing. */
+static void test_peer_without_presence_node(void **state)
+{
+    struct side a, b;
+    xm_channel_t *ab, *ba;
+    struct side *v[2] = { &a, &b };
+    char home[64];
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    snprintf(home, sizeof(home), "/local/domain/%u/xenmpi/alive", xm_hv_domid(b.hv));
+    assert_int_equal(xm_store_remove(b.hv, home), 0);
+    ba = connect_pair(&a, &b, &ab);
+    pump(v, 2, 600);   /* past the slow path, which reads the watch */
+    assert_int_equal(a.gone, 0);
+    assert_int_equal(xm_chan_state(ab), XM_CH_CONNECTED);
+    assert_int_equal(xm_chan_send(ba, 7, NULL, 0, "hi", 2), 0);
+    pump(v, 2, 50);
+    assert_int_equal(a.nlog, 1);
+    side_close(&b);
+    side_close(&a);
+}
+
 /* A peer that notifies again every time we unmask cannot hold progress. */
 static struct side *flooder;
 static unsigned flood_count;
@@ -1150,6 +1174,7 @@ int main(void)
         cmocka_unit_test(test_want_space),
         cmocka_unit_test(test_peer_dies_after_publishing),
         cmocka_unit_test(test_peer_domain_destroyed),
+        cmocka_unit_test(test_peer_without_presence_node),
         cmocka_unit_test(test_notify_flood_bounded),
         cmocka_unit_test(test_services),
         cmocka_unit_test(test_send_while_connecting),
