@@ -133,7 +133,7 @@ static void uct_xen_event_cb(void *arg, xm_channel_t *ch,
 unsigned uct_xen_iface_report_errors(uct_xen_iface_t *iface)
 {
     uct_xen_ep_t *ep, *found;
-    ucs_status_t status;
+    ucs_status_t status, err;
     unsigned count = 0;
 
     iface->ep_err_pending = 0;
@@ -161,8 +161,19 @@ unsigned uct_xen_iface_report_errors(uct_xen_iface_t *iface)
         uct_xen_ep_flush_progress(found, status);
         /* UCP's handler purges the ep's pending queue with the error; with
          * no handler, dispatch lets the queued requests see the error */
-        uct_iface_handle_ep_err(&iface->super.super, &found->super.super,
-                                status);
+        err = uct_iface_handle_ep_err(&iface->super.super, &found->super.super,
+                                      status);
+        /* A peer process that exits is how every job ends, and UCP may
+         * still hold an ep to it then.  A peer domain that vanished is
+         * always a failure: as UCX's own transports treat a failure, it is
+         * fatal when nothing handles it (UCP's error mode none, as MPICH
+         * and Open MPI use by default), so the job ends instead of waiting
+         * for messages that cannot come. */
+        if (xm_chan_domain_gone(found->ch)) {
+            ucs_log(uct_base_iface_failure_log_level(&iface->super, err, status),
+                    "xen: domain %u is gone (destroyed or crashed): lost endpoint %u",
+                    xm_chan_peer_dom(found->ch), xm_chan_peer_ep(found->ch));
+        }
         ++count;
     } while (1);
     return count;
