@@ -18,17 +18,11 @@ MPI_PROGS="pingpong collectives onesided"
 
 # kmod_copy <root> <module>...: the modules, uncompressed, in /lib/modules/$KVER/net
 kmod_copy() {
-    local root=$1 m f
+    local root=$1 m
     shift
     mkdir -p "$root/lib/modules/$KVER/net"
     for m in "$@"; do
-        f=$(modinfo -k "$KVER" -n "$m") || return 1
-        case $f in
-        *.ko) cp "$f" "$root/lib/modules/$KVER/net/$m.ko" ;;
-        *.ko.xz) xz -dc "$f" >"$root/lib/modules/$KVER/net/$m.ko" ;;
-        *.ko.zst) zstd -qdc "$f" >"$root/lib/modules/$KVER/net/$m.ko" ;;
-        *) echo "module $m: $f" >&2; return 1 ;;
-        esac
+        kmod_put "$m" "$root/lib/modules/$KVER/net" || return 1
     done
     # load order for init: dependencies first
     printf '%s\n' "$@" >"$root/lib/modules/$KVER/net/order"

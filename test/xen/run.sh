@@ -160,6 +160,17 @@ copy_with_libs() { # root file...: copy each file and every library ldd lists
     done
 }
 
+kmod_put() { # module dir: the installed kernel's module, uncompressed, as dir/<module>.ko
+    local f
+    f=$(modinfo -k "$KVER" -n "$1") || return 1
+    case $f in
+    *.ko) cp "$f" "$2/$1.ko" ;;
+    *.ko.xz) xz -dc "$f" >"$2/$1.ko" ;;
+    *.ko.zst) zstd -qdc "$f" >"$2/$1.ko" ;;
+    *) echo "module $1: $f" >&2; return 1 ;;
+    esac
+}
+
 base_rootfs() { # root
     local root=$1 a m f
     rm -rf "$root"
@@ -177,13 +188,7 @@ base_rootfs() { # root
         [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"
     done
     for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs; do
-        f=$(modinfo -k "$KVER" -n $m) || return 1
-        case $f in
-        *.ko) cp "$f" "$root/lib/modules/$KVER/" ;;
-        *.ko.xz) xz -dc "$f" >"$root/lib/modules/$KVER/$m.ko" ;;
-        *.ko.zst) zstd -qdc "$f" >"$root/lib/modules/$KVER/$m.ko" ;;
-        *) echo "module $m: $f" >&2; return 1 ;;
-        esac
+        kmod_put "$m" "$root/lib/modules/$KVER" || return 1
     done
     for f in ${XENTEST_MODULES:-}; do cp "$f" "$root/lib/modules/$KVER/extra/"; done
     [ -z "$KMOD" ] || cp "$KMOD" "$root/lib/modules/$KVER/extra/"
