@@ -243,6 +243,14 @@ static void home_path(uint32_t dom, char *buf, size_t len)
     snprintf(buf, len, "/local/domain/%u/" XM_ALIVE_KEY, dom);
 }
 
+/* the presence node of dom and the token of watch id on it */
+static void home_watch_names(uint32_t dom, uint32_t id, char path[XM_STORE_MAX_PATH],
+                             char token[32])
+{
+    home_path(dom, path, XM_STORE_MAX_PATH);
+    snprintf(token, 32, "home-%u", id);
+}
+
 static int home_publish(xm_endpoint_t *ep)
 {
     char path[XM_STORE_MAX_PATH];
@@ -280,8 +288,7 @@ void chan_watch_home(xm_channel_t *ch)
     if (!++ep->home_watches)
         ++ep->home_watches;   /* 0 means none */
     ch->home_watch = ep->home_watches;
-    home_path(ch->peer_dom, path, sizeof(path));
-    snprintf(token, sizeof(token), "home-%u", ch->home_watch);
+    home_watch_names(ch->peer_dom, ch->home_watch, path, token);
     rc = xm_store_watch(ep->hv, path, token);
     if (rc) {
         xm_info("cannot watch %s (%s): channels to domain %u see its processes die, "
@@ -301,8 +308,7 @@ void chan_unwatch_home(xm_channel_t *ch)
     for (xm_channel_t *c = ch->ep->chans; c; c = c->next)
         if (c != ch && c->home_watch == id)
             return;   /* another channel to that domain still uses it */
-    home_path(ch->peer_dom, path, sizeof(path));
-    snprintf(token, sizeof(token), "home-%u", id);
+    home_watch_names(ch->peer_dom, id, path, token);
     xm_store_unwatch(ch->ep->hv, path, token);
 }
 
