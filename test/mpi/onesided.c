@@ -155,7 +155,6 @@ static void lock_tests(long count, int disp, int t, int *buf)
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
-    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress reaches a launcher's pipe as it happens */
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
     MPI_Win_allocate((MPI_Aint)WLEN * sizeof(int), sizeof(int), MPI_INFO_NULL, MPI_COMM_WORLD,
