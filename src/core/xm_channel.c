@@ -675,9 +675,14 @@ static void progress_slow(xm_endpoint_t *ep)
         else if (!strncmp(token, "home-", 5))
             home_fired(ep, token);
         else
-            for (xm_channel_t *c = ep->chans; c; c = c->next)
-                if (c->initiator && c->state == XM_CH_CONNECTING && !strcmp(path, c->resp_path))
+            for (xm_channel_t *c = ep->chans; c; c = c->next) {
+                if (!c->initiator || c->state != XM_CH_CONNECTING)
+                    continue;
+                if (!strcmp(path, c->resp_path))
                     complete_connect(c);
+                else if (!strcmp(token, "sent") && !strcmp(path, c->req_path))
+                    check_refused(c);
+            }
         free(path);
         free(token);
     }

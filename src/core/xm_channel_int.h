@@ -71,6 +71,7 @@ struct xm_channel {
     uint32_t home_watch;  /* non-zero: the watch on the peer domain's presence node */
     int home_seen;        /* that node was read once (a peer that publishes one) */
     int home_gone;        /* that node was removed: the peer's domain is gone */
+    int req_watched;      /* initiator: our request node is watched (refusal) */
     char req_path[XM_STORE_MAX_PATH];  /* initiator: our request node */
     char resp_path[XM_STORE_MAX_PATH]; /* response node (ours or the peer's) */
 };
@@ -118,6 +119,8 @@ void chan_connected(xm_channel_t *ch);
 int chan_check_live(xm_channel_t *ch);
 void scan_requests(xm_endpoint_t *ep);
 void complete_connect(xm_channel_t *ch);
+/* initiator: the listener removed our request without answering it */
+void check_refused(xm_channel_t *ch);
 
 #pragma GCC visibility pop
 

@@ -126,6 +126,10 @@ void chan_release(xm_channel_t *ch)
     if (ch->port_open)
         xm_hv_evt_close(hv, ch->port);
     chan_unwatch_home(ch);
+    if (ch->req_watched) {
+        xm_store_unwatch(hv, ch->req_path, "sent");
+        ch->req_watched = 0;
+    }
     if (ch->req_path[0])
         xm_store_remove(hv, ch->req_path);
     if (ch->resp_path[0]) {
@@ -202,6 +206,13 @@ int xm_endpoint_connect(xm_endpoint_t *ep, uint32_t peer_dom, uint32_t peer_ep,
             rc = -ECONNREFUSED;
         goto err;
     }
+    /* A listener that cannot accept removes the request unanswered: the
+     * watch hears it, so we fail now instead of at the deadline.  Without
+     * the watch (the store's watch quota) the deadline still ends it. */
+    if (xm_store_watch(hv, ch->req_path, "sent") == 0)
+        ch->req_watched = 1;
+    else
+        xm_debug("no watch on %s: a refusal is seen at the connect deadline", ch->req_path);
     xm_debug("channel to %u:%u requested", peer_dom, peer_ep);
     ch->deadline = mono_now() + ep->connect_timeout;
     ep->connecting++;
@@ -334,6 +345,10 @@ void complete_connect(xm_channel_t *ch)
     }
     /* the answer is ours now: withdraw the request, the listener then
      * removes its answer */
+    if (ch->req_watched) {
+        xm_store_unwatch(hv, ch->req_path, "sent");
+        ch->req_watched = 0;
+    }
     xm_store_unwatch(hv, ch->resp_path, "resp");
     xm_store_remove(hv, ch->req_path);
     ch->req_path[0] = ch->resp_path[0] = 0;
@@ -342,6 +357,29 @@ void complete_connect(xm_channel_t *ch)
     xm_debug("channel to %u:%u connected", ch->peer_dom, ch->peer_ep);
     if (ch->ep->p.event_cb)
         ch->ep->p.event_cb(ch->ep->p.cb_arg, ch, XM_EV_CONNECTED);
+}
+
+/* Initiator side: our request node changed or went.  The listener removes a
+ * request it cannot accept (its grant table or gntalloc's limit, a bad
+ * record) after logging why; we only see that it is gone, unanswered. */
+void check_refused(xm_channel_t *ch)
+{
+    char *val = NULL;
+    int rc;
+
+    if (ch->state != XM_CH_CONNECTING || !ch->initiator || !ch->req_path[0])
+        return;
+    rc = xm_store_read(ch->ep->hv, ch->req_path, &val, NULL);
+    free(val);
+    if (rc != -ENOENT)
+        return;   /* still there (the watch also fires when set) */
+    complete_connect(ch);   /* an answer written just before the removal */
+    if (ch->state != XM_CH_CONNECTING)
+        return;
+    xm_error("endpoint %u of domain %u dropped our connection request unanswered: it "
+             "could not accept it (its own log says why, e.g. its grant table is full or "
+             "gntalloc's limit is reached) or it closed", ch->peer_ep, ch->peer_dom);
+    chan_fail(ch, XM_CH_FAILED);
 }
 
 void scan_requests(xm_endpoint_t *ep)

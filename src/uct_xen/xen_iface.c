@@ -164,7 +164,8 @@ unsigned uct_xen_iface_report_errors(uct_xen_iface_t *iface)
         err = uct_iface_handle_ep_err(&iface->super.super, &found->super.super,
                                       status);
         /* A peer process that exits is how every job ends, and UCP may
-         * still hold an ep to it then.  A peer domain that vanished is
+         * still hold an ep to it then.  A peer domain that vanished, or a
+         * channel that failed (refused, timed out, a broken protocol), is
          * always a failure: as UCX's own transports treat a failure, it is
          * fatal when nothing handles it (UCP's error mode none, as MPICH
          * and Open MPI use by default), so the job ends instead of waiting
@@ -173,6 +174,10 @@ unsigned uct_xen_iface_report_errors(uct_xen_iface_t *iface)
             ucs_log(uct_base_iface_failure_log_level(&iface->super, err, status),
                     "xen: domain %u is gone (destroyed or crashed): lost endpoint %u",
                     xm_chan_peer_dom(found->ch), xm_chan_peer_ep(found->ch));
+        } else if (xm_chan_state(found->ch) == XM_CH_FAILED) {
+            ucs_log(uct_base_iface_failure_log_level(&iface->super, err, status),
+                    "xen: channel to domain %u endpoint %u failed (the error above "
+                    "says why)", xm_chan_peer_dom(found->ch), xm_chan_peer_ep(found->ch));
         }
         ++count;
     } while (1);

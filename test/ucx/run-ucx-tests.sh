@@ -203,6 +203,11 @@ ucp_prog ucp-two-workers two-workers
 # error mode PEER: the streaming peer is killed with SIGKILL; the survivor's
 # error callback fires within 10 s and its worker keeps working
 ucp_prog ucp-peer-fail-kill kill
+# a peer whose domain cannot accept the channel (grant table full): error
+# mode PEER gets the error callback within 10 s, error mode NONE aborts the
+# sender within 10 s (not a wait for the 60 s connect timeout)
+ucp_prog ucp-refused-peer refused-peer
+ucp_prog ucp-refused-none refused-none
 
 # ---------------------------------------------------------------- xen alone
 # UCX_TLS=xen without self: an iface reaches itself (the core connects the

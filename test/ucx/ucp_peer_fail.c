@@ -16,12 +16,19 @@
  *                              in order) and puts and gets its own memory:
  *                              with UCX_TLS=xen alone the iface reaches
  *                              itself.
+ *   ucp_peer_fail refused-peer  the peer's domain cannot accept a channel
+ *   ucp_peer_fail refused-none  (its grant table is full): with error mode
+ *                              PEER the error callback fires within 10 s;
+ *                              with NONE, the MPIs' default, the sending
+ *                              process aborts within 10 s instead of
+ *                              waiting for its connect timeout.
  *
  * Prints "ok: ..." lines and exits 0 on success; "FAIL: ..." and 1 if not.
  */
 #include <ucp/api/ucp.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -576,6 +583,102 @@ static int test_loopback(void)
     return 0;
 }
 
+/* The refusing peer: its domain's grant table holds no channel, so it
+ * refuses every connection; it progresses until the parent closes the pipe. */
+static void refuser(int rfd, int wfd)
+{
+    node_t n;
+    char c;
+
+    setenv("XENMPI_SIM_DOMID", "29001", 1);
+    setenv("XENMPI_SIM_GNTTAB_SIZE", "2", 1);   /* before the domain exists */
+    node_init(&n);
+    write_all(wfd, n.addr, n.addr_len);
+    fcntl(rfd, F_SETFL, O_NONBLOCK);
+    for (double end = now() + 60; now() < end && read(rfd, &c, 1) < 0;) {
+        ucp_worker_progress(n.worker);
+    }
+    _exit(0);
+}
+
+/* A peer that refuses the channel (its grant table is full): with error
+ * mode PEER the error callback fires, with NONE (the MPIs' default) the
+ * process aborts, both within FAIL_TMO, long before the connect timeout. */
+static int test_refused(int err_mode)
+{
+    static char buf[64];
+    int to_child[2], from_child[2], status;
+    node_t n;
+    ucp_ep_h ep;
+    void *peer, *req;
+    pid_t pid, sender;
+    double t0;
+
+    if (pipe(to_child) || pipe(from_child)) {
+        DIE("pipe");
+    }
+    pid = fork();
+    if (pid == 0) {
+        close(to_child[1]);
+        close(from_child[0]);
+        refuser(to_child[0], from_child[1]);
+    }
+    close(to_child[0]);
+    close(from_child[1]);
+    peer = read_all(from_child[0]);
+    t0   = now();
+    if (err_mode) {
+        node_init(&n);
+        ep  = ep_create(&n, peer, 1);
+        req = send_msg(ep, buf, sizeof(buf));
+        while (!err_seen && now() - t0 < FAIL_TMO) {
+            ucp_worker_progress(n.worker);
+        }
+        if (!err_seen) {
+            DIE("no error callback within %.0f s of connecting to a refusing peer", FAIL_TMO);
+        }
+        if (err_status != UCS_ERR_ENDPOINT_TIMEOUT) {
+            DIE("error callback with %s", ucs_status_string(err_status));
+        }
+        printf("ok: error callback after %.3f s: %s\n", now() - t0,
+               ucs_status_string(err_status));
+        wait_req(req, &n.worker, 1, 5);   /* buffered before the failure: either way */
+        /* a send on the failed ep fails, it does not hang */
+        ucs_status_t st = wait_req(send_msg(ep, buf, sizeof(buf)), &n.worker, 1, 5);
+        if (st == UCS_OK || st == UCS_ERR_TIMED_OUT) {
+            DIE("a send on the failed endpoint: %s", ucs_status_string(st));
+        }
+        printf("ok: a send on the failed endpoint: %s\n", ucs_status_string(st));
+    } else {
+        /* the sender in a process of its own: it must die, not wait */
+        sender = fork();
+        if (sender == 0) {
+            node_init(&n);
+            ep  = ep_create(&n, peer, 0);
+            req = send_msg(ep, buf, sizeof(buf));
+            while (now() - t0 < FAIL_TMO) {
+                ucp_worker_progress(n.worker);
+            }
+            _exit(3);
+        }
+        while (waitpid(sender, &status, 0) < 0 && errno == EINTR) {
+        }
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
+            DIE("the sender still ran %.0f s after connecting to a refusing peer", FAIL_TMO);
+        }
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            DIE("the sender exited 0");
+        }
+        printf("ok: the sender ended after %.3f s (%s %d)\n", now() - t0,
+               WIFSIGNALED(status) ? "signal" : "exit",
+               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    }
+    close(to_child[1]);
+    waitpid(pid, NULL, 0);
+    free(peer);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -588,6 +691,12 @@ int main(int argc, char **argv)
     if (argc == 2 && !strcmp(argv[1], "loopback")) {
         return test_loopback();
     }
-    fprintf(stderr, "usage: %s kill|two-workers|loopback\n", argv[0]);
+    if (argc == 2 && !strcmp(argv[1], "refused-peer")) {
+        return test_refused(1);
+    }
+    if (argc == 2 && !strcmp(argv[1], "refused-none")) {
+        return test_refused(0);
+    }
+    fprintf(stderr, "usage: %s kill|two-workers|loopback|refused-peer|refused-none\n", argv[0]);
     return 2;
 }
