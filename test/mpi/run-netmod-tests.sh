@@ -30,6 +30,7 @@ if [ -z "$prefix" ] || [ ! -x "$prefix/bin/mpiexec" ] || [ -z "$bdir" ]; then
 fi
 prefix=$(cd "$prefix" && pwd)
 src=$(cd "$(dirname "$0")" && pwd)
+. "$src/netmod-stats.sh"   # netmod_bytes, zcopy_bytes, piped_bytes, netmod_ranks
 mkdir -p "$bdir/test/mpi/netmod-logs" || exit 2
 bin=$(cd "$bdir/test/mpi" && pwd)
 logs=$bin/netmod-logs
@@ -84,25 +85,6 @@ launch() {
         "${args[@]}" > "$log" 2>&1
 }
 
-# netmod_bytes <log>: bytes all ranks received through the netmod
-netmod_bytes() {
-    sed -n 's/^xen netmod: rank [0-9]* (domain [0-9]*): .*received [0-9]* messages, \([0-9]*\) bytes$/\1/p' "$1" |
-        awk '{ s += $1 } END { printf "%.0f\n", s }'
-}
-
-# zcopy_bytes <log>: data bytes all ranks copied from their senders' registrations
-zcopy_bytes() {
-    sed -n 's/^xen netmod: rank .* zero-copy received \([0-9]*\) bytes;.*/\1/p' "$1" |
-        awk '{ s += $1 } END { printf "%.0f\n", s }'
-}
-
-# piped_bytes <log>: data bytes of multi-record messages all ranks received
-# straight into MPIDIG's buffers (pipelined)
-piped_bytes() {
-    sed -n 's/^xen netmod: rank .* pipelined \([0-9]*\) bytes;.*/\1/p' "$1" |
-        awk '{ s += $1 } END { printf "%.0f\n", s }'
-}
-
 run() {   # run <name> <ranks> <vms> <min netmod bytes> <prog> [args...]
     local name=$1 n=$2 vms=$3 min=$4 p=$5; shift 5
     [[ $name =~ $ONLY ]] || return 0
@@ -111,7 +93,7 @@ run() {   # run <name> <ranks> <vms> <min netmod bytes> <prog> [args...]
     launch "$n" "$vms" "$log" "$bin/$p-netmod" "$@"
     rc=$?
     local t=$((SECONDS - start))
-    ranks=$(grep -c '^xen netmod: rank [0-9]* (domain' "$log")
+    ranks=$(netmod_ranks "$log")
     nb=$(netmod_bytes "$log")
     if [ $rc -ne 0 ]; then
         fail "$name" "exit $rc after $t s" "$log"

@@ -8,7 +8,9 @@
 #       with every library they load, dropbear (sshd) and the OpenSSH
 #       client with one key pair that every domU accepts, /etc/hosts naming
 #       the domUs, xenmpi-run (the transport preloaded), the project's MPI
-#       programs built with mpicc.mpich and mpicc.openmpi, and mpi-job.
+#       programs built with mpicc.mpich and mpicc.openmpi, and mpi-job;
+#       with an MPICH built with the netmod in the build (build/mpich), its
+#       launcher, libraries and the programs built with its mpicc.
 #
 # Network: dom0 10.0.0.1 on xenbr0, xm-a 10.0.0.11, xm-b 10.0.0.12 (init).
 
@@ -59,6 +61,7 @@ pkg_copy() {
 # mpi_progs <dir>: the project's MPI programs, <prog>-mpich and <prog>-openmpi
 mpi_progs() {
     local dir=$1 m p
+    rm -rf "$dir"
     mkdir -p "$dir"
     for m in mpich openmpi; do
         for p in $MPI_PROGS; do
@@ -68,14 +71,40 @@ mpi_progs() {
     done
 }
 
+# The MPICH built with the ch4 netmod xen (scripts/build-mpich.sh), when the
+# build has one: its launcher, libraries and the MPI programs built with its
+# mpicc (<prog>-netmod), at the prefix's own path (hydra starts its proxy
+# from there in every domU; the programs' runpath names it).
+netmod_prefix() { [ -x "$BUILD/mpich/bin/mpiexec" ] && readlink -f "$BUILD/mpich"; }
+
+# mpi_netmod <root> <dir>
+mpi_netmod() {
+    local root=$1 dir=$2 pre p f
+    pre=$(netmod_prefix) || return 0
+    mkdir -p "$root$pre/bin" "$root$pre/lib"
+    for f in mpiexec mpiexec.hydra hydra_pmi_proxy; do
+        cp -a "$pre/bin/$f" "$root$pre/bin/" || return 1
+    done
+    cp -a "$pre"/lib/*.so* "$root$pre/lib/" || return 1
+    for p in $MPI_PROGS; do
+        "$pre/bin/mpicc" -O2 -Wall -Wextra -o "$dir/$p-netmod" "$HERE/../mpi/$p.c" ||
+            { echo "$pre/bin/mpicc $p.c failed" >&2; return 1; }
+    done
+    copy_with_libs "$root" "$pre/bin/mpiexec.hydra" "$pre/bin/hydra_pmi_proxy" \
+        "$dir/pingpong-netmod" || return 1
+    echo "$pre" >"$root/test/netmod-prefix"
+}
+
 # mpi_domu <root>: everything a domU needs for the MPI jobs
 mpi_domu() {
     local root=$1 f
     kmod_copy "$root" xen-netfront || return 1
     pkg_copy "$root" $MPI_PKGS || return 1
     mpi_progs "$W/mpi" || return 1
+    mpi_netmod "$root" "$W/mpi" || return 1
     cp "$W"/mpi/* "$root/test/"
-    cp "$HERE/../mpi/ep-cfg.sh" "$HERE/../zc-stats.sh" "$HERE/../mpi/hpccinf.txt.in" \
+    cp "$HERE/../mpi/ep-cfg.sh" "$HERE/../zc-stats.sh" "$HERE/../mpi/netmod-stats.sh" \
+        "$HERE/../mpi/hpccinf.txt.in" \
         "$root/test/" || return 1
     # the transport and its libraries from the build, and xenmpi-run to
     # preload it from where the image keeps them
@@ -106,6 +135,11 @@ Host *
     UserKnownHostsFile /dev/null
     LogLevel ERROR
     BatchMode yes
+    # a VM that is destroyed answers nothing, not even a reset: without
+    # keepalives the launcher's ssh to it (and so mpiexec) waits for TCP's
+    # retransmission timeout, many minutes
+    ServerAliveInterval 2
+    ServerAliveCountMax 3
 EOF
     chmod 600 "$root/root/.ssh/"*
 }

@@ -27,7 +27,8 @@
 # installed linux-image), XENTEST_MODULES (extra .ko files loaded in the domUs),
 # XENTEST_XENARGS (more Xen command-line options, e.g. sched=credit),
 # XENTEST_ONLY (run only the tests whose name matches this extended regex,
-# e.g. 'kgrant|hv_xdom'; the others are not listed).
+# e.g. 'kgrant|hv_xdom'; the others are not listed), XENTEST_SKIP (leave out
+# the tests whose name matches this extended regex).
 # The project's module <build-dir>/kernel/xenmpi_grant.ko (make kmod), when
 # built, is loaded in every domain like XENTEST_MODULES.
 set -u
@@ -60,6 +61,9 @@ while IFS= read -r line || [ -n "$line" ]; do
         echo "bad line in $TESTS: $line" >&2; BADFMT=1; continue
     fi
     if [ -n "${XENTEST_ONLY:-}" ] && ! [[ "$name" =~ ^(${XENTEST_ONLY})$ ]]; then
+        continue
+    fi
+    if [ -n "${XENTEST_SKIP:-}" ] && [[ "$name" =~ ^(${XENTEST_SKIP})$ ]]; then
         continue
     fi
     NAMES+=("$name")

@@ -1,0 +1,27 @@
+# Sourced by the netmod's test scripts: reading the statistics lines every
+# rank prints at exit with XENMPI_NETMOD_STATS=1
+#   xen netmod: rank R (domain D): sent ... received M messages, B bytes
+#   xen netmod: rank R ... zero-copy received Z bytes; ...
+#   xen netmod: rank R ... pipelined P bytes; ...
+
+# netmod_ranks <log>: how many ranks printed their statistics
+netmod_ranks() { grep -c '^xen netmod: rank [0-9]* (domain' "$1"; }
+
+# netmod_bytes <log>: bytes all ranks received through the netmod
+netmod_bytes() {
+    sed -n 's/^xen netmod: rank [0-9]* (domain [0-9]*): .*received [0-9]* messages, \([0-9]*\) bytes$/\1/p' "$1" |
+        awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# zcopy_bytes <log>: data bytes all ranks copied from their senders' registrations
+zcopy_bytes() {
+    sed -n 's/^xen netmod: rank .* zero-copy received \([0-9]*\) bytes;.*/\1/p' "$1" |
+        awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# piped_bytes <log>: data bytes of multi-record messages all ranks received
+# straight into MPIDIG's buffers (pipelined)
+piped_bytes() {
+    sed -n 's/^xen netmod: rank .* pipelined \([0-9]*\) bytes;.*/\1/p' "$1" |
+        awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
