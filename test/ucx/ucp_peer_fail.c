@@ -197,17 +197,12 @@ static void victim(int rfd, int wfd)
     }
 }
 
-static int test_kill(void)
+/* fork a peer process running fn(read fd, write fd): pipes both ways;
+ * *rfd reads from it, *wfd writes to it */
+static pid_t spawn_peer(void (*fn)(int rfd, int wfd), int *rfd, int *wfd)
 {
-    static char buf[MSG_SIZE];
     int to_child[2], from_child[2];
-    node_t n;
-    ucp_ep_h ep, self_ep;
-    void *peer, *req, *sreq;
-    ucs_status_t st;
     pid_t pid;
-    double t0, t_err;
-    unsigned got = 0, expect = 0;
 
     if (pipe(to_child) || pipe(from_child)) {
         DIE("pipe");
@@ -216,15 +211,33 @@ static int test_kill(void)
     if (pid == 0) {
         close(to_child[1]);
         close(from_child[0]);
-        victim(to_child[0], from_child[1]);
+        fn(to_child[0], from_child[1]);
         _exit(0);
     }
     close(to_child[0]);
     close(from_child[1]);
+    *rfd = from_child[0];
+    *wfd = to_child[1];
+    return pid;
+}
+
+static int test_kill(void)
+{
+    static char buf[MSG_SIZE];
+    int from_fd, to_fd;
+    node_t n;
+    ucp_ep_h ep, self_ep;
+    void *peer, *req, *sreq;
+    ucs_status_t st;
+    pid_t pid;
+    double t0, t_err;
+    unsigned got = 0, expect = 0;
+
+    pid = spawn_peer(victim, &from_fd, &to_fd);
 
     node_init(&n);
-    peer = read_all(from_child[0]);
-    write_all(to_child[1], n.addr, n.addr_len);
+    peer = read_all(from_fd);
+    write_all(to_fd, n.addr, n.addr_len);
     ep = ep_create(&n, peer, 1);
 
     /* stream until 500 messages arrived in order, then kill the sender */
@@ -607,25 +620,15 @@ static void refuser(int rfd, int wfd)
 static int test_refused(int err_mode)
 {
     static char buf[64];
-    int to_child[2], from_child[2], status;
+    int from_fd, to_fd, status;
     node_t n;
     ucp_ep_h ep;
     void *peer, *req;
     pid_t pid, sender;
     double t0;
 
-    if (pipe(to_child) || pipe(from_child)) {
-        DIE("pipe");
-    }
-    pid = fork();
-    if (pid == 0) {
-        close(to_child[1]);
-        close(from_child[0]);
-        refuser(to_child[0], from_child[1]);
-    }
-    close(to_child[0]);
-    close(from_child[1]);
-    peer = read_all(from_child[0]);
+    pid = spawn_peer(refuser, &from_fd, &to_fd);
+    peer = read_all(from_fd);
     t0   = now();
     if (err_mode) {
         node_init(&n);
@@ -673,7 +676,7 @@ static int test_refused(int err_mode)
                WIFSIGNALED(status) ? "signal" : "exit",
                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
     }
-    close(to_child[1]);
+    close(to_fd);
     waitpid(pid, NULL, 0);
     free(peer);
     return 0;
