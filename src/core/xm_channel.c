@@ -33,7 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,6 +96,51 @@ static void ep_id_give(uint32_t id)
 
 static int home_publish(xm_endpoint_t *ep);
 
+/* the pid namespace our pids belong to: endpoint ids carry a pid, which
+ * means something only to processes of the same namespace */
+static unsigned long pidns_id(void)
+{
+    struct stat st;
+
+    return stat("/proc/self/ns/pid", &st) ? 0 : (unsigned long)st.st_ino;
+}
+
+/* A process killed before it closed its endpoints left their store nodes
+ * behind (the store knows nothing of processes).  Each endpoint opened in
+ * the domain removes those of endpoints whose process, of our pid
+ * namespace, no longer exists; a pid reused since keeps its nodes until
+ * that process is gone too, and nodes without a namespace record (an
+ * endpoint still opening) are left alone. */
+static void sweep_dead_endpoints(xm_endpoint_t *ep, unsigned long ns)
+{
+    char dir[64], path[XM_STORE_MAX_PATH], *val = NULL, **names = NULL, tail;
+    unsigned n = 0, id;
+    pid_t self = getpid();
+
+    snprintf(dir, sizeof(dir), "/local/domain/%u/xenmpi", xm_hv_domid(ep->hv));
+    if (!ns || xm_store_list(ep->hv, dir, &names, &n))
+        return;
+    for (unsigned i = 0; i < n; i++) {
+        pid_t pid;
+
+        if (sscanf(names[i], "ep%u%c", &id, &tail) != 1 ||
+            (pid = (pid_t)(id / XM_EP_SLOTS)) == self || pid <= 0)
+            goto next;
+        snprintf(path, sizeof(path), "%s/%s/pidns", dir, names[i]);
+        if (xm_store_read(ep->hv, path, &val, NULL) == 0 && strtoul(val, NULL, 10) == ns &&
+            kill(pid, 0) < 0 && errno == ESRCH) {
+            snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+            xm_store_remove(ep->hv, path);
+            xm_debug("removed %s: its process %d is gone", path, (int)pid);
+        }
+        free(val);
+        val = NULL;
+next:
+        free(names[i]);
+    }
+    free(names);
+}
+
 int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **out)
 {
     xm_store_perm_t perm_req = { xm_hv_domid(hv), XM_PERM_WRITE };
@@ -153,6 +200,15 @@ int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **
         rc = home_publish(ep);
     if (!rc)
         rc = xm_store_set_perms(hv, ep->req_dir, &perm_req, 1);
+    if (!rc) {
+        char path[sizeof(ep->dir) + 8], val[24];
+        unsigned long ns = pidns_id();
+
+        snprintf(path, sizeof(path), "%s/pidns", ep->dir);
+        rc = xm_store_write(hv, path, val, (size_t)snprintf(val, sizeof(val), "%lu", ns));
+        if (!rc)
+            sweep_dead_endpoints(ep, ns);
+    }
     if (!rc)
         rc = xm_store_watch(hv, ep->req_dir, "req");
     if (rc) {

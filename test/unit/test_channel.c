@@ -12,6 +12,8 @@
 #include "xm_wire.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1096,6 +1098,75 @@ static void test_many_endpoints(void **state)
     xm_hv_close(hv);
 }
 
+/* a child process in domain 29500 that opens an endpoint, reports its id
+ * on fd and waits to be killed */
+static pid_t ep_child(int *id_out)
+{
+    int fds[2];
+    pid_t pid;
+    uint32_t id = 0;
+
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    if (pid == 0) {
+        xm_ep_params_t p = { .ring_pages = 1, .recv_cb = on_recv, .event_cb = on_event };
+        xm_endpoint_t *ep;
+        xm_hv_t *hv;
+
+        close(fds[0]);
+        if (xm_hv_open(&hv) || xm_endpoint_open(hv, &p, &ep))
+            _exit(1);
+        id = xm_endpoint_id(ep);
+        if (write(fds[1], &id, sizeof(id)) != sizeof(id))
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(fds[1]);
+    assert_int_equal(read(fds[0], &id, sizeof(id)), sizeof(id));
+    close(fds[0]);
+    *id_out = (int)id;
+    return pid;
+}
+
+/* A process killed without closing its endpoint left its store nodes: the
+ * next endpoint opened in the domain removes them, and only them. */
+static void test_killed_process_nodes_removed(void **state)
+{
+    xm_ep_params_t p = { .ring_pages = 1, .recv_cb = on_recv, .event_cb = on_event };
+    xm_endpoint_t *ep;
+    xm_hv_t *hv;
+    char path[128], *val = NULL;
+    int dead, live;
+    pid_t pd, pl;
+
+    setenv("XENMPI_SIM_DOMID", "29500", 1);
+    pd = ep_child(&dead);
+    pl = ep_child(&live);
+    kill(pd, SIGKILL);
+    assert_int_equal(waitpid(pd, NULL, 0), pd);
+    snprintf(path, sizeof(path), "/local/domain/29500/xenmpi/ep%u/req", (unsigned)dead);
+    assert_int_equal(xm_hv_open(&hv), 0);
+    unsetenv("XENMPI_SIM_DOMID");
+    assert_int_equal(xm_store_read(hv, path, &val, NULL), 0);   /* left behind */
+    free(val);
+    int rc_open = xm_endpoint_open(hv, &p, &ep);
+    int rc_req = xm_store_read(hv, path, &val, NULL);
+    snprintf(path, sizeof(path), "/local/domain/29500/xenmpi/ep%u", (unsigned)dead);
+    int rc_dir = xm_store_read(hv, path, &val, NULL);
+    snprintf(path, sizeof(path), "/local/domain/29500/xenmpi/ep%u/req", (unsigned)live);
+    int rc_live = xm_store_read(hv, path, &val, NULL);
+    free(val);
+    kill(pl, SIGKILL);   /* before any assertion: it holds our stdout */
+    waitpid(pl, NULL, 0);
+    assert_int_equal(rc_open, 0);
+    assert_int_equal(rc_req, -ENOENT);
+    assert_int_equal(rc_dir, -ENOENT);
+    assert_int_equal(rc_live, 0);   /* a live one stays */
+    xm_endpoint_close(ep);
+    xm_hv_close(hv);
+}
+
 /* addresses: the endpoint's own, and a peer on another host refused
  * before any handshake starts */
 static void test_addresses(void **state)
@@ -1205,6 +1276,7 @@ int main(void)
         cmocka_unit_test(test_services),
         cmocka_unit_test(test_send_while_connecting),
         cmocka_unit_test(test_listener_refuses),
+        cmocka_unit_test(test_killed_process_nodes_removed),
         cmocka_unit_test(test_many_endpoints),
         cmocka_unit_test(test_addresses),
     };
