@@ -104,6 +104,15 @@ static int chan_map_peer(xm_channel_t *ch, const xm_hs_rec_t *r)
     return 0;
 }
 
+/* initiator: the watch on our own request node (a refusal removes it) */
+static void unwatch_req(xm_channel_t *ch)
+{
+    if (ch->req_watched) {
+        xm_store_unwatch(ch->ep->hv, ch->req_path, "sent");
+        ch->req_watched = 0;
+    }
+}
+
 void chan_release(xm_channel_t *ch)
 {
     xm_hv_t *hv = ch->ep->hv;
@@ -126,10 +135,7 @@ void chan_release(xm_channel_t *ch)
     if (ch->port_open)
         xm_hv_evt_close(hv, ch->port);
     chan_unwatch_home(ch);
-    if (ch->req_watched) {
-        xm_store_unwatch(hv, ch->req_path, "sent");
-        ch->req_watched = 0;
-    }
+    unwatch_req(ch);
     if (ch->req_path[0])
         xm_store_remove(hv, ch->req_path);
     if (ch->resp_path[0]) {
@@ -345,10 +351,7 @@ void complete_connect(xm_channel_t *ch)
     }
     /* the answer is ours now: withdraw the request, the listener then
      * removes its answer */
-    if (ch->req_watched) {
-        xm_store_unwatch(hv, ch->req_path, "sent");
-        ch->req_watched = 0;
-    }
+    unwatch_req(ch);
     xm_store_unwatch(hv, ch->resp_path, "resp");
     xm_store_remove(hv, ch->req_path);
     ch->req_path[0] = ch->resp_path[0] = 0;
