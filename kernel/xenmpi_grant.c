@@ -20,6 +20,15 @@
  * (the xmg_file is reference counted, its mm is grabbed) and keep the
  * module loaded, so rmmod cannot pull the code from under them.
  *
+ * Stale grants.  A grant pins the pages that were mapped when it was
+ * made; if the process later unmaps or replaces them (munmap, mremap,
+ * madvise(MADV_DONTNEED)), the peer keeps reading the old pages while
+ * the process sees new ones at the same addresses.  Each live grant
+ * therefore watches its range with an MMU interval notifier, marks itself
+ * stale on such an event and bumps its file's stale generation;
+ * XENMPI_IOC_STALE reports each stale grant once, so user space ends it
+ * and never hands out its refs again.
+ *
  * Everything from user space is hostile: each ioctl copies its struct in
  * once, validates it completely (sizes, flags, padding, alignment, overflow,
  * domid, limits) and only then acts; a failure leaves no trace.
@@ -33,6 +42,7 @@
 #include <linux/kref.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
+#include <linux/mmu_notifier.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/overflow.h>
@@ -79,6 +89,8 @@ struct xmg_file {
 	atomic64_t nr_pages;
 	atomic64_t nr_dir_pages;
 	atomic64_t nr_deferred;
+	atomic64_t stale_gen;      /* bumped when a grant turns stale */
+	u64 stale_seen;            /* stale_gen when all were reported (lock) */
 };
 
 struct xmg_grant {
@@ -93,6 +105,10 @@ struct xmg_grant {
 	bool deferred;             /* on xmg_deferred (counted there) */
 	unsigned long pending;     /* refs not yet ended */
 	unsigned long warn_at;     /* jiffies: next "still mapped" warning */
+	struct mmu_interval_notifier mn;
+	bool mn_on;                /* mn is inserted */
+	atomic_t stale;            /* a memory event touched the range */
+	bool stale_told;           /* reported by XENMPI_IOC_STALE (lock) */
 	struct page **pages;       /* NULL once unpinned */
 	grant_ref_t *refs;         /* XENMPI_GRANT_REF_INVALID once ended */
 	struct page **dir_pages;   /* NULL once freed */
@@ -210,8 +226,48 @@ static void xmg_uncharge_unused(struct xmg_grant *g, unsigned long n)
 	atomic64_sub(n, &xmg_charged);
 }
 
+/*
+ * A memory event in a live grant's range.  Write protection (fork's
+ * copy-on-write setup, mprotect, soft-dirty) leaves the pinned pages
+ * where they are; anything else may put other pages at these addresses.
+ * Never sleeps, takes no lock.
+ */
+static bool xmg_mn_invalidate(struct mmu_interval_notifier *mn,
+			      const struct mmu_notifier_range *range,
+			      unsigned long cur_seq)
+{
+	struct xmg_grant *g = container_of(mn, struct xmg_grant, mn);
+
+	mmu_interval_set_seq(mn, cur_seq);
+	switch (range->event) {
+	case MMU_NOTIFY_PROTECTION_VMA:
+	case MMU_NOTIFY_PROTECTION_PAGE:
+	case MMU_NOTIFY_SOFT_DIRTY:
+		return true;
+	default:
+		break;
+	}
+	if (!atomic_xchg(&g->stale, 1))
+		atomic64_inc(&g->file->stale_gen);
+	return true;
+}
+
+static const struct mmu_interval_notifier_ops xmg_mn_ops = {
+	.invalidate = xmg_mn_invalidate,
+};
+
+/* Stop watching g's range; waits for a running invalidation. */
+static void xmg_mn_remove(struct xmg_grant *g)
+{
+	if (g->mn_on) {
+		mmu_interval_notifier_remove(&g->mn);
+		g->mn_on = false;
+	}
+}
+
 static void xmg_grant_free(struct xmg_grant *g)
 {
+	xmg_mn_remove(g);
 	xmg_file_put(g->file);
 	kvfree(g->pages);
 	kvfree(g->refs);
@@ -227,7 +283,10 @@ static void xmg_grant_free(struct xmg_grant *g)
  */
 static unsigned long xmg_end(struct xmg_grant *g)
 {
-	unsigned long pending = xmg_release(g);
+	unsigned long pending;
+
+	xmg_mn_remove(g);
+	pending = xmg_release(g);
 
 	if (!pending) {
 		xmg_grant_free(g);
@@ -567,6 +626,14 @@ static long xmg_ioctl_grant(struct xmg_file *f, void __user *arg)
 	kref_get(&f->kref);
 	g->file = f;
 
+	/* watch before pinning: an event in between marks it stale, which
+	 * only costs a new grant */
+	rc = mmu_interval_notifier_insert(&g->mn, f->mm, addr, len, &xmg_mn_ops);
+	if (rc) {
+		xmg_grant_free(g);
+		goto out_unaccount;
+	}
+	g->mn_on = true;
 	rc = xmg_pin(f, g);
 	if (rc) {
 		xmg_grant_free(g);
@@ -658,6 +725,64 @@ static long xmg_ioctl_end(struct xmg_file *f, void __user *arg)
 	return 0;
 }
 
+static long xmg_ioctl_stale(struct xmg_file *f, void __user *arg)
+{
+	struct xenmpi_grant_stale req;
+	struct xmg_grant *g, **gs;
+	u64 *found, gen;
+	u32 nr = 0, more = 0, i;
+	u64 __user *uh;
+	long rc = 0;
+
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	if (req.size != sizeof(req) || req.max > XENMPI_GRANT_STALE_MAX)
+		return -EINVAL;
+	uh = u64_to_user_ptr(req.handles);
+	if (req.max && (!uh || !access_ok(uh, req.max * sizeof(u64))))
+		return -EFAULT;
+	req.nr = req.more = 0;
+	/* the common case: nothing turned stale since the last report */
+	gen = atomic64_read(&f->stale_gen);
+	if (!req.max || gen == READ_ONCE(f->stale_seen))
+		return copy_to_user(arg, &req, sizeof(req)) ? -EFAULT : 0;
+	found = kmalloc_array(req.max, sizeof(*found), GFP_KERNEL);
+	gs = kmalloc_array(req.max, sizeof(*gs), GFP_KERNEL);
+	if (!found || !gs) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	mutex_lock(&f->lock);
+	list_for_each_entry(g, &f->grants, node) {
+		if (!atomic_read(&g->stale) || g->stale_told)
+			continue;
+		if (nr == req.max) {
+			more = 1;
+			break;
+		}
+		gs[nr] = g;
+		found[nr++] = g->handle;
+	}
+	req.nr = nr;
+	req.more = more;
+	/* reported only once the caller has them: a failed copy changes nothing */
+	if ((nr && copy_to_user(uh, found, nr * sizeof(u64))) ||
+	    copy_to_user(arg, &req, sizeof(req))) {
+		rc = -EFAULT;
+	} else {
+		for (i = 0; i < nr; i++)
+			gs[i]->stale_told = true;
+		/* a grant turning stale from here on bumps stale_gen past gen */
+		if (!more)
+			WRITE_ONCE(f->stale_seen, gen);
+	}
+	mutex_unlock(&f->lock);
+out:
+	kfree(found);
+	kfree(gs);
+	return rc;
+}
+
 static long xmg_ioctl_info(struct xmg_file *f, void __user *arg)
 {
 	struct xenmpi_grant_info info;
@@ -703,6 +828,8 @@ static long xmg_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return xmg_ioctl_end(f, uarg);
 	case XENMPI_IOC_INFO:
 		return xmg_ioctl_info(f, uarg);
+	case XENMPI_IOC_STALE:
+		return xmg_ioctl_stale(f, uarg);
 	default:
 		return -ENOIOCTLCMD;
 	}

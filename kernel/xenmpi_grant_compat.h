@@ -14,6 +14,9 @@
 #if LINUX_VERSION_CODE < KERNEL_VERSION(5, 10, 0)
 #error "xenmpi_grant needs Linux 5.10 or later (pin_user_pages, FOLL_LONGTERM)"
 #endif
+#if !IS_ENABLED(CONFIG_MMU_NOTIFIER)
+#error "xenmpi_grant needs CONFIG_MMU_NOTIFIER (it watches granted ranges for munmap)"
+#endif
 
 /*
  * gnttab_try_end_foreign_access() (end a ref only if the peer does not use

@@ -19,7 +19,7 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define XENMPI_GRANT_API_VERSION 1u
+#define XENMPI_GRANT_API_VERSION 2u
 #define XENMPI_GRANT_DEVICE "/dev/xenmpi_grant"
 #define XENMPI_GRANT_IOC_MAGIC 0xB9
 
@@ -103,9 +103,32 @@ struct xenmpi_grant_info {
 	__u64 total_granted;        /* grants made, ever */
 };
 
+/*
+ * XENMPI_IOC_STALE (api 2): the live grants of this file whose range a
+ * memory event of the opener's mm has touched since they were made:
+ * munmap, mremap, madvise(MADV_DONTNEED), anything that may put other pages
+ * at those addresses (write protection, as for fork or mprotect, does not
+ * count).  The grant itself still holds the pages it pinned, so a peer
+ * reads what was there, never what is mapped there now; the owner learns
+ * here that the grant no longer shows its memory and should end it.  Each
+ * grant is reported once: at most max handles are written to handles[]
+ * (__u64 each), nr says how many, more is 1 when others wait for the next
+ * call.  With nothing new since the last call, nr is 0 at the cost of one
+ * atomic read.
+ */
+struct xenmpi_grant_stale {
+	__u32 size;         /* IN: sizeof(struct xenmpi_grant_stale) */
+	__u32 max;          /* IN: capacity of handles[], <= 1024 */
+	__u64 handles;      /* IN: user pointer to __u64[max] */
+	__u32 nr;           /* OUT: handles written */
+	__u32 more;         /* OUT: 1: more stale grants wait */
+};
+
 #define XENMPI_IOC_GRANT _IOWR(XENMPI_GRANT_IOC_MAGIC, 1, struct xenmpi_grant_req)
 #define XENMPI_IOC_END   _IOWR(XENMPI_GRANT_IOC_MAGIC, 2, struct xenmpi_grant_end)
 #define XENMPI_IOC_INFO  _IOWR(XENMPI_GRANT_IOC_MAGIC, 3, struct xenmpi_grant_info)
+#define XENMPI_IOC_STALE _IOWR(XENMPI_GRANT_IOC_MAGIC, 4, struct xenmpi_grant_stale)
+#define XENMPI_GRANT_STALE_MAX 1024u
 
 /*
  * The grant directory: what the peer reads through dir_ref.  Little-endian
@@ -176,6 +199,13 @@ XENMPI_GRANT_OFF(xenmpi_grant_end, flags, 4);
 XENMPI_GRANT_OFF(xenmpi_grant_end, handle, 8);
 XENMPI_GRANT_OFF(xenmpi_grant_end, deferred, 16);
 XENMPI_GRANT_OFF(xenmpi_grant_end, pad, 20);
+
+XENMPI_GRANT_ASSERT(sizeof(struct xenmpi_grant_stale) == 24);
+XENMPI_GRANT_OFF(xenmpi_grant_stale, size, 0);
+XENMPI_GRANT_OFF(xenmpi_grant_stale, max, 4);
+XENMPI_GRANT_OFF(xenmpi_grant_stale, handles, 8);
+XENMPI_GRANT_OFF(xenmpi_grant_stale, nr, 16);
+XENMPI_GRANT_OFF(xenmpi_grant_stale, more, 20);
 
 XENMPI_GRANT_ASSERT(sizeof(struct xenmpi_grant_info) == 120);
 XENMPI_GRANT_OFF(xenmpi_grant_info, size, 0);

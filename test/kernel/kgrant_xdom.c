@@ -12,7 +12,8 @@
  * B's writes in its own buffers), ending (refs fail afterwards), ending
  * while B still maps (deferred: the pages survive A's munmap and later
  * complete), a process killed with outstanding grants (counters back to
- * zero), rmmod refused while pages are pinned for a peer, and finally
+ * zero), stale grants (memory events in a granted range reported once,
+ * write protection not), rmmod refused while pages are pinned for a peer, and finally
  * unload and reload.  B also grants a page of its own that A copies.
  * The two sides step through the store below A's home.  One PASS/FAIL line
  * per check; exit status 0 only if all passed.
@@ -809,6 +810,95 @@ static int xm_delete_module(const char *name)
     return syscall(SYS_delete_module, name, O_NONBLOCK) ? -errno : 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* A: stale grants (XENMPI_IOC_STALE) */
+
+static int stale(int fd, uint64_t *h, uint32_t max, uint32_t *nr, uint32_t *more)
+{
+    struct xenmpi_grant_stale q;
+    memset(&q, 0, sizeof(q));
+    q.size = sizeof(q);
+    q.max = max;
+    q.handles = (uintptr_t)h;
+    int rc = ioctl(fd, XENMPI_IOC_STALE, &q) ? -errno : 0;
+    *nr = q.nr;
+    *more = q.more;
+    return rc;
+}
+
+/* Memory events in granted ranges: write protection (mprotect, fork) is
+ * not stale; madvise(DONTNEED) and munmap are, each reported once; bad
+ * calls fail and report nothing. */
+static void a_stale(int fd)
+{
+    struct xenmpi_grant_req g1, g2;
+    uint64_t h[4] = { 0 };
+    uint32_t refs[4], nr = 9, more = 9;
+    uint8_t *p = pages_map(4, PROT_READ | PROT_WRITE);
+    uint8_t *q = pages_map(2, PROT_READ | PROT_WRITE);
+    int rc;
+
+    if (!p || !q) {
+        check(0, "stale: mmap buffers");
+        return;
+    }
+    fill(p, 20, 4);
+    fill(q, 21, 2);
+    rc = grant(fd, p, 4 * PG, peer, XENMPI_GRANT_READONLY, refs, 4, &g1);
+    rc = rc ? rc : grant(fd, q, 2 * PG, peer, XENMPI_GRANT_READONLY, refs, 4, &g2);
+    check(rc == 0, "stale: grant two buffers (rc %d)", rc);
+    rc = stale(fd, h, 4, &nr, &more);
+    check(rc == 0 && nr == 0 && more == 0, "stale: none after granting (rc %d, nr %u)",
+          rc, nr);
+    rc = mprotect(p, 4 * PG, PROT_READ) || mprotect(p, 4 * PG, PROT_READ | PROT_WRITE)
+             ? -errno : 0;
+    pid_t c = rc ? -1 : fork();
+    if (c == 0)
+        _exit(p[5] == pat(20, 0, 5) ? 0 : 1);
+    int st = -1;
+    if (c > 0)
+        waitpid(c, &st, 0);
+    rc = rc ? rc : stale(fd, h, 4, &nr, &more);
+    check(rc == 0 && nr == 0 && c > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+          "stale: mprotect and a fork are not memory changes (rc %d, nr %u)", rc, nr);
+    /* bad calls: nothing is reported by them */
+    struct xenmpi_grant_stale bad;
+    madvise(p + PG, PG, MADV_DONTNEED);
+    memset(&bad, 0, sizeof(bad));
+    bad.size = sizeof(bad) - 8;
+    bad.max = 4;
+    bad.handles = (uintptr_t)h;
+    rc = ioctl(fd, XENMPI_IOC_STALE, &bad) ? -errno : 0;
+    check(rc == -EINVAL, "stale: wrong size -> %s", strerror(-rc));
+    rc = stale(fd, h, XENMPI_GRANT_STALE_MAX + 1, &nr, &more);
+    check(rc == -EINVAL, "stale: max over %u -> %s", XENMPI_GRANT_STALE_MAX, strerror(-rc));
+    rc = stale(fd, NULL, 4, &nr, &more);
+    check(rc == -EFAULT, "stale: no handle buffer -> %s", strerror(-rc));
+    rc = stale(fd, (uint64_t *)(uintptr_t)8, 4, &nr, &more);
+    check(rc == -EFAULT, "stale: unwritable handle buffer -> %s", strerror(-rc));
+    h[0] = 0;
+    rc = stale(fd, h, 4, &nr, &more);
+    check(rc == 0 && nr == 1 && more == 0 && h[0] == g1.handle,
+          "stale: madvise(DONTNEED) of one page makes that grant stale, reported "
+          "after the failed calls (rc %d, nr %u, handle %llu, want %llu)", rc, nr,
+          (unsigned long long)h[0], (unsigned long long)g1.handle);
+    rc = stale(fd, h, 4, &nr, &more);
+    check(rc == 0 && nr == 0, "stale: reported once (rc %d, nr %u)", rc, nr);
+    munmap(q, 2 * PG);
+    madvise(p, PG, MADV_DONTNEED);   /* the stale one again: told already */
+    h[0] = 0;
+    rc = stale(fd, h, 1, &nr, &more);
+    check(rc == 0 && nr == 1 && more == 0 && h[0] == g2.handle,
+          "stale: munmap makes the other stale (rc %d, nr %u, handle %llu)", rc, nr,
+          (unsigned long long)h[0]);
+    rc = end_grant(fd, g1.handle, NULL);
+    rc = rc ? rc : end_grant(fd, g2.handle, NULL);
+    check(rc == 0, "stale: stale grants end (rc %d)", rc);
+    munmap(p, 4 * PG);
+    rc = stale(fd, h, 4, &nr, &more);
+    check(rc == 0 && nr == 0, "stale: an ended grant is not watched (rc %d, nr %u)", rc, nr);
+}
+
 static int run_a(void)
 {
     struct xenmpi_grant_info in, t;
@@ -842,6 +932,7 @@ static int run_a(void)
     a_bad_input(fd);
     a_limits(fd);
     a_exhaust(fd);
+    a_stale(fd);
     info(fd, &in);
     check(all_zero(&in), "after the hostile input: %s", counters(&in));
 

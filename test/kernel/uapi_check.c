@@ -31,11 +31,14 @@ int main(void)
           "kernel/uapi: leaves per directory size at the boundaries");
     check(_IOC_SIZE(XENMPI_IOC_GRANT) == sizeof(struct xenmpi_grant_req) &&
           _IOC_SIZE(XENMPI_IOC_END) == sizeof(struct xenmpi_grant_end) &&
-          _IOC_SIZE(XENMPI_IOC_INFO) == sizeof(struct xenmpi_grant_info),
+          _IOC_SIZE(XENMPI_IOC_INFO) == sizeof(struct xenmpi_grant_info) &&
+          _IOC_SIZE(XENMPI_IOC_STALE) == sizeof(struct xenmpi_grant_stale),
           "kernel/uapi: ioctl numbers encode the struct sizes");
     check(_IOC_DIR(XENMPI_IOC_GRANT) == (_IOC_READ | _IOC_WRITE) &&
           _IOC_TYPE(XENMPI_IOC_INFO) == XENMPI_GRANT_IOC_MAGIC &&
-          XENMPI_IOC_GRANT != XENMPI_IOC_END && XENMPI_IOC_END != XENMPI_IOC_INFO,
+          _IOC_DIR(XENMPI_IOC_STALE) == (_IOC_READ | _IOC_WRITE) &&
+          XENMPI_IOC_GRANT != XENMPI_IOC_END && XENMPI_IOC_END != XENMPI_IOC_INFO &&
+          XENMPI_IOC_INFO != XENMPI_IOC_STALE,
           "kernel/uapi: _IOWR with the module's own magic, distinct numbers");
     return fails ? 1 : 0;
 }
