@@ -111,6 +111,15 @@ typedef struct xm_hv_ops {
                      int writable, uint64_t *handle, uint32_t *refs);
     /* End a grant_mem grant: -ENOENT for an unknown handle. */
     int (*grant_mem_end)(xm_hv_t *hv, uint64_t handle);
+    /* Live grant_mem grants whose pages no longer show this process's
+     * memory: since they were made, pages of their range were unmapped or
+     * replaced (munmap, mremap, madvise(MADV_DONTNEED)); the peer would
+     * read the old pages.  Writes up to max handles, each reported once,
+     * and returns how many (0: nothing new).  xen: the module's MMU
+     * notifiers (XENMPI_IOC_STALE, docs/kernel.md); -ENOTSUP when the
+     * loaded module predates them and cannot tell.  sim: always 0, its
+     * grants follow the mapping (a copy reads what is mapped there now). */
+    int (*grant_mem_stale)(xm_hv_t *hv, uint64_t *handles, unsigned max);
 
     int (*evt_alloc_unbound)(xm_hv_t *hv, uint32_t remote, uint32_t *port);
     int (*evt_bind)(xm_hv_t *hv, uint32_t remote, uint32_t remote_port,
@@ -189,6 +198,8 @@ static inline int xm_hv_grant_mem(xm_hv_t *hv, uint32_t peer, void *addr,
 { return hv->ops->grant_mem(hv, peer, addr, count, writable, handle, refs); }
 static inline int xm_hv_grant_mem_end(xm_hv_t *hv, uint64_t handle)
 { return hv->ops->grant_mem_end(hv, handle); }
+static inline int xm_hv_grant_mem_stale(xm_hv_t *hv, uint64_t *handles, unsigned max)
+{ return hv->ops->grant_mem_stale(hv, handles, max); }
 static inline int xm_hv_evt_alloc_unbound(xm_hv_t *hv, uint32_t r, uint32_t *p)
 { return hv->ops->evt_alloc_unbound(hv, r, p); }
 static inline int xm_hv_evt_bind(xm_hv_t *hv, uint32_t r, uint32_t rp, uint32_t *lp)

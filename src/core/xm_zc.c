@@ -150,46 +150,60 @@ struct zc_region **reg_slot(uint64_t id)
     return pp;
 }
 
-int xm_zc_reg(const void *addr, size_t len, unsigned access, uint64_t *id)
+/* under zlock */
+int zc_reg_locked(uint64_t base, uint64_t len, unsigned access, uint64_t *id)
 {
     struct zc_region *r;
 
-    if ((uintptr_t)addr > UINT64_MAX - len || (access & ~3u))
+    if (base > UINT64_MAX - len || (access & ~3u))
         return -EINVAL;
     r = calloc(1, sizeof(*r));
     if (!r)
         return -ENOMEM;
-    r->base = (uintptr_t)addr;
+    r->base = base;
     r->len = len;
     r->access = access;
-    pthread_mutex_lock(&zlock);
     r->id = zc_next_id++;
     r->next = zc_regions[r->id % ZC_REG_BUCKETS];
     zc_regions[r->id % ZC_REG_BUCKETS] = r;
-    pthread_mutex_unlock(&zlock);
     *id = r->id;
     return 0;
 }
 
-int xm_zc_dereg(uint64_t id)
+/* under zlock */
+int zc_dereg_locked(uint64_t id)
 {
-    struct zc_region **pp, *r;
+    struct zc_region **pp = reg_slot(id), *r = *pp;
 
-    pthread_mutex_lock(&zlock);
-    pp = reg_slot(id);
-    r = *pp;
-    if (!r) {
-        pthread_mutex_unlock(&zlock);
+    if (!r)
         return -ENOENT;
-    }
     *pp = r->next;
     /* withdraw what peers hold; the grants end when they acknowledge */
     for (struct zc_owner_grant *o = ohead; o; o = o->next)
         if (o->id == id)
             zc_revoke(o);
-    pthread_mutex_unlock(&zlock);
     free(r);
     return 0;
+}
+
+int xm_zc_reg(const void *addr, size_t len, unsigned access, uint64_t *id)
+{
+    int rc;
+
+    pthread_mutex_lock(&zlock);
+    rc = zc_reg_locked((uintptr_t)addr, len, access, id);
+    pthread_mutex_unlock(&zlock);
+    return rc;
+}
+
+int xm_zc_dereg(uint64_t id)
+{
+    int rc;
+
+    pthread_mutex_lock(&zlock);
+    rc = zc_dereg_locked(id);
+    pthread_mutex_unlock(&zlock);
+    return rc;
 }
 
 void xm_zc_touch(uint64_t id)

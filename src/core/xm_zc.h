@@ -83,6 +83,35 @@ void xm_zc_touch(uint64_t id);
 int xm_zc_reg_copy(uint64_t id, uint64_t addr, uint64_t len, unsigned access,
                    void *buf);
 
+/* ---- registration cache (owner; for adapters without one of their own) ----
+ *
+ * A registration kept across uses: get returns the id of a live
+ * registration of exactly [addr, addr+len) with these rights, or registers
+ * one; put ends the use.  Unused registrations are kept (the grants peers
+ * hold for them keep hitting) up to max_unused, least recently used
+ * deregistered first.  Before handing out an id, get takes the backend's
+ * stale-grant reports (xm_hv_grant_mem_stale): a registration whose pages
+ * were unmapped or replaced under a grant is deregistered and registered
+ * anew, so no peer reads old pages under an id handed out after the
+ * change.  A backend that cannot tell (-ENOTSUP) keeps nothing: each last
+ * put deregisters.  max_unused 0: the same.  The cache polls the hv of ep. */
+typedef struct xm_zc_regcache xm_zc_regcache_t;
+int xm_zc_regcache_open(xm_endpoint_t *ep, unsigned max_unused, xm_zc_regcache_t **out);
+/* Deregisters everything (call before closing ep). */
+void xm_zc_regcache_close(xm_zc_regcache_t *c);
+/* -EINVAL (bad range or rights), -ENOMEM. */
+int xm_zc_regcache_get(xm_zc_regcache_t *c, const void *addr, size_t len, unsigned access,
+                       uint64_t *id);
+/* -ENOENT: not an id of c in use. */
+int xm_zc_regcache_put(xm_zc_regcache_t *c, uint64_t id);
+typedef struct xm_zc_regcache_stats {
+    uint64_t hits, misses;   /* gets */
+    uint64_t stale;          /* registrations dropped for a stale grant */
+    unsigned unused;         /* kept now, unused */
+    int keeps;               /* 0: the backend cannot report stale grants */
+} xm_zc_regcache_stats_t;
+void xm_zc_regcache_stats(xm_zc_regcache_t *c, xm_zc_regcache_stats_t *st);
+
 /* ---- peer ---- */
 
 /* The next piece of [raddr, raddr+n) of the registration the peer

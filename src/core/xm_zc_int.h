@@ -183,6 +183,8 @@ int outbox_flush(xm_endpoint_t *ep);   /* without zlock */
 void zc_span(uint64_t base, uint64_t len, uint64_t *gs, uint64_t *ge);
 uint32_t zc_chunk_pages(uint64_t gs, uint64_t ge, uint64_t c);
 struct zc_region **reg_slot(uint64_t id);
+int zc_reg_locked(uint64_t base, uint64_t len, unsigned access, uint64_t *id);
+int zc_dereg_locked(uint64_t id);
 /* owner */
 void zc_revoke(struct zc_owner_grant *o);
 void send_revokes(xm_endpoint_t *ep);

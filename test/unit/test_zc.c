@@ -247,6 +247,12 @@ enum {
     OP_GRANT_END, /* a0 handle */
     OP_TOUCH,     /* a0 id: xm_zc_touch */
     OP_PROGRESS,  /* a0 ms: progress that long before answering */
+    OP_RC_GET,    /* a0 slot, a1 access, a2 offset in slot, a3 len, a4 max_unused: the
+                     registration cache (opened on first use) -> v0 id */
+    OP_RC_PUT,    /* a0 id */
+    OP_RC_STATS,  /* -> v0 hits, v1 misses, v2 stale, v3 unused, v4 keeps */
+    OP_STALE,     /* a0: 1 the backend reports every grant made so far stale at its next
+                     report, 2 it cannot report (-ENOTSUP), 0 back to the real one */
 };
 
 struct cmd {
@@ -334,6 +340,39 @@ static struct slot {
     uint64_t base, len;
 } slots[NSLOTS];
 static uint64_t max_owner_pages;
+
+/* The owner's backend with its stale reports under the test's control:
+ * the sim's own grants follow the mapping and are never stale, so the
+ * test plays the Xen module telling that pages changed under grants. */
+static xm_hv_ops_t stale_ops;
+static const xm_hv_ops_t *real_ops;
+static int stale_mode;
+#define MAX_HANDLES 256
+static uint64_t handles[MAX_HANDLES];
+static unsigned nhandles, nreported;
+static xm_zc_regcache_t *rcache;
+
+static int rec_grant_mem(xm_hv_t *hv, uint32_t peer, void *addr, unsigned count, int writable,
+                         uint64_t *handle, uint32_t *refs)
+{
+    int rc = real_ops->grant_mem(hv, peer, addr, count, writable, handle, refs);
+    if (rc == 0 && nhandles < MAX_HANDLES)
+        handles[nhandles++] = *handle;
+    return rc;
+}
+
+static int fake_stale(xm_hv_t *hv, uint64_t *h, unsigned max)
+{
+    unsigned n = 0;
+
+    if (stale_mode == 2)
+        return -ENOTSUP;
+    if (stale_mode != 1)
+        return real_ops->grant_mem_stale(hv, h, max);
+    while (nreported < nhandles && n < max)
+        h[n++] = handles[nreported++];
+    return (int)n;
+}
 
 static void owner_progress(void)
 {
@@ -478,6 +517,36 @@ static void owner_cmd(const struct cmd *c, struct rep *r, int *hold)
         for (double end = now() + (double)a[0] / 1e3; now() < end;)
             owner_progress();
         break;
+    case OP_RC_GET:
+        if (!rcache && (r->rc = xm_zc_regcache_open(me.ep, (unsigned)a[4], &rcache)))
+            break;
+        r->rc = xm_zc_regcache_get(rcache, (void *)(uintptr_t)(s->base + a[2]), a[3],
+                                   (unsigned)a[1], &r->v[0]);
+        break;
+    case OP_RC_PUT:
+        r->rc = rcache ? xm_zc_regcache_put(rcache, a[0]) : -ENOENT;
+        break;
+    case OP_RC_STATS: {
+        xm_zc_regcache_stats_t st = { 0 };
+        if (rcache)
+            xm_zc_regcache_stats(rcache, &st);
+        r->v[0] = st.hits;
+        r->v[1] = st.misses;
+        r->v[2] = st.stale;
+        r->v[3] = st.unused;
+        r->v[4] = (uint64_t)st.keeps;
+        break;
+    }
+    case OP_STALE:
+        if (!real_ops) {
+            real_ops = me.hv->ops;
+            stale_ops = *real_ops;
+            stale_ops.grant_mem = rec_grant_mem;
+            stale_ops.grant_mem_stale = fake_stale;
+            me.hv->ops = &stale_ops;
+        }
+        stale_mode = (int)a[0];
+        break;
     default:
         r->rc = -ENOSYS;
     }
@@ -521,6 +590,8 @@ static int owner_fn(const void *arg)
         }
         if (c.op == OP_QUIT) {
             CHECK_EQ(me.other, 0);
+            xm_zc_regcache_close(rcache);
+            rcache = NULL;
             node_close();
             return 0;
         }
@@ -949,6 +1020,122 @@ static int peer_inval(const void *arg)
     CHECK_EQ(copy1(id2, base, len, gs + CHUNK, lb, CHUNK, GET, &sync), 0);
     CHECK(sync);
     CHECK_EQ(mism(lb, gs + CHUNK, CHUNK, s2), 0);
+    free(lb);
+    node_close();
+    return 0;
+}
+
+/* ======================================================================
+ * 3b. The registration cache: kept ids, stale grants, LRU, errors
+ * ====================================================================== */
+
+static uint64_t rc_get(unsigned slot, unsigned access, uint64_t off, uint64_t len, unsigned keep)
+{
+    struct rep *r = RPC(OP_RC_GET, slot, access, off, len, keep);
+    REQUIRE_EQ(r->rc, 0);
+    REQUIRE(r->v[0] != 0);
+    return r->v[0];
+}
+
+static int peer_regcache(const void *arg)
+{
+    const uint64_t len = 64 * PG, s1 = 41, s2 = 42;
+    uint64_t base, id1, id2, id3, a, b;
+    xm_zc_stats_t p0, o0, o1;
+    struct rep *r;
+    uint8_t *lb;
+
+    peer_connect(RING_PAGES);
+    base = alloc_slot(0, len, 0, s1);
+    lb = malloc(len);
+    REQUIRE(lb);
+    CHECK_EQ(RPC(OP_STALE, 0)->rc, 0);   /* record the owner's grants */
+
+    /* a kept registration: the same id again, and the peer's refs hit */
+    id1 = rc_get(0, RD, 0, len, 2);
+    CHECK_EQ(copy1(id1, base, len, base, lb, len, GET, NULL), 0);
+    CHECK_EQ(mism(lb, base, len, s1), 0);
+    CHECK_EQ(RPC(OP_RC_PUT, id1)->rc, 0);
+    o0 = ozs(0);
+    p0 = zs();
+    CHECK_EQ(rc_get(0, RD, 0, len, 2), id1);
+    CHECK_EQ(copy1(id1, base, len, base, lb, len, GET, NULL), 0);
+    CHECK_EQ(zs().hits - p0.hits, 1);
+    CHECK_EQ(ozs(0).grants, o0.grants);
+    r = RPC(OP_RC_STATS, 0);
+    CHECK_EQ(r->v[0], 1);   /* hits */
+    CHECK_EQ(r->v[1], 1);   /* misses */
+    CHECK_EQ(r->v[4], 1);   /* keeps */
+
+    /* in use when its grant turns stale: a get hands out a new id at once,
+     * the grant is withdrawn, the old id dies with its last put */
+    CHECK_EQ(RPC(OP_STALE, 1)->rc, 0);
+    CHECK_EQ(RPC(OP_FILL, 0, s2)->rc, 0);
+    id2 = rc_get(0, RD, 0, len, 2);
+    CHECK(id2 != id1);
+    r = RPC(OP_RC_STATS, 0);
+    CHECK_EQ(r->v[2], 1);   /* stale */
+    PUMP_UNTIL(ozs(0).revokes > o0.revokes, 10);   /* INVAL of the stale grant */
+    PUMP_UNTIL(zs().peer_pages == 0, 10);          /* we dropped the refs */
+    CHECK_EQ(RPC(OP_RC_PUT, id1)->rc, 0);
+    CHECK_EQ(RPC(OP_RC_PUT, id1)->rc, -ENOENT);    /* gone: deregistered */
+    memset(lb, 0xEE, len);
+    CHECK_EQ(copy1(id1, base, len, base, lb, len, GET, NULL), -ENOENT);
+    CHECK_EQ(not_byte(lb, len, 0xEE), 0);
+    CHECK_EQ(copy1(id2, base, len, base, lb, len, GET, NULL), 0);
+    CHECK_EQ(mism(lb, base, len, s2), 0);
+    CHECK_EQ(RPC(OP_RC_PUT, id2)->rc, 0);
+    CHECK_EQ(RPC(OP_RC_STATS, 0)->v[3], 1);        /* id2 kept, unused */
+
+    /* unused when its grant turns stale: deregistered at the next get */
+    CHECK_EQ(RPC(OP_STALE, 1)->rc, 0);
+    id3 = rc_get(0, RD, 0, len, 2);
+    CHECK(id3 != id2);
+    CHECK_EQ(RPC(OP_RC_STATS, 0)->v[2], 2);
+    CHECK_EQ(RPC(OP_RC_PUT, id2)->rc, -ENOENT);
+    CHECK_EQ(RPC(OP_RC_PUT, id3)->rc, 0);
+    CHECK_EQ(RPC(OP_STALE, 0)->rc, 0);
+
+    /* least recently used out beyond max_unused (2): id3, a, b kept in
+     * that order, so id3 goes and comes back as a new id */
+    a = rc_get(0, RD, PG, 8 * PG, 2);
+    b = rc_get(0, RD, 2 * PG, 8 * PG, 2);
+    CHECK_EQ(RPC(OP_RC_PUT, a)->rc, 0);
+    CHECK_EQ(RPC(OP_RC_PUT, b)->rc, 0);
+    CHECK_EQ(RPC(OP_RC_STATS, 0)->v[3], 2);
+    CHECK_EQ(RPC(OP_DEREG, id3)->rc, -ENOENT);     /* evicted: deregistered */
+    CHECK_EQ(rc_get(0, RD, PG, 8 * PG, 2), a);     /* still kept */
+    CHECK_EQ(RPC(OP_RC_PUT, a)->rc, 0);
+    /* other rights are another registration */
+    id1 = rc_get(0, RD | WR, PG, 8 * PG, 2);
+    CHECK(id1 != a);
+    CHECK_EQ(RPC(OP_RC_PUT, id1)->rc, 0);
+
+    /* bad calls change nothing */
+    r = RPC(OP_RC_STATS, 0);
+    uint64_t h0 = r->v[0], m0 = r->v[1], u0 = r->v[3];
+    CHECK_EQ(RPC(OP_RC_GET, 0, 0, 0, len, 2)->rc, -EINVAL);    /* no rights */
+    CHECK_EQ(RPC(OP_RC_GET, 0, 4, 0, len, 2)->rc, -EINVAL);    /* unknown rights */
+    CHECK_EQ(RPC(OP_RC_GET, 0, RD, 0, UINT64_MAX - base + 1, 2)->rc, -EINVAL);   /* wraps */
+    CHECK_EQ(RPC(OP_RC_PUT, 987654321)->rc, -ENOENT);
+    CHECK_EQ(RPC(OP_RC_PUT, a)->rc, -ENOENT);                  /* kept, not in use */
+    r = RPC(OP_RC_STATS, 0);
+    CHECK_EQ(r->v[0], h0);
+    CHECK_EQ(r->v[1], m0);
+    CHECK_EQ(r->v[3], u0);
+
+    /* a backend that cannot report stale grants: nothing is kept */
+    CHECK_EQ(RPC(OP_STALE, 2)->rc, 0);
+    id1 = rc_get(0, RD, 3 * PG, 8 * PG, 2);
+    CHECK_EQ(RPC(OP_RC_STATS, 0)->v[4], 0);
+    CHECK_EQ(RPC(OP_RC_PUT, id1)->rc, 0);
+    CHECK_EQ(RPC(OP_DEREG, id1)->rc, -ENOENT);     /* deregistered at its put */
+    id2 = rc_get(0, RD, 3 * PG, 8 * PG, 2);
+    CHECK(id2 != id1);
+    CHECK_EQ(RPC(OP_RC_PUT, id2)->rc, 0);
+    CHECK_EQ(RPC(OP_STALE, 0)->rc, 0);
+    o1 = ozs(0);
+    CHECK_EQ(o1.rejected, o0.rejected);
     free(lb);
     node_close();
     return 0;
@@ -2163,6 +2350,7 @@ static void run_pair(int (*fn)(const void *), const void *arg, const struct owne
 }
 
 static void test_get_basic(void **state) { run_pair(peer_basic, NULL, NULL, 0); }
+static void test_regcache(void **state) { run_pair(peer_regcache, NULL, NULL, 0); }
 static void test_put_rights(void **state) { run_pair(peer_put, NULL, NULL, 0); }
 static void test_inval_reregister(void **state) { run_pair(peer_inval, NULL, NULL, 0); }
 static void test_inval_remap(void **state) { run_pair(peer_inval, "remap", NULL, 0); }
@@ -2538,6 +2726,7 @@ int main(void)
         cmocka_unit_test(test_put_rights),
         cmocka_unit_test(test_inval_reregister),
         cmocka_unit_test(test_inval_remap),
+        cmocka_unit_test(test_regcache),
         cmocka_unit_test(test_evict_owner_cap),
         cmocka_unit_test(test_evict_owner_lru),
         cmocka_unit_test(test_evict_peer_cap),

@@ -310,6 +310,7 @@ const xm_hv_ops_t xm_hv_sim_ops = {
     .copy = xm_sim_copy,
     .grant_mem = xm_sim_grant_mem,
     .grant_mem_end = xm_sim_grant_mem_end,
+    .grant_mem_stale = xm_sim_grant_mem_stale,
     .evt_alloc_unbound = xm_sim_evt_alloc_unbound,
     .evt_bind = xm_sim_evt_bind,
     .evt_notify = xm_sim_evt_notify,

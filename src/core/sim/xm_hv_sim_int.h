@@ -225,6 +225,7 @@ int xm_sim_unmap(xm_hv_t *hv, void *addr, unsigned count);
 int xm_sim_grant_mem(xm_hv_t *hv, uint32_t peer, void *addr, unsigned count,
                      int writable, uint64_t *handle, uint32_t *refs);
 int xm_sim_grant_mem_end(xm_hv_t *hv, uint64_t handle);
+int xm_sim_grant_mem_stale(xm_hv_t *hv, uint64_t *handles, unsigned max);
 int xm_sim_copy(xm_hv_t *hv, xm_copy_seg_t *segs, unsigned count);
 void xm_sim_owner_died(sim_hv_t *s, uint32_t key);
 

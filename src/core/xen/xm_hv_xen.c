@@ -226,6 +226,7 @@ const xm_hv_ops_t xm_hv_xen_ops = {
     .copy = xm_xen_copy,
     .grant_mem = xm_xen_grant_mem,
     .grant_mem_end = xm_xen_grant_mem_end,
+    .grant_mem_stale = xm_xen_grant_mem_stale,
     .evt_alloc_unbound = xm_xen_evt_alloc_unbound,
     .evt_bind = xm_xen_evt_bind,
     .evt_notify = xm_xen_evt_notify,

@@ -29,6 +29,7 @@ typedef struct xm_hv_xen {
     xenevtchn_handle *evtchn;
     struct xs_handle *xs;
     uint64_t calls;
+    int kgrant_old;  /* the module answered STALE with ENOTTY (api 1) */
     int kgrant_fd;   /* /dev/xenmpi_grant, -1 until the first grant_mem */
     int kgrant_err;  /* its open failed: the negative errno, sticky */
 } xm_hv_xen_t;
@@ -64,6 +65,7 @@ int xm_xen_grant_mem(xm_hv_t *hv, uint32_t peer, void *addr,
                      unsigned count, int writable, uint64_t *handle,
                      uint32_t *refs);
 int xm_xen_grant_mem_end(xm_hv_t *hv, uint64_t handle);
+int xm_xen_grant_mem_stale(xm_hv_t *hv, uint64_t *handles, unsigned max);
 
 /* xm_hv_xen_evtchn.c */
 int xm_xen_evt_alloc_unbound(xm_hv_t *hv, uint32_t remote, uint32_t *port);

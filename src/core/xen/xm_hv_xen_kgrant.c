@@ -169,3 +169,32 @@ int xm_xen_grant_mem_end(xm_hv_t *hv, uint64_t handle)
              strerror(err));
     return -err;
 }
+
+int xm_xen_grant_mem_stale(xm_hv_t *hv, uint64_t *handles, unsigned max)
+{
+    xm_hv_xen_t *x = to_xen_hv(hv);
+    struct xenmpi_grant_stale req;
+    int fd = __atomic_load_n(&x->kgrant_fd, __ATOMIC_ACQUIRE), err;
+
+    if (fd < 0 || max == 0)
+        return 0;   /* nothing was ever granted through this handle */
+    if (__atomic_load_n(&x->kgrant_old, __ATOMIC_RELAXED))
+        return -ENOTSUP;
+    memset(&req, 0, sizeof(req));
+    req.size = sizeof(req);
+    req.max = max < XENMPI_GRANT_STALE_MAX ? max : XENMPI_GRANT_STALE_MAX;
+    req.handles = (uint64_t)(uintptr_t)handles;
+    count_call(x);
+    if (ioctl(fd, XENMPI_IOC_STALE, &req) == 0)
+        return req.nr <= req.max ? (int)req.nr : -EIO;
+    err = errno ? errno : EIO;
+    if (err == ENOTTY) {
+        xm_warn("%s predates stale-grant reports (module api < 2): zero-copy "
+                "registrations are not kept across messages; load the module "
+                "of this release", XENMPI_GRANT_DEVICE);
+        __atomic_store_n(&x->kgrant_old, 1, __ATOMIC_RELAXED);
+        return -ENOTSUP;
+    }
+    xm_error("%s: reading stale grants: %s", XENMPI_GRANT_DEVICE, strerror(err));
+    return -err;
+}
