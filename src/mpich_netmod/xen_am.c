@@ -261,10 +261,11 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
     if (sreq && sreq->dev.ch4.am.netmod_am.xen.rndv[0] == 1 && data_sz && dt_contig) {
         const void *buf = MPIR_get_contig_ptr(data, dt_true_lb);
         uint64_t id, cookie;
-        int rc = xm_zc_reg(buf, data_sz, XM_ZC_REMOTE_READ, &id);
+        int rc = xm_zc_regcache_get(MPIDI_XEN_global.regcache, buf, data_sz,
+                                    XM_ZC_REMOTE_READ, &id);
 
         if (rc == 0 && (rc = rndv_slot_take(sreq, &cookie)) != 0)
-            xm_zc_dereg(id);
+            xm_zc_regcache_put(MPIDI_XEN_global.regcache, id);
         if (rc == 0) {
             rv.rkey.id = id;
             rv.rkey.base = (uint64_t) (uintptr_t) buf;
@@ -598,7 +599,8 @@ void MPIDI_XEN_event_cb(void *arg, xm_channel_t * ch, enum xm_chan_event ev)
 /* ---------------- zero-copy rendezvous ----------------
  *
  * The transport rendezvous of ch4:ofi's RDMA read: the sender registers a
- * large contiguous buffer (xm_zc_reg) and sends only the MPIDIG header and
+ * large contiguous buffer (the core's registration cache: the same buffer
+ * sent again keeps its id, and the peer its grants) and sends only the MPIDIG header and
  * where the data is; the receiver's MPIDIG matches it (IS_ASYNC | IS_RNDV)
  * and, once the receive buffer is known (now, or at match time through
  * MPIDI_XEN_rndv_recv_cb), the core copies the data from the sender's
@@ -773,9 +775,10 @@ static int rndv_ack_target_cb(void *am_hdr, void *data, MPI_Aint data_sz, uint32
         return MPI_SUCCESS;
     }
     rv = sreq->dev.ch4.am.netmod_am.xen.rndv;
-    rc = xm_zc_dereg(rv[1]);
+    rc = xm_zc_regcache_put(MPIDI_XEN_global.regcache, rv[1]);
     if (rc)
-        fprintf(stderr, "xen netmod: deregistering a sent buffer: %s\n", strerror(-rc));
+        fprintf(stderr, "xen netmod: releasing the registration of a sent buffer: %s\n",
+                strerror(-rc));
     rv[0] = 0;
     return MPIDIG_global.origin_cbs[(int) rv[2]] (sreq);
 }

@@ -96,6 +96,7 @@ typedef struct {
     struct MPIDI_XEN_rx *rx;     /* the channels peers send to us on */
     int closing;
     xm_xfer_t *xfer;             /* zero-copy (and its ring fallback) on ep */
+    xm_zc_regcache_t *regcache;  /* registrations of sent buffers, kept across messages */
     int ack_handler;             /* MPIDIG handler id of the rendezvous acknowledgement */
     MPI_Aint am_hdr_max, eager_limit;   /* what MPIDIG is told (xen_am.h) */
     size_t zcopy_min;            /* contiguous sends from this size go zero-copy */

@@ -118,6 +118,27 @@ int MPIDI_XEN_init_world(void)
             fprintf(stderr, "xen netmod: zero-copy on the endpoint: %s\n", strerror(-rc));
             MPIR_ERR_SETANDJUMP(mpi_errno, MPI_ERR_OTHER, "**other");
         }
+        /* registrations kept across messages (XENMPI_NETMOD_REG_CACHE
+         * unused ones, default 64; 0: deregister after each message) */
+        {
+            const char *rcs = getenv("XENMPI_NETMOD_REG_CACHE");
+            unsigned long long keep = 64;
+
+            if (rcs && *rcs) {
+                keep = strtoull(rcs, &end, 0);
+                if (*end || keep > 1u << 20) {
+                    fprintf(stderr, "xen netmod: XENMPI_NETMOD_REG_CACHE=%s: want a number "
+                            "of registrations from 0 to %u\n", rcs, 1u << 20);
+                    MPIR_ERR_SETANDJUMP(mpi_errno, MPI_ERR_OTHER, "**other");
+                }
+            }
+            rc = xm_zc_regcache_open(MPIDI_XEN_global.ep, (unsigned) keep,
+                                     &MPIDI_XEN_global.regcache);
+            if (rc < 0) {
+                fprintf(stderr, "xen netmod: registration cache: %s\n", strerror(-rc));
+                MPIR_ERR_SETANDJUMP(mpi_errno, MPI_ERR_OTHER, "**other");
+            }
+        }
         mpi_errno = MPIDI_XEN_rndv_init();
         MPIR_ERR_CHECK(mpi_errno);
     }
@@ -141,19 +162,28 @@ int MPIDI_XEN_mpi_finalize_hook(void)
     int mpi_errno = MPIDI_XEN_drain();
     const char *st = getenv("XENMPI_NETMOD_STATS");
 
-    if (st && *st && strcmp(st, "0"))
+    if (st && *st && strcmp(st, "0")) {
+        xm_zc_regcache_stats_t rs = { 0 };
+
+        if (MPIDI_XEN_global.regcache)
+            xm_zc_regcache_stats(MPIDI_XEN_global.regcache, &rs);
         fprintf(stderr, "xen netmod: rank %d (domain %u): sent %" PRIu64 " messages, %" PRIu64
                 " bytes; zero-copy received %" PRIu64 " bytes; pipelined %" PRIu64
-                " bytes; received %" PRIu64 " messages, %" PRIu64 " bytes\n",
+                " bytes; received %" PRIu64 " messages, %" PRIu64 " bytes; registrations: %"
+                PRIu64 " reused, %" PRIu64 " new, %" PRIu64 " stale%s\n",
                 MPIDI_XEN_global.rank, MPIDI_XEN_global.addr.domid,
                 MPIDI_XEN_global.msgs_sent, MPIDI_XEN_global.bytes_sent,
                 MPIDI_XEN_global.zcopy_bytes, MPIDI_XEN_global.piped_bytes,
                 MPIDI_XEN_global.msgs_recv,
-                MPIDI_XEN_global.bytes_recv);
+                MPIDI_XEN_global.bytes_recv, rs.hits, rs.misses, rs.stale,
+                rs.keeps ? "" : " (not kept: the backend cannot report stale grants)");
+    }
 
     MPIDI_XEN_global.closing = 1;   /* peers going away now is no failure */
     xm_endpoint_close(MPIDI_XEN_global.ep);
     MPIDI_XEN_global.ep = NULL;
+    xm_zc_regcache_close(MPIDI_XEN_global.regcache);   /* nothing left to withdraw */
+    MPIDI_XEN_global.regcache = NULL;
     xm_xfer_detach(MPIDI_XEN_global.xfer);
     MPIDI_XEN_global.xfer = NULL;
     MPIDI_XEN_rx_free();

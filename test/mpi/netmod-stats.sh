@@ -3,13 +3,14 @@
 #   xen netmod: rank R (domain D): sent ... received M messages, B bytes
 #   xen netmod: rank R ... zero-copy received Z bytes; ...
 #   xen netmod: rank R ... pipelined P bytes; ...
+#   xen netmod: rank R ... registrations: U reused, N new, S stale
 
 # netmod_ranks <log>: how many ranks printed their statistics
 netmod_ranks() { grep -c '^xen netmod: rank [0-9]* (domain' "$1"; }
 
 # netmod_bytes <log>: bytes all ranks received through the netmod
 netmod_bytes() {
-    sed -n 's/^xen netmod: rank [0-9]* (domain [0-9]*): .*received [0-9]* messages, \([0-9]*\) bytes$/\1/p' "$1" |
+    sed -n 's/^xen netmod: rank [0-9]* (domain [0-9]*): .*received [0-9]* messages, \([0-9]*\) bytes; registrations.*/\1/p' "$1" |
         awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
@@ -23,5 +24,20 @@ zcopy_bytes() {
 # straight into MPIDIG's buffers (pipelined)
 piped_bytes() {
     sed -n 's/^xen netmod: rank .* pipelined \([0-9]*\) bytes;.*/\1/p' "$1" |
+        awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# regs_reused <log>: zero-copy sends all ranks made from a registration
+# kept from an earlier message (the registration cache's hits)
+regs_reused() {
+    sed -n 's/^xen netmod: rank .* registrations: \([0-9]*\) reused,.*/\1/p' "$1" |
+        awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# regs_stale <log>: registrations all ranks dropped because the memory
+# under one of their grants changed (munmap, MADV_DONTNEED: real Xen only;
+# a sim grant follows the mapping)
+regs_stale() {
+    sed -n 's/^xen netmod: rank .* registrations: [0-9]* reused, [0-9]* new, \([0-9]*\) stale.*/\1/p' "$1" |
         awk '{ s += $1 } END { printf "%.0f\n", s }'
 }

@@ -10,7 +10,8 @@
 #   netmod-<prog>-4x1: 4 ranks in 4 VMs;
 # then ping-pong up to 64 MiB with zero-copy above 1 MiB
 # (netmod-pingpong64m-2x1) and through the rings only
-# (netmod-pingpong64m-ring-2x1), and a rank killed
+# (netmod-pingpong64m-ring-2x1), the registration cache (netmod-regcache-*,
+# netmod-bad-reg-cache-2x1), and a rank killed
 # with SIGKILL in the middle of a ping-pong (netmod-peer-killed-2x1: the
 # survivor must abort naming the lost rank within 2 s).  A VM is a group of
 # the MPMD launch with its own XENMPI_SIM_DOMID; MPIR_CVAR_NUM_CLIQUES with
@@ -51,7 +52,7 @@ fail() {
 }
 
 declare -A built
-for p in pingpong collectives onesided; do
+for p in pingpong collectives onesided regcache; do
     if timeout 120 "$prefix/bin/mpicc" -O2 -Wall -o "$bin/$p-netmod" "$src/$p.c" \
             > "$logs/build-$p.log" 2>&1; then
         built[$p]=1
@@ -82,6 +83,7 @@ launch() {
         -genv MPIR_CVAR_NUM_CLIQUES "$vms" -genv MPIR_CVAR_CLIQUES_BY_BLOCK 1 \
         -genv MPIR_CVAR_POLLS_BEFORE_YIELD "$yield" \
         ${XENMPI_NETMOD_ZCOPY_MIN:+-genv XENMPI_NETMOD_ZCOPY_MIN "$XENMPI_NETMOD_ZCOPY_MIN"} \
+        ${XENMPI_NETMOD_REG_CACHE+-genv XENMPI_NETMOD_REG_CACHE "$XENMPI_NETMOD_REG_CACHE"} \
         "${args[@]}" > "$log" 2>&1
 }
 
@@ -107,9 +109,13 @@ run() {   # run <name> <ranks> <vms> <min netmod bytes> <prog> [args...]
         fail "$name" "zero-copy moved $(zcopy_bytes "$log") bytes, expected at least $MIN_ZCOPY" "$log"
     elif [ "$(piped_bytes "$log")" -lt "${MIN_PIPED:-0}" ]; then
         fail "$name" "$(piped_bytes "$log") bytes pipelined, expected at least $MIN_PIPED" "$log"
+    elif [ "$(regs_reused "$log")" -lt "${MIN_REUSED:-0}" ] ||
+         [ "$(regs_reused "$log")" -gt "${MAX_REUSED:-999999999}" ]; then
+        fail "$name" "$(regs_reused "$log") sends reused a registration, expected ${MIN_REUSED:-0}..${MAX_REUSED:-any}" "$log"
     else
         pass "$name"
         echo "#   $t s; the netmod carried $nb bytes through its rings ($(piped_bytes "$log") of them pipelined) and $(zcopy_bytes "$log") by zero-copy"
+        echo "#   $(regs_reused "$log") zero-copy sends reused a kept registration"
         grep "^$p: OK" "$log" | sed 's/^/#   /'
         if [ "$p" = pingpong ]; then
             grep -E '^ +(8|4096|65536|1048576|4194304|67108864) +[0-9]+ ' "$log" | sed 's/^/#   /'
@@ -126,8 +132,14 @@ for layout in 2x1 4x2 4x1; do
 done
 # above XENMPI_NETMOD_ZCOPY_MIN (1 MiB) the data goes by zero-copy: at
 # least the 64 MiB messages, both ways
-MIN_ZCOPY=134217728 run netmod-pingpong64m-2x1 2 2 4194304 pingpong 3 67108864
+MIN_ZCOPY=134217728 MIN_REUSED=4 run netmod-pingpong64m-2x1 2 2 4194304 pingpong 3 67108864
 XENMPI_NETMOD_ZCOPY_MIN=off MIN_ZCOPY=0 MIN_PIPED=134217728 run netmod-pingpong64m-ring-2x1 2 2 134217728 pingpong 3 67108864
+# the registration cache: a buffer sent again keeps its registration (the
+# 64 MiB ping-pong above reuses its own), and buffers unmapped,
+# mapped again, partly discarded or freed arrive as they are now; with the
+# cache off nothing is reused
+MIN_ZCOPY=33554432 MIN_REUSED=3 run netmod-regcache-2x1 2 2 1 regcache
+XENMPI_NETMOD_REG_CACHE=0 MIN_ZCOPY=33554432 MAX_REUSED=0 run netmod-regcache-off-2x1 2 2 1 regcache
 
 # ---------------------------------------------------------------- another host
 # two VMs on two (simulated) hosts: init must fail, naming the other rank,
@@ -146,6 +158,23 @@ if [[ $name =~ $ONLY ]] && [ -n "${built[pingpong]:-}" ]; then
     else
         pass "$name"
         echo "#   $(grep -m1 'a Xen channel joins' "$log")"
+    fi
+fi
+
+# ---------------------------------------------------------------- bad setting
+# a registration cache size that does not parse: init fails naming it
+name=netmod-bad-reg-cache-2x1
+if [[ $name =~ $ONLY ]] && [ -n "${built[regcache]:-}" ]; then
+    log=$logs/$name.log
+    XENMPI_NETMOD_REG_CACHE=lots launch 2 2 "$log" "$bin/regcache-netmod"
+    rc=$?
+    if [ $rc -eq 0 ]; then
+        fail "$name" "the job ran with XENMPI_NETMOD_REG_CACHE=lots" "$log"
+    elif ! grep -q 'XENMPI_NETMOD_REG_CACHE=lots: want a number of registrations from 0 to' "$log"; then
+        fail "$name" "exit $rc without naming the setting" "$log"
+    else
+        pass "$name"
+        echo "#   $(grep -m1 'XENMPI_NETMOD_REG_CACHE=lots' "$log")"
     fi
 fi
 

@@ -16,7 +16,7 @@
 
 MPI_PKGS="mpich libmpich12 openmpi-bin libopenmpi3 openmpi-common libpmix2 libucx0 hpcc
           dropbear-bin openssh-client"
-MPI_PROGS="pingpong collectives onesided"
+MPI_PROGS="pingpong collectives onesided regcache"
 
 # kmod_copy <root> <module>...: the modules, uncompressed, in /lib/modules/$KVER/net
 kmod_copy() {
