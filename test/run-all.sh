@@ -3,7 +3,7 @@
 # libFuzzer targets for a bounded time, and the real-Xen tests under QEMU.
 # Ends with one line "N passed, N failed, N skipped"; exits non-zero on any
 # failure.  XM_BUILD_DIR: the configured build tree (default ./build).
-#   XM_FUZZ_SECONDS  time per fuzz target (default 30)
+#   XM_FUZZ_SECONDS  time per fuzz target (default 20)
 #   XM_SKIP_XEN=1    leave out the QEMU run (counted as skipped)
 #   XM_SKIP_MPICH=1  leave out the MPICH netmod runs (counted as skipped)
 set -u
@@ -184,7 +184,7 @@ echo "== fuzzing peer-written formats (libFuzzer)"
 if make -C "$B" -s fuzz >"$LOGDIR/fuzz-build.log" 2>&1; then
     for f in ring handshake zc_greq zc_grep zc_grant_ref rma topo_meta topo_affinity netmod; do
         work=$(mktemp -d)
-        run_cmd "fuzz/$f" "$B/test/fuzz/fuzz_$f" -max_total_time="${XM_FUZZ_SECONDS:-30}" \
+        run_cmd "fuzz/$f" "$B/test/fuzz/fuzz_$f" -max_total_time="${XM_FUZZ_SECONDS:-20}" \
             -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$LOGDIR/fuzz_$f-" \
             "$work" "$SRC/test/fuzz/corpus/$f"
         rm -rf "$work"
