@@ -28,7 +28,6 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define CACHE_BUCKETS 64u
 #define STALE_BATCH 64u
@@ -93,6 +92,13 @@ static void unused_unlink(xm_zc_regcache_t *c, struct zc_centry *e)
     c->nunused--;
 }
 
+/* Deregister an unused entry and forget it. */
+static void unused_drop(xm_zc_regcache_t *c, struct zc_centry *e)
+{
+    unused_unlink(c, e);
+    entry_drop(c, e);
+}
+
 /* The backend's reports: withdraw each stale grant; a cached registration
  * that had one dies.  Under zlock.  -ENOTSUP: the backend cannot tell. */
 static int take_stale(xm_zc_regcache_t *c)
@@ -120,8 +126,7 @@ static int take_stale(xm_zc_regcache_t *c)
                              (unsigned long long)e->id, (unsigned long long)e->base,
                              (unsigned long long)e->len);
                     if (!e->users) {
-                        unused_unlink(c, e);
-                        entry_drop(c, e);
+                        unused_drop(c, e);
                     }
                 }
             }
@@ -177,12 +182,8 @@ int xm_zc_regcache_get(xm_zc_regcache_t *c, const void *addr, size_t len, unsign
                 "are not kept across messages");
         c->keep = 0;
         /* what was kept can no longer be trusted */
-        while (c->head) {
-            struct zc_centry *old = c->head;
-
-            unused_unlink(c, old);
-            entry_drop(c, old);
-        }
+        while (c->head)
+            unused_drop(c, c->head);
         for (unsigned b = 0; b < CACHE_BUCKETS; b++)
             for (e = c->bucket[b]; e; e = e->hnext)
                 e->dead = 1;
@@ -235,8 +236,7 @@ int xm_zc_regcache_put(xm_zc_regcache_t *c, uint64_t id)
             if (++c->nunused > c->max_unused) {
                 struct zc_centry *old = c->head;
 
-                unused_unlink(c, old);
-                entry_drop(c, old);
+                unused_drop(c, old);
             }
         }
     }
