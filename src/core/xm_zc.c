@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 pthread_mutex_t zlock = PTHREAD_MUTEX_INITIALIZER;
@@ -28,7 +29,8 @@ struct zc_msg *outbox, **outbox_tail = &outbox;
 struct zc_nogrant *zc_nogrant_chans;
 struct zc_park *zc_parked;
 int revoke_owed; /* some owner grant is O_INVAL_OWED */
-int xm_zc_work;         /* outbox or revoke_owed: progress has work (racy hint) */
+static uint64_t reg_invalidated;   /* atomic: regions killed by xm_zc_invalidate */
+int xm_zc_work;         /* outbox, revoke_owed or a memory event: progress has work (racy hint) */
 
 /* under zlock */
 struct zc_ep *zep_of(const xm_channel_t *ch)
@@ -71,6 +73,7 @@ void xm_zc_get_stats(xm_zc_stats_t *st)
     pthread_mutex_lock(&zlock);
     *st = zst;
     pthread_mutex_unlock(&zlock);
+    st->invalidated = __atomic_load_n(&reg_invalidated, __ATOMIC_RELAXED);
 }
 
 void xm_zc_count_fallback(uint64_t bytes)
@@ -150,6 +153,74 @@ struct zc_region **reg_slot(uint64_t id)
     return pp;
 }
 
+/* ---- memory events ----
+ *
+ * xm_zc_invalidate may run inside any munmap, including one made while
+ * this thread or another holds zlock (free() of the core's own state, a
+ * grant unmapped): it must not take zlock.  The registry's list has a
+ * lock of its own, reg_lock: whoever changes the list holds zlock and
+ * reg_lock, and reg_lock is held for list steps only, never across a
+ * call that may unmap (free, munmap, an hv op).  The hook takes reg_lock
+ * alone and marks what it meets dead, before the memory goes: a lookup
+ * after it (under zlock) sees the mark.  Withdrawing the grants peers hold
+ * needs zlock; progress and lookups do it (reg_revoke_dead). */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static int reg_dead_owed;          /* atomic: some dead region's grants are not withdrawn */
+
+void xm_zc_invalidate(const void *addr, size_t len)
+{
+    uint64_t s = (uintptr_t)addr, e;
+    unsigned n = 0;
+
+    if (!len)
+        return;
+    e = len > UINT64_MAX - s ? UINT64_MAX : s + len;
+    pthread_mutex_lock(&reg_lock);
+    for (unsigned b = 0; b < ZC_REG_BUCKETS; b++)
+        for (struct zc_region *r = zc_regions[b]; r; r = r->next) {
+            /* no overflow: zc_reg_locked checked base + len */
+            uint64_t end = r->base + r->len;
+
+            /* [base, end) meets [s, e); a 0-length one is the point base */
+            if (__atomic_load_n(&r->dead, __ATOMIC_RELAXED) ||
+                !(r->len ? r->base < e && s < end : s <= r->base && r->base < e))
+                continue;
+            __atomic_store_n(&r->dead, 1, __ATOMIC_RELEASE);
+            n++;
+        }
+    pthread_mutex_unlock(&reg_lock);
+    if (!n)
+        return;
+    __atomic_fetch_add(&reg_invalidated, n, __ATOMIC_RELAXED);
+    __atomic_store_n(&reg_dead_owed, 1, __ATOMIC_RELEASE);
+    /* progress withdraws the grants peers hold (zc_progress) */
+    __atomic_store_n(&xm_zc_work, 1, __ATOMIC_RELAXED);
+}
+
+/* under zlock: the grants of dead registrations are withdrawn */
+static void reg_revoke_dead(void)
+{
+    if (!__atomic_exchange_n(&reg_dead_owed, 0, __ATOMIC_ACQUIRE))
+        return;
+    for (unsigned b = 0; b < ZC_REG_BUCKETS; b++)
+        for (struct zc_region *r = zc_regions[b]; r; r = r->next) {
+            if (r->revoked || !__atomic_load_n(&r->dead, __ATOMIC_ACQUIRE))
+                continue;
+            r->revoked = 1;
+            for (struct zc_owner_grant *o = ohead; o; o = o->next)
+                if (o->id == r->id)
+                    zc_revoke(o);
+        }
+}
+
+struct zc_region *zc_reg_live(uint64_t id)
+{
+    struct zc_region *r = *reg_slot(id);
+
+    reg_revoke_dead();
+    return r && !__atomic_load_n(&r->dead, __ATOMIC_ACQUIRE) ? r : NULL;
+}
+
 /* under zlock */
 int zc_reg_locked(uint64_t base, uint64_t len, unsigned access, uint64_t *id)
 {
@@ -164,8 +235,10 @@ int zc_reg_locked(uint64_t base, uint64_t len, unsigned access, uint64_t *id)
     r->len = len;
     r->access = access;
     r->id = zc_next_id++;
+    pthread_mutex_lock(&reg_lock);
     r->next = zc_regions[r->id % ZC_REG_BUCKETS];
     zc_regions[r->id % ZC_REG_BUCKETS] = r;
+    pthread_mutex_unlock(&reg_lock);
     *id = r->id;
     return 0;
 }
@@ -177,7 +250,9 @@ int zc_dereg_locked(uint64_t id)
 
     if (!r)
         return -ENOENT;
+    pthread_mutex_lock(&reg_lock);
     *pp = r->next;
+    pthread_mutex_unlock(&reg_lock);
     /* withdraw what peers hold; the grants end when they acknowledge */
     for (struct zc_owner_grant *o = ohead; o; o = o->next)
         if (o->id == id)
@@ -231,13 +306,45 @@ void xm_zc_touch(uint64_t id)
     pthread_mutex_unlock(&zlock);
 }
 
+/* Copy len bytes between buf and our own memory at addr by the kernel
+ * (process_vm_readv/writev on ourselves): where the registered memory is
+ * no longer mapped, or not writable, the call fails with EFAULT instead of
+ * a SIGSEGV in the owner.  A short copy is a fault too.  A kernel that
+ * refuses the calls (a seccomp filter: ENOSYS/EPERM) gets a one-time
+ * error and memcpy, as before. */
+static int self_copy(uint64_t addr, void *buf, uint64_t len, int to_mem)
+{
+    static int refused;
+    struct iovec mine = { buf, len }, there = { (void *)(uintptr_t)addr, len };
+    ssize_t n;
+
+    if (!__atomic_load_n(&refused, __ATOMIC_RELAXED)) {
+        n = to_mem ? process_vm_writev(getpid(), &mine, 1, &there, 1, 0)
+                   : process_vm_readv(getpid(), &mine, 1, &there, 1, 0);
+        if (n >= 0)
+            return (uint64_t)n == len ? 0 : -EFAULT;
+        if (errno != ENOSYS && errno != EPERM)
+            return errno == EFAULT ? -EFAULT : -errno;
+        if (!__atomic_exchange_n(&refused, 1, __ATOMIC_RELAXED))
+            xm_error("zero-copy: process_vm_%sv on ourselves refused (%s): copies for "
+                     "peers use memcpy, and memory unmapped under a registration "
+                     "faults this process; allow the call (seccomp) to fix",
+                     to_mem ? "write" : "read", strerror(errno));
+    }
+    if (to_mem)
+        memcpy((void *)(uintptr_t)addr, buf, len);
+    else
+        memcpy(buf, (const void *)(uintptr_t)addr, len);
+    return 0;
+}
+
 int xm_zc_reg_copy(uint64_t id, uint64_t addr, uint64_t len, unsigned access, void *buf)
 {
     struct zc_region *r;
     int rc = 0;
 
     pthread_mutex_lock(&zlock);
-    r = *reg_slot(id);
+    r = zc_reg_live(id);
     if (!r)
         rc = -ENOENT;
     /* every subtraction is of a smaller value from a larger one */
@@ -245,10 +352,8 @@ int xm_zc_reg_copy(uint64_t id, uint64_t addr, uint64_t len, unsigned access, vo
         rc = -EFAULT;
     else if (!(r->access & access) || (access != XM_ZC_REMOTE_READ && access != XM_ZC_REMOTE_WRITE))
         rc = -EACCES;
-    else if (access == XM_ZC_REMOTE_WRITE)
-        memcpy((void *)(uintptr_t)addr, buf, len);
-    else
-        memcpy(buf, (const void *)(uintptr_t)addr, len);
+    else if (len)
+        rc = self_copy(addr, buf, len, access == XM_ZC_REMOTE_WRITE);
     /* under the lock: a concurrent dereg waits until the copy is done */
     pthread_mutex_unlock(&zlock);
     return rc;
@@ -461,9 +566,12 @@ static int zc_progress(void *arg, xm_endpoint_t *ep)
     if (__builtin_expect(!__atomic_load_n(&xm_zc_work, __ATOMIC_RELAXED), 1))
         return 0;
     pthread_mutex_lock(&zlock);
+    reg_revoke_dead();
     if (revoke_owed)
         send_revokes(ep);
-    __atomic_store_n(&xm_zc_work, revoke_owed || outbox, __ATOMIC_RELAXED);
+    /* a region killed after reg_revoke_dead keeps the hint */
+    __atomic_store_n(&xm_zc_work, revoke_owed || outbox ||
+                     __atomic_load_n(&reg_dead_owed, __ATOMIC_ACQUIRE), __ATOMIC_RELAXED);
     pthread_mutex_unlock(&zlock);
     n = outbox_flush(ep);
     /* what stays queued waits for ring space: the peer's release wakes us */

@@ -77,9 +77,23 @@ int xm_zc_dereg(uint64_t id);
  * is how the owner's order follows use rather than grant time.  Unknown
  * ids are ignored. */
 void xm_zc_touch(uint64_t id);
+/* The memory [addr, addr+len) is going away or being replaced (munmap,
+ * madvise DONTNEED, mremap, a MAP_FIXED mapping over it): every
+ * registration that overlaps it is dead from the next lookup on, before
+ * any later peer request is served: copies and grant requests for its id
+ * are refused (-ENOENT), the grants peers hold for it are withdrawn, and
+ * only its deregistration is still accepted.  Exactly the registrations
+ * that meet the range die.  For a memory-event hook (the UCT md calls it
+ * from UCM's VM_UNMAPPED, before the memory goes): it takes only the
+ * registry list's own lock, allocates nothing, and may run inside any
+ * munmap, the core's own included.  It walks every registration. */
+void xm_zc_invalidate(const void *addr, size_t len);
 /* Owner side of the copy path: copy between buf and [addr, addr+len) of
  * registration id.  XM_ZC_REMOTE_WRITE: buf -> memory; READ: memory -> buf.
- * -ENOENT no such registration, -EFAULT outside it, -EACCES not allowed. */
+ * -ENOENT no such registration (or invalidated), -EFAULT outside it or not
+ * mapped with the rights asked (the copy is made by the kernel, which
+ * fails where memcpy would fault: the owner never takes a signal for a
+ * peer), -EACCES not allowed. */
 int xm_zc_reg_copy(uint64_t id, uint64_t addr, uint64_t len, unsigned access,
                    void *buf);
 
@@ -167,6 +181,7 @@ typedef struct xm_zc_stats {
     uint64_t rejected;              /* malformed or stale peer messages */
     uint64_t owner_pages, peer_pages; /* granted (per channel) / cached now */
     uint64_t parked;                /* grant requests waiting for a withdrawal, now */
+    uint64_t invalidated;           /* registrations killed by xm_zc_invalidate */
 } xm_zc_stats_t;
 void xm_zc_get_stats(xm_zc_stats_t *st);
 /* Adapters add what they moved through the ring instead. */

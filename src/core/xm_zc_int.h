@@ -29,6 +29,8 @@ struct zc_region {
     uint64_t id;
     uint64_t base, len;
     unsigned access;
+    int dead;       /* atomic: its memory went away (xm_zc_invalidate): refused */
+    int revoked;    /* dead, and its grants withdrawn (under zlock) */
 };
 
 /* An owner grant: O_LIVE (the peer may use it) -> O_INVAL_OWED (withdrawn:
@@ -183,6 +185,8 @@ int outbox_flush(xm_endpoint_t *ep);   /* without zlock */
 void zc_span(uint64_t base, uint64_t len, uint64_t *gs, uint64_t *ge);
 uint32_t zc_chunk_pages(uint64_t gs, uint64_t ge, uint64_t c);
 struct zc_region **reg_slot(uint64_t id);
+/* the live registration id (the memory-event reports taken first), or NULL */
+struct zc_region *zc_reg_live(uint64_t id);
 int zc_reg_locked(uint64_t base, uint64_t len, unsigned access, uint64_t *id);
 int zc_dereg_locked(uint64_t id);
 /* owner */

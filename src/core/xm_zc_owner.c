@@ -184,11 +184,11 @@ void owner_greq(xm_channel_t *ch, const void *data, size_t len)
     rep.h.chunk = q.chunk;
     rep.h.flags = q.flags;
     rw = !!(q.flags & ZC_F_WRITE);
-    r = *reg_slot(q.id);
+    r = zc_reg_live(q.id);
     if (q.flags & ~ZC_F_WRITE) {
         rc = -EINVAL;
     } else if (!r) {
-        rc = -ENOENT;   /* never registered, or deregistered */
+        rc = -ENOENT;   /* never registered, deregistered or invalidated */
     } else if (!(r->access & (rw ? XM_ZC_REMOTE_WRITE : XM_ZC_REMOTE_READ))) {
         rc = -EACCES;
     } else {

@@ -46,6 +46,7 @@ typedef struct uct_xen_md {
     uct_md_t               super;
     ucs_rcache_t           *rcache;   /* NULL: register every time */
     ucs_linear_func_t      reg_cost;
+    int                    unmap_events; /* uct_xen_vm_unmapped_cb installed */
 } uct_xen_md_t;
 
 typedef struct uct_xen_md_config {
@@ -53,6 +54,10 @@ typedef struct uct_xen_md_config {
     ucs_ternary_auto_value_t rcache_enable;
     uct_md_rcache_config_t   rcache;
 } uct_xen_md_config_t;
+
+/* the order among UCM's VM_UNMAPPED handlers (the registration cache's
+ * default is 1000): ours first, it does not depend on the cache */
+#define UCT_XEN_UNMAP_EVENT_PRIO 900
 
 /* UCT_MD_MEM_ACCESS_* -> the core's rights (none: no remote access) */
 static unsigned uct_xen_mem_access(unsigned flags)
@@ -229,10 +234,25 @@ static ucs_status_t uct_xen_mkey_pack(uct_md_h md, uct_mem_h memh,
     return UCS_OK;
 }
 
+/* UCM's VM_UNMAPPED (munmap, mremap, madvise DONTNEED, a MAP_FIXED
+ * mapping over it, shmdt, brk), before the memory goes: every registration
+ * that meets the range dies in the core now, not when the registration
+ * cache gets round to deregistering it, so a peer's request under its id
+ * never reaches the memory mapped there next.  The cache drops its region
+ * on the same event, so the id is not handed out again. */
+static void uct_xen_vm_unmapped_cb(ucm_event_type_t event_type, ucm_event_t *event,
+                                   void *arg)
+{
+    xm_zc_invalidate(event->vm_unmapped.address, event->vm_unmapped.size);
+}
+
 static void uct_xen_md_close(uct_md_h tl_md)
 {
     uct_xen_md_t *md = ucs_derived_of(tl_md, uct_xen_md_t);
 
+    if (md->unmap_events) {
+        ucm_unset_event_handler(UCM_EVENT_VM_UNMAPPED, uct_xen_vm_unmapped_cb, md);
+    }
     if (md->rcache != NULL) {
         ucs_rcache_destroy(md->rcache);
     }
@@ -274,6 +294,18 @@ static ucs_status_t uct_xen_md_open(uct_component_t *component,
     md->reg_cost        = ucs_linear_func_make(50e-9, 0);
     md->rcache          = NULL;
 
+    status = ucm_set_event_handler(UCM_EVENT_VM_UNMAPPED, UCT_XEN_UNMAP_EVENT_PRIO,
+                                   uct_xen_vm_unmapped_cb, md);
+    if (status == UCS_OK) {
+        md->unmap_events = 1;
+    } else {
+        /* UCX_MEM_EVENTS=no, or UCM could not hook munmap */
+        ucs_diag("xen: no memory events (%s): a registered buffer unmapped before "
+                 "its deregistration stays reachable under its id until then "
+                 "(copies for peers fail cleanly where nothing is mapped); "
+                 "unset UCX_MEM_EVENTS=no to fix", ucs_status_string(status));
+    }
+
     if (md_config->rcache_enable != UCS_NO) {
         uct_md_set_rcache_params(&rcache_params, &md_config->rcache);
         rcache_params.region_struct_size = sizeof(uct_xen_rcache_region_t);
@@ -289,6 +321,9 @@ static ucs_status_t uct_xen_md_open(uct_component_t *component,
         } else if (md_config->rcache_enable == UCS_YES) {
             ucs_error("xen: failed to create the registration cache: %s",
                       ucs_status_string(status));
+            if (md->unmap_events) {
+                ucm_unset_event_handler(UCM_EVENT_VM_UNMAPPED, uct_xen_vm_unmapped_cb, md);
+            }
             ucs_free(md);
             return status;
         } else {

@@ -546,7 +546,9 @@ fi
 # test/ucx/uct_rma_hostile (built by `make check`, or UCT_RMA_HOSTILE): one
 # process plays a peer that forges rkeys; the owner refuses every put and get
 # outside a live registration (memory unchanged, gets complete with an error),
-# logs each refusal naming the peer's domain, and keeps serving.  Then an
+# logs each refusal naming the peer's domain, and keeps serving; the rkey of a
+# buffer unmapped and mapped again reaches nothing (memory events), and
+# inaccessible memory under a registration is refused without a fault.  Then an
 # iface flush with a completion over a full ring and a queued put.
 t=uct-rma-hostile
 hostile=${UCT_RMA_HOSTILE:-$(dirname "$(dirname "$lib")")/test/ucx/uct_rma_hostile}

@@ -9,6 +9,10 @@
  * marker put on the same channel: puts are applied in ring order, so once
  * the marker landed the hostile put has been handled, and the memory it
  * aimed at must be unchanged.  Refused gets must complete with an error.
+ * A buffer registered (with and without the registration cache), unmapped
+ * and mapped again with other data: the old rkey reaches nothing, a new
+ * registration gets a new id; PROT_NONE and read-only pages under a live
+ * registration are refused, and the owner (this process) takes no signal.
  * Last, an iface flush with a completion: it covers puts still in the ring
  * and a request queued behind a full ring (completing only once both
  * landed), and fails with UCS_ERR_CANCELED when the queue is purged.
@@ -23,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #define CHECK(_cond, ...) \
@@ -459,6 +464,77 @@ static void setup(void)
     CHECK_OK(uct_ep_create(&ep_params, &ep), "ep_create");
 }
 
+/* A registered buffer unmapped and mapped again at the same address with
+ * other data, through memory domain m (with or without its registration
+ * cache): a peer's put or get under the old id must not reach the new
+ * memory, and a registration over memory made inaccessible must not
+ * crash the owner (it is the same process here). */
+static void check_unmapped(uct_md_h m, const char *which, uct_rkey_t good_rkey)
+{
+    const size_t pg = 4096, len = 2 * pg;
+    uint8_t x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, buf[8];
+    uct_mem_h memh, memh2;
+    uct_rkey_bundle_t rk, rk2;
+    xen_rkey_t packed, packed2;
+    ucs_status_t status;
+    uint8_t *p, *q;
+
+    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(p != MAP_FAILED, "mmap");
+    memset(p, 0x11, len);
+    CHECK_OK(uct_md_mem_reg(m, p, len, UCT_MD_MEM_ACCESS_ALL, &memh), "mem_reg");
+    rk = rkey_of(memh, &packed);
+    memset(buf, 0, sizeof(buf));
+    CHECK_OK(get(buf, 8, (uintptr_t)p, rk.rkey), "get before the unmap");
+    CHECK(buf[0] == 0x11 && buf[7] == 0x11, "get before the unmap: wrong data");
+
+    CHECK(munmap(p, len) == 0, "munmap");
+    q = mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    CHECK(q == p, "mmap at the same address");
+    memset(p, 0x99, len);   /* the new owner's secret */
+    memset(buf, 0xee, sizeof(buf));
+    status = get(buf, 8, (uintptr_t)p, rk.rkey);
+    CHECK(status == UCS_ERR_INVALID_ADDR, "%s: get with the id of an unmapped buffer: %s%s",
+          which, ucs_status_string(status),
+          buf[0] == 0x99 ? " (it read the memory mapped there since)" : "");
+    CHECK(buf[0] == 0xee && buf[7] == 0xee, "%s: refused get wrote its buffer", which);
+    put(x, sizeof(x), (uintptr_t)p + 100, rk.rkey);
+    marker(good_rkey);
+    CHECK(p[100] == 0x99 && p[107] == 0x99, "%s: put with the id of an unmapped buffer "
+          "wrote the memory mapped there since", which);
+
+    /* registered again, the new mapping has a new id that works */
+    CHECK_OK(uct_md_mem_reg(m, p, len, UCT_MD_MEM_ACCESS_ALL, &memh2), "mem_reg again");
+    rk2 = rkey_of(memh2, &packed2);
+    CHECK(packed2.id != packed.id, "%s: the unmapped buffer's id %llu handed out again", which,
+          (unsigned long long)packed.id);
+    CHECK_OK(get(buf, 8, (uintptr_t)p, rk2.rkey), "get with the new id");
+    CHECK(buf[0] == 0x99, "%s: get with the new id: wrong data", which);
+
+    /* memory made inaccessible under a live registration: refused, and the
+     * owner survives */
+    CHECK(mprotect(p, pg, PROT_NONE) == 0, "mprotect");
+    CHECK(mprotect(p + pg, pg, PROT_READ) == 0, "mprotect");
+    status = get(buf, 8, (uintptr_t)p, rk2.rkey);
+    CHECK(status == UCS_ERR_INVALID_ADDR, "%s: get of PROT_NONE memory: %s", which,
+          ucs_status_string(status));
+    put(x, sizeof(x), (uintptr_t)p + pg, rk2.rkey);
+    marker(good_rkey);
+    CHECK(p[pg] == 0x99, "%s: put into read-only memory applied", which);
+    CHECK_OK(get(buf, 8, (uintptr_t)p + pg, rk2.rkey), "get of read-only memory");
+    CHECK(buf[0] == 0x99, "%s: get of read-only memory: wrong data", which);
+
+    uct_rkey_release(cmpt, &rk);
+    uct_rkey_release(cmpt, &rk2);
+    CHECK_OK(uct_md_mem_dereg(m, memh), "mem_dereg of the unmapped buffer");
+    CHECK_OK(uct_md_mem_dereg(m, memh2), "mem_dereg");
+    munmap(p, len);
+    printf("ok: %s: after munmap and a new mapping at the same address, put and get "
+           "under the old id %llu refused (new id %llu works); PROT_NONE and "
+           "read-only memory under a registration refused without a fault\n", which,
+           (unsigned long long)packed.id, (unsigned long long)packed2.id);
+}
+
 int main(void)
 {
     uct_mem_h good_memh, stale_memh, stale2_memh, rdonly_memh;
@@ -594,6 +670,19 @@ int main(void)
     CHECK(!memcmp(buf, owner.good, 64) && !memcmp(&buf[8], pattern, 8),
           "get after the refusals: wrong data");
     printf("ok: owner still serves legitimate puts and gets\n");
+
+    check_unmapped(md, "no registration cache", good.rkey);
+    {
+        uct_md_config_t *md_cfg;
+        uct_md_h md_rc;
+
+        CHECK_OK(uct_md_config_read(cmpt, NULL, NULL, &md_cfg), "md_config_read");
+        CHECK_OK(uct_config_modify(md_cfg, "RCACHE", "yes"), "config_modify RCACHE");
+        CHECK_OK(uct_md_open(cmpt, "xen", md_cfg, &md_rc), "md_open with a cache");
+        uct_config_release(md_cfg);
+        check_unmapped(md_rc, "registration cache", good.rkey);
+        uct_md_close(md_rc);
+    }
 
     check_iface_flush(good.rkey);
     check_put_zcopy_flush(good.rkey);

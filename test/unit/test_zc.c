@@ -253,6 +253,7 @@ enum {
     OP_RC_STATS,  /* -> v0 hits, v1 misses, v2 stale, v3 unused, v4 keeps */
     OP_STALE,     /* a0: 1 the backend reports every grant made so far stale at its next
                      report, 2 it cannot report (-ENOTSUP), 0 back to the real one */
+    OP_INVALIDATE, /* a0 slot, a1 offset in slot, a2 len: xm_zc_invalidate (a memory event) */
 };
 
 struct cmd {
@@ -430,6 +431,9 @@ static void owner_cmd(const struct cmd *c, struct rep *r, int *hold)
         break;
     case OP_DEREG:
         r->rc = xm_zc_dereg(a[0]);
+        break;
+    case OP_INVALIDATE:
+        xm_zc_invalidate((void *)(uintptr_t)(s->base + a[1]), a[2]);
         break;
     case OP_CHECK: {
         const uint8_t *p = (const uint8_t *)(uintptr_t)a[0];
@@ -1020,6 +1024,63 @@ static int peer_inval(const void *arg)
     CHECK_EQ(copy1(id2, base, len, gs + CHUNK, lb, CHUNK, GET, &sync), 0);
     CHECK(sync);
     CHECK_EQ(mism(lb, gs + CHUNK, CHUNK, s2), 0);
+    free(lb);
+    node_close();
+    return 0;
+}
+
+/* A memory event (what the UCT md reports from UCM's VM_UNMAPPED) kills
+ * the registration before the owner deregisters it: the addresses mapped
+ * again with other data are never reached under the old id, and the
+ * grants the peer holds are withdrawn. */
+static int peer_invalidate(const void *arg)
+{
+    const uint64_t off = 300, len = 2 * MiB + PG, s1 = 33, s2 = 34;
+    uint64_t base, gs, id1, idother, bother;
+    xm_zc_stats_t o0, o1;
+    int sync;
+
+    peer_connect(RING_PAGES);
+    base = alloc_slot(0, len, off, s1);
+    gs = base - off + PG;
+    id1 = reg_slot(0, RD | WR, 0, len);
+    bother = alloc_slot(1, PG, 0, 35);
+    idother = reg_slot(1, RD, 0, PG);
+    uint8_t *lb = malloc(2 * CHUNK);
+    REQUIRE(lb);
+    for (unsigned c = 0; c < 2; c++)
+        CHECK_EQ(copy1(id1, base, len, gs + c * CHUNK, lb + c * CHUNK, CHUNK, GET, NULL), 0);
+    CHECK_EQ(mism(lb, gs, 2 * CHUNK, s1), 0);
+    o0 = ozs(0);
+    CHECK_EQ(o0.owner_pages, 2 * CPAGES);
+
+    /* one byte of the registration goes away; the rest is mapped anew */
+    CHECK_EQ(RPC(OP_INVALIDATE, 0, len - 1, 1)->rc, 0);
+    CHECK_EQ(RPC(OP_REMAP, 0, s2)->rc, 0);
+    /* the INVALs come, we drop our refs and ACK: every grant of id1 ends */
+    PUMP_UNTIL(ozs(0).owner_pages == 0, 10);
+    o1 = ozs(0);
+    CHECK_EQ(o1.revokes - o0.revokes, 2);
+    CHECK_EQ(o1.invalidated - o0.invalidated, 1);
+    CHECK_EQ(zs().peer_pages, 0);
+    /* the old id reaches nothing: no grant, no ring copy, no write */
+    for (unsigned c = 0; c < 2; c++) {
+        memset(lb, 0xEE, CHUNK);
+        CHECK_EQ(copy1(id1, base, len, gs + c * CHUNK, lb, CHUNK, GET, &sync), -ENOENT);
+        CHECK_EQ(not_byte(lb, CHUNK, 0xEE), 0);
+    }
+    fill(lb, gs, CHUNK, 36);
+    CHECK_EQ(copy1(id1, base, len, gs, lb, CHUNK, PUT, &sync), -ENOENT);
+    CHECK_EQ(owner_check(base, base + len, s2), 0);
+    CHECK_EQ(ozs(0).grants, o1.grants);
+    /* another registration is untouched */
+    memset(lb, 0, PG);
+    CHECK_EQ(copy1(idother, bother, PG, bother, lb, PG, GET, &sync), 0);
+    CHECK_EQ(mism(lb, bother, PG, 35), 0);
+    /* the owner's own deregistration still works, once */
+    CHECK_EQ(RPC(OP_DEREG, id1)->rc, 0);
+    CHECK_EQ(RPC(OP_DEREG, id1)->rc, -ENOENT);
+    CHECK_EQ(RPC(OP_DEREG, idother)->rc, 0);
     free(lb);
     node_close();
     return 0;
@@ -2354,6 +2415,7 @@ static void test_regcache(void **state) { run_pair(peer_regcache, NULL, NULL, 0)
 static void test_put_rights(void **state) { run_pair(peer_put, NULL, NULL, 0); }
 static void test_inval_reregister(void **state) { run_pair(peer_inval, NULL, NULL, 0); }
 static void test_inval_remap(void **state) { run_pair(peer_inval, "remap", NULL, 0); }
+static void test_invalidate(void **state) { run_pair(peer_invalidate, NULL, NULL, 0); }
 static void test_evict_owner_cap(void **state) { run_pair(peer_evict_owner, NULL, NULL, 0); }
 static void test_evict_owner_lru(void **state) { run_pair(peer_evict_owner_lru, NULL, NULL, 0); }
 static void test_evict_peer_cap(void **state) { run_pair(peer_evict_peer, NULL, NULL, 0); }
@@ -2695,6 +2757,119 @@ static void test_reg_copy_bounds(void **state)
     munmap(m, 3 * PG);
 }
 
+/* Copies for a peer into memory that went away or is not writable fail
+ * with -EFAULT: the owner takes no signal (a memcpy would). */
+static void test_reg_copy_fault(void **state)
+{
+    uint8_t *m = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    const uint64_t base = (uintptr_t)m;
+    uint8_t buf[4 * PG];
+    uint64_t id;
+
+    assert_true(m != MAP_FAILED);
+    fill(m, base, 4 * PG, 5);
+    assert_int_equal(xm_zc_reg(m, 4 * PG, RD | WR, &id), 0);
+    assert_int_equal(mprotect(m + PG, PG, PROT_READ), 0);
+    assert_int_equal(mprotect(m + 2 * PG, PG, PROT_NONE), 0);
+    assert_int_equal(munmap(m + 3 * PG, PG), 0);
+
+    /* page 0 is what it was: copies both ways */
+    memset(buf, 0, PG);
+    assert_int_equal(xm_zc_reg_copy(id, base, PG, RD, buf), 0);
+    assert_int_equal(mism(buf, base, PG, 5), 0);
+    fill(buf, base + 10, 20, 6);
+    assert_int_equal(xm_zc_reg_copy(id, base + 10, 20, WR, buf), 0);
+    assert_int_equal(mism(m + 10, base + 10, 20, 6), 0);
+    /* page 1 is read-only now: read yes, write -EFAULT and unchanged */
+    assert_int_equal(xm_zc_reg_copy(id, base + PG, PG, RD, buf), 0);
+    assert_int_equal(mism(buf, base + PG, PG, 5), 0);
+    fill(buf, base + PG, 64, 7);
+    assert_int_equal(xm_zc_reg_copy(id, base + PG, 64, WR, buf), -EFAULT);
+    assert_int_equal(mism(m + PG, base + PG, PG, 5), 0);
+    /* page 2 has no access, page 3 is unmapped: -EFAULT both ways, also
+     * for a copy that starts in good memory and runs into them */
+    assert_int_equal(xm_zc_reg_copy(id, base + 2 * PG, 8, RD, buf), -EFAULT);
+    assert_int_equal(xm_zc_reg_copy(id, base + 2 * PG, 8, WR, buf), -EFAULT);
+    assert_int_equal(xm_zc_reg_copy(id, base + 3 * PG + 100, 8, RD, buf), -EFAULT);
+    assert_int_equal(xm_zc_reg_copy(id, base + 3 * PG + 100, 8, WR, buf), -EFAULT);
+    assert_int_equal(xm_zc_reg_copy(id, base + PG - 8, 2 * PG, RD, buf), -EFAULT);
+    assert_int_equal(xm_zc_reg_copy(id, base, 4 * PG, RD, buf), -EFAULT);
+    /* the registration itself is fine */
+    assert_int_equal(xm_zc_reg_copy(id, base + 100, 8, RD, buf), 0);
+    assert_int_equal(xm_zc_dereg(id), 0);
+    munmap(m, 3 * PG);
+}
+
+/* xm_zc_invalidate kills exactly the registrations that meet the range;
+ * deregistration works once after it. */
+static void test_invalidate_ranges(void **state)
+{
+    uint8_t *m = mmap(NULL, 80 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    const uint64_t base = (uintptr_t)m;
+    uint64_t a, b, c, z, far[40], gap[40];
+    xm_zc_stats_t s0, s1;
+    uint8_t buf[16];
+
+    assert_true(m != MAP_FAILED);
+    fill(m, base, 80 * PG, 8);
+    xm_zc_get_stats(&s0);
+    assert_int_equal(xm_zc_reg(m, 2 * PG, RD, &a), 0);              /* [0, 2 PG) */
+    assert_int_equal(xm_zc_reg(m + 2 * PG, PG, RD, &b), 0);         /* [2 PG, 3 PG) */
+    assert_int_equal(xm_zc_reg(m + 3 * PG + 10, 50, RD, &c), 0);    /* inside page 3 */
+    assert_int_equal(xm_zc_reg(m + 4 * PG, 0, RD, &z), 0);          /* the point 4 PG */
+
+    /* ends where b starts: a only */
+    xm_zc_invalidate(m + PG, PG);
+    assert_int_equal(xm_zc_reg_copy(a, base, 8, RD, buf), -ENOENT);
+    assert_int_equal(xm_zc_reg_copy(b, base + 2 * PG, 8, RD, buf), 0);
+    /* the byte after c and the one before it: nothing */
+    xm_zc_invalidate(m + 3 * PG + 60, 1);
+    xm_zc_invalidate(m + 3 * PG + 9, 1);
+    xm_zc_invalidate(m + 3 * PG, 0);
+    assert_int_equal(xm_zc_reg_copy(c, base + 3 * PG + 10, 50, RD, buf), 0);
+    /* its last byte: c */
+    xm_zc_invalidate(m + 3 * PG + 59, 1);
+    assert_int_equal(xm_zc_reg_copy(c, base + 3 * PG + 10, 8, RD, buf), -ENOENT);
+    assert_int_equal(xm_zc_reg_copy(b, base + 2 * PG, 8, RD, buf), 0);
+    /* a range up to the top of the address space takes the point z */
+    xm_zc_invalidate(m + 4 * PG, SIZE_MAX);
+    assert_int_equal(xm_zc_reg_copy(z, base + 4 * PG, 0, RD, buf), -ENOENT);
+    assert_int_equal(xm_zc_reg_copy(b, base + 2 * PG, 8, RD, buf), 0);
+    xm_zc_get_stats(&s1);
+    assert_int_equal(s1.invalidated - s0.invalidated, 3);
+
+    /* 40 reports before a lookup: each takes its own, none what lies
+     * between them */
+    for (unsigned i = 0; i < 40; i++) {
+        assert_int_equal(xm_zc_reg(m + (5 + i) * PG, 8, RD, &far[i]), 0);
+        assert_int_equal(xm_zc_reg(m + (5 + i) * PG + 100, 8, RD, &gap[i]), 0);
+    }
+    for (unsigned i = 0; i < 40; i++)
+        xm_zc_invalidate(m + (5 + i) * PG, 8);
+    for (unsigned i = 0; i < 40; i++) {
+        assert_int_equal(xm_zc_reg_copy(far[i], base + (5 + i) * PG, 8, RD, buf), -ENOENT);
+        assert_int_equal(xm_zc_reg_copy(gap[i], base + (5 + i) * PG + 100, 8, RD, buf), 0);
+    }
+    xm_zc_get_stats(&s0);
+    assert_int_equal(s0.invalidated - s1.invalidated, 40);
+    /* over all of them: the 40 between die, the dead are not counted again */
+    xm_zc_invalidate(m + 5 * PG, 40 * PG);
+    xm_zc_get_stats(&s1);
+    assert_int_equal(s1.invalidated - s0.invalidated, 40);
+
+    /* dereg: once each, dead or alive */
+    assert_int_equal(xm_zc_dereg(a), 0);
+    assert_int_equal(xm_zc_dereg(a), -ENOENT);
+    assert_int_equal(xm_zc_dereg(b), 0);
+    assert_int_equal(xm_zc_dereg(c), 0);
+    assert_int_equal(xm_zc_dereg(z), 0);
+    for (unsigned i = 0; i < 40; i++) {
+        assert_int_equal(xm_zc_dereg(far[i]), 0);
+        assert_int_equal(xm_zc_dereg(gap[i]), 0);
+    }
+    munmap(m, 80 * PG);
+}
+
 static char host[64];
 
 static int setup(void **state)
@@ -2726,6 +2901,9 @@ int main(void)
         cmocka_unit_test(test_put_rights),
         cmocka_unit_test(test_inval_reregister),
         cmocka_unit_test(test_inval_remap),
+        cmocka_unit_test(test_invalidate),
+        cmocka_unit_test(test_reg_copy_fault),
+        cmocka_unit_test(test_invalidate_ranges),
         cmocka_unit_test(test_regcache),
         cmocka_unit_test(test_evict_owner_cap),
         cmocka_unit_test(test_evict_owner_lru),
