@@ -90,9 +90,17 @@ int xm_ring_next(const uint8_t *ring, uint32_t size, uint32_t cons, uint32_t ava
 {
     uint32_t off = cons & (size - 1);
 
-    if (avail > size || avail < sizeof(*hdr))
+    uint64_t w;
+
+    if (avail > size || avail < sizeof(*hdr) || (off & (XM_REC_ALIGN - 1)))
         return -EPROTO;
-    memcpy(hdr, ring + off, sizeof(*hdr));   /* the only read of the header */
+    /* the only read of the header: one volatile 8-byte load, which the
+     * compiler may neither repeat nor replace by reads of the ring later
+     * (a memcpy it may turn into loads it makes again where the fields are
+     * used, and the peer can rewrite the ring in between) */
+    _Static_assert(sizeof(*hdr) == sizeof(w), "one load");
+    w = *(const volatile uint64_t *)(const void *)(ring + off);
+    memcpy(hdr, &w, sizeof(*hdr));
     if (hdr->flags != 0)
         return -EPROTO;   /* none defined in version 1 */
     if (hdr->type == XM_REC_PAD) {

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -433,6 +434,80 @@ static void hostile(enum corruption how)
     side_close(&c);
     side_close(&b);
     side_close(&a);
+}
+
+/* A peer that rewrites a published record's header while we poll: each
+ * record is judged on one copy of its header (xm_ring_next's single
+ * load).  The header flips between a good one (8 bytes) and one that
+ * claims 100000; whichever copy we took, what is delivered is the 8 bytes
+ * the good one names, or the channel fails: never a message of another
+ * length, never a read past the record. */
+struct flipper {
+    volatile uint64_t *hdr;
+    uint64_t good, bad;
+    int stop, started;
+};
+
+static void *flip(void *arg)
+{
+    struct flipper *f = arg;
+
+    __atomic_store_n(&f->started, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE)) {
+        *f->hdr = f->bad;
+        *f->hdr = f->good;
+    }
+    return NULL;
+}
+
+static void test_hostile_rewriter(void **state)
+{
+    struct xm_rec_hdr good = { .len = 8, .type = 1 }, bad = { .len = 100000, .type = 1 };
+    unsigned delivered = 0, failed = 0;
+
+    for (int it = 0; it < 60; it++) {
+        struct side a, b;
+        struct side *v[1] = { &a };
+        struct xm_ctrl_page *ctrl;
+        struct flipper f = { 0 };
+        xm_channel_t *ab, *ba;
+        pthread_t t;
+        uint8_t *ring;
+        uint32_t size;
+
+        side_open(&a, 1);
+        side_open(&b, 1);
+        ba = connect_pair(&a, &b, &ab);
+        xm_chan_own_pages(ba, &ctrl, &ring, &size);
+        memcpy(ring + 8, "ABCDEFGH", 8);
+        memcpy(&f.good, &good, 8);
+        memcpy(&f.bad, &bad, 8);
+        f.hdr = (volatile uint64_t *)(void *)ring;
+        *f.hdr = f.good;
+        assert_int_equal(pthread_create(&t, NULL, flip, &f), 0);
+        while (!__atomic_load_n(&f.started, __ATOMIC_ACQUIRE))
+            ;
+        __atomic_store_n(&ctrl->prod, 16, __ATOMIC_RELEASE);
+        pump(v, 1, 1);
+        __atomic_store_n(&f.stop, 1, __ATOMIC_RELEASE);
+        pthread_join(t, NULL);
+        if (a.nlog) {
+            assert_int_equal(a.nlog, 1);
+            assert_int_equal(a.log[0].len, 8);
+            assert_memory_equal(a.log[0].data, "ABCDEFGH", 8);
+            assert_int_equal(xm_chan_state(ab), XM_CH_CONNECTED);
+            delivered++;
+        } else {
+            assert_int_equal(xm_chan_state(ab), XM_CH_FAILED);
+            assert_int_equal(a.failed, 1);
+            failed++;
+        }
+        side_close(&b);
+        side_close(&a);
+    }
+    print_message("rewritten header: %u delivered whole, %u failed the channel\n",
+                  delivered, failed);
+    assert_int_equal(delivered + failed, 60);
 }
 
 static void test_hostile_prod(void **state) { hostile(BAD_PROD); }
@@ -1260,6 +1335,7 @@ int main(void)
         cmocka_unit_test(test_hostile_pad),
         cmocka_unit_test(test_hostile_cons),
         cmocka_unit_test(test_hostile_flags),
+        cmocka_unit_test(test_hostile_rewriter),
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_hostile_handshake),
         cmocka_unit_test(test_remote_completion),
