@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -20,7 +21,7 @@ pthread_mutex_t zlock = PTHREAD_MUTEX_INITIALIZER;
 struct zc_ep *zc_eps;
 xm_zc_stats_t zst;
 uint64_t zc_fallback_bytes;
-uint64_t zc_next_id = 1;
+uint64_t zc_next_id = 1;   /* only where the kernel gives no random bytes */
 uint32_t zc_next_gen = 1;
 struct zc_region *zc_regions[ZC_REG_BUCKETS];
 struct zc_owner_grant *ohead, *otail;
@@ -221,6 +222,40 @@ struct zc_region *zc_reg_live(uint64_t id)
     return r && !__atomic_load_n(&r->dead, __ATOMIC_ACQUIRE) ? r : NULL;
 }
 
+/* under zlock: a registration id a peer cannot guess (a peer that was
+ * never given one must not reach memory by trying): 64 bits from the
+ * kernel's generator, never 0 and never one live now.  Taken 32 at a
+ * time.  Without the generator (no getrandom: a kernel before 3.17, or a
+ * seccomp filter), one error and the old counter. */
+static uint64_t new_id(void)
+{
+    static uint64_t pool[32];
+    static unsigned left;
+    static int no_random;
+    uint64_t id;
+
+    for (;;) {
+        if (!left && !no_random) {
+            ssize_t n = getrandom(pool, sizeof(pool), GRND_NONBLOCK);
+#ifdef GRND_INSECURE
+            if (n < 0 && errno == EAGAIN)   /* early boot: the pool is not ready */
+                n = getrandom(pool, sizeof(pool), GRND_INSECURE);
+#endif
+            if (n == (ssize_t)sizeof(pool)) {
+                left = 32;
+            } else {
+                no_random = 1;
+                xm_error("zero-copy: no random bytes from the kernel (%s): registration "
+                         "ids are a counter, which a connected peer can guess",
+                         n < 0 ? strerror(errno) : "short read");
+            }
+        }
+        id = no_random ? zc_next_id++ : pool[--left];
+        if (id && !*reg_slot(id))
+            return id;
+    }
+}
+
 /* under zlock */
 int zc_reg_locked(uint64_t base, uint64_t len, unsigned access, uint64_t *id)
 {
@@ -234,7 +269,7 @@ int zc_reg_locked(uint64_t base, uint64_t len, unsigned access, uint64_t *id)
     r->base = base;
     r->len = len;
     r->access = access;
-    r->id = zc_next_id++;
+    r->id = new_id();
     pthread_mutex_lock(&reg_lock);
     r->next = zc_regions[r->id % ZC_REG_BUCKETS];
     zc_regions[r->id % ZC_REG_BUCKETS] = r;

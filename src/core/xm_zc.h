@@ -11,8 +11,8 @@
  * peer the refs it received.  That pair of caches is the software I/O TLB:
  *
  *  - a peer entry is used only under the registration id it was granted
- *    for, and ids are never reused, so a new registration of the same
- *    addresses never meets old refs;
+ *    for, and ids are random 64-bit values (a repeat has odds of 2^-64),
+ *    so a new registration of the same addresses never meets old refs;
  *  - the owner withdraws a grant (deregistration, its cache cap, grant
  *    table exhaustion) by sending INVAL and ends it only when the peer has
  *    acknowledged: refs are never reused while a peer may still use them;
@@ -65,8 +65,9 @@ typedef struct xm_zc_config {
 
 /* ---- registry (owner) ---- */
 
-/* Register [addr, addr+len) with XM_ZC_REMOTE_* rights; *id is unique in
- * the life of the process and never 0. */
+/* Register [addr, addr+len) with XM_ZC_REMOTE_* rights; *id is 64 random
+ * bits, never 0, unlike every live one (and, with odds of 2^-64 per pair,
+ * every earlier one): a peer that was not given it cannot guess it. */
 int xm_zc_reg(const void *addr, size_t len, unsigned access, uint64_t *id);
 /* Forget a registration: no grant is made for it again, and the grants
  * peers hold are withdrawn (from progress).  -ENOENT when unknown. */

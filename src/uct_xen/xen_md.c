@@ -5,9 +5,10 @@
  * (xm_zc.h): the peer names a region by its registration id, never by a
  * pointer, and the owner checks every remote access against its own record
  * before touching memory (the core's RMA through the ring, xm_xfer) or
- * granting a page (zero-copy).  Ids are never reused, so a late put or
- * grant request for a deregistered id is rejected even when the memory has
- * been reused, and a peer's cached grants never outlive the id.
+ * granting a page (zero-copy).  Ids are random 64-bit values (xm_zc_reg),
+ * so a late put or grant request for a deregistered id is rejected even
+ * when the memory has been reused, a peer's cached grants never outlive the
+ * id, and a peer that was not given an id cannot guess one.
  */
 #include "xen_iface.h"
 #include "xm_zc.h"
@@ -123,7 +124,7 @@ static ucs_status_t uct_xen_mem_reg_internal(void *address, size_t length,
     return UCS_OK;
 }
 
-/* after this the id is dead forever: lookups fail, ids are unique, and the
+/* after this the id is dead: lookups fail, and the
  * grants peers hold for it are withdrawn */
 static void uct_xen_mem_dereg_internal(uct_xen_mem_t *mem)
 {

@@ -1086,6 +1086,53 @@ static int peer_invalidate(const void *arg)
     return 0;
 }
 
+/* A connected peer that was never given an id cannot guess one: ids are
+ * random (the review's proof of concept read id 1), and neither small
+ * numbers nor the neighbours of a real id reach anything. */
+static int peer_guess(const void *arg)
+{
+    enum { NREG = 32, NEAR = 4, SMALL = 256 };
+    const uint64_t len = CHUNK;
+    uint64_t base, ids[NREG];
+    xm_zc_stats_t o0, o1;
+    uint8_t *lb;
+    unsigned reached = 0;
+
+    peer_connect(RING_PAGES);
+    base = alloc_slot(0, len, 0, 91);
+    lb = malloc(len);
+    REQUIRE(lb);
+    for (unsigned i = 0; i < NREG; i++) {
+        ids[i] = reg_slot(0, RD | WR, 0, len);
+        CHECK(ids[i] > UINT32_MAX);   /* odds 2^-32 of a false alarm */
+        for (unsigned j = 0; j < i; j++) {
+            uint64_t d = ids[i] > ids[j] ? ids[i] - ids[j] : ids[j] - ids[i];
+            CHECK(d > (1u << 20));
+        }
+    }
+    o0 = ozs(0);
+    for (uint64_t g = 1; g <= SMALL; g++)
+        reached += copy1(g, base, len, base, lb, len, GET, NULL) != -ENOENT;
+    for (unsigned i = 0; i < NREG; i++)
+        for (uint64_t k = 1; k <= NEAR; k++) {
+            reached += copy1(ids[i] + k, base, len, base, lb, len, GET, NULL) != -ENOENT;
+            reached += copy1(ids[i] - k, base, len, base, lb, len, PUT, NULL) != -ENOENT;
+        }
+    CHECK_EQ(reached, 0);
+    o1 = ozs(0);
+    CHECK_EQ(o1.grants, o0.grants);
+    CHECK_EQ(owner_check(base, base + len, 91), 0);
+    /* the real ones work */
+    memset(lb, 0, len);
+    CHECK_EQ(copy1(ids[NREG - 1], base, len, base, lb, len, GET, NULL), 0);
+    CHECK_EQ(mism(lb, base, len, 91), 0);
+    for (unsigned i = 0; i < NREG; i++)
+        CHECK_EQ(RPC(OP_DEREG, ids[i])->rc, 0);
+    free(lb);
+    node_close();
+    return 0;
+}
+
 /* ======================================================================
  * 3b. The registration cache: kept ids, stale grants, LRU, errors
  * ====================================================================== */
@@ -2416,6 +2463,7 @@ static void test_put_rights(void **state) { run_pair(peer_put, NULL, NULL, 0); }
 static void test_inval_reregister(void **state) { run_pair(peer_inval, NULL, NULL, 0); }
 static void test_inval_remap(void **state) { run_pair(peer_inval, "remap", NULL, 0); }
 static void test_invalidate(void **state) { run_pair(peer_invalidate, NULL, NULL, 0); }
+static void test_ids_unguessable(void **state) { run_pair(peer_guess, NULL, NULL, 0); }
 static void test_evict_owner_cap(void **state) { run_pair(peer_evict_owner, NULL, NULL, 0); }
 static void test_evict_owner_lru(void **state) { run_pair(peer_evict_owner_lru, NULL, NULL, 0); }
 static void test_evict_peer_cap(void **state) { run_pair(peer_evict_peer, NULL, NULL, 0); }
@@ -2902,6 +2950,7 @@ int main(void)
         cmocka_unit_test(test_inval_reregister),
         cmocka_unit_test(test_inval_remap),
         cmocka_unit_test(test_invalidate),
+        cmocka_unit_test(test_ids_unguessable),
         cmocka_unit_test(test_reg_copy_fault),
         cmocka_unit_test(test_invalidate_ranges),
         cmocka_unit_test(test_regcache),
