@@ -74,6 +74,10 @@ struct xm_channel {
     int req_watched;      /* initiator: our request node is watched (refusal) */
     char req_path[XM_STORE_MAX_PATH];  /* initiator: our request node */
     char resp_path[XM_STORE_MAX_PATH]; /* response node (ours or the peer's) */
+    /* the zero-copy service's messages queued for this channel, not yet
+     * in its ring (xm_zc.c, under zlock); over its cap the channel fails */
+    unsigned zc_queued;
+    int zc_over;
 };
 
 struct xm_endpoint {

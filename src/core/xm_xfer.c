@@ -30,7 +30,7 @@ struct xf_chan *xf_chan_find(xm_xfer_t *x, const xm_channel_t *ch)
     return c;
 }
 
-static struct xf_chan *chan_get(xm_xfer_t *x, xm_channel_t *ch)
+struct xf_chan *xf_chan_get(xm_xfer_t *x, xm_channel_t *ch)
 {
     struct xf_chan *c = xf_chan_find(x, ch);
     unsigned b = chan_bucket(ch);
@@ -50,7 +50,7 @@ static struct xf_chan *chan_get(xm_xfer_t *x, xm_channel_t *ch)
 struct xf_op *xf_op_new(xm_xfer_t *x, xm_channel_t *ch, int kind, xm_xfer_cb_t cb,
                             void *arg, const void *tag)
 {
-    struct xf_chan *c = chan_get(x, ch);
+    struct xf_chan *c = xf_chan_get(x, ch);
     struct xf_op *op = c ? calloc(1, sizeof(*op)) : NULL;
 
     if (!op)
@@ -406,19 +406,10 @@ static void xfer_chan_gone(void *arg, xm_channel_t *ch)
 {
     xm_xfer_t *x = arg;
     struct xf_chan *c = xf_chan_find(x, ch), **cp;
-    struct xf_reply **rp, *r;
 
-    for (rp = &x->replies; (r = *rp);) {
-        if (r->ch == ch) {
-            *rp = r->next;
-            free(r);
-        } else {
-            rp = &r->next;
-        }
-    }
-    x->replies_tail = rp;
     if (!c)
         return;
+    xf_drop_replies(x, c);
     drop_ops(x, NULL, c, 1);
     for (cp = &x->chans[chan_bucket(ch)]; *cp != c; cp = &(*cp)->hnext)
         ;
@@ -433,9 +424,9 @@ static int xfer_progress(void *arg, xm_endpoint_t *ep)
     xm_xfer_t *x = arg;
     int n = 0;
 
-    if (__builtin_expect(!x->replies && !x->ring && !x->putwait, 1))
+    if (__builtin_expect(!x->rchans && !x->ring && !x->putwait, 1))
         return 0;
-    if (x->replies)
+    if (x->rchans)
         n += xf_send_replies(x);
     if (x->ring)
         n += ring_progress(x);
@@ -450,9 +441,11 @@ static int xfer_busy(void *arg, xm_endpoint_t *ep)
 {
     xm_xfer_t *x = arg;
 
-    if (x->replies && (xm_chan_state(x->replies->ch) != XM_CH_CONNECTED ||
-                       !xm_chan_want_space(x->replies->ch, XF_HDR + x->replies->hdr.len)))
-        return 1;
+    /* an answer some channel has room for (or whose channel went down) */
+    for (struct xf_chan *c = x->rchans; c; c = c->rnext)
+        if (xm_chan_state(c->ch) != XM_CH_CONNECTED ||
+            !xm_chan_want_space(c->ch, XF_HDR + c->rq->hdr.len))
+            return 1;
     if (x->ring)
         return 1;
     for (struct xf_range *r = x->putwait; r; r = r->next)
@@ -497,7 +490,6 @@ int xm_xfer_attach(xm_endpoint_t *ep, const xm_xfer_params_t *p, xm_xfer_t **out
     x->rma_max = p->rma_max && p->rma_max <= max ? p->rma_max : max;
     x->zcopy = p->zcopy;
     x->next_req = 1;
-    x->replies_tail = &x->replies;
     x->ring_tail = &x->ring;
     xm_service_t svc = {
         .first_type = XM_REC_RMA_FIRST,
@@ -523,18 +515,13 @@ int xm_xfer_attach(xm_endpoint_t *ep, const xm_xfer_params_t *p, xm_xfer_t **out
 
 void xm_xfer_detach(xm_xfer_t *x)
 {
-    struct xf_reply *r;
-
     if (!x)
         return;
-    while ((r = x->replies)) {
-        x->replies = r->next;
-        free(r);
-    }
     for (unsigned b = 0; b < XF_CHAN_BUCKETS; b++) {
         struct xf_chan *c;
 
         while ((c = x->chans[b])) {
+            xf_drop_replies(x, c);
             drop_ops(x, NULL, c, 0);
             x->chans[b] = c->hnext;
             free(c);

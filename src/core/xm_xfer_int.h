@@ -58,6 +58,10 @@ struct xf_chan {
     xm_channel_t *ch;
     struct xf_op *head, *tail;
     uint64_t next_seq;
+    /* get answers our full ring to it could not take yet, in order */
+    struct xf_reply *rq, **rq_tail;
+    unsigned nreplies;
+    struct xf_chan *rnext;  /* in x->rchans while rq is not empty */
 };
 
 /* A range of a zero-copy operation for the ring, not yet wholly sent; a put
@@ -72,7 +76,11 @@ struct xf_range {
 };
 
 /* A get request we could not answer yet (our ring to the requester was
- * full): answered, and only then checked and read, from progress. */
+ * full): answered, and only then checked and read, from progress.  Per
+ * channel in order; a channel with a full ring holds up only its own.  A
+ * requester that keeps asking and never reads has its channel failed past
+ * XF_REPLY_CAP queued answers (48 bytes each: 3 MiB). */
+#define XF_REPLY_CAP 65536u
 struct xf_reply {
     struct xf_reply *next;
     xm_channel_t *ch;
@@ -87,12 +95,13 @@ struct xm_xfer {
     uint64_t refused;
     struct xf_chan *chans[XF_CHAN_BUCKETS];
     struct xf_op *gets[XF_GET_BUCKETS];
-    struct xf_reply *replies, **replies_tail;
+    struct xf_chan *rchans;   /* the channels with queued get answers */
     struct xf_range *ring, **ring_tail;   /* ranges for the ring, in order */
     struct xf_range *putwait;             /* put ranges waiting for the peer */
 };
 
 struct xf_chan *xf_chan_find(xm_xfer_t *x, const xm_channel_t *ch);
+struct xf_chan *xf_chan_get(xm_xfer_t *x, xm_channel_t *ch);   /* find or make; NULL: no memory */
 struct xf_op *xf_op_new(xm_xfer_t *x, xm_channel_t *ch, int kind, xm_xfer_cb_t cb,
                         void *arg, const void *tag);
 /* unlink and free (a zero-copy operation with what refers to it); its
@@ -100,6 +109,7 @@ struct xf_op *xf_op_new(xm_xfer_t *x, xm_channel_t *ch, int kind, xm_xfer_cb_t c
 void xf_op_free(xm_xfer_t *x, struct xf_op *op);
 void xf_op_complete(xm_xfer_t *x, struct xf_op *op, int status);
 int xf_send_replies(xm_xfer_t *x);
+void xf_drop_replies(xm_xfer_t *x, struct xf_chan *c);
 /* the service's receive callback: RMA records */
 void xf_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len);
 

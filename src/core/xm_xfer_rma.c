@@ -4,6 +4,7 @@
  * each against its registry; the requester matches answers to its gets.
  */
 #include "xm_xfer_int.h"
+#include "xm_channel_int.h"   /* chan_fail */
 #include "xm_log.h"
 #include "xm_zc.h"
 
@@ -54,11 +55,24 @@ static int owner_reply(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *
 
 static void owner_get(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *h)
 {
+    struct xf_chan *c = xf_chan_get(x, ch);
     struct xf_reply *r;
 
-    /* answers leave in the order the requests came */
-    if (!x->replies && owner_reply(x, ch, h) == 0)
+    if (!c) {
+        xm_error("domain %u: no memory to answer a get", xm_chan_peer_dom(ch));
         return;
+    }
+    /* answers leave in the order the requests came, per channel */
+    if (!c->nreplies && owner_reply(x, ch, h) == 0)
+        return;
+    if (c->nreplies >= XF_REPLY_CAP) {
+        xm_error("domain %u endpoint %u leaves %u get answers unread while it keeps "
+                 "asking: closing its channel", xm_chan_peer_dom(ch), xm_chan_peer_ep(ch),
+                 c->nreplies);
+        chan_fail(ch, XM_CH_FAILED);   /* reported from progress; chan_gone drops the rest */
+        xf_drop_replies(x, c);
+        return;
+    }
     r = malloc(sizeof(*r));
     if (!r) {
         /* the requester's get stays outstanding until its channel closes */
@@ -66,25 +80,60 @@ static void owner_get(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *h
         return;
     }
     r->next = NULL;
-    r->ch = ch;
     r->hdr = *h;
-    *x->replies_tail = r;
-    x->replies_tail = &r->next;
+    if (!c->nreplies++) {
+        c->rq_tail = &c->rq;
+        c->rnext = x->rchans;
+        x->rchans = c;
+    }
+    *c->rq_tail = r;
+    c->rq_tail = &r->next;
 }
 
+/* Each channel's queued answers in order, until its ring is full: one
+ * requester that does not read holds up only its own. */
 int xf_send_replies(xm_xfer_t *x)
 {
-    struct xf_reply *r;
+    struct xf_chan **cp = &x->rchans, *c;
     int n = 0;
 
-    while ((r = x->replies) && owner_reply(x, r->ch, &r->hdr) == 0) {
-        x->replies = r->next;
-        if (!x->replies)
-            x->replies_tail = &x->replies;
-        free(r);
-        n++;
+    while ((c = *cp)) {
+        struct xf_reply *r;
+
+        while ((r = c->rq) && owner_reply(x, c->ch, &r->hdr) == 0) {
+            c->rq = r->next;
+            c->nreplies--;
+            free(r);
+            n++;
+        }
+        if (c->rq) {
+            cp = &c->rnext;
+        } else {
+            *cp = c->rnext;
+            c->rnext = NULL;
+        }
     }
     return n;
+}
+
+/* The channel is going: its queued answers with it. */
+void xf_drop_replies(xm_xfer_t *x, struct xf_chan *c)
+{
+    struct xf_reply *r;
+
+    if (!c->nreplies)
+        return;
+    for (struct xf_chan **cp = &x->rchans; *cp; cp = &(*cp)->rnext)
+        if (*cp == c) {
+            *cp = c->rnext;
+            break;
+        }
+    while ((r = c->rq)) {
+        c->rq = r->next;
+        free(r);
+    }
+    c->rnext = NULL;
+    c->nreplies = 0;
 }
 
 /* ---------------- the requester: answers to our gets ---------------- */

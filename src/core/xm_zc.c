@@ -6,6 +6,7 @@
  * xm_zc_peer.c.
  */
 #include "xm_zc_int.h"
+#include "xm_channel_int.h"   /* chan_fail, the channel's outbox count */
 #include "xm_settings.h"
 #include "xm_log.h"
 
@@ -407,6 +408,19 @@ void zsend(xm_channel_t *ch, uint16_t type, const void *p, size_t len)
 {
     struct zc_msg *m;
 
+    if (ch->zc_over)
+        return;   /* failing: nothing more for it */
+    if (ch->zc_queued >= ZC_OUTBOX_CAP) {
+        /* a peer that asks and never consumes: it gets nothing more, and
+         * its channel fails from the next flush (this thread may not be
+         * the channel's) */
+        xm_error("zero-copy: domain %u endpoint %u leaves %u answers unread while "
+                 "it keeps asking: closing its channel", xm_chan_peer_dom(ch),
+                 xm_chan_peer_ep(ch), ch->zc_queued);
+        ch->zc_over = 1;
+        __atomic_store_n(&xm_zc_work, 1, __ATOMIC_RELAXED);
+        return;
+    }
     m = malloc(sizeof(*m) + len);
     if (!m) {
         /* cannot keep the promise to answer: the peer's request stays
@@ -417,9 +431,11 @@ void zsend(xm_channel_t *ch, uint16_t type, const void *p, size_t len)
     }
     m->next = NULL;
     m->ch = ch;
+    m->fail = 0;
     m->type = type;
     m->len = len;
     memcpy(m->data, p, len);
+    ch->zc_queued++;
     *outbox_tail = m;
     outbox_tail = &m->next;
     __atomic_store_n(&xm_zc_work, 1, __ATOMIC_RELAXED);
@@ -448,6 +464,8 @@ int outbox_flush(xm_endpoint_t *ep)
         if (xm_chan_endpoint(m->ch) == ep) {
             *pp = m->next;
             m->next = NULL;
+            m->ch->zc_queued--;
+            m->fail = m->ch->zc_over;
             *mt = m;
             mt = &m->next;
         } else {
@@ -464,6 +482,11 @@ int outbox_flush(xm_endpoint_t *ep)
 
         mine = m->next;
         m->next = NULL;
+        if (m->fail) {
+            chan_fail(m->ch, XM_CH_FAILED);   /* reported from progress */
+            free(m);
+            continue;
+        }
         /* behind a message that did not fit, the rest of that channel waits */
         if (!chan_in(blocked, nblocked, m->ch))
             rc = xm_chan_send(m->ch, m->type, m->data, m->len, NULL, 0);
@@ -496,6 +519,8 @@ int outbox_flush(xm_endpoint_t *ep)
     if (unsent) {
         /* older than anything queued meanwhile: back to the front */
         pthread_mutex_lock(&zlock);
+        for (m = unsent; m; m = m->next)
+            m->ch->zc_queued++;
         while (*ut)
             ut = &(*ut)->next;
         *ut = outbox;

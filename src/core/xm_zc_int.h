@@ -75,6 +75,12 @@ struct zc_park {
     struct zc_greq q;
 };
 #define ZC_MAX_PARKED 64u   /* per channel; beyond, the request is refused */
+/* Messages queued for one channel whose ring is full (answers to its
+ * requests, withdrawals): a peer that keeps asking and never consumes gets
+ * its channel failed past this many, about 16 MiB at most (the largest,
+ * a GREP of 256 refs, is under 1.1 KiB).  An honest peer has at most a
+ * few per chunk of its outstanding copies queued. */
+#define ZC_OUTBOX_CAP 16384u
 
 struct zc_waiter {
     struct zc_waiter *next;
@@ -119,6 +125,7 @@ struct zc_nogrant {
 struct zc_msg {
     struct zc_msg *next;
     xm_channel_t *ch;
+    int fail;          /* its channel went over ZC_OUTBOX_CAP: fail it, drop this */
     uint16_t type;
     size_t len;
     uint8_t data[];

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "xm_channel.h"
+#include "xm_wire.h"
 #include "xm_xfer.h"
 #include "xm_zc.h"
 
@@ -177,6 +178,84 @@ static void test_put_get_checked(void **state)
     node_close(&o);
 }
 
+/* b asks for gets and never reads the answers: they queue at the owner
+ * once its ring to b is full; c's gets are answered all the while (one
+ * requester's full ring holds up only its own answers); past the cap of
+ * queued answers the owner fails b's channel, and c still works. */
+static void test_get_flood_unread(void **state)
+{
+    static uint8_t mem[256];
+    struct node o, b, c;
+    xm_channel_t *chb, *chc, *ob;
+    xm_rkey_t rk;
+    uint64_t id;
+    uint8_t buf[64];
+    unsigned sent = 0, c_done = 0;
+    int rc = 0;
+
+    node_open(&o, 0, 1);
+    node_open(&b, 0, 1);
+    node_open(&c, 0, 1);
+    chb = pair(&o, &b);
+    ob = o.last;
+    chc = pair(&o, &c);
+    memset(mem, 0x22, sizeof(mem));
+    assert_int_equal(xm_zc_reg(mem, sizeof(mem), XM_ZC_REMOTE_READ, &id), 0);
+    rk = (xm_rkey_t){ id, (uintptr_t)mem, sizeof(mem) };
+
+    /* up to 70000 requests (the cap is 65536 queued answers); every 5000,
+     * one get of c's must complete */
+    while (sent < 70000) {
+        struct xm_rma_hdr q = { id, (uintptr_t)mem, 8, 0, 1000 + sent };
+
+        rc = xm_chan_send(chb, XM_REC_RMA_GET_REQ, &q, sizeof(q), NULL, 0);
+        if (rc == -EAGAIN) {
+            if (o.gone)
+                break;           /* failed: the owner reads no more */
+            pump(&o, NULL, 1);   /* the owner reads; b never does */
+            continue;
+        }
+        if (rc)
+            break;
+        if (++sent % 5000 == 0) {
+            struct done d = { 0 };
+
+            memset(buf, 0, sizeof(buf));
+            assert_int_equal(xm_xfer_get(c.x, chc, &rk, (uintptr_t)mem, 16, copy_out, buf,
+                                         done_cb, &d, NULL), -EINPROGRESS);
+            for (int i = 0; i < 200 && !d.n; i++)
+                pump(&o, &c, 1);
+            assert_int_equal(d.n, 1);
+            assert_int_equal(d.status, 0);
+            assert_int_equal(buf[0], 0x22);
+            c_done++;
+        }
+        if (o.gone)
+            break;
+    }
+    for (int i = 0; i < 20 && !o.gone; i++)
+        pump(&o, NULL, 1);
+    print_message("%u requests sent, %u of c's gets answered meanwhile\n", sent, c_done);
+    assert_ptr_equal(o.last, ob);   /* the event was b's channel's */
+    assert_true(sent >= 65536 && c_done >= 13);
+    assert_int_equal(o.gone, 1);
+    /* c is untouched */
+    {
+        struct done d = { 0 };
+
+        assert_int_equal(xm_xfer_get(c.x, chc, &rk, (uintptr_t)mem + 8, 8, copy_out, buf,
+                                     done_cb, &d, NULL), -EINPROGRESS);
+        for (int i = 0; i < 200 && !d.n; i++)
+            pump(&o, &c, 1);
+        assert_int_equal(d.status, 0);
+        assert_int_equal(xm_chan_state(chc), XM_CH_CONNECTED);
+    }
+    assert_int_equal(xm_zc_dereg(id), 0);
+    node_close(&c);
+    node_close(&b);
+    node_close(&o);
+}
+
 /* a zero-copy get and put over a registration with partial pages at both
  * ends: byte exact, by grant copy and through the ring */
 static void zcopy_roundtrip(int zcopy)
@@ -279,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_zcopy_grant_and_ring),
         cmocka_unit_test(test_zcopy_ring_only),
         cmocka_unit_test(test_gone_and_cancel),
+        cmocka_unit_test(test_get_flood_unread),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -2232,6 +2232,52 @@ static int peer_bad_cons_under_lock(const void *arg)
     return 0;
 }
 
+/* A peer that keeps asking and never reads the answers: the owner queues
+ * what does not fit in its ring up to its cap (16384 messages for the
+ * channel), then fails the channel; below the cap every answer arrives
+ * once the peer reads again.  Our requests name no registration (each is
+ * answered -ENOENT); we never progress while sending, so nothing of the
+ * owner's ring is consumed. */
+static int peer_flood_unread(const void *arg)
+{
+    const unsigned n = arg ? 3000 : 16384 + 3000;
+    xm_zc_stats_t p0, p1;
+    struct rep *r;
+    double end;
+
+    peer_connect(RING_PAGES);
+    p0 = zs();
+    for (unsigned i = 0; i < n; i++) {
+        struct w_greq q = { 0x5eed, i, 0 };
+        int rc;
+
+        end = now() + 10;
+        while ((rc = xm_chan_send(me.ch, XM_REC_ZC_GREQ, NULL, 0, &q, sizeof(q))) == -EAGAIN &&
+               now() < end)
+            usleep(10);
+        if (rc)
+            break;   /* the owner failed the channel: our ring is gone too */
+    }
+    end = now() + 20;
+    r = RPC(OP_STATS, 0);
+    if (!arg) {
+        while (r->v[0] != XM_CH_FAILED && now() < end)
+            r = RPC(OP_STATS, 0);
+        CHECK_EQ(r->v[0], XM_CH_FAILED);
+        CHECK_EQ(r->v[1], 0);   /* failed by the owner, not gone */
+    } else {
+        CHECK_EQ(r->v[0], XM_CH_CONNECTED);
+        /* we read again: every answer arrives, each a GREP for nothing of
+         * ours (rejected, counted) */
+        PUMP_UNTIL(zs().rejected - p0.rejected >= n, 20);
+        p1 = zs();
+        CHECK_EQ(p1.rejected - p0.rejected, n);
+        CHECK_EQ(RPC(OP_STATS, 0)->v[0], XM_CH_CONNECTED);
+    }
+    node_close();
+    return 0;
+}
+
 /* Each endpoint has its own caches and settings: me.ep keeps one chunk,
  * a second endpoint the default.  Caching on the second evicts nothing of
  * me.ep's (a REL from its progress would write me.ep's ring, which only
@@ -2464,6 +2510,8 @@ static void test_inval_reregister(void **state) { run_pair(peer_inval, NULL, NUL
 static void test_inval_remap(void **state) { run_pair(peer_inval, "remap", NULL, 0); }
 static void test_invalidate(void **state) { run_pair(peer_invalidate, NULL, NULL, 0); }
 static void test_ids_unguessable(void **state) { run_pair(peer_guess, NULL, NULL, 0); }
+static void test_flood_unread(void **state) { run_pair(peer_flood_unread, NULL, NULL, 0); }
+static void test_flood_under_cap(void **state) { run_pair(peer_flood_unread, "under", NULL, 0); }
 static void test_evict_owner_cap(void **state) { run_pair(peer_evict_owner, NULL, NULL, 0); }
 static void test_evict_owner_lru(void **state) { run_pair(peer_evict_owner_lru, NULL, NULL, 0); }
 static void test_evict_peer_cap(void **state) { run_pair(peer_evict_peer, NULL, NULL, 0); }
@@ -2967,6 +3015,8 @@ int main(void)
         cmocka_unit_test(test_owner_gone),
         cmocka_unit_test(test_copy_on_dead_channel),
         cmocka_unit_test(test_bad_cons_under_lock),
+        cmocka_unit_test(test_flood_unread),
+        cmocka_unit_test(test_flood_under_cap),
         cmocka_unit_test(test_caps_per_endpoint),
         cmocka_unit_test(test_order_many_blocked),
     };
