@@ -56,6 +56,18 @@ struct st {
     xm_channel_t *ch;
 };
 
+/* an endpoint's address, as the two processes exchange it */
+struct who {
+    uint32_t dom, ep;
+    uint64_t key;
+};
+
+static struct who who_of(xm_hv_t *hv, xm_endpoint_t *ep)
+{
+    struct who w = { xm_hv_domid(hv), xm_endpoint_id(ep), xm_endpoint_key(ep) };
+    return w;
+}
+
 static void on_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *d, size_t len)
 {
     struct st *s = arg;
@@ -100,16 +112,15 @@ static void run_role(int client, uint32_t peer_dom, uint32_t peer_ep, int to_fd,
     xm_hv_t *hv;
     xm_endpoint_t *ep;
     static char buf[4 << 20];
-    uint32_t me[2];
+    struct who me;
 
     if (xm_hv_open(&hv) || xm_endpoint_open(hv, &p, &ep))
         exit(1);
-    me[0] = xm_hv_domid(hv);
-    me[1] = xm_endpoint_id(ep);
-    if (write(to_fd, me, sizeof(me)) != sizeof(me) || read(from_fd, me, sizeof(me)) != sizeof(me))
+    me = who_of(hv, ep);
+    if (write(to_fd, &me, sizeof(me)) != sizeof(me) || read(from_fd, &me, sizeof(me)) != sizeof(me))
         exit(1);
     if (client) {
-        if (xm_endpoint_connect(ep, me[0], me[1], &s.ch))
+        if (xm_endpoint_connect(ep, me.dom, me.ep, me.key, &s.ch))
             exit(1);
         while (xm_chan_state(s.ch) == XM_CH_CONNECTING)
             xm_endpoint_progress(ep);
@@ -268,14 +279,13 @@ static void serve_forever(int addr_fd)
     xm_ep_params_t p = { .recv_cb = on_recv, .event_cb = on_event, .cb_arg = &s };
     xm_hv_t *hv;
     xm_endpoint_t *ep;
-    uint32_t me[2];
+    struct who me;
     uint64_t answered = 0;
 
     if (xm_hv_open(&hv) || xm_endpoint_open(hv, &p, &ep))
         _exit(1);
-    me[0] = xm_hv_domid(hv);
-    me[1] = xm_endpoint_id(ep);
-    if (write(addr_fd, me, sizeof(me)) != sizeof(me))
+    me = who_of(hv, ep);
+    if (write(addr_fd, &me, sizeof(me)) != sizeof(me))
         _exit(1);
     for (;;) {
         xm_endpoint_progress(ep);
@@ -304,12 +314,12 @@ static double ping_median(xm_endpoint_t *ep, struct st *s, int reps)
     return median(rep_med, reps) / 2 * 1e6;
 }
 
-static int connect_to(uint32_t addr[2], xm_hv_t **hv, xm_endpoint_t **ep, struct st *s)
+static int connect_to(const struct who *addr, xm_hv_t **hv, xm_endpoint_t **ep, struct st *s)
 {
     xm_ep_params_t p = { .recv_cb = on_recv, .event_cb = on_event, .cb_arg = s };
     xm_channel_t *ch;
     if (xm_hv_open(hv) || xm_endpoint_open(*hv, &p, ep) ||
-        xm_endpoint_connect(*ep, addr[0], addr[1], &ch))
+        xm_endpoint_connect(*ep, addr->dom, addr->ep, addr->key, &ch))
         return -1;
     while (xm_chan_state(ch) == XM_CH_CONNECTING)
         xm_endpoint_progress(*ep);
@@ -320,7 +330,7 @@ static int connect_to(uint32_t addr[2], xm_hv_t **hv, xm_endpoint_t **ep, struct
 static int peers_bench(int npeers, int reps)
 {
     int ap[2], done[2], hold[2];
-    uint32_t addr[2];
+    struct who addr;
     struct st s = { 0 };
     xm_hv_t *hv;
     xm_endpoint_t *ep;
@@ -332,7 +342,7 @@ static int peers_bench(int npeers, int reps)
         close(hold[1]);   /* the idle peers wait for the parent's end only */
         serve_forever(ap[1]);
     }
-    if (read(ap[0], addr, sizeof(addr)) != sizeof(addr) || connect_to(addr, &hv, &ep, &s))
+    if (read(ap[0], &addr, sizeof(addr)) != sizeof(addr) || connect_to(&addr, &hv, &ep, &s))
         return 1;
     double one = ping_median(ep, &s, reps);
     for (int i = 0; i < npeers; i++) {
@@ -342,7 +352,7 @@ static int peers_bench(int npeers, int reps)
             xm_endpoint_t *iep;
             char x;
             close(hold[1]);
-            if (connect_to(addr, &ihv, &iep, &is) || write(done[1], "c", 1) != 1)
+            if (connect_to(&addr, &ihv, &iep, &is) || write(done[1], "c", 1) != 1)
                 _exit(1);
             if (read(hold[0], &x, 1) < 0)   /* idle until the parent is done */
                 _exit(1);

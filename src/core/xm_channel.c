@@ -162,6 +162,14 @@ int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **
     ep->p = *params;
     ep->p.ring_pages = pages;
     ep->epfd = -1;
+    rc = xm_random_bytes(&ep->key, sizeof(ep->key));
+    if (rc) {
+        xm_error("no random bytes from the kernel for the endpoint's key (%s): without "
+                 "one any domain could connect; allow getrandom (a seccomp filter?)",
+                 strerror(-rc));
+        free(ep);
+        return rc;
+    }
     rc = ep_id_take(&ep->id);
     if (rc) {
         free(ep);
@@ -247,6 +255,7 @@ void xm_endpoint_close(xm_endpoint_t *ep)
 }
 
 uint32_t xm_endpoint_id(const xm_endpoint_t *ep) { return ep->id; }
+uint64_t xm_endpoint_key(const xm_endpoint_t *ep) { return ep->key; }
 
 int xm_endpoint_addr(const xm_endpoint_t *ep, xm_ep_addr_t *out)
 {
@@ -254,6 +263,7 @@ int xm_endpoint_addr(const xm_endpoint_t *ep, xm_ep_addr_t *out)
 
     out->domid = xm_hv_domid(ep->hv);
     out->ep = ep->id;
+    out->key = ep->key;
     return rc;
 }
 
@@ -271,7 +281,7 @@ int xm_endpoint_connect_addr(xm_endpoint_t *ep, const xm_ep_addr_t *addr, xm_cha
                  (unsigned long long)self.host_hash);
         return -EHOSTUNREACH;
     }
-    return xm_endpoint_connect(ep, addr->domid, addr->ep, out);
+    return xm_endpoint_connect(ep, addr->domid, addr->ep, addr->key, out);
 }
 xm_hv_t *xm_endpoint_hv(const xm_endpoint_t *ep) { return ep->hv; }
 xm_endpoint_t *xm_chan_endpoint(const xm_channel_t *ch) { return ch->ep; }

@@ -74,6 +74,8 @@ int xm_endpoint_add_service(xm_endpoint_t *ep, const xm_service_t *svc);
 uint64_t xm_endpoint_unclaimed(const xm_endpoint_t *ep);
 void xm_endpoint_close(xm_endpoint_t *ep);
 uint32_t xm_endpoint_id(const xm_endpoint_t *ep);
+/* Its key: part of its address; a peer must present it to connect. */
+uint64_t xm_endpoint_key(const xm_endpoint_t *ep);
 /* This endpoint's address (xm_wire.h); -ENOENT (logged, with the fix)
  * when the host has no identity. */
 int xm_endpoint_addr(const xm_endpoint_t *ep, xm_ep_addr_t *out);
@@ -84,13 +86,16 @@ xm_hv_t *xm_endpoint_hv(const xm_endpoint_t *ep);
 /* Largest payload one message may carry with this endpoint's rings. */
 size_t xm_endpoint_max_msg(const xm_endpoint_t *ep);
 
-/* Start (or find) the channel to endpoint peer_ep of domain peer_dom.
- * Returns at once; the channel is CONNECTING until progress completes it.
+/* Start (or find) the channel to endpoint peer_ep of domain peer_dom,
+ * whose key (from its address, xm_endpoint_addr) is peer_key: a listener
+ * refuses a request without its key, so only those who were given its
+ * address connect.  Returns at once; the channel is CONNECTING until
+ * progress completes it.
  * Our own endpoint is a peer too: progress then accepts the request as well
  * (XM_EV_ACCEPTED, a second channel that reads this one's ring and the
  * other way round), and connecting again finds the channel we initiated. */
 int xm_endpoint_connect(xm_endpoint_t *ep, uint32_t peer_dom, uint32_t peer_ep,
-                        xm_channel_t **out);
+                        uint64_t peer_key, xm_channel_t **out);
 
 /* Handle handshakes, events and incoming messages; returns the number of
  * messages delivered (>= 0) or a negative errno. */

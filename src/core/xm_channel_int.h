@@ -40,6 +40,7 @@ struct xm_channel {
     enum xm_chan_state state;
     int initiator;
     uint32_t peer_dom, peer_ep;
+    uint64_t peer_key;    /* initiator: the listener's key, as its address gave it */
     uint32_t port;
     int port_open;
     void *user;
@@ -84,6 +85,7 @@ struct xm_endpoint {
     xm_hv_t *hv;
     xm_ep_params_t p;
     uint32_t id;
+    uint64_t key;        /* random: a connection request must carry it */
     char dir[128];
     char req_dir[160];
     int epfd;

@@ -60,6 +60,8 @@ static void chan_own_record(xm_channel_t *ch, xm_hs_rec_t *r, uint32_t port)
     r->version = XM_WIRE_VERSION;
     r->domid = xm_hv_domid(ch->ep->hv);
     r->ep = ch->ep->id;
+    /* a request carries the listener's key, an answer the listener's own */
+    r->key = ch->initiator ? ch->peer_key : ch->ep->key;
     r->ctrl_ref = ch->my_ref;
     r->port = port;
     r->pages = ch->tx_pages;
@@ -153,7 +155,7 @@ void chan_release(xm_channel_t *ch)
 }
 
 int xm_endpoint_connect(xm_endpoint_t *ep, uint32_t peer_dom, uint32_t peer_ep,
-                        xm_channel_t **out)
+                        uint64_t peer_key, xm_channel_t **out)
 {
     xm_hv_t *hv = ep->hv;
     xm_store_perm_t perms[2] = { { xm_hv_domid(hv), XM_PERM_NONE }, { peer_dom, XM_PERM_BOTH } };
@@ -177,6 +179,7 @@ int xm_endpoint_connect(xm_endpoint_t *ep, uint32_t peer_dom, uint32_t peer_ep,
         goto err;
     ch->peer_dom = peer_dom;
     ch->peer_ep = peer_ep;
+    ch->peer_key = peer_key;
     ch->initiator = 1;
     ch->state = XM_CH_CONNECTING;
     rc = xm_hv_evt_alloc_unbound(hv, peer_dom, &ch->port);
@@ -275,6 +278,14 @@ static void accept_request(xm_endpoint_t *ep, const char *name)
         xm_store_remove(hv, path);
         goto out;
     }
+    if (rec->key != ep->key) {
+        /* only the job's members were given our address (the launcher's
+         * exchange): anyone else is refused before we bind or map a thing */
+        xm_error("refusing domain %u endpoint %u: its request does not carry this "
+                 "endpoint's key (it was not given our address)", dom, pep);
+        xm_store_remove(hv, path);
+        goto out;
+    }
     ch->ep = ep;
     ch->peer_dom = dom;
     ch->peer_ep = pep;
@@ -334,7 +345,7 @@ void complete_connect(xm_channel_t *ch)
         return;  /* not yet (or not readable yet) */
     rec = malloc(sizeof(*rec));
     if (!rec || xm_hs_parse(val, len, rec) || rec->domid != ch->peer_dom ||
-        rec->ep != ch->peer_ep) {
+        rec->ep != ch->peer_ep || rec->key != ch->peer_key) {
         xm_error("malformed handshake answer from domain %u endpoint %u",
                  ch->peer_dom, ch->peer_ep);
         free(rec);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 static int xen_present(void)
@@ -84,4 +85,24 @@ int xm_hv_host_id(xm_hv_t *hv, char *buf, size_t len)
                  "XENMPI_HOST_ID=<host name> in every VM of this host",
                  hv->domid, hv->domid, hv->domid, hv->domid);
     return rc;
+}
+
+int xm_random_bytes(void *buf, size_t len)
+{
+    uint8_t tmp[256];
+    ssize_t n;
+
+    if (len > sizeof(tmp))
+        return -EINVAL;
+    n = getrandom(tmp, len, GRND_NONBLOCK);
+#ifdef GRND_INSECURE
+    if (n < 0 && errno == EAGAIN)   /* early boot: the pool is not ready yet */
+        n = getrandom(tmp, len, GRND_INSECURE);
+#endif
+    if (n < 0)
+        return -errno;
+    if ((size_t)n != len)
+        return -EIO;
+    memcpy(buf, tmp, len);
+    return 0;
 }

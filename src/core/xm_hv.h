@@ -29,6 +29,12 @@ extern "C" {
 
 typedef struct xm_hv xm_hv_t;
 
+/* len bytes from the kernel's generator (getrandom, not blocking: before
+ * the pool is ready, its early output).  0, or -errno (ENOSYS: no
+ * getrandom; EPERM: a seccomp filter) with buf unchanged.  For secrets a
+ * peer must not guess: endpoint keys, registration ids. */
+int xm_random_bytes(void *buf, size_t len);
+
 /* Grant copy: one side is memory of this process, the other a page that a
  * foreign domain granted us.  A segment may not cross a page boundary on the
  * foreign side (offset + len <= XM_PAGE_SIZE), exactly as GNTTABOP_copy. */

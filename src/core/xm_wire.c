@@ -3,6 +3,7 @@
 #include "xm_wire.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,17 +26,40 @@ static int parse_u32(const char **s, const char *end, uint32_t *out)
     return 0;
 }
 
+/* exactly 16 lowercase hex digits */
+static int parse_key(const char **s, const char *end, uint64_t *out)
+{
+    const char *p = *s;
+    uint64_t v = 0;
+
+    if (end - p < 16)
+        return -1;
+    for (int i = 0; i < 16; i++, p++) {
+        if (*p >= '0' && *p <= '9')
+            v = v << 4 | (uint64_t)(*p - '0');
+        else if (*p >= 'a' && *p <= 'f')
+            v = v << 4 | (uint64_t)(*p - 'a' + 10);
+        else
+            return -1;
+    }
+    *s = p;
+    *out = v;
+    return 0;
+}
+
 int xm_hs_parse(const char *buf, size_t len, xm_hs_rec_t *out)
 {
-    static const char *const keys[] = { "v=", "dom=", "ep=", "ctrl=", "port=", "pages=", "refs=" };
+    enum { K_V, K_DOM, K_EP, K_KEY, K_CTRL, K_PORT, K_PAGES, K_REFS, K_N };
+    static const char *const keys[K_N] = { "v=", "dom=", "ep=", "key=", "ctrl=", "port=",
+                                           "pages=", "refs=" };
     const char *p = buf, *end = buf + len;
-    uint32_t *fields[] = { &out->version, &out->domid, &out->ep, &out->ctrl_ref,
-                           &out->port, &out->pages };
+    uint32_t *fields[K_N] = { &out->version, &out->domid, &out->ep, NULL, &out->ctrl_ref,
+                              &out->port, &out->pages, NULL };
 
     if (len == 0 || len > XM_HS_MAX_LEN)
         return -EINVAL;
     memset(out, 0, sizeof(*out));
-    for (unsigned k = 0; k < 7; k++) {
+    for (unsigned k = 0; k < K_N; k++) {
         size_t kl = strlen(keys[k]);
         if (k > 0) {
             if (p >= end || *p != ' ')
@@ -45,7 +69,12 @@ int xm_hs_parse(const char *buf, size_t len, xm_hs_rec_t *out)
         if ((size_t)(end - p) < kl || memcmp(p, keys[k], kl))
             return -EINVAL;
         p += kl;
-        if (k < 6) {
+        if (k == K_KEY) {
+            if (parse_key(&p, end, &out->key))
+                return -EINVAL;
+            continue;
+        }
+        if (k != K_REFS) {
             if (parse_u32(&p, end, fields[k]))
                 return -EINVAL;
             continue;
@@ -71,8 +100,9 @@ int xm_hs_format(const xm_hs_rec_t *rec, char *buf, size_t size)
     size_t n;
     int w;
 
-    w = snprintf(buf, size, "v=%u dom=%u ep=%u ctrl=%u port=%u pages=%u refs=",
-                 rec->version, rec->domid, rec->ep, rec->ctrl_ref, rec->port, rec->pages);
+    w = snprintf(buf, size, "v=%u dom=%u ep=%u key=%016" PRIx64 " ctrl=%u port=%u pages=%u "
+                 "refs=", rec->version, rec->domid, rec->ep, rec->key, rec->ctrl_ref,
+                 rec->port, rec->pages);
     if (w < 0 || (size_t)w >= size || rec->pages > XM_RING_MAX_PAGES)
         return -ENOSPC;
     n = (size_t)w;
@@ -89,7 +119,6 @@ int xm_ring_next(const uint8_t *ring, uint32_t size, uint32_t cons, uint32_t ava
                  size_t max_msg, struct xm_rec_hdr *hdr, uint32_t *rec)
 {
     uint32_t off = cons & (size - 1);
-
     uint64_t w;
 
     if (avail > size || avail < sizeof(*hdr) || (off & (XM_REC_ALIGN - 1)))

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define XM_WIRE_MAGIC 0x584d4348u /* "XMCH" */
-#define XM_WIRE_VERSION 1u
+#define XM_WIRE_VERSION 2u
 #define XM_CACHELINE 64
 
 /* Control page: one page per side per channel. */
@@ -178,6 +178,7 @@ typedef struct xm_ep_addr {
     uint64_t host_hash;
     uint32_t domid;
     uint32_t ep;
+    uint64_t key;   /* the endpoint's secret: a connection request must carry it */
 } xm_ep_addr_t;
 /* Whether self can connect to peer: the same host. */
 int xm_ep_addr_reachable(const xm_ep_addr_t *self, const xm_ep_addr_t *peer);
@@ -200,6 +201,7 @@ typedef struct xm_hs_rec {
     uint32_t version;
     uint32_t domid;
     uint32_t ep;
+    uint64_t key;       /* the listener's endpoint key (in a request: as given) */
     uint32_t ctrl_ref;
     uint32_t port;
     uint32_t pages;

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -237,18 +236,15 @@ static uint64_t new_id(void)
 
     for (;;) {
         if (!left && !no_random) {
-            ssize_t n = getrandom(pool, sizeof(pool), GRND_NONBLOCK);
-#ifdef GRND_INSECURE
-            if (n < 0 && errno == EAGAIN)   /* early boot: the pool is not ready */
-                n = getrandom(pool, sizeof(pool), GRND_INSECURE);
-#endif
-            if (n == (ssize_t)sizeof(pool)) {
+            int rc = xm_random_bytes(pool, sizeof(pool));
+
+            if (!rc) {
                 left = 32;
             } else {
                 no_random = 1;
                 xm_error("zero-copy: no random bytes from the kernel (%s): registration "
                          "ids are a counter, which a connected peer can guess",
-                         n < 0 ? strerror(errno) : "short read");
+                         strerror(-rc));
             }
         }
         id = no_random ? zc_next_id++ : pool[--left];

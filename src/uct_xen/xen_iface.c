@@ -498,7 +498,9 @@ static ucs_status_t uct_xen_iface_get_address(uct_iface_h tl_iface,
 {
     uct_xen_iface_t *iface = ucs_derived_of(tl_iface, uct_xen_iface_t);
 
-    memcpy(addr, &iface->addr.ep, sizeof(uct_xen_iface_addr_t));
+    uct_xen_iface_addr_t a = { iface->addr.ep, iface->addr.key };
+
+    memcpy(addr, &a, sizeof(a));
     return UCS_OK;
 }
 
@@ -508,7 +510,7 @@ static int uct_xen_iface_is_reachable(const uct_iface_h tl_iface,
 {
     uct_xen_iface_t *iface = ucs_derived_of(tl_iface, uct_xen_iface_t);
     xm_ep_addr_t peer;
-    uint32_t any_ep = 0;
+    uct_xen_iface_addr_t any_ep = { 0, 0 };
 
     if (dev_addr == NULL) {
         return 0;

@@ -47,8 +47,13 @@ typedef struct uct_xen_dev_addr {
     uint32_t domid;
 } UCS_S_PACKED uct_xen_dev_addr_t;
 
-/* Iface address: the core endpoint id inside that domain. */
-typedef uint32_t uct_xen_iface_addr_t;
+/* Iface address: the core endpoint id inside that domain, and its key
+ * (which a connection request must carry: only those given the address
+ * connect). */
+typedef struct uct_xen_iface_addr {
+    uint32_t ep;
+    uint64_t key;
+} UCS_S_PACKED uct_xen_iface_addr_t;
 
 typedef enum {
     UCT_XEN_BACKEND_AUTO,
@@ -117,12 +122,15 @@ static inline xm_ep_addr_t uct_xen_peer_addr(const uct_device_addr_t *dev_addr,
                                              const uct_iface_addr_t *iface_addr)
 {
     uct_xen_dev_addr_t d;
+    uct_xen_iface_addr_t i;
     xm_ep_addr_t a;
 
     memcpy(&d, dev_addr, sizeof(d));
+    memcpy(&i, iface_addr, sizeof(i));
     a.host_hash = d.host_hash;
     a.domid     = d.domid;
-    memcpy(&a.ep, iface_addr, sizeof(a.ep));
+    a.ep        = i.ep;
+    a.key       = i.key;
     return a;
 }
 

@@ -148,7 +148,9 @@ static int role_a(uint32_t peer, const char *test, uint64_t count)
     xm_store_perm_t perms[1] = { { xm_hv_domid(hv), XM_PERM_READ } };
     (void)peer;
     snprintf(path, sizeof(path), "/local/domain/%u/xenmpi-test/ep-%s", xm_hv_domid(hv), test);
-    snprintf(val, sizeof(val), "%u", xm_endpoint_id(ep));
+    /* the endpoint and its key: what the MPI launcher's exchange gives */
+    snprintf(val, sizeof(val), "%u %016llx", xm_endpoint_id(ep),
+             (unsigned long long)xm_endpoint_key(ep));
     if (xm_store_write(hv, path, val, strlen(val)) || xm_store_set_perms(hv, path, perms, 1)) {
         printf("FAIL: publishing endpoint id at %s\n", path);
         return 1;
@@ -186,14 +188,19 @@ static int role_a(uint32_t peer, const char *test, uint64_t count)
     return failures ? 1 : 0;
 }
 
-static uint32_t lookup_ep(xm_hv_t *hv, uint32_t peer, const char *test)
+static uint32_t lookup_ep(xm_hv_t *hv, uint32_t peer, const char *test, uint64_t *key)
 {
     char path[128], *v = NULL;
     for (int i = 0; i < 6000; i++) {
         snprintf(path, sizeof(path), "/local/domain/%u/xenmpi-test/ep-%s", peer, test);
         if (xm_store_read(hv, path, &v, NULL) == 0) {
-            uint32_t id = (uint32_t)strtoul(v, NULL, 10);
+            unsigned long long k = 0;
+            unsigned id = 0;
+
+            if (sscanf(v, "%u %llx", &id, &k) != 2)
+                id = 0;
             free(v);
+            *key = k;
             return id;
         }
         usleep(100000);
@@ -213,12 +220,13 @@ static int sender(uint32_t peer, const char *test, uint64_t count, int notify_fd
 
     if (open_ep(&hv, &ep, &rs))
         return 1;
-    uint32_t pep = lookup_ep(hv, peer, test);
+    uint64_t key = 0;
+    uint32_t pep = lookup_ep(hv, peer, test, &key);
     if (!pep) {
         printf("FAIL: b: domain %u never published its endpoint\n", peer);
         return 1;
     }
-    int rc = xm_endpoint_connect(ep, peer, pep, &ch);
+    int rc = xm_endpoint_connect(ep, peer, pep, key, &ch);
     if (rc) {
         printf("FAIL: b: connect: %s\n", strerror(-rc));
         return 1;

@@ -112,7 +112,8 @@ static xm_channel_t *connect_pair(struct side *a, struct side *b, xm_channel_t *
     xm_channel_t *ch;
     struct side *v[2] = { a, b };
 
-    assert_int_equal(xm_endpoint_connect(b->ep, xm_hv_domid(a->hv), xm_endpoint_id(a->ep), &ch), 0);
+    assert_int_equal(xm_endpoint_connect(b->ep, xm_hv_domid(a->hv), xm_endpoint_id(a->ep),
+                                         xm_endpoint_key(a->ep), &ch), 0);
     assert_int_equal(xm_chan_state(ch), XM_CH_CONNECTING);
     for (int i = 0; i < 1000 && xm_chan_state(ch) == XM_CH_CONNECTING; i++)
         pump(v, 2, 1);
@@ -177,7 +178,8 @@ static void test_handshake_and_both_directions(void **state)
     assert_memory_equal(b.log[0].data, "world!", 6);
     /* connecting again finds the same channel: one handshake per pair */
     xm_channel_t *again;
-    assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep), &again), 0);
+    assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep),
+                                         xm_endpoint_key(a.ep), &again), 0);
     assert_ptr_equal(again, ba);
     /* the handshake nodes are cleaned up once connected */
     assert_no_nodes(&a, "req");
@@ -192,7 +194,7 @@ static void test_connect_refused(void **state)
 
     side_open(&a, 1);
     /* domain 0x7000 endpoint 1 does not exist */
-    assert_int_equal(xm_endpoint_connect(a.ep, 0x7000, 1, &ch), -ECONNREFUSED);
+    assert_int_equal(xm_endpoint_connect(a.ep, 0x7000, 1, 0, &ch), -ECONNREFUSED);
     side_close(&a);
 }
 
@@ -526,7 +528,8 @@ static void test_connect_timeout(void **state)
     side_open(&a, 1);
     side_open(&b, 1);
     unsetenv("XENMPI_CONNECT_TIMEOUT");
-    assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep), &ch), 0);
+    assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep),
+                                         xm_endpoint_key(a.ep), &ch), 0);
     /* only b makes progress */
     for (int i = 0; i < 200 && xm_chan_state(ch) == XM_CH_CONNECTING; i++) {
         xm_endpoint_progress(b.ep);
@@ -558,7 +561,8 @@ static void test_listener_refuses(void **state)
     setenv("XENMPI_CONNECT_TIMEOUT", "3600", 1);
     side_open(&b, 1);
     unsetenv("XENMPI_CONNECT_TIMEOUT");
-    assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep), &ch), 0);
+    assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep),
+                                         xm_endpoint_key(a.ep), &ch), 0);
     for (int i = 0; i < 1000 && xm_chan_state(ch) == XM_CH_CONNECTING; i++)
         pump(v, 2, 1);
     assert_int_equal(xm_chan_state(ch), XM_CH_FAILED);
@@ -592,16 +596,17 @@ static void test_hostile_handshake(void **state)
     static const char *const lies[] = {
         "garbage",
         /* well formed, but the refs were never granted to a */
-        "v=1 dom=%u ep=%u ctrl=777 port=3 pages=1 refs=778",
+        "v=2 dom=%u ep=%u key=%016llx ctrl=777 port=3 pages=1 refs=778",
         /* claims to be another domain */
-        "v=1 dom=1 ep=%u ctrl=1 port=1 pages=1 refs=2",
+        "v=2 dom=1 ep=%u key=%016llx ctrl=1 port=1 pages=1 refs=2",
     };
+    unsigned long long ak = (unsigned long long)xm_endpoint_key(a.ep);
     for (unsigned i = 0; i < 3; i++) {
         snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/req/%u-%u", ad, ae, cd, 100 + i);
         if (i == 1)
-            snprintf(rec, sizeof(rec), lies[i], cd, 100 + i);
+            snprintf(rec, sizeof(rec), lies[i], cd, 100 + i, ak);
         else if (i == 2)
-            snprintf(rec, sizeof(rec), lies[i], 100 + i);
+            snprintf(rec, sizeof(rec), lies[i], 100 + i, ak);
         else
             snprintf(rec, sizeof(rec), "%s", lies[i]);
         assert_int_equal(xm_store_write(c.hv, path, rec, strlen(rec)), 0);
@@ -612,6 +617,18 @@ static void test_hostile_handshake(void **state)
         char *val = NULL;
         assert_int_equal(xm_store_read(c.hv, path, &val, NULL), -ENOENT);
     }
+    /* a real endpoint that was not given a's address: without the key
+     * (here: one bit off) it is refused, and sees the refusal */
+    xm_channel_t *cc;
+    assert_int_equal(xm_endpoint_connect(c.ep, ad, ae, xm_endpoint_key(a.ep) ^ 1, &cc), 0);
+    for (int i = 0; i < 300 && xm_chan_state(cc) == XM_CH_CONNECTING; i++)
+        pump(v, 3, 1);
+    assert_int_equal(a.accepted, 1);
+    assert_int_equal(xm_chan_state(cc), XM_CH_FAILED);
+    snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/req/%u-%u", ad, ae, cd,
+             xm_endpoint_id(c.ep));
+    char *left = NULL;
+    assert_int_equal(xm_store_read(c.hv, path, &left, NULL), -ENOENT);
     /* b's channel still works */
     assert_int_equal(xm_chan_send(ba, 4, NULL, 0, "still", 5), 0);
     a.nlog = 0;
@@ -692,7 +709,8 @@ static void test_connect_nomem(void **state)
     side_open(&b, 1);
     for (int k = 1; k <= 2; k++) {
         malloc_fail_in = k;   /* the handshake record, then its text buffer */
-        assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep), &ch),
+        assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep),
+                                         xm_endpoint_key(a.ep), &ch),
                          -ENOMEM);
         malloc_fail_in = 0;
     }
@@ -1032,7 +1050,8 @@ static xm_channel_t *connect_self(struct side *a, xm_channel_t **acc)
     int accepted = a->accepted, connected = a->connected;
     xm_channel_t *ch;
 
-    assert_int_equal(xm_endpoint_connect(a->ep, xm_hv_domid(a->hv), xm_endpoint_id(a->ep), &ch), 0);
+    assert_int_equal(xm_endpoint_connect(a->ep, xm_hv_domid(a->hv), xm_endpoint_id(a->ep),
+                                         xm_endpoint_key(a->ep), &ch), 0);
     assert_int_equal(xm_chan_state(ch), XM_CH_CONNECTING);
     for (int i = 0; i < 1000 && xm_chan_state(ch) == XM_CH_CONNECTING; i++)
         pump(v, 1, 1);
@@ -1062,6 +1081,7 @@ static void test_loopback(void **state)
     /* connecting again finds the half we initiated, every time */
     for (int i = 0; i < 3; i++) {
         assert_int_equal(xm_endpoint_connect(a.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep),
+                                         xm_endpoint_key(a.ep),
                                              &again), 0);
         assert_ptr_equal(again, out);
     }
@@ -1073,7 +1093,8 @@ static void test_loopback(void **state)
      * connect made at once (no progress in between) gets a new pair */
     xm_chan_close(out);
     xm_channel_t *out2, *back2;
-    assert_int_equal(xm_endpoint_connect(a.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep), &out2), 0);
+    assert_int_equal(xm_endpoint_connect(a.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep),
+                                         xm_endpoint_key(a.ep), &out2), 0);
     assert_int_equal(xm_chan_state(out2), XM_CH_CONNECTING);
     for (int i = 0; i < 1000 && xm_chan_state(out2) == XM_CH_CONNECTING; i++)
         pump(v, 1, 1);
@@ -1118,7 +1139,8 @@ static void test_send_while_connecting(void **state)
 
     side_open(&a, 1);
     side_open(&b, 1);
-    assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep), &ch), 0);
+    assert_int_equal(xm_endpoint_connect(b.ep, xm_hv_domid(a.hv), xm_endpoint_id(a.ep),
+                                         xm_endpoint_key(a.ep), &ch), 0);
     assert_int_equal(xm_chan_state(ch), XM_CH_CONNECTING);
     assert_int_equal(xm_chan_send(ch, 1, NULL, 0, "first", 5), 0);
     assert_int_equal(xm_chan_send(ch, 2, NULL, 0, "second", 6), 0);
@@ -1283,34 +1305,45 @@ static void test_handshake_parser(void **state)
 {
     xm_hs_rec_t r, back;
     char buf[XM_HS_MAX_LEN + 1];
-    const char *good = "v=1 dom=3 ep=77 ctrl=9 port=5 pages=2 refs=10,11";
+    const char *good = "v=2 dom=3 ep=77 key=0123456789abcdef ctrl=9 port=5 pages=2 refs=10,11";
 
     assert_int_equal(xm_hs_parse(good, strlen(good), &r), 0);
     assert_int_equal(r.domid, 3);
     assert_int_equal(r.ep, 77);
+    assert_true(r.key == 0x0123456789abcdefull);
     assert_int_equal(r.ctrl_ref, 9);
     assert_int_equal(r.port, 5);
     assert_int_equal(r.pages, 2);
     assert_int_equal(r.refs[1], 11);
     int n = xm_hs_format(&r, buf, sizeof(buf));
     assert_int_equal(n, (int)strlen(good));
+    assert_memory_equal(buf, good, (size_t)n);
     assert_int_equal(xm_hs_parse(buf, (size_t)n, &back), 0);
     assert_memory_equal(&r, &back, sizeof(r));
 
+#define K " key=0000000000000001"
     static const char *const bad[] = {
         "",
-        "v=2 dom=3 ep=77 ctrl=9 port=5 pages=2 refs=10,11",   /* version */
-        "v=1 dom=3 ep=77 ctrl=9 port=5 pages=3 refs=10,11,12", /* not a power of 2 */
-        "v=1 dom=3 ep=77 ctrl=9 port=5 pages=0 refs=",
-        "v=1 dom=3 ep=77 ctrl=9 port=5 pages=512 refs=1",      /* too many */
-        "v=1 dom=3 ep=77 ctrl=9 port=5 pages=2 refs=10",       /* too few refs */
-        "v=1 dom=3 ep=77 ctrl=9 port=5 pages=2 refs=10,11,12", /* trailing */
-        "v=1 dom=99999999999 ep=77 ctrl=9 port=5 pages=1 refs=1", /* overflow */
-        "v=1 dom=-3 ep=77 ctrl=9 port=5 pages=1 refs=1",
-        "v=1 ep=77 dom=3 ctrl=9 port=5 pages=1 refs=1",        /* order */
-        "v=1 dom=3 ep=77 ctrl=9 port=5 pages=1 refs=1junk",
-        "v=1  dom=3 ep=77 ctrl=9 port=5 pages=1 refs=1",
+        "v=1 dom=3 ep=77" K " ctrl=9 port=5 pages=2 refs=10,11",   /* version */
+        "v=1 dom=3 ep=77 ctrl=9 port=5 pages=2 refs=10,11",        /* version 1, no key */
+        "v=2 dom=3 ep=77 ctrl=9 port=5 pages=2 refs=10,11",        /* no key */
+        "v=2 dom=3 ep=77 key=123456789abcdef ctrl=9 port=5 pages=1 refs=1",   /* 15 digits */
+        "v=2 dom=3 ep=77 key=0123456789abcdef0 ctrl=9 port=5 pages=1 refs=1", /* 17 */
+        "v=2 dom=3 ep=77 key=0123456789ABCDEF ctrl=9 port=5 pages=1 refs=1",  /* case */
+        "v=2 dom=3 ep=77 key=0x23456789abcdef ctrl=9 port=5 pages=1 refs=1",
+        "v=2 dom=3 key=0000000000000001 ep=77 ctrl=9 port=5 pages=1 refs=1",  /* order */
+        "v=2 dom=3 ep=77" K " ctrl=9 port=5 pages=3 refs=10,11,12", /* not a power of 2 */
+        "v=2 dom=3 ep=77" K " ctrl=9 port=5 pages=0 refs=",
+        "v=2 dom=3 ep=77" K " ctrl=9 port=5 pages=512 refs=1",      /* too many */
+        "v=2 dom=3 ep=77" K " ctrl=9 port=5 pages=2 refs=10",       /* too few refs */
+        "v=2 dom=3 ep=77" K " ctrl=9 port=5 pages=2 refs=10,11,12", /* trailing */
+        "v=2 dom=99999999999 ep=77" K " ctrl=9 port=5 pages=1 refs=1", /* overflow */
+        "v=2 dom=-3 ep=77" K " ctrl=9 port=5 pages=1 refs=1",
+        "v=2 ep=77 dom=3" K " ctrl=9 port=5 pages=1 refs=1",        /* order */
+        "v=2 dom=3 ep=77" K " ctrl=9 port=5 pages=1 refs=1junk",
+        "v=2  dom=3 ep=77" K " ctrl=9 port=5 pages=1 refs=1",
     };
+#undef K
     for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(xm_hs_parse(bad[i], strlen(bad[i]), &r), -EINVAL);
     /* a truncated record never parses (dropping only the last digit leaves a

@@ -79,7 +79,8 @@ static xm_channel_t *pair(struct node *o, struct node *r)
 {
     xm_channel_t *ch;
 
-    assert_int_equal(xm_endpoint_connect(r->ep, xm_hv_domid(o->hv), xm_endpoint_id(o->ep), &ch), 0);
+    assert_int_equal(xm_endpoint_connect(r->ep, xm_hv_domid(o->hv), xm_endpoint_id(o->ep),
+                                         xm_endpoint_key(o->ep), &ch), 0);
     for (int i = 0; i < 1000 && xm_chan_state(ch) == XM_CH_CONNECTING; i++)
         pump(o, r, 1);
     assert_int_equal(xm_chan_state(ch), XM_CH_CONNECTED);

@@ -227,7 +227,7 @@ static void node_close(void)
 /* ---- control requests to the owner ---- */
 
 enum {
-    OP_INFO = 1,  /* -> v0 domid, v1 endpoint id */
+    OP_INFO = 1,  /* -> v0 domid, v1 endpoint id, v2 its key */
     OP_ALLOC,     /* a0 slot, a1 len, a2 offset from a page, a3 seed -> v0 base */
     OP_FILL,      /* a0 slot, a1 seed */
     OP_REMAP,     /* a0 slot, a1 seed: munmap, mmap MAP_FIXED at the same address, fill */
@@ -394,6 +394,7 @@ static void owner_cmd(const struct cmd *c, struct rep *r, int *hold)
     case OP_INFO:
         r->v[0] = xm_hv_domid(me.hv);
         r->v[1] = xm_endpoint_id(me.ep);
+        r->v[2] = xm_endpoint_key(me.ep);
         break;
     case OP_ALLOC:
         s->maplen = ((a[2] + a[1] + PG - 1) & ~(PG - 1)) + PG;
@@ -654,7 +655,7 @@ static void peer_connect(unsigned ring_pages)
     node_open(ring_pages);
     r = RPC(OP_INFO, 0);
     owner_dom = (uint32_t)r->v[0];
-    REQUIRE_EQ(xm_endpoint_connect(me.ep, owner_dom, (uint32_t)r->v[1], &me.ch), 0);
+    REQUIRE_EQ(xm_endpoint_connect(me.ep, owner_dom, (uint32_t)r->v[1], r->v[2], &me.ch), 0);
     end = now() + 20;
     while (xm_chan_state(me.ch) == XM_CH_CONNECTING && now() < end) {
         xm_endpoint_progress(me.ep);
@@ -2194,7 +2195,7 @@ static xm_endpoint_t *extra_endpoint(const xm_service_t *svc, xm_channel_t **ch)
 
     REQUIRE_EQ(xm_endpoint_open(me.hv, &p, &ep), 0);
     REQUIRE_EQ(svc ? xm_endpoint_add_service(ep, svc) : xm_zc_attach(ep, NULL), 0);
-    REQUIRE_EQ(xm_endpoint_connect(ep, (uint32_t)r->v[0], (uint32_t)r->v[1], ch), 0);
+    REQUIRE_EQ(xm_endpoint_connect(ep, (uint32_t)r->v[0], (uint32_t)r->v[1], r->v[2], ch), 0);
     while (xm_chan_state(*ch) == XM_CH_CONNECTING && now() < end) {
         xm_endpoint_progress(ep);
         xm_endpoint_progress(me.ep);
