@@ -955,6 +955,15 @@ static int peer_put(const void *arg)
  * 3. Invalidation: deregistration, reuse of the addresses under a new id
  * ====================================================================== */
 
+/* the two whole chunks from gs of registration id, into lb, checked */
+static void get_two_chunks(uint64_t id, uint64_t base, uint64_t len, uint64_t gs, uint8_t *lb,
+                           uint64_t seed)
+{
+    for (unsigned c = 0; c < 2; c++)
+        CHECK_EQ(copy1(id, base, len, gs + c * CHUNK, lb + c * CHUNK, CHUNK, GET, NULL), 0);
+    CHECK_EQ(mism(lb, gs, 2 * CHUNK, seed), 0);
+}
+
 static int peer_inval(const void *arg)
 {
     const int remap = arg != NULL;
@@ -970,9 +979,7 @@ static int peer_inval(const void *arg)
     id1 = reg_slot(0, RD, 0, len);
     uint8_t *lb = malloc(2 * CHUNK);
     REQUIRE(lb);
-    for (unsigned c = 0; c < 2; c++)
-        CHECK_EQ(copy1(id1, base, len, gs + c * CHUNK, lb + c * CHUNK, CHUNK, GET, NULL), 0);
-    CHECK_EQ(mism(lb, gs, 2 * CHUNK, s1), 0);
+    get_two_chunks(id1, base, len, gs, lb, s1);
     p0 = zs();
     o0 = ozs(0);
     CHECK_EQ(p0.peer_pages, 2 * CPAGES);
@@ -1049,9 +1056,7 @@ static int peer_invalidate(const void *arg)
     idother = reg_slot(1, RD, 0, PG);
     uint8_t *lb = malloc(2 * CHUNK);
     REQUIRE(lb);
-    for (unsigned c = 0; c < 2; c++)
-        CHECK_EQ(copy1(id1, base, len, gs + c * CHUNK, lb + c * CHUNK, CHUNK, GET, NULL), 0);
-    CHECK_EQ(mism(lb, gs, 2 * CHUNK, s1), 0);
+    get_two_chunks(id1, base, len, gs, lb, s1);
     o0 = ozs(0);
     CHECK_EQ(o0.owner_pages, 2 * CPAGES);
 
