@@ -92,9 +92,10 @@ void xm_zc_invalidate(const void *addr, size_t len);
 /* Owner side of the copy path: copy between buf and [addr, addr+len) of
  * registration id.  XM_ZC_REMOTE_WRITE: buf -> memory; READ: memory -> buf.
  * -ENOENT no such registration (or invalidated), -EFAULT outside it or not
- * mapped with the rights asked (the copy is made by the kernel, which
- * fails where memcpy would fault: the owner never takes a signal for a
- * peer), -EACCES not allowed. */
+ * mapped with the rights asked (a fault in the copy is caught and ends
+ * it: the owner never dies of a peer's request), -EACCES not allowed.
+ * Registering puts the core's SIGSEGV/SIGBUS handler in front of the
+ * current one; faults outside a copy go on to that one. */
 int xm_zc_reg_copy(uint64_t id, uint64_t addr, uint64_t len, unsigned access,
                    void *buf);
 

@@ -2859,6 +2859,8 @@ static void test_reg_copy_bounds(void **state)
     munmap(m, 3 * PG);
 }
 
+static void fault_exit(int sig) { _exit(42); }
+
 /* Copies for a peer into memory that went away or is not writable fail
  * with -EFAULT: the owner takes no signal (a memcpy would). */
 static void test_reg_copy_fault(void **state)
@@ -2899,6 +2901,29 @@ static void test_reg_copy_fault(void **state)
     /* the registration itself is fine */
     assert_int_equal(xm_zc_reg_copy(id, base + 100, 8, RD, buf), 0);
     assert_int_equal(xm_zc_dereg(id), 0);
+
+    /* a fault outside a copy is not ours: it reaches the handler that was
+     * there before, or the default action */
+    for (int with_handler = 0; with_handler < 2; with_handler++) {
+        pid_t pid = fork();
+        int st = 0;
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            uint64_t id2;
+
+            signal(SIGSEGV, with_handler ? fault_exit : SIG_DFL);
+            if (xm_zc_reg(m, PG, RD, &id2))
+                _exit(3);
+            *(volatile uint8_t *)(m + 2 * PG) = 1;   /* PROT_NONE */
+            _exit(4);
+        }
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        if (with_handler)
+            assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 42);
+        else
+            assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+    }
     munmap(m, 3 * PG);
 }
 
