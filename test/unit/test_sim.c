@@ -25,6 +25,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1689,6 +1691,60 @@ static void test_evtchn_rules(void **state)
 /* ------------------------------------------------------------------ */
 /* 8. store                                                            */
 /* ------------------------------------------------------------------ */
+/* Two threads of one domain claim ports at once (two endpoints opening):
+ * no port is ever handed to both.  Each thread marks the ports it holds in
+ * a shared table; a claim of a port the other holds is a double claim. */
+#define CLAIM_ROUNDS 20000
+static _Atomic int claim_owner[4096];
+static _Atomic int claim_dups;
+struct claimer {
+    xm_hv_t *hv;
+    int id;
+};
+static void *claim_loop(void *arg)
+{
+    struct claimer *c = arg;
+    uint32_t held[4];
+
+    for (int r = 0; r < CLAIM_ROUNDS; r++) {
+        for (int k = 0; k < 4; k++) {
+            int zero = 0;
+            if (xm_hv_evt_alloc_unbound(c->hv, 0, &held[k])) {
+                held[k] = 0;
+                continue;
+            }
+            if (!atomic_compare_exchange_strong(&claim_owner[held[k] % 4096], &zero, c->id))
+                atomic_fetch_add(&claim_dups, 1);
+        }
+        for (int k = 0; k < 4; k++)
+            if (held[k]) {
+                atomic_compare_exchange_strong(&claim_owner[held[k] % 4096], &c->id, 0);
+                xm_hv_evt_close(c->hv, held[k]);
+            }
+    }
+    return NULL;
+}
+static void test_evtchn_claim_threads(void **state)
+{
+    struct claimer c[2];
+    pthread_t t[2];
+
+    (void)state;
+    setenv("XENMPI_SIM_DOMID", "29184", 1);   /* 0x7200: both handles one domain */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(xm_hv_open(&c[i].hv), 0);
+        c[i].id = i + 1;
+    }
+    assert_int_equal(xm_hv_domid(c[0].hv), xm_hv_domid(c[1].hv));
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, claim_loop, &c[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&claim_dups), 0);
+    for (int i = 0; i < 2; i++)
+        xm_hv_close(c[i].hv);
+}
+
 static void test_store_basic_perms(void **state)
 {
     dom_t a, b, c;
@@ -2876,6 +2932,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_grant_stale_ref, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grant_table_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evtchn_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evtchn_claim_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_basic_perms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_watches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_watch_needs_read, setup, teardown),

@@ -7,20 +7,27 @@
 
 #include <unistd.h>
 
+/* A port belongs to the process whose pid it holds while that process
+ * lives: claiming is one compare-and-swap of the pid, from 0 (free) or a
+ * dead process's, to ours.  (Claiming by the state word and writing the
+ * pid after it let a second claimer, seeing CLAIMED with no live pid yet,
+ * take the same port: TSan found it with two threads opening endpoints.) */
 static int port_claim(sim_hv_t *s, uint32_t *port)
 {
     for (uint32_t p = 1; p < SIM_MAX_PORTS; p++) {
         struct sim_port *e = &s->ev->p[p];
-        uint32_t st = atomic_load(&e->state);
+        int32_t owner = atomic_load(&e->pid);
 
-        if (st != PORT_FREE && pid_alive(e->pid))
+        if (pid_alive(owner))
             continue;
-        if (!atomic_compare_exchange_strong(&e->state, &st, PORT_CLAIMED))
+        if (!atomic_compare_exchange_strong(&e->pid, &owner, s->pid))
             continue;
-        e->pid = s->pid;
+        atomic_store(&e->state, PORT_CLAIMED);
         e->efd = s->efd_id;
+        pthread_mutex_lock(&s->lock);   /* the reaper thread reads it */
         if (p > s->max_port)
             s->max_port = p;
+        pthread_mutex_unlock(&s->lock);
         atomic_store(&e->pending, 0);
         atomic_store(&e->masked, 0);
         *port = p;
@@ -183,7 +190,8 @@ int xm_sim_evt_close(xm_hv_t *hv, uint32_t port)
         }
         pthread_mutex_unlock(&s->lock);
     }
-    l->pid = 0;
+    /* free, then give up the pid: from then on it may be claimed again */
     atomic_store(&l->state, PORT_FREE);
+    atomic_store(&l->pid, 0);
     return 0;
 }

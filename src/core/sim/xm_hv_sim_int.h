@@ -68,7 +68,7 @@ struct sim_port {
     _Atomic uint32_t state;
     uint32_t remote_dom;
     _Atomic uint32_t remote_port;
-    int32_t pid;
+    _Atomic int32_t pid;        /* the owner; claimed by compare-and-swap */
     int32_t efd;
     _Atomic uint32_t pending;
     _Atomic uint32_t masked;
