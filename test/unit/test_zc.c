@@ -2935,7 +2935,7 @@ static void test_invalidate_ranges(void **state)
     const uint64_t base = (uintptr_t)m;
     uint64_t a, b, c, z, far[40], gap[40];
     xm_zc_stats_t s0, s1;
-    uint8_t buf[16];
+    uint8_t buf[64];
 
     assert_true(m != MAP_FAILED);
     fill(m, base, 80 * PG, 8);
