@@ -83,6 +83,8 @@ run_cmd multi/block-2e5 "$B/test/multi/chan_xdom" sim block 50000
 run_cmd multi/block-drop-every-3rd-notify env XENMPI_SIM_DROP_NOTIFY=3 \
     "$B/test/multi/chan_xdom" sim block 5000
 run_cmd multi/kill-9 env XM_ASSERT_TIME=1 "$B/test/multi/chan_xdom" sim kill
+# scripts/soak.sh runs it at any size (10^8 by default)
+run_cmd multi/soak-1e6-2-threads "$B/test/multi/soak" sim 1000000 2
 unset XENMPI_BACKEND
 
 echo "== the UCX transport (ucx_info, ucx_perftest, two sim domains)"
