@@ -182,6 +182,40 @@ mpich_run mpi-netmod "$SRC/test/mpi/run-netmod-tests.sh"
 echo "== MPICH's own test suite over the netmod, beside Debian's MPICH (posix)"
 mpich_run mpich-suite "$SRC/test/mpich-suite/run.sh"
 
+echo "== sanitizers: the unit and multi-process tests under ASan+UBSan, the threaded soak under TSan"
+# Each is a build tree of its own beside $B (the core and these tests
+# only: no UCX), configured with the sanitizer's flags.  A report makes the
+# program exit non-zero (UBSan does not recover), so it fails its test.
+SAN_TESTS="test/unit/test_sim test/unit/test_channel test/unit/test_zc test/unit/test_xfer
+           test/unit/test_settings test/multi/chan_xdom test/multi/soak"
+san_build() {  # dir flags targets...
+    local d=$1 f=$2
+    shift 2
+    mkdir -p "$d" && (cd "$d" &&
+        { [ -f Makefile ] || "$SRC/configure" -q CFLAGS="-O1 -g $f" LDFLAGS="$f"; } &&
+        make -s -j"$(nproc)" "$@") >"$d.log" 2>&1
+}
+if san_build "$B/san-asan" "-fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" $SAN_TESTS; then
+    S=$B/san-asan
+    mkdir -p "$LOGDIR/asan"
+    for t in sim channel zc xfer settings; do run_cmocka "asan/$t" "$S/test/unit/test_$t"; done
+    export XENMPI_BACKEND=sim
+    run_cmd asan/multi/stream-2e5 "$S/test/multi/chan_xdom" sim stream 200000
+    run_cmd asan/multi/block-2e4 "$S/test/multi/chan_xdom" sim block 20000
+    run_cmd asan/multi/kill-9 "$S/test/multi/chan_xdom" sim kill
+    run_cmd asan/multi/soak-2e5-2-threads "$S/test/multi/soak" sim 200000 2
+    unset XENMPI_BACKEND
+else
+    result "asan/build (see $B/san-asan.log)" FAIL
+    tail -20 "$B/san-asan.log"
+fi
+if san_build "$B/san-tsan" "-fsanitize=thread" test/multi/soak; then
+    run_cmd tsan/multi/soak-1e5-2-threads "$B/san-tsan/test/multi/soak" sim 100000 2
+else
+    result "tsan/build (see $B/san-tsan.log)" FAIL
+    tail -20 "$B/san-tsan.log"
+fi
+
 echo "== fuzzing peer-written formats (libFuzzer)"
 if make -C "$B" -s fuzz >"$LOGDIR/fuzz-build.log" 2>&1; then
     for f in ring handshake zc_greq zc_grep zc_grant_ref rma topo_meta topo_affinity netmod; do
