@@ -244,7 +244,7 @@ static void accept_request(xm_endpoint_t *ep, const char *name)
 {
     xm_hv_t *hv = ep->hv;
     xm_store_perm_t perms[2] = { { xm_hv_domid(hv), XM_PERM_NONE }, { 0, XM_PERM_READ } };
-    uint32_t dom, pep;
+    uint32_t dom, pep, owner = 0;
     char path[XM_STORE_MAX_PATH], *val = NULL, *buf = NULL, tail;
     xm_hs_rec_t *rec = NULL, *mine = NULL;
     xm_channel_t *ch = NULL;
@@ -273,8 +273,26 @@ static void accept_request(xm_endpoint_t *ep, const char *name)
     ch = calloc(1, sizeof(*ch));
     if (rc || !rec || !mine || !buf || !ch)
         goto out;
-    if (xm_hs_parse(val, len, rec) || rec->domid != dom || rec->ep != pep || rec->port == 0) {
+    if (xm_hs_parse(val, len, rec) || rec->domid != dom || rec->ep != pep || rec->port == 0 ||
+        dom >= XM_DOMID_FIRST_RESERVED) {
         xm_error("rejecting malformed handshake from domain %u endpoint %u", dom, pep);
+        xm_store_remove(hv, path);
+        goto out;
+    }
+    /* The name is the requester's word; the node's owner is xenstored's
+     * (the domain that created it, which no domain but dom0 can change). */
+    rc = xm_store_owner(hv, path, &owner);
+    if (rc == -EACCES || rc == -ENOENT) {
+        rc = 0;
+        goto out;   /* withdrawn meanwhile */
+    }
+    if (rc || owner != dom) {
+        if (rc)
+            xm_error("refusing the request of domain %u endpoint %u: its node's owner "
+                     "cannot be read (%s)", dom, pep, strerror(-rc));
+        else
+            xm_error("refusing a request in the name of domain %u endpoint %u: domain %u "
+                     "wrote it", dom, pep, owner);
         xm_store_remove(hv, path);
         goto out;
     }

@@ -148,6 +148,9 @@ typedef struct xm_hv_ops {
     int (*store_list)(xm_hv_t *hv, const char *path, char ***names, unsigned *count);
     int (*store_set_perms)(xm_hv_t *hv, const char *path,
                            const xm_store_perm_t *perms, unsigned count);
+    /* The node's owner: the domain that created it (xenstored records the
+     * writer; only dom0 can give a node away).  Needs read permission. */
+    int (*store_owner)(xm_hv_t *hv, const char *path, uint32_t *domid);
     /* A watch fires once when set, then on every change of path or of a
      * node below it. */
     int (*store_watch)(xm_hv_t *hv, const char *path, const char *token);
@@ -230,6 +233,8 @@ static inline int xm_store_list(xm_hv_t *hv, const char *path, char ***names, un
 static inline int xm_store_set_perms(xm_hv_t *hv, const char *path,
                                      const xm_store_perm_t *p, unsigned n)
 { return hv->ops->store_set_perms(hv, path, p, n); }
+static inline int xm_store_owner(xm_hv_t *hv, const char *path, uint32_t *domid)
+{ return hv->ops->store_owner(hv, path, domid); }
 static inline int xm_store_watch(xm_hv_t *hv, const char *path, const char *token)
 { return hv->ops->store_watch(hv, path, token); }
 static inline int xm_store_unwatch(xm_hv_t *hv, const char *path, const char *token)

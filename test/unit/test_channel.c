@@ -639,6 +639,51 @@ static void test_hostile_handshake(void **state)
     side_close(&a);
 }
 
+/* A request in another domain's name: c writes, under a name and a record
+ * of b's, b's real port and refs (b had asked to connect and withdrew, or
+ * c guessed them).  The node's owner is c, so a refuses it: without that
+ * check a would bind b's port and map b's pages for a channel b never
+ * asked for. */
+static void test_impersonated_request(void **state)
+{
+    struct side a, b, c;
+    struct side *v[1] = { &a };
+    xm_channel_t *bc;
+    char path[200], fake[200], rec[400], *val = NULL, *at;
+    xm_store_perm_t perms[2];
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    side_open(&c, 1);
+    uint32_t ad = xm_hv_domid(a.hv), ae = xm_endpoint_id(a.ep), bd = xm_hv_domid(b.hv);
+    uint32_t be = xm_endpoint_id(b.ep), cd = xm_hv_domid(c.hv);
+    assert_int_equal(xm_endpoint_connect(b.ep, ad, ae, xm_endpoint_key(a.ep), &bc), 0);
+    snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/req/%u-%u", ad, ae, bd, be);
+    assert_int_equal(xm_store_read(b.hv, path, &val, NULL), 0);
+    assert_int_equal(xm_store_remove(b.hv, path), 0);
+    /* b's record, as endpoint 999 of b */
+    char epfield[32];
+    snprintf(epfield, sizeof(epfield), " ep=%u ", be);
+    at = strstr(val, epfield);
+    assert_non_null(at);
+    snprintf(rec, sizeof(rec), "%.*s ep=999 %s", (int)(at - val), val, at + strlen(epfield));
+    free(val);
+    snprintf(fake, sizeof(fake), "/local/domain/%u/xenmpi/ep%u/req/%u-999", ad, ae, bd);
+    perms[0] = (xm_store_perm_t){ cd, XM_PERM_NONE };
+    perms[1] = (xm_store_perm_t){ ad, XM_PERM_BOTH };
+    assert_int_equal(xm_store_write(c.hv, fake, rec, strlen(rec)), 0);
+    assert_int_equal(xm_store_set_perms(c.hv, fake, perms, 2), 0);
+    /* c cannot make the node b's either: only dom0 gives a node away */
+    perms[0].domid = bd;
+    assert_int_equal(xm_store_set_perms(c.hv, fake, perms, 2), -EPERM);
+    pump(v, 1, 300);
+    assert_int_equal(a.accepted, 0);
+    assert_int_equal(xm_store_read(c.hv, fake, &val, NULL), -ENOENT);   /* removed */
+    side_close(&c);
+    side_close(&b);
+    side_close(&a);
+}
+
 /* remote completion: a record counts as consumed only after its callback */
 static xm_channel_t *rc_sender;
 static uint32_t rc_marks[64];
@@ -1371,6 +1416,7 @@ int main(void)
         cmocka_unit_test(test_hostile_rewriter),
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_hostile_handshake),
+        cmocka_unit_test(test_impersonated_request),
         cmocka_unit_test(test_remote_completion),
         cmocka_unit_test(test_peer_close_is_seen),
         cmocka_unit_test(test_loopback),

@@ -301,6 +301,26 @@ int xm_sim_store_list(xm_hv_t *hv, const char *path, char ***names, unsigned *co
     return 0;
 }
 
+int xm_sim_store_owner(xm_hv_t *hv, const char *path, uint32_t *domid)
+{
+    sim_hv_t *s = to_sim_hv(hv);
+    struct sim_node *n;
+    int rc = 0;
+
+    if (!path_ok(path))
+        return -EINVAL;
+    xm_sim_store_lock(s);
+    n = node_find(s, path);
+    if (!n)
+        rc = -ENOENT;
+    else if (!(node_perm(n, hv->domid) & XM_PERM_READ))
+        rc = -EACCES;
+    else
+        *domid = n->perms[0].domid;
+    xm_sim_store_unlock(s);
+    return rc;
+}
+
 int xm_sim_store_set_perms(xm_hv_t *hv, const char *path,
                            const xm_store_perm_t *perms, unsigned count)
 {
@@ -319,6 +339,8 @@ int xm_sim_store_set_perms(xm_hv_t *hv, const char *path,
         rc = -ENOENT;
     else if (hv->domid != 0 && n->perms[0].domid != hv->domid)
         rc = -EACCES;   /* only the owner (or dom0) changes permissions */
+    else if (hv->domid != 0 && perms[0].domid != n->perms[0].domid)
+        rc = -EPERM;    /* and only dom0 gives a node away, as in xenstored */
     else {
         memset(n->perms, 0, sizeof(n->perms));
         memcpy(n->perms, perms, count * sizeof(*perms));

@@ -239,6 +239,7 @@ const xm_hv_ops_t xm_hv_xen_ops = {
     .store_remove = xm_xen_store_remove,
     .store_list = xm_xen_store_list,
     .store_set_perms = xm_xen_store_set_perms,
+    .store_owner = xm_xen_store_owner,
     .store_watch = xm_xen_store_watch,
     .store_unwatch = xm_xen_store_unwatch,
     .store_watch_fd = xm_xen_store_watch_fd,

@@ -194,6 +194,26 @@ int xm_xen_store_set_perms(xm_hv_t *hv, const char *path,
     return 0;
 }
 
+int xm_xen_store_owner(xm_hv_t *hv, const char *path, uint32_t *domid)
+{
+    xm_hv_xen_t *x = to_xen_hv(hv);
+    struct xs_permissions *p;
+    unsigned n = 0;
+    int rc = check_path(path);
+
+    if (rc)
+        return rc;
+    count_call(x);
+    p = xs_get_permissions(x->xs, XBT_NULL, path, &n);
+    if (!p)
+        return xs_err();
+    rc = n ? 0 : -EIO;
+    if (n)
+        *domid = p[0].id;
+    free(p);
+    return rc;
+}
+
 int xm_xen_store_watch(xm_hv_t *hv, const char *path, const char *token)
 {
     xm_hv_xen_t *x = to_xen_hv(hv);
