@@ -31,6 +31,8 @@ struct zc_msg *outbox, **outbox_tail = &outbox;
 struct zc_nogrant *zc_nogrant_chans;
 struct zc_park *zc_parked;
 int revoke_owed; /* some owner grant is O_INVAL_OWED */
+unsigned inval_sent;
+double inval_next;
 static uint64_t reg_invalidated;   /* atomic: regions killed by xm_zc_invalidate */
 int xm_zc_work;         /* outbox, revoke_owed or a memory event: progress has work (racy hint) */
 
@@ -669,8 +671,11 @@ static int zc_progress(void *arg, xm_endpoint_t *ep)
     reg_revoke_dead();
     if (revoke_owed)
         send_revokes(ep);
-    /* a region killed after reg_revoke_dead keeps the hint */
-    __atomic_store_n(&xm_zc_work, revoke_owed || outbox ||
+    if (inval_sent)
+        owner_expire(zc_now());
+    /* a region killed after reg_revoke_dead keeps the hint; withdrawals
+     * waiting for their ACK keep it too (their deadline) */
+    __atomic_store_n(&xm_zc_work, revoke_owed || outbox || inval_sent ||
                      __atomic_load_n(&reg_dead_owed, __ATOMIC_ACQUIRE), __ATOMIC_RELAXED);
     pthread_mutex_unlock(&zlock);
     n = outbox_flush(ep);

@@ -184,6 +184,7 @@ typedef struct xm_zc_stats {
     uint64_t owner_pages, peer_pages; /* granted (per channel) / cached now */
     uint64_t parked;                /* grant requests waiting for a withdrawal, now */
     uint64_t invalidated;           /* registrations killed by xm_zc_invalidate */
+    uint64_t expired;               /* owner grants ended unacknowledged after INVAL */
 } xm_zc_stats_t;
 void xm_zc_get_stats(xm_zc_stats_t *st);
 /* Adapters add what they moved through the ring instead. */

@@ -50,6 +50,7 @@ struct zc_owner_grant {
     uint32_t gen;
     int rw;
     int state;
+    double deadline;              /* O_INVAL_SENT: ended anyway at this time */
     struct zc_grant *g;           /* the grant, maybe shared with other channels */
     uint64_t addr;                /* first granted page */
     uint32_t npages;
@@ -167,6 +168,11 @@ extern struct zc_msg *outbox, **outbox_tail;
 extern struct zc_nogrant *zc_nogrant_chans;
 extern struct zc_park *zc_parked;
 extern int revoke_owed;
+/* owner grants O_INVAL_SENT, and the earliest of their deadlines */
+extern unsigned inval_sent;
+extern double inval_next;
+void owner_expire(double now);
+double zc_now(void);   /* CLOCK_MONOTONIC, seconds */
 
 /* doubly-linked list helpers for owner grants and peer refs (same prev/next layout) */
 #define LIST_UNLINK(head, tail, e) do {                  \

@@ -5,17 +5,21 @@
  */
 #include "xm_zc_int.h"
 #include "xm_log.h"
+#include "xm_settings.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- owner ---- */
 
 void owner_grant_end(struct zc_owner_grant *o)
 {
+    if (o->state == O_INVAL_SENT)
+        inval_sent--;
     if (--o->g->users == 0) {
         int rc = xm_hv_grant_mem_end(o->hv, o->g->handle);
 
@@ -66,9 +70,17 @@ static void owner_shrink(struct zc_ep *z, uint64_t want, const struct zc_owner_g
     }
 }
 
+double zc_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
 void send_revokes(xm_endpoint_t *ep)
 {
     int left = 0;
+    double deadline = zc_now() + xm_cfg_double(XM_CFG_ZC_INVAL_TIMEOUT);
 
     for (struct zc_owner_grant *o = ohead; o; o = o->next) {
         if (o->state != O_INVAL_OWED)
@@ -80,9 +92,47 @@ void send_revokes(xm_endpoint_t *ep)
         struct xm_zc_grant_ref m = { o->id, o->chunk, o->gen };
         zsend(o->ch, XM_REC_ZC_INVAL, &m, sizeof(m));
         o->state = O_INVAL_SENT;
+        o->deadline = deadline;
+        if (!inval_sent++ || deadline < inval_next)
+            inval_next = deadline;
         zst.revokes++;
     }
     revoke_owed = left;
+}
+
+static void owner_unpark(xm_channel_t *ch);
+
+/* The grant is the owner's: one the peer has not acknowledged by its
+ * deadline after INVAL ends anyway.  Its refs fail for the peer from then
+ * on (a peer that still maps one keeps only the page it was granted,
+ * pinned and never reused: docs/kernel.md); a late ACK is a stale one.
+ * Nothing else about the channel changes: an honest peer that did not
+ * poll for a while asks again.  Under zlock, with inval_sent > 0. */
+void owner_expire(double now)
+{
+    double next = 0;
+
+    if (now < inval_next)
+        return;
+    for (struct zc_owner_grant *o = ohead, *nx; o; o = nx) {
+        nx = o->next;
+        if (o->state != O_INVAL_SENT)
+            continue;
+        if (o->deadline > now) {
+            if (!next || o->deadline < next)
+                next = o->deadline;
+            continue;
+        }
+        xm_warn("zero-copy: domain %u did not acknowledge the withdrawal of chunk %u of "
+                "registration %llu within %g s (XENMPI_ZC_INVAL_TIMEOUT): grant ended",
+                xm_chan_peer_dom(o->ch), o->chunk, (unsigned long long)o->id,
+                xm_cfg_double(XM_CFG_ZC_INVAL_TIMEOUT));
+        zst.expired++;
+        xm_channel_t *ch = o->ch;
+        owner_grant_end(o);
+        owner_unpark(ch);
+    }
+    inval_next = next;
 }
 
 /* Does o's grant cover any page of [addr, end)? */

@@ -964,6 +964,49 @@ static void get_two_chunks(uint64_t id, uint64_t base, uint64_t len, uint64_t gs
     CHECK_EQ(mism(lb, gs, 2 * CHUNK, seed), 0);
 }
 
+/* A peer that never acknowledges INVAL keeps nothing: XENMPI_ZC_INVAL_TIMEOUT
+ * (0.3 s here) after the withdrawal the owner ends the grants itself, and
+ * the refs the peer still holds reach nothing. */
+static int peer_inval_ignored(const void *arg)
+{
+    const uint64_t off = 300, len = 2 * MiB + PG, seed = 37;
+    uint64_t base, gs, id;
+    xm_zc_stats_t o0, o1;
+    int sync;
+
+    peer_connect(RING_PAGES);
+    base = alloc_slot(0, len, off, seed);
+    gs = base - off + PG;
+    id = reg_slot(0, RD, 0, len);
+    uint8_t *lb = malloc(2 * CHUNK);
+    REQUIRE(lb);
+    get_two_chunks(id, base, len, gs, lb, seed);
+    o0 = ozs(0);
+    CHECK_EQ(o0.owner_pages, 2 * CPAGES);
+    /* we swallow every zero-copy record from now on: no ACK ever */
+    tap.mode = TAP_SWALLOW;
+    tap.head = tap.tail = tap.lost = 0;
+    double t0 = now();
+    CHECK_EQ(RPC(OP_DEREG, id)->rc, 0);
+    PUMP_UNTIL(ozs(0).owner_pages == 0, 10);
+    double took = now() - t0;
+    o1 = ozs(0);
+    CHECK_EQ(o1.revokes - o0.revokes, 2);
+    CHECK_EQ(o1.expired - o0.expired, 2);
+    CHECK(took >= 0.25);   /* not before the deadline */
+    CHECK(took < 5);
+    CHECK(tap.tail - tap.head >= 2);   /* the INVALs came, and were ignored */
+    /* our cached refs: the copy through them fails, we ask again, and the
+     * registration is gone: nothing is read */
+    tap.mode = TAP_OFF;
+    memset(lb, 0xEE, CHUNK);
+    CHECK_EQ(copy1(id, base, len, gs, lb, CHUNK, GET, &sync), -ENOENT);
+    CHECK_EQ(not_byte(lb, CHUNK, 0xEE), 0);
+    free(lb);
+    node_close();
+    return 0;
+}
+
 static int peer_inval(const void *arg)
 {
     const int remap = arg != NULL;
@@ -2514,6 +2557,12 @@ static void test_regcache(void **state) { run_pair(peer_regcache, NULL, NULL, 0)
 static void test_put_rights(void **state) { run_pair(peer_put, NULL, NULL, 0); }
 static void test_inval_reregister(void **state) { run_pair(peer_inval, NULL, NULL, 0); }
 static void test_inval_remap(void **state) { run_pair(peer_inval, "remap", NULL, 0); }
+static void test_inval_ignored(void **state)
+{
+    setenv("XENMPI_ZC_INVAL_TIMEOUT", "0.3", 1);   /* the owner forked next reads it */
+    run_pair(peer_inval_ignored, NULL, NULL, 0);
+    unsetenv("XENMPI_ZC_INVAL_TIMEOUT");
+}
 static void test_invalidate(void **state) { run_pair(peer_invalidate, NULL, NULL, 0); }
 static void test_ids_unguessable(void **state) { run_pair(peer_guess, NULL, NULL, 0); }
 static void test_flood_unread(void **state) { run_pair(peer_flood_unread, NULL, NULL, 0); }
@@ -3028,6 +3077,7 @@ int main(void)
         cmocka_unit_test(test_put_rights),
         cmocka_unit_test(test_inval_reregister),
         cmocka_unit_test(test_inval_remap),
+        cmocka_unit_test(test_inval_ignored),
         cmocka_unit_test(test_invalidate),
         cmocka_unit_test(test_ids_unguessable),
         cmocka_unit_test(test_reg_copy_fault),
