@@ -14,6 +14,7 @@
  */
 #include "xm_channel.h"
 #include "xm_hv.h"
+#include "simpair.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -294,60 +295,35 @@ static int role_b(uint32_t peer, const char *test, uint64_t count)
     return WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? 0 : 1;
 }
 
+struct sim_args {
+    const char *test;
+    uint64_t count;
+};
+
+static int sim_role(int is_b, uint32_t peer, void *arg)
+{
+    const struct sim_args *a = arg;
+    return is_b ? role_b(peer, a->test, a->count) : role_a(0, a->test, a->count);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 3 && !strcmp(argv[1], "sim")) {
-        /* two sim domains on a private sim host */
-        char host[64];
-        const char *test = argv[2];
-        uint64_t count = argc > 3 ? strtoull(argv[3], NULL, 0) : 1000000;
-        snprintf(host, sizeof(host), "chan-%d", (int)getpid());
-        setenv("XENMPI_BACKEND", "sim", 1);
-        setenv("XENMPI_SIM_HOST", host, 1);
-        int p2c[2];
-        if (pipe(p2c))
-            return 1;
-        pid_t a = fork();
-        if (a == 0) {
-            /* learn our domid first: open/close a handle, hand the id to b */
-            xm_hv_t *hv;
-            if (xm_hv_open(&hv))
-                _exit(1);
-            uint32_t d = xm_hv_domid(hv);
-            xm_hv_close(hv);
-            char env[16];
-            snprintf(env, sizeof(env), "%u", d);
-            setenv("XENMPI_SIM_DOMID", env, 1);
-            if (write(p2c[1], &d, sizeof(d)) != sizeof(d))
-                _exit(1);
-            _exit(role_a(0, test, count));
-        }
-        uint32_t ad;
-        if (read(p2c[0], &ad, sizeof(ad)) != sizeof(ad))
-            return 1;
+        struct sim_args sa = { argv[2], argc > 3 ? strtoull(argv[3], NULL, 0) : 1000000 };
+        struct simpair r;
         double t0 = now();
-        pid_t b = fork();
-        if (b == 0)
-            _exit(role_b(ad, test, count));
-        int sa, sb;
-        waitpid(b, &sb, 0);
-        double t_b = now();
-        waitpid(a, &sa, 0);
-        double t_a = now();
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf /dev/shm/xenmpi-sim-%s", host);
-        if (system(cmd))
+        if (simpair_run("chan", sim_role, &sa, &r))
             return 1;
-        int ok = WIFEXITED(sa) && !WEXITSTATUS(sa) && WIFEXITED(sb) && !WEXITSTATUS(sb);
-        if (!strcmp(test, "kill")) {
-            printf("peer gone seen %.2f s after the kill\n", t_a - t_b);
-            if (getenv("XM_ASSERT_TIME") && t_a - t_b > 2.0) {
+        int ok = r.ok;
+        if (!strcmp(sa.test, "kill")) {
+            printf("peer gone seen %.2f s after the kill\n", r.a_end - r.b_end);
+            if (getenv("XM_ASSERT_TIME") && r.a_end - r.b_end > 2.0) {
                 printf("FAIL: peer death took more than 2 s to report\n");
                 ok = 0;
             }
         }
-        printf("%s: %s (%.2f s)\n", test, ok ? "PASS" : "FAIL", now() - t0);
+        printf("%s: %s (%.2f s)\n", sa.test, ok ? "PASS" : "FAIL", now() - t0);
         return ok ? 0 : 1;
     }
     if (argc < 4) {

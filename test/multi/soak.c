@@ -25,6 +25,7 @@
 #include "xm_hv.h"
 #include "xm_xfer.h"
 #include "xm_zc.h"
+#include "simpair.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -547,6 +548,17 @@ static int run_role(int is_sender, uint32_t peer, uint64_t count, int threads)
     return bad;
 }
 
+struct soak_args {
+    uint64_t count;
+    int threads;
+};
+
+static int sim_role(int is_b, uint32_t peer, void *arg)
+{
+    const struct soak_args *a = arg;
+    return run_role(is_b, peer, a->count, a->threads);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -565,42 +577,12 @@ int main(int argc, char **argv)
         return run_role(!strcmp(argv[1], "b"), (uint32_t)strtoul(argv[2], NULL, 10), count,
                         threads);
 
-    char host[64];
-    int p2c[2];
-    snprintf(host, sizeof(host), "soak-%d", (int)getpid());
-    setenv("XENMPI_BACKEND", "sim", 1);
-    setenv("XENMPI_SIM_HOST", host, 1);
-    if (pipe(p2c))
-        return 1;
+    struct soak_args sa = { count, threads };
+    struct simpair r;
     double t0 = now();
-    pid_t a = fork();
-    if (a == 0) {
-        xm_hv_t *hv;
-        if (xm_hv_open(&hv))
-            _exit(1);
-        uint32_t d = xm_hv_domid(hv);
-        xm_hv_close(hv);
-        char env[16];
-        snprintf(env, sizeof(env), "%u", d);
-        setenv("XENMPI_SIM_DOMID", env, 1);
-        if (write(p2c[1], &d, sizeof(d)) != sizeof(d))
-            _exit(1);
-        _exit(run_role(0, 0, count, threads));
-    }
-    uint32_t ad;
-    if (read(p2c[0], &ad, sizeof(ad)) != sizeof(ad))
+    if (simpair_run("soak", sim_role, &sa, &r))
         return 1;
-    pid_t b = fork();
-    if (b == 0)
-        _exit(run_role(1, ad, count, threads));
-    int sa, sb;
-    waitpid(b, &sb, 0);
-    waitpid(a, &sa, 0);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf /dev/shm/xenmpi-sim-%s", host);
-    if (system(cmd))
-        return 1;
-    int ok = WIFEXITED(sa) && !WEXITSTATUS(sa) && WIFEXITED(sb) && !WEXITSTATUS(sb);
+    int ok = r.ok;
     double dt = now() - t0;
     printf("soak: %s: %llu messages, %d threads, %.2f s (%.0f messages/s)\n", ok ? "PASS" : "FAIL",
            (unsigned long long)count, threads, dt, count / dt);
