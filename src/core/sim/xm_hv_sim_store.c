@@ -181,6 +181,21 @@ static struct sim_node *node_create(sim_hv_t *s, const char *path)
     return n;
 }
 
+/* The node at path if hv may read it (else NULL and *rc -ENOENT or
+ * -EACCES).  Under the store lock. */
+static struct sim_node *node_readable(sim_hv_t *s, xm_hv_t *hv, const char *path, int *rc)
+{
+    struct sim_node *n = node_find(s, path);
+
+    if (!n)
+        *rc = -ENOENT;
+    else if (!(node_perm(n, hv->domid) & XM_PERM_READ))
+        *rc = -EACCES;
+    else
+        return n;
+    return NULL;
+}
+
 int xm_sim_store_read(xm_hv_t *hv, const char *path, char **val, size_t *len)
 {
     sim_hv_t *s = to_sim_hv(hv);
@@ -190,14 +205,10 @@ int xm_sim_store_read(xm_hv_t *hv, const char *path, char **val, size_t *len)
     if (!path_ok(path))
         return -EINVAL;
     xm_sim_store_lock(s);
-    n = node_find(s, path);
-    if (!n)
-        rc = -ENOENT;
-    else if (!(node_perm(n, hv->domid) & XM_PERM_READ))
-        rc = -EACCES;
-    else if (!(*val = malloc(n->len + 1)))
+    n = node_readable(s, hv, path, &rc);
+    if (n && !(*val = malloc(n->len + 1)))
         rc = -ENOMEM;
-    else {
+    else if (n) {
         memcpy(*val, n->value, n->len);
         (*val)[n->len] = 0;
         if (len)
@@ -261,7 +272,6 @@ int xm_sim_store_remove(xm_hv_t *hv, const char *path)
 int xm_sim_store_list(xm_hv_t *hv, const char *path, char ***names, unsigned *count)
 {
     sim_hv_t *s = to_sim_hv(hv);
-    struct sim_node *n;
     size_t plen = strlen(path) == 1 ? 0 : strlen(path);
     char **v = NULL;
     unsigned k = 0;
@@ -270,11 +280,7 @@ int xm_sim_store_list(xm_hv_t *hv, const char *path, char ***names, unsigned *co
     if (!path_ok(path))
         return -EINVAL;
     xm_sim_store_lock(s);
-    n = node_find(s, path);
-    if (!n)
-        rc = -ENOENT;
-    else if (!(node_perm(n, hv->domid) & XM_PERM_READ))
-        rc = -EACCES;
+    node_readable(s, hv, path, &rc);
     for (unsigned i = 0; !rc && i < SIM_STORE_NODES; i++) {
         const char *c = s->store->n[i].path;
         if (!s->store->n[i].used || strncmp(c, path, plen) || c[plen] != '/' ||
@@ -310,12 +316,8 @@ int xm_sim_store_owner(xm_hv_t *hv, const char *path, uint32_t *domid)
     if (!path_ok(path))
         return -EINVAL;
     xm_sim_store_lock(s);
-    n = node_find(s, path);
-    if (!n)
-        rc = -ENOENT;
-    else if (!(node_perm(n, hv->domid) & XM_PERM_READ))
-        rc = -EACCES;
-    else
+    n = node_readable(s, hv, path, &rc);
+    if (n)
         *domid = n->perms[0].domid;
     xm_sim_store_unlock(s);
     return rc;
