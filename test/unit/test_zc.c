@@ -956,12 +956,17 @@ static int peer_put(const void *arg)
  * ====================================================================== */
 
 /* the two whole chunks from gs of registration id, into lb, checked */
-static void get_two_chunks(uint64_t id, uint64_t base, uint64_t len, uint64_t gs, uint8_t *lb,
-                           uint64_t seed)
+/* read the two whole chunks at gs; the owner's counters after it, which
+ * hold two chunks granted */
+static xm_zc_stats_t get_two_chunks(uint64_t id, uint64_t base, uint64_t len, uint64_t gs,
+                                    uint8_t *lb, uint64_t seed)
 {
     for (unsigned c = 0; c < 2; c++)
         CHECK_EQ(copy1(id, base, len, gs + c * CHUNK, lb + c * CHUNK, CHUNK, GET, NULL), 0);
     CHECK_EQ(mism(lb, gs, 2 * CHUNK, seed), 0);
+    xm_zc_stats_t o = ozs(0);
+    CHECK_EQ(o.owner_pages, 2 * CPAGES);
+    return o;
 }
 
 /* A peer that never acknowledges INVAL keeps nothing: XENMPI_ZC_INVAL_TIMEOUT
@@ -980,9 +985,7 @@ static int peer_inval_ignored(const void *arg)
     id = reg_slot(0, RD, 0, len);
     uint8_t *lb = malloc(2 * CHUNK);
     REQUIRE(lb);
-    get_two_chunks(id, base, len, gs, lb, seed);
-    o0 = ozs(0);
-    CHECK_EQ(o0.owner_pages, 2 * CPAGES);
+    o0 = get_two_chunks(id, base, len, gs, lb, seed);
     /* we swallow every zero-copy record from now on: no ACK ever */
     tap.mode = TAP_SWALLOW;
     tap.head = tap.tail = tap.lost = 0;
@@ -1022,9 +1025,8 @@ static int peer_inval(const void *arg)
     id1 = reg_slot(0, RD, 0, len);
     uint8_t *lb = malloc(2 * CHUNK);
     REQUIRE(lb);
-    get_two_chunks(id1, base, len, gs, lb, s1);
+    o0 = get_two_chunks(id1, base, len, gs, lb, s1);
     p0 = zs();
-    o0 = ozs(0);
     CHECK_EQ(p0.peer_pages, 2 * CPAGES);
     CHECK_EQ(o0.owner_pages, 2 * CPAGES);
 
@@ -1099,9 +1101,7 @@ static int peer_invalidate(const void *arg)
     idother = reg_slot(1, RD, 0, PG);
     uint8_t *lb = malloc(2 * CHUNK);
     REQUIRE(lb);
-    get_two_chunks(id1, base, len, gs, lb, s1);
-    o0 = ozs(0);
-    CHECK_EQ(o0.owner_pages, 2 * CPAGES);
+    o0 = get_two_chunks(id1, base, len, gs, lb, s1);
 
     /* one byte of the registration goes away; the rest is mapped anew */
     CHECK_EQ(RPC(OP_INVALIDATE, 0, len - 1, 1)->rc, 0);
