@@ -108,6 +108,14 @@ static int setup(void **state)
     return 0;
 }
 
+/* the sim host's files go with the group */
+static int teardown(void **state)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf /dev/shm/xenmpi-sim-%s", getenv("XENMPI_SIM_HOST"));
+    return system(cmd) ? -1 : 0;
+}
+
 /* puts and gets through the ring; the owner refuses what is not registered */
 static void test_put_get_checked(void **state)
 {
@@ -361,5 +369,5 @@ int main(void)
         cmocka_unit_test(test_gone_and_cancel),
         cmocka_unit_test(test_get_flood_unread),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }
