@@ -204,9 +204,8 @@ int xm_endpoint_connect(xm_endpoint_t *ep, uint32_t peer_dom, uint32_t peer_ep,
         goto err;
     snprintf(ch->req_path, sizeof(ch->req_path), "/local/domain/%u/xenmpi/ep%u/req/%u-%u",
              peer_dom, peer_ep, xm_hv_domid(hv), ep->id);
-    rc = xm_store_write(hv, ch->req_path, buf, (size_t)n);
-    if (!rc)
-        rc = xm_store_set_perms(hv, ch->req_path, perms, 2);
+    /* created readable by D at once: D removes request nodes it cannot read */
+    rc = xm_store_create(hv, ch->req_path, buf, (size_t)n, perms, 2);
     if (rc) {
         xm_error("connecting to endpoint %u of domain %u: cannot write %s (%s): is the "
                  "peer running and on this host?", peer_ep, peer_dom, ch->req_path,
@@ -265,8 +264,15 @@ static void accept_request(xm_endpoint_t *ep, const char *name)
             return;
     snprintf(path, sizeof(path), "%s/%s", ep->req_dir, name);
     rc = xm_store_read(hv, path, &val, &len);
-    if (rc == -EACCES || rc == -ENOENT)
-        return;  /* not readable yet (perms follow the write) or withdrawn */
+    if (rc == -ENOENT)
+        return;  /* withdrawn */
+    if (rc == -EACCES) {
+        /* every real request is created readable by us (xm_store_create):
+         * this one is somebody's garbage, and our req dir lets us remove it */
+        xm_warn("removing request node %s that this domain cannot read", path);
+        xm_store_remove(hv, path);
+        return;
+    }
     rec = malloc(sizeof(*rec));
     mine = malloc(sizeof(*mine));
     buf = malloc(XM_HS_MAX_LEN + 1);
@@ -320,9 +326,7 @@ static void accept_request(xm_endpoint_t *ep, const char *name)
     n = xm_hs_format(mine, buf, XM_HS_MAX_LEN + 1);
     snprintf(ch->resp_path, sizeof(ch->resp_path), "%s/resp/%s", ep->dir, name);
     perms[1].domid = dom;
-    rc = n < 0 ? n : xm_store_write(hv, ch->resp_path, buf, (size_t)n);
-    if (!rc)
-        rc = xm_store_set_perms(hv, ch->resp_path, perms, 2);
+    rc = n < 0 ? n : xm_store_create(hv, ch->resp_path, buf, (size_t)n, perms, 2);
     if (rc) {
         xm_error("answering domain %u at %s: %s", dom, ch->resp_path, strerror(-rc));
         goto fail;

@@ -148,6 +148,11 @@ typedef struct xm_hv_ops {
     int (*store_list)(xm_hv_t *hv, const char *path, char ***names, unsigned *count);
     int (*store_set_perms)(xm_hv_t *hv, const char *path,
                            const xm_store_perm_t *perms, unsigned count);
+    /* Write a node with these permissions in one step: no domain sees it
+     * with others (xenstored: a transaction; the creator must be the
+     * owner, perms[0]). */
+    int (*store_create)(xm_hv_t *hv, const char *path, const void *val, size_t len,
+                        const xm_store_perm_t *perms, unsigned count);
     /* The node's owner: the domain that created it (xenstored records the
      * writer; only dom0 can give a node away).  Needs read permission. */
     int (*store_owner)(xm_hv_t *hv, const char *path, uint32_t *domid);
@@ -233,6 +238,9 @@ static inline int xm_store_list(xm_hv_t *hv, const char *path, char ***names, un
 static inline int xm_store_set_perms(xm_hv_t *hv, const char *path,
                                      const xm_store_perm_t *p, unsigned n)
 { return hv->ops->store_set_perms(hv, path, p, n); }
+static inline int xm_store_create(xm_hv_t *hv, const char *path, const void *val, size_t len,
+                                  const xm_store_perm_t *p, unsigned n)
+{ return hv->ops->store_create(hv, path, val, len, p, n); }
 static inline int xm_store_owner(xm_hv_t *hv, const char *path, uint32_t *domid)
 { return hv->ops->store_owner(hv, path, domid); }
 static inline int xm_store_watch(xm_hv_t *hv, const char *path, const char *token)

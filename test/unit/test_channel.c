@@ -684,6 +684,45 @@ static void test_impersonated_request(void **state)
     side_close(&a);
 }
 
+/* Store garbage under req/: a node the listener cannot read (written
+ * without permissions for it) is removed, not left for ever; a node is
+ * created with its permissions in one step or not at all. */
+static void test_request_garbage(void **state)
+{
+    struct side a, b, c;
+    struct side *v[1] = { &a };
+    char path[200], *val = NULL;
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    side_open(&c, 1);
+    uint32_t ad = xm_hv_domid(a.hv), ae = xm_endpoint_id(a.ep), cd = xm_hv_domid(c.hv);
+    snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/req/%u-77", ad, ae, cd);
+    assert_int_equal(xm_store_write(c.hv, path, "junk", 4), 0);   /* a may not read it */
+    assert_int_equal(xm_store_read(a.hv, path, &val, NULL), -EACCES);
+    pump(v, 1, 50);
+    assert_int_equal(xm_store_read(c.hv, path, &val, NULL), -ENOENT);
+    assert_int_equal(a.accepted, 0);
+    /* created with a's right to read at once; never given away */
+    xm_store_perm_t perms[2] = { { cd, XM_PERM_NONE }, { ad, XM_PERM_READ } };
+    snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/req/%u-78", ad, ae, cd);
+    assert_int_equal(xm_store_create(c.hv, path, "x", 1, perms, 2), 0);
+    assert_int_equal(xm_store_read(a.hv, path, &val, NULL), 0);
+    free(val);
+    uint32_t owner = 0;
+    assert_int_equal(xm_store_owner(a.hv, path, &owner), 0);
+    assert_int_equal(owner, cd);
+    perms[0].domid = xm_hv_domid(b.hv);
+    snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/req/%u-79", ad, ae, cd);
+    assert_int_equal(xm_store_create(c.hv, path, "x", 1, perms, 2), -EPERM);
+    assert_int_equal(xm_store_read(c.hv, path, &val, NULL), -ENOENT);
+    /* b still connects */
+    connect_pair(&a, &b, NULL);
+    side_close(&c);
+    side_close(&b);
+    side_close(&a);
+}
+
 /* remote completion: a record counts as consumed only after its callback */
 static xm_channel_t *rc_sender;
 static uint32_t rc_marks[64];
@@ -1417,6 +1456,7 @@ int main(void)
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_hostile_handshake),
         cmocka_unit_test(test_impersonated_request),
+        cmocka_unit_test(test_request_garbage),
         cmocka_unit_test(test_remote_completion),
         cmocka_unit_test(test_peer_close_is_seen),
         cmocka_unit_test(test_loopback),

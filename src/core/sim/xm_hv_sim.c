@@ -324,6 +324,7 @@ const xm_hv_ops_t xm_hv_sim_ops = {
     .store_list = xm_sim_store_list,
     .store_set_perms = xm_sim_store_set_perms,
     .store_owner = xm_sim_store_owner,
+    .store_create = xm_sim_store_create,
     .store_watch = xm_sim_store_watch,
     .store_unwatch = xm_sim_store_unwatch,
     .store_watch_fd = xm_sim_store_watch_fd,

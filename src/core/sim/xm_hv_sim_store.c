@@ -218,13 +218,38 @@ int xm_sim_store_read(xm_hv_t *hv, const char *path, char **val, size_t *len)
     return rc;
 }
 
-int xm_sim_store_write(xm_hv_t *hv, const char *path, const void *val, size_t len)
+static int perms_ok(const xm_store_perm_t *perms, unsigned count)
+{
+    if (count == 0 || count > XM_STORE_MAX_PERMS)
+        return 0;
+    for (unsigned i = 0; i < count; i++)
+        if (perms[i].perm > XM_PERM_BOTH)
+            return 0;
+    return 1;
+}
+
+/* May hv give n these permissions?  Only its owner (or dom0) sets them,
+ * and only dom0 gives a node away, as in xenstored. */
+static int perms_allowed(const struct sim_node *n, xm_hv_t *hv, const xm_store_perm_t *perms)
+{
+    if (hv->domid != 0 && n->perms[0].domid != hv->domid)
+        return -EACCES;
+    if (hv->domid != 0 && perms[0].domid != n->perms[0].domid)
+        return -EPERM;
+    return 0;
+}
+
+/* Write a node and, with perms, set its permissions in the same step:
+ * nobody sees it in between (xenstored: one transaction).  Nothing
+ * changes on an error. */
+static int store_put(xm_hv_t *hv, const char *path, const void *val, size_t len,
+                     const xm_store_perm_t *perms, unsigned count)
 {
     sim_hv_t *s = to_sim_hv(hv);
     struct sim_node *n;
     int rc = 0;
 
-    if (!path_ok(path))
+    if (!path_ok(path) || (perms && !perms_ok(perms, count)))
         return -EINVAL;
     if (strlen(path) + 1 + len > XM_STORE_MAX_VALUE)
         return -E2BIG;   /* xenstored's limit covers path, NUL and value */
@@ -232,15 +257,35 @@ int xm_sim_store_write(xm_hv_t *hv, const char *path, const void *val, size_t le
     n = node_find(s, path);
     if (n && !(node_perm(n, hv->domid) & XM_PERM_WRITE))
         rc = -EACCES;
+    else if (n && perms)
+        rc = perms_allowed(n, hv, perms);
+    else if (!n && perms && hv->domid != 0 && perms[0].domid != hv->domid)
+        rc = -EPERM;   /* the creator owns a new node and cannot give it away */
     else if (!n && !(n = node_create(s, path)))
         rc = -errno;
     if (!rc) {
         memcpy(n->value, val, len);
         n->len = (uint32_t)len;
+        if (perms) {
+            memset(n->perms, 0, sizeof(n->perms));
+            memcpy(n->perms, perms, count * sizeof(*perms));
+            n->nperms = count;
+        }
         watch_fire(s, path, n);
     }
     xm_sim_store_unlock(s);
     return rc;
+}
+
+int xm_sim_store_write(xm_hv_t *hv, const char *path, const void *val, size_t len)
+{
+    return store_put(hv, path, val, len, NULL, 0);
+}
+
+int xm_sim_store_create(xm_hv_t *hv, const char *path, const void *val, size_t len,
+                        const xm_store_perm_t *perms, unsigned count)
+{
+    return store_put(hv, path, val, len, perms, count);
 }
 
 int xm_sim_store_remove(xm_hv_t *hv, const char *path)
@@ -330,20 +375,15 @@ int xm_sim_store_set_perms(xm_hv_t *hv, const char *path,
     struct sim_node *n;
     int rc = 0;
 
-    if (!path_ok(path) || count == 0 || count > XM_STORE_MAX_PERMS)
+    if (!path_ok(path) || !perms_ok(perms, count))
         return -EINVAL;
-    for (unsigned i = 0; i < count; i++)
-        if (perms[i].perm > XM_PERM_BOTH)
-            return -EINVAL;
     xm_sim_store_lock(s);
     n = node_find(s, path);
     if (!n)
         rc = -ENOENT;
-    else if (hv->domid != 0 && n->perms[0].domid != hv->domid)
-        rc = -EACCES;   /* only the owner (or dom0) changes permissions */
-    else if (hv->domid != 0 && perms[0].domid != n->perms[0].domid)
-        rc = -EPERM;    /* and only dom0 gives a node away, as in xenstored */
-    else {
+    else
+        rc = perms_allowed(n, hv, perms);
+    if (!rc) {
         memset(n->perms, 0, sizeof(n->perms));
         memcpy(n->perms, perms, count * sizeof(*perms));
         n->nperms = count;

@@ -240,6 +240,7 @@ const xm_hv_ops_t xm_hv_xen_ops = {
     .store_list = xm_xen_store_list,
     .store_set_perms = xm_xen_store_set_perms,
     .store_owner = xm_xen_store_owner,
+    .store_create = xm_xen_store_create,
     .store_watch = xm_xen_store_watch,
     .store_unwatch = xm_xen_store_unwatch,
     .store_watch_fd = xm_xen_store_watch_fd,

@@ -85,6 +85,8 @@ int xm_xen_store_write(xm_hv_t *hv, const char *path, const void *val,
 int xm_xen_store_remove(xm_hv_t *hv, const char *path);
 int xm_xen_store_list(xm_hv_t *hv, const char *path, char ***names,
                       unsigned *count);
+int xm_xen_store_create(xm_hv_t *hv, const char *path, const void *val, size_t len,
+                        const xm_store_perm_t *perms, unsigned count);
 int xm_xen_store_owner(xm_hv_t *hv, const char *path, uint32_t *domid);
 int xm_xen_store_set_perms(xm_hv_t *hv, const char *path,
                            const xm_store_perm_t *perms, unsigned count);

@@ -59,21 +59,27 @@ int xm_xen_store_read(xm_hv_t *hv, const char *path, char **val,
     return 0;
 }
 
+/* xenstored's limit is on the whole request: path, NUL and value */
+static int check_size(const char *path, size_t len)
+{
+    if (len > XM_STORE_MAX_VALUE || len + strlen(path) + 1 > XM_XS_PAYLOAD_MAX) {
+        xm_error("xenstore write %s: %zu bytes; a request (path + value) "
+                 "may hold at most %u bytes", path, len, XM_XS_PAYLOAD_MAX);
+        return -E2BIG;
+    }
+    return 0;
+}
+
 int xm_xen_store_write(xm_hv_t *hv, const char *path, const void *val,
                        size_t len)
 {
     xm_hv_xen_t *x = to_xen_hv(hv);
     int rc = check_path(path);
 
+    if (!rc)
+        rc = check_size(path, len);
     if (rc)
         return rc;
-    /* xenstored's limit is on the whole request: path, NUL and value */
-    if (len > XM_STORE_MAX_VALUE ||
-        len + strlen(path) + 1 > XM_XS_PAYLOAD_MAX) {
-        xm_error("xenstore write %s: %zu bytes; a request (path + value) "
-                 "may hold at most %u bytes", path, len, XM_XS_PAYLOAD_MAX);
-        return -E2BIG;
-    }
     count_call(x);
     if (!xs_write(x->xs, XBT_NULL, path, val, (unsigned int)len)) {
         rc = xs_err();
@@ -153,15 +159,10 @@ int xm_xen_store_list(xm_hv_t *hv, const char *path, char ***names,
     return 0;
 }
 
-int xm_xen_store_set_perms(xm_hv_t *hv, const char *path,
-                           const xm_store_perm_t *perms, unsigned count)
+/* xenstore's form of perms; -EINVAL (logged) for a bad list */
+static int to_xs_perms(const char *path, const xm_store_perm_t *perms, unsigned count,
+                       struct xs_permissions *xp)
 {
-    xm_hv_xen_t *x = to_xen_hv(hv);
-    struct xs_permissions xp[XM_STORE_MAX_PERMS];
-    int rc = check_path(path);
-
-    if (rc)
-        return rc;
     if (count == 0 || count > XM_STORE_MAX_PERMS) {
         xm_error("xenstore set perms %s: %u entries (1..%u allowed)", path,
                  count, XM_STORE_MAX_PERMS);
@@ -181,6 +182,20 @@ int xm_xen_store_set_perms(xm_hv_t *hv, const char *path,
         xp[i].id = perms[i].domid;
         xp[i].perms = p;
     }
+    return 0;
+}
+
+int xm_xen_store_set_perms(xm_hv_t *hv, const char *path,
+                           const xm_store_perm_t *perms, unsigned count)
+{
+    xm_hv_xen_t *x = to_xen_hv(hv);
+    struct xs_permissions xp[XM_STORE_MAX_PERMS];
+    int rc = check_path(path);
+
+    if (!rc)
+        rc = to_xs_perms(path, perms, count, xp);
+    if (rc)
+        return rc;
     count_call(x);
     if (!xs_set_permissions(x->xs, XBT_NULL, path, xp, count)) {
         rc = xs_err();
@@ -192,6 +207,42 @@ int xm_xen_store_set_perms(xm_hv_t *hv, const char *path,
         return rc;
     }
     return 0;
+}
+
+int xm_xen_store_create(xm_hv_t *hv, const char *path, const void *val, size_t len,
+                        const xm_store_perm_t *perms, unsigned count)
+{
+    xm_hv_xen_t *x = to_xen_hv(hv);
+    struct xs_permissions xp[XM_STORE_MAX_PERMS];
+    int rc = check_path(path);
+
+    if (!rc)
+        rc = check_size(path, len);
+    if (!rc)
+        rc = to_xs_perms(path, perms, count, xp);
+    if (rc)
+        return rc;
+    /* a transaction: the node appears with its permissions or not at all */
+    for (int tries = 0; tries < 16; tries++) {
+        count_call(x);
+        xs_transaction_t t = xs_transaction_start(x->xs);
+        if (t == XBT_NULL)
+            return xs_err();
+        count_call(x);
+        if (!xs_write(x->xs, t, path, val, (unsigned)len) ||
+            (count_call(x), !xs_set_permissions(x->xs, t, path, xp, count))) {
+            rc = xs_err();
+            xs_transaction_end(x->xs, t, true);
+            xm_debug("xenstore create %s: %s", path, strerror(-rc));
+            return rc;
+        }
+        count_call(x);
+        if (xs_transaction_end(x->xs, t, false))
+            return 0;
+        if (errno != EAGAIN)
+            return xs_err();
+    }
+    return -EAGAIN;
 }
 
 int xm_xen_store_owner(xm_hv_t *hv, const char *path, uint32_t *domid)
