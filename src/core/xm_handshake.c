@@ -8,6 +8,7 @@
  * (xm_hs_parse) and checked against the node's name and the control page.
  */
 #include "xm_channel_int.h"
+#include "xm_settings.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -302,6 +303,16 @@ static void accept_request(xm_endpoint_t *ep, const char *name)
         xm_store_remove(hv, path);
         goto out;
     }
+    /* what one peer domain can make us hold: its channels to us */
+    unsigned from_dom = 0, cap = xm_cfg_uint(XM_CFG_MAX_DOMAIN_CHANNELS);
+    for (xm_channel_t *c = ep->chans; c; c = c->next)
+        from_dom += !c->initiator && c->peer_dom == dom && c->state <= XM_CH_CONNECTED;
+    if (from_dom >= cap) {
+        xm_error("refusing domain %u endpoint %u: domain %u has %u channels to this endpoint "
+                 "already (XENMPI_MAX_DOMAIN_CHANNELS=%u)", dom, pep, dom, from_dom, cap);
+        xm_store_remove(hv, path);
+        goto out;
+    }
     if (rec->key != ep->key) {
         /* only the job's members were given our address (the launcher's
          * exchange): anyone else is refused before we bind or map a thing */
@@ -413,8 +424,9 @@ void check_refused(xm_channel_t *ch)
     if (ch->state != XM_CH_CONNECTING)
         return;
     xm_error("endpoint %u of domain %u dropped our connection request unanswered: it "
-             "could not accept it (its own log says why, e.g. its grant table is full or "
-             "gntalloc's limit is reached) or it closed", ch->peer_ep, ch->peer_dom);
+             "could not accept it (its own log says why, e.g. its grant table is full, "
+             "gntalloc's limit is reached or our domain has XENMPI_MAX_DOMAIN_CHANNELS channels "
+             "to it) or it closed", ch->peer_ep, ch->peer_dom);
     chan_fail(ch, XM_CH_FAILED);
 }
 

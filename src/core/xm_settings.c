@@ -18,6 +18,8 @@ static const xm_cfg_var_t vars[XM_CFG_COUNT] = {
         "pages of each channel's tx ring, a power of two (an adapter's own setting wins)" },
     [XM_CFG_CONNECT_TIMEOUT] = { "XENMPI_CONNECT_TIMEOUT", XM_CFG_DOUBLE, "60", 0.001, 86400,
         "seconds a connect waits for the peer's answer before the channel fails" },
+    [XM_CFG_MAX_DOMAIN_CHANNELS] = { "XENMPI_MAX_DOMAIN_CHANNELS", XM_CFG_UINT, "1024", 1, 65536,
+        "channels one endpoint accepts from the endpoints of one peer domain; more are refused" },
     [XM_CFG_ZC_INVAL_TIMEOUT] = { "XENMPI_ZC_INVAL_TIMEOUT", XM_CFG_DOUBLE, "1", 0.001, 3600,
         "seconds a peer has to acknowledge a withdrawn grant before the owner ends it anyway" },
     [XM_CFG_ZC_STATS] = { "XENMPI_ZC_STATS", XM_CFG_UINT, "0", 0, 1,

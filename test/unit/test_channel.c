@@ -723,6 +723,58 @@ static void test_request_garbage(void **state)
     side_close(&a);
 }
 
+/* One peer domain gets at most XENMPI_MAX_DOMAIN_CHANNELS (2 here) of an
+ * endpoint's channels; another domain still connects, and a closed one
+ * makes room. */
+static void test_domain_channel_cap(void **state)
+{
+    struct side a, b, c;
+    struct side *v[3] = { &a, &b, &c };
+    xm_endpoint_t *more[3];
+    xm_channel_t *ch[3];
+    xm_ep_params_t p = { .ring_pages = 1, .recv_cb = on_recv, .event_cb = on_event,
+                         .cb_arg = &b };
+
+    setenv("XENMPI_MAX_DOMAIN_CHANNELS", "2", 1);
+    side_open(&a, 1);
+    side_open(&b, 1);
+    side_open(&c, 1);
+    uint32_t ad = xm_hv_domid(a.hv), ae = xm_endpoint_id(a.ep);
+    uint64_t ak = xm_endpoint_key(a.ep);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(xm_endpoint_open(b.hv, &p, &more[i]), 0);
+        assert_int_equal(xm_endpoint_connect(more[i], ad, ae, ak, &ch[i]), 0);
+        for (int k = 0; k < 300 && xm_chan_state(ch[i]) == XM_CH_CONNECTING; k++) {
+            pump(v, 1, 1);
+            xm_endpoint_progress(more[i]);
+        }
+    }
+    assert_int_equal(xm_chan_state(ch[0]), XM_CH_CONNECTED);
+    assert_int_equal(xm_chan_state(ch[1]), XM_CH_CONNECTED);
+    assert_int_equal(xm_chan_state(ch[2]), XM_CH_FAILED);   /* refused, and told */
+    assert_int_equal(a.accepted, 2);
+    a.accepted = 0;
+    connect_pair(&a, &c, NULL);   /* c's domain has its own share */
+    /* one of b's goes: b's domain may connect once more */
+    xm_endpoint_close(more[0]);
+    for (int k = 0; k < 100 && a.gone == 0; k++)
+        pump(v, 1, 1);
+    xm_endpoint_close(more[2]);
+    assert_int_equal(xm_endpoint_open(b.hv, &p, &more[2]), 0);
+    assert_int_equal(xm_endpoint_connect(more[2], ad, ae, ak, &ch[2]), 0);
+    for (int k = 0; k < 300 && xm_chan_state(ch[2]) == XM_CH_CONNECTING; k++) {
+        pump(v, 1, 1);
+        xm_endpoint_progress(more[2]);
+    }
+    assert_int_equal(xm_chan_state(ch[2]), XM_CH_CONNECTED);
+    unsetenv("XENMPI_MAX_DOMAIN_CHANNELS");
+    xm_endpoint_close(more[1]);
+    xm_endpoint_close(more[2]);
+    side_close(&c);
+    side_close(&b);
+    side_close(&a);
+}
+
 /* remote completion: a record counts as consumed only after its callback */
 static xm_channel_t *rc_sender;
 static uint32_t rc_marks[64];
@@ -1457,6 +1509,7 @@ int main(void)
         cmocka_unit_test(test_hostile_handshake),
         cmocka_unit_test(test_impersonated_request),
         cmocka_unit_test(test_request_garbage),
+        cmocka_unit_test(test_domain_channel_cap),
         cmocka_unit_test(test_remote_completion),
         cmocka_unit_test(test_peer_close_is_seen),
         cmocka_unit_test(test_loopback),
