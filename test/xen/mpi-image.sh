@@ -108,7 +108,8 @@ mpi_domu() {
         "$root/test/" || return 1
     # the transport and its libraries from the build, and xenmpi-run to
     # preload it from where the image keeps them
-    f=$(find "$BUILD" -maxdepth 3 -path '*/.libs/libuct_xen.so' | head -1)
+    f=$(find "$BUILD" -maxdepth 3 -path "$BUILD/san-*" -prune -o \
+             -path '*/.libs/libuct_xen.so' -print | head -1)
     [ -n "$f" ] || { echo "no libuct_xen.so under $BUILD (make)" >&2; return 1; }
     cp -L "$f" "$root/lib/x86_64-linux-gnu/" && copy_with_libs "$root" "$f" || return 1
     sed 's|@libdir@|/lib/x86_64-linux-gnu|' "$HERE/../../scripts/xenmpi-run.in" >"$root/usr/bin/xenmpi-run"

@@ -128,7 +128,9 @@ for b in "${BINS[@]}"; do
     if [ -x "$BUILD/$b" ] && [ -f "$BUILD/$b" ]; then
         p=$BUILD/$b
     else
-        p=$(find "$BUILD" -maxdepth 4 -type f -name "$b" -perm -u+x 2>/dev/null | head -1)
+        # not the sanitizer builds' copies (test/run-all.sh: $BUILD/san-*)
+        p=$(find "$BUILD" -maxdepth 4 -path "$BUILD/san-*" -prune -o \
+                 -type f -name "$b" -perm -u+x -print 2>/dev/null | head -1)
     fi
     [ -n "$p" ] || fail_all "binary $b (named in $TESTS) not found under $BUILD"
     # libtool wrapper script: take the real program from .libs/
