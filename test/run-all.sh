@@ -182,20 +182,28 @@ mpich_run mpi-netmod "$SRC/test/mpi/run-netmod-tests.sh"
 echo "== MPICH's own test suite over the netmod, beside Debian's MPICH (posix)"
 mpich_run mpich-suite "$SRC/test/mpich-suite/run.sh"
 
-echo "== sanitizers: the unit and multi-process tests under ASan+UBSan, the threaded soak under TSan"
-# Each is a build tree of its own beside $B (the core and these tests
-# only: no UCX), configured with the sanitizer's flags.  A report makes the
-# program exit non-zero (UBSan does not recover), so it fails its test.
+echo "== sanitizers: unit, multi-process and UCX tests under ASan+UBSan, the threaded soak under TSan"
+# Each is a build tree of its own beside $B, configured with the
+# sanitizer's flags (and, for ASan, the UCX source $B was configured with).
+# A report makes the program exit non-zero (UBSan does not recover), so it
+# fails its test.  The UCX tests preload the ASan runtime before the
+# transport into UCX's own (uninstrumented) tools.
 SAN_TESTS="test/unit/test_sim test/unit/test_channel test/unit/test_zc test/unit/test_xfer
            test/unit/test_settings test/multi/chan_xdom test/multi/soak"
-san_build() {  # dir flags targets...
-    local d=$1 f=$2
-    shift 2
+UCX_SRC_DIR=$(sed -n 's/^UCX_SRC = //p' "$B/Makefile")
+if [ -n "$UCX_SRC_DIR" ]; then
+    SAN_TESTS="$SAN_TESTS ucx-config/config.h libuct_xen.la test/ucx/ucp_peer_fail
+               test/ucx/ucp_zcopy test/ucx/uct_rma_hostile tools/xenmpi-topo-publish"
+fi
+san_build() {  # dir flags configure-args targets...
+    local d=$1 f=$2 c=$3
+    shift 3
     mkdir -p "$d" && (cd "$d" &&
-        { [ -f Makefile ] || "$SRC/configure" -q CFLAGS="-O1 -g $f" LDFLAGS="$f"; } &&
+        { [ -f Makefile ] || "$SRC/configure" -q $c CFLAGS="-O1 -g $f" LDFLAGS="$f"; } &&
         make -s -j"$(nproc)" "$@") >"$d.log" 2>&1
 }
-if san_build "$B/san-asan" "-fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" $SAN_TESTS; then
+if san_build "$B/san-asan" "-fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+        "${UCX_SRC_DIR:+--with-ucx-src=$UCX_SRC_DIR}" $SAN_TESTS; then
     S=$B/san-asan
     mkdir -p "$LOGDIR/asan"
     for t in sim channel zc xfer settings; do run_cmocka "asan/$t" "$S/test/unit/test_$t"; done
@@ -205,11 +213,19 @@ if san_build "$B/san-asan" "-fno-omit-frame-pointer -fsanitize=address,undefined
     run_cmd asan/multi/kill-9 "$S/test/multi/chan_xdom" sim kill
     run_cmd asan/multi/soak-2e5-2-threads "$S/test/multi/soak" sim 200000 2
     unset XENMPI_BACKEND
+    if [ -f "$S/.libs/libuct_xen.so" ]; then
+        # UCX's own leaks at exit are not ours to report
+        run_suite asan-ucx env XM_PRELOAD_FIRST="$(gcc -print-file-name=libasan.so)" \
+            ASAN_OPTIONS=detect_leaks=0 bash -c '"$0" "$1" | sed -E "s/^(PASS|FAIL|SKIP): /\1: asan\//"' \
+            "$SRC/test/ucx/run-ucx-tests.sh" "$S/.libs/libuct_xen.so"
+    else
+        result "asan/ucx (libuct_xen not built: configure --with-ucx-src)" SKIP
+    fi
 else
     result "asan/build (see $B/san-asan.log)" FAIL
     tail -20 "$B/san-asan.log"
 fi
-if san_build "$B/san-tsan" "-fsanitize=thread" test/multi/soak; then
+if san_build "$B/san-tsan" "-fsanitize=thread" "" test/multi/soak; then
     run_cmd tsan/multi/soak-1e5-2-threads "$B/san-tsan/test/multi/soak" sim 100000 2
 else
     result "tsan/build (see $B/san-tsan.log)" FAIL
