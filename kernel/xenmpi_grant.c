@@ -74,6 +74,11 @@ module_param(max_pages, uint, 0644);
 MODULE_PARM_DESC(max_pages,
 		 "pages all files together may have granted, including grants kept pinned because a peer still maps them (default 16384 = 64 MiB)");
 
+static unsigned int max_pages_per_domain = 8192;
+module_param(max_pages_per_domain, uint, 0644);
+MODULE_PARM_DESC(max_pages_per_domain,
+		 "pages all files together may have granted to one peer domain, ended grants it still maps included (default 8192 = 32 MiB): one peer cannot take all of max_pages");
+
 static unsigned int retry_ms = 100;
 module_param(retry_ms, uint, 0644);
 MODULE_PARM_DESC(retry_ms,
@@ -121,6 +126,8 @@ static void xmg_retry(struct work_struct *work);
 static DECLARE_DELAYED_WORK(xmg_retry_work, xmg_retry);
 
 static atomic64_t xmg_charged = ATOMIC64_INIT(0);
+/* what is charged per peer domain (domids below DOMID_FIRST_RESERVED) */
+static atomic_long_t xmg_dom_charged[XENMPI_GRANT_DOMID_FIRST_RESERVED];
 static atomic64_t xmg_grants = ATOMIC64_INIT(0);
 static atomic64_t xmg_pages = ATOMIC64_INIT(0);
 static atomic64_t xmg_dir_pages = ATOMIC64_INIT(0);
@@ -207,6 +214,7 @@ static unsigned long xmg_release(struct xmg_grant *g)
 	if (pages + dirs) {
 		atomic64_sub(pages + dirs, &f->charged);
 		atomic64_sub(pages + dirs, &xmg_charged);
+		atomic_long_sub(pages + dirs, &xmg_dom_charged[g->domid]);
 	}
 	if (g->deferred && done) {
 		atomic64_sub(done, &f->nr_deferred);
@@ -224,6 +232,7 @@ static void xmg_uncharge_unused(struct xmg_grant *g, unsigned long n)
 		return;
 	atomic64_sub(n, &g->file->charged);
 	atomic64_sub(n, &xmg_charged);
+	atomic_long_sub(n, &xmg_dom_charged[g->domid]);
 }
 
 /*
@@ -574,7 +583,8 @@ static long xmg_ioctl_grant(struct xmg_file *f, void __user *arg)
 	}
 	charge = nr_pages + nr_dir;
 	if (charge > xmg_limit(&max_pages_per_file) ||
-	    charge > xmg_limit(&max_pages))
+	    charge > xmg_limit(&max_pages) ||
+	    charge > xmg_limit(&max_pages_per_domain))
 		return -E2BIG;
 	urefs = u64_to_user_ptr(req.refs);
 	if (!urefs && !dir)
@@ -607,6 +617,14 @@ static long xmg_ioctl_grant(struct xmg_file *f, void __user *arg)
 		goto out_unlock;
 	}
 	if (atomic64_add_return(charge, &xmg_charged) > xmg_limit(&max_pages)) {
+		atomic64_sub(charge, &xmg_charged);
+		atomic64_sub(charge, &f->charged);
+		rc = -EDQUOT;
+		goto out_unlock;
+	}
+	if (atomic_long_add_return(charge, &xmg_dom_charged[req.domid]) >
+	    xmg_limit(&max_pages_per_domain)) {
+		atomic_long_sub(charge, &xmg_dom_charged[req.domid]);
 		atomic64_sub(charge, &xmg_charged);
 		atomic64_sub(charge, &f->charged);
 		rc = -EDQUOT;
@@ -681,6 +699,7 @@ out_end:
 out_unaccount:
 	atomic64_sub(nr_pages, &f->mm->pinned_vm);
 out_uncharge:
+	atomic_long_sub(charge, &xmg_dom_charged[req.domid]);
 	atomic64_sub(charge, &xmg_charged);
 	atomic64_sub(charge, &f->charged);
 out_unlock:
@@ -905,9 +924,9 @@ static int __init xmg_init(void)
 		pr_err("cannot register /dev/%s: %d\n", xmg_misc.name, rc);
 		return rc;
 	}
-	pr_info("/dev/%s ready (api %u, max_pages_per_file %u, max_pages %u)\n",
+	pr_info("/dev/%s ready (api %u, max_pages_per_file %u, max_pages %u, max_pages_per_domain %u)\n",
 		xmg_misc.name, XENMPI_GRANT_API_VERSION, max_pages_per_file,
-		max_pages);
+		max_pages, max_pages_per_domain);
 	return 0;
 }
 

@@ -599,6 +599,7 @@ static void a_limits(int fd)
     uint32_t refs[16];
     uint8_t *buf = pages_map(16, PROT_READ | PROT_WRITE);
     long old_file = get_param("max_pages_per_file"), old_all = get_param("max_pages");
+    long old_dom = get_param("max_pages_per_domain");
     int rc, st = -1;
 
     fflush(stdout);
@@ -648,6 +649,25 @@ static void a_limits(int fd)
     close(fd2); /* ends its grant */
     end_grant(fd, g1.handle, NULL);
     set_param("max_pages", (unsigned long)old_all);
+
+    /* one peer domain's share: both files to the peer count together,
+     * dom0 (another domain) has a share of its own */
+    check(old_dom > 0, "max_pages_per_domain readable (%ld)", old_dom);
+    rc = set_param("max_pages_per_domain", 6);
+    check(rc == 0, "set max_pages_per_domain = 6 (rc %d)", rc);
+    fd2 = dev_open();
+    rc = grant(fd, buf, 4 * PG, peer, 0, refs, 16, &g1);
+    check(rc == 0 && fd2 >= 0, "file 1: 4 pages to the peer (rc %d)", rc);
+    info(fd, &t);
+    rc = grant(fd2, buf + 8 * PG, 4 * PG, peer, 0, refs, 16, NULL);
+    expect(fd, "file 2: 4 more pages to the peer: 8 > 6 for that domain", -EDQUOT, rc, &t);
+    rc = grant(fd2, buf + 8 * PG, 4 * PG, 0, 0, refs, 16, NULL);
+    check(rc == 0, "file 2: 4 pages to dom0 fit (rc %d)", rc);
+    rc = grant(fd2, buf + 12 * PG, 2 * PG, peer, 0, refs, 16, NULL);
+    check(rc == 0, "file 2: 2 pages to the peer: exactly 6 (rc %d)", rc);
+    close(fd2);
+    end_grant(fd, g1.handle, NULL);
+    set_param("max_pages_per_domain", (unsigned long)old_dom);
     info(fd, &t);
     check(all_zero(&t) && t.max_pages == old_all &&
           t.max_pages_per_file == old_file, "limits restored, counters zero: %s",

@@ -105,14 +105,14 @@ int xm_xen_grant_mem(xm_hv_t *hv, uint32_t peer, void *addr,
         return -EFAULT;
     case E2BIG:
         xm_error("grant_mem of %u page(s): more than the module's limits "
-                 "(max_pages_per_file, max_pages in "
+                 "(max_pages_per_file, max_pages, max_pages_per_domain in "
                  "/sys/module/xenmpi_grant/parameters) ever allow", count);
         return -EINVAL;
     case EDQUOT:
-        xm_error("grant_mem of %u page(s): the module's page limit is "
-                 "reached (max_pages_per_file, max_pages in "
-                 "/sys/module/xenmpi_grant/parameters); end grants or raise "
-                 "it", count);
+        xm_error("grant_mem of %u page(s) to domain %u: the module's page limit is "
+                 "reached (max_pages_per_file, max_pages, or max_pages_per_domain "
+                 "for that domain, in /sys/module/xenmpi_grant/parameters); end "
+                 "grants or raise it", count, peer);
         return -ENOSPC;
     case ENOSPC:
         xm_error("grant_mem of %u page(s) to domain %u: this domain's grant "
