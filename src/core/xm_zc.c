@@ -672,7 +672,7 @@ static int zc_progress(void *arg, xm_endpoint_t *ep)
     if (revoke_owed)
         send_revokes(ep);
     if (inval_sent)
-        owner_expire(zc_now());
+        owner_expire(ep, zc_now());
     /* a region killed after reg_revoke_dead keeps the hint; withdrawals
      * waiting for their ACK keep it too (their deadline) */
     __atomic_store_n(&xm_zc_work, revoke_owed || outbox || inval_sent ||

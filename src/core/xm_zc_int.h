@@ -51,6 +51,8 @@ struct zc_owner_grant {
     int rw;
     int state;
     double deadline;              /* O_INVAL_SENT: ended anyway at this time */
+    int overdue;                  /* the deadline passed; ended at the next check
+                                   * unless the ACK was in the ring meanwhile */
     struct zc_grant *g;           /* the grant, maybe shared with other channels */
     uint64_t addr;                /* first granted page */
     uint32_t npages;
@@ -171,7 +173,7 @@ extern int revoke_owed;
 /* owner grants O_INVAL_SENT, and the earliest of their deadlines */
 extern unsigned inval_sent;
 extern double inval_next;
-void owner_expire(double now);
+void owner_expire(xm_endpoint_t *ep, double now);
 double zc_now(void);   /* CLOCK_MONOTONIC, seconds */
 
 /* doubly-linked list helpers for owner grants and peer refs (same prev/next layout) */

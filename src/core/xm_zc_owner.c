@@ -93,6 +93,7 @@ void send_revokes(xm_endpoint_t *ep)
         zsend(o->ch, XM_REC_ZC_INVAL, &m, sizeof(m));
         o->state = O_INVAL_SENT;
         o->deadline = deadline;
+        o->overdue = 0;
         if (!inval_sent++ || deadline < inval_next)
             inval_next = deadline;
         zst.revokes++;
@@ -107,8 +108,12 @@ static void owner_unpark(xm_channel_t *ch);
  * on (a peer that still maps one keeps only the page it was granted,
  * pinned and never reused: docs/kernel.md); a late ACK is a stale one.
  * Nothing else about the channel changes: an honest peer that did not
- * poll for a while asks again.  Under zlock, with inval_sent > 0. */
-void owner_expire(double now)
+ * poll for a while asks again.  The ACK may already be in our ring, unread
+ * because this progress was busy for long: a grant past its deadline is
+ * only marked overdue, and ended by ep's next progress, which polls ep's
+ * channels before it comes here.  Under zlock, with inval_sent > 0; only
+ * ep's channels (another endpoint's have not been polled). */
+void owner_expire(xm_endpoint_t *ep, double now)
 {
     double next = 0;
 
@@ -118,9 +123,12 @@ void owner_expire(double now)
         nx = o->next;
         if (o->state != O_INVAL_SENT)
             continue;
-        if (o->deadline > now) {
-            if (!next || o->deadline < next)
-                next = o->deadline;
+        if (o->deadline > now || !o->overdue || xm_chan_endpoint(o->ch) != ep) {
+            if (o->deadline <= now && xm_chan_endpoint(o->ch) == ep)
+                o->overdue = 1;
+            double d = o->deadline > now ? o->deadline : now;
+            if (!next || d < next)
+                next = d;
             continue;
         }
         xm_warn("zero-copy: domain %u did not acknowledge the withdrawal of chunk %u of "
