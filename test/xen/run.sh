@@ -146,7 +146,9 @@ done
 
 # libraries built in the build dir (libtool .libs) are found for ldd and go
 # to the image's /lib/x86_64-linux-gnu, where the loader looks by default
-BUILD_LIBS=$(find "$BUILD" -maxdepth 4 -type d -name .libs 2>/dev/null | tr '\n' ':')
+# (not the sanitizer build trees' beside it, test/run-all.sh: $BUILD/san-*)
+BUILD_LIBS=$(find "$BUILD" -maxdepth 4 -path "$BUILD/san-*" -prune -o -type d -name .libs \
+             -print 2>/dev/null | tr '\n' ':')
 copy_with_libs() { # root file...: copy each file and every library ldd lists
     local root=$1 f l
     shift
