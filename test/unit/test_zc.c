@@ -978,28 +978,46 @@ static xm_zc_stats_t get_two_chunks(uint64_t id, uint64_t base, uint64_t len, ui
     return o;
 }
 
+/* Connected, two chunks of a registration of 2 MiB + a page granted to us
+ * and read; then our zero-copy records are swallowed (no ACK from our
+ * core) and the owner deregisters it.  The owner's counters from before. */
+struct withdrawn {
+    uint64_t base, gs, id, len;
+    uint8_t *lb;
+    double t;   /* when the deregistration was asked for */
+};
+static xm_zc_stats_t two_withdrawn(uint64_t seed, struct withdrawn *w)
+{
+    const uint64_t off = 300;
+    xm_zc_stats_t o0;
+
+    w->len = 2 * MiB + PG;
+    peer_connect(RING_PAGES);
+    w->base = alloc_slot(0, w->len, off, seed);
+    w->gs = w->base - off + PG;
+    w->id = reg_slot(0, RD, 0, w->len);
+    w->lb = malloc(2 * CHUNK);
+    REQUIRE(w->lb);
+    o0 = get_two_chunks(w->id, w->base, w->len, w->gs, w->lb, seed);
+    tap.mode = TAP_SWALLOW;
+    tap.head = tap.tail = tap.lost = 0;
+    w->t = now();
+    CHECK_EQ(RPC(OP_DEREG, w->id)->rc, 0);
+    return o0;
+}
+
 /* A peer that never acknowledges INVAL keeps nothing: XENMPI_ZC_INVAL_TIMEOUT
  * (0.3 s here) after the withdrawal the owner ends the grants itself, and
  * the refs the peer still holds reach nothing. */
 static int peer_inval_ignored(const void *arg)
 {
-    const uint64_t off = 300, len = 2 * MiB + PG, seed = 37;
-    uint64_t base, gs, id;
+    struct withdrawn w;
     xm_zc_stats_t o0, o1;
     int sync;
 
-    peer_connect(RING_PAGES);
-    base = alloc_slot(0, len, off, seed);
-    gs = base - off + PG;
-    id = reg_slot(0, RD, 0, len);
-    uint8_t *lb = malloc(2 * CHUNK);
-    REQUIRE(lb);
-    o0 = get_two_chunks(id, base, len, gs, lb, seed);
     /* we swallow every zero-copy record from now on: no ACK ever */
-    tap.mode = TAP_SWALLOW;
-    tap.head = tap.tail = tap.lost = 0;
-    double t0 = now();
-    CHECK_EQ(RPC(OP_DEREG, id)->rc, 0);
+    o0 = two_withdrawn(37, &w);
+    double t0 = w.t;
     PUMP_UNTIL(ozs(0).owner_pages == 0, 10);
     double took = now() - t0;
     fprintf(stderr, "# the unacknowledged grants ended %.3f s after the withdrawal\n", took);
@@ -1012,10 +1030,10 @@ static int peer_inval_ignored(const void *arg)
     /* our cached refs: the copy through them fails, we ask again, and the
      * registration is gone: nothing is read */
     tap.mode = TAP_OFF;
-    memset(lb, 0xEE, CHUNK);
-    CHECK_EQ(copy1(id, base, len, gs, lb, CHUNK, GET, &sync), -ENOENT);
-    CHECK_EQ(not_byte(lb, CHUNK, 0xEE), 0);
-    free(lb);
+    memset(w.lb, 0xEE, CHUNK);
+    CHECK_EQ(copy1(w.id, w.base, w.len, w.gs, w.lb, CHUNK, GET, &sync), -ENOENT);
+    CHECK_EQ(not_byte(w.lb, CHUNK, 0xEE), 0);
+    free(w.lb);
     node_close();
     return 0;
 }
@@ -1028,24 +1046,14 @@ static int peer_inval_ignored(const void *arg)
 static int tap_pop(uint16_t *type, void *buf, size_t *len);
 static int peer_inval_ack_late_read(const void *arg)
 {
-    const uint64_t off = 300, len = 2 * MiB + PG, seed = 38;
-    uint64_t base, gs, id;
+    struct withdrawn w;
     xm_zc_stats_t o0, o1;
     uint16_t type = 0;
     size_t n = 0;
     uint8_t inval[2][64];
     uint32_t busy = 600;
 
-    peer_connect(RING_PAGES);
-    base = alloc_slot(0, len, off, seed);
-    gs = base - off + PG;
-    id = reg_slot(0, RD, 0, len);
-    uint8_t *lb = malloc(2 * CHUNK);
-    REQUIRE(lb);
-    o0 = get_two_chunks(id, base, len, gs, lb, seed);
-    tap.mode = TAP_SWALLOW;
-    tap.head = tap.tail = tap.lost = 0;
-    CHECK_EQ(RPC(OP_DEREG, id)->rc, 0);
+    o0 = two_withdrawn(38, &w);
     PUMP_UNTIL(tap.tail - tap.head >= 2, 10);   /* both INVALs sent: deadlines run */
     for (int k = 0; k < 2; k++) {
         n = sizeof(inval[k]);
@@ -1061,7 +1069,7 @@ static int peer_inval_ack_late_read(const void *arg)
     o1 = ozs(0);
     CHECK_EQ(o1.expired - o0.expired, 0);     /* ended by the ACKs */
     CHECK_EQ(o1.rejected - o0.rejected, 0);   /* which were not stale */
-    free(lb);
+    free(w.lb);
     node_close();
     return 0;
 }
