@@ -105,8 +105,8 @@ static void owner_unpark(xm_channel_t *ch);
 
 /* The grant is the owner's: one the peer has not acknowledged by its
  * deadline after INVAL ends anyway.  Its refs fail for the peer from then
- * on (a peer that still maps one keeps only the page it was granted,
- * pinned and never reused: docs/kernel.md); a late ACK is a stale one.
+ * on (a ref the peer still maps stays until it unmaps: docs/kernel.md,
+ * XENMPI_IOC_END); a late ACK is a stale one.
  * Nothing else about the channel changes: an honest peer that did not
  * poll for a while asks again.  The ACK may already be in our ring, unread
  * because this progress was busy for long: a grant past its deadline is
@@ -123,9 +123,9 @@ void owner_expire(xm_endpoint_t *ep, double now)
         nx = o->next;
         if (o->state != O_INVAL_SENT)
             continue;
-        if (o->deadline > now || !o->overdue || xm_chan_endpoint(o->ch) != ep) {
-            if (o->deadline <= now && xm_chan_endpoint(o->ch) == ep)
-                o->overdue = 1;
+        int late = o->deadline <= now && xm_chan_endpoint(o->ch) == ep;
+        if (!late || !o->overdue) {
+            o->overdue |= late;
             double d = o->deadline > now ? o->deadline : now;
             if (!next || d < next)
                 next = d;
