@@ -34,6 +34,7 @@ int revoke_owed; /* some owner grant is O_INVAL_OWED */
 unsigned inval_sent;
 double inval_next;
 static uint64_t reg_invalidated;   /* atomic: regions killed by xm_zc_invalidate */
+static uint64_t reg_holed;         /* atomic: holes it made in regions that stay */
 int xm_zc_work;         /* outbox, revoke_owed or a memory event: progress has work (racy hint) */
 
 /* under zlock */
@@ -78,6 +79,7 @@ void xm_zc_get_stats(xm_zc_stats_t *st)
     *st = zst;
     pthread_mutex_unlock(&zlock);
     st->invalidated = __atomic_load_n(&reg_invalidated, __ATOMIC_RELAXED);
+    st->holed = __atomic_load_n(&reg_holed, __ATOMIC_RELAXED);
 }
 
 void xm_zc_count_fallback(uint64_t bytes)
@@ -171,10 +173,61 @@ struct zc_region **reg_slot(uint64_t id)
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static int reg_dead_owed;          /* atomic: some dead region's grants are not withdrawn */
 
+/* under reg_lock: [s, e) went away and meets r, which is not dead.  A
+ * range over all of r's pages kills it; one over some of them makes a
+ * hole (whole pages: grants are), and the rest stays reachable: a
+ * registration cache's region may have grown over a neighbour that was
+ * freed since, while the buffer in flight is still in use.  1 if r died. */
+static int reg_hit(struct zc_region *r, uint64_t s, uint64_t e)
+{
+    const uint64_t pm = XM_PAGE_SIZE - 1;
+    uint64_t end = r->base + r->len;
+    uint64_t hs = s & ~pm, he = e > UINT64_MAX - pm ? UINT64_MAX : (e + pm) & ~pm;
+    unsigned n = __atomic_load_n(&r->nholes, __ATOMIC_RELAXED);
+
+    uint64_t pos = r->base & ~pm;
+
+    if (n == ZC_MAX_HOLES) {
+        /* more pieces gone than we keep track of: all of it goes */
+        __atomic_store_n(&r->dead, 1, __ATOMIC_RELEASE);
+        return 1;
+    }
+    r->hole[n][0] = hs;
+    r->hole[n][1] = he;
+    /* do the holes, this one too, cover all of it?  (a 0-length one is
+     * the point base: its page) */
+    for (unsigned i = 0; i <= n && pos < (r->len ? end : r->base + 1); ) {
+        if (r->hole[i][0] <= pos && pos < r->hole[i][1]) {
+            pos = r->hole[i][1];
+            i = 0;
+        } else {
+            i++;
+        }
+    }
+    if (pos >= (r->len ? end : r->base + 1)) {
+        __atomic_store_n(&r->dead, 1, __ATOMIC_RELEASE);
+        return 1;
+    }
+    __atomic_store_n(&r->nholes, n + 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int zc_reg_hole_meets(const struct zc_region *r, uint64_t addr, uint64_t len)
+{
+    unsigned n = __atomic_load_n(&r->nholes, __ATOMIC_ACQUIRE);
+    /* a 0-length access is the point addr */
+    uint64_t e = len ? addr + len : addr + 1;
+
+    for (unsigned i = 0; i < n; i++)
+        if (r->hole[i][0] < e && addr < r->hole[i][1])
+            return 1;
+    return 0;
+}
+
 void xm_zc_invalidate(const void *addr, size_t len)
 {
     uint64_t s = (uintptr_t)addr, e;
-    unsigned n = 0;
+    unsigned n = 0, holes = 0;
 
     if (!len)
         return;
@@ -189,30 +242,46 @@ void xm_zc_invalidate(const void *addr, size_t len)
             if (__atomic_load_n(&r->dead, __ATOMIC_RELAXED) ||
                 !(r->len ? r->base < e && s < end : s <= r->base && r->base < e))
                 continue;
-            __atomic_store_n(&r->dead, 1, __ATOMIC_RELEASE);
-            n++;
+            if (reg_hit(r, s, e))
+                n++;
+            else
+                holes++;
         }
     pthread_mutex_unlock(&reg_lock);
-    if (!n)
+    if (!n && !holes)
         return;
     __atomic_fetch_add(&reg_invalidated, n, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&reg_holed, holes, __ATOMIC_RELAXED);
     __atomic_store_n(&reg_dead_owed, 1, __ATOMIC_RELEASE);
     /* progress withdraws the grants peers hold (zc_progress) */
     __atomic_store_n(&xm_zc_work, 1, __ATOMIC_RELAXED);
 }
 
-/* under zlock: the grants of dead registrations are withdrawn */
+/* under zlock: the grants of dead registrations, and those over their
+ * holes, are withdrawn */
 static void reg_revoke_dead(void)
 {
     if (!__atomic_exchange_n(&reg_dead_owed, 0, __ATOMIC_ACQUIRE))
         return;
     for (unsigned b = 0; b < ZC_REG_BUCKETS; b++)
         for (struct zc_region *r = zc_regions[b]; r; r = r->next) {
-            if (r->revoked || !__atomic_load_n(&r->dead, __ATOMIC_ACQUIRE))
+            unsigned nh = __atomic_load_n(&r->nholes, __ATOMIC_ACQUIRE);
+
+            if (r->revoked)
                 continue;
-            r->revoked = 1;
+            if (__atomic_load_n(&r->dead, __ATOMIC_ACQUIRE)) {
+                r->revoked = 1;
+                for (struct zc_owner_grant *o = ohead; o; o = o->next)
+                    if (o->id == r->id)
+                        zc_revoke(o);
+                continue;
+            }
+            if (r->holes_revoked == nh)
+                continue;
+            r->holes_revoked = nh;
             for (struct zc_owner_grant *o = ohead; o; o = o->next)
-                if (o->id == r->id)
+                if (o->id == r->id && o->state == O_LIVE &&
+                    zc_reg_hole_meets(r, o->addr, (uint64_t)o->npages * XM_PAGE_SIZE))
                     zc_revoke(o);
         }
 }
@@ -428,6 +497,8 @@ int xm_zc_reg_copy(uint64_t id, uint64_t addr, uint64_t len, unsigned access, vo
     /* every subtraction is of a smaller value from a larger one */
     else if (addr < r->base || len > r->len || addr - r->base > r->len - len)
         rc = -EFAULT;
+    else if (zc_reg_hole_meets(r, addr, len))
+        rc = -ENOENT;   /* those pages went away: what is there now is not ours to give */
     else if (!(r->access & access) || (access != XM_ZC_REMOTE_READ && access != XM_ZC_REMOTE_WRITE))
         rc = -EACCES;
     else if (len)

@@ -79,15 +79,22 @@ int xm_zc_dereg(uint64_t id);
  * ids are ignored. */
 void xm_zc_touch(uint64_t id);
 /* The memory [addr, addr+len) is going away or being replaced (munmap,
- * madvise DONTNEED, mremap, a MAP_FIXED mapping over it): every
- * registration that overlaps it is dead from the next lookup on, before
- * any later peer request is served: copies and grant requests for its id
- * are refused (-ENOENT), the grants peers hold for it are withdrawn, and
- * only its deregistration is still accepted.  Exactly the registrations
- * that meet the range die.  For a memory-event hook (the UCT md calls it
- * from UCM's VM_UNMAPPED, before the memory goes): it takes only the
- * registry list's own lock, allocates nothing, and may run inside any
- * munmap, the core's own included.  It walks every registration. */
+ * madvise DONTNEED, mremap, a MAP_FIXED mapping over it, brk): from the
+ * next lookup on, before any later peer request is served, nothing of
+ * any registration that meets it is reachable in those pages.  A
+ * registration all of whose pages it covers dies: copies and grant
+ * requests for its id are refused (-ENOENT), the grants peers hold for
+ * it are withdrawn, and only its deregistration is still accepted.  One
+ * it covers only in part keeps the rest: the pages it met (rounded out
+ * to whole pages) become a hole, accesses meeting a hole are refused
+ * (-ENOENT) and the grants over it withdrawn; after ZC_MAX_HOLES holes
+ * the next kills it.  (A registration cache's region can outgrow the
+ * buffer now in use: merged with a neighbour's, which is freed and
+ * trimmed while the transfer of the live part goes on.)  For a
+ * memory-event hook (the UCT md calls it from UCM's VM_UNMAPPED, before
+ * the memory goes): it takes only the registry list's own lock,
+ * allocates nothing, and may run inside any munmap, the core's own
+ * included.  It walks every registration. */
 void xm_zc_invalidate(const void *addr, size_t len);
 /* Owner side of the copy path: copy between buf and [addr, addr+len) of
  * registration id.  XM_ZC_REMOTE_WRITE: buf -> memory; READ: memory -> buf.
@@ -184,6 +191,7 @@ typedef struct xm_zc_stats {
     uint64_t owner_pages, peer_pages; /* granted (per channel) / cached now */
     uint64_t parked;                /* grant requests waiting for a withdrawal, now */
     uint64_t invalidated;           /* registrations killed by xm_zc_invalidate */
+    uint64_t holed;                 /* pages of live registrations it took (holes) */
     uint64_t expired;               /* owner grants ended unacknowledged after INVAL */
 } xm_zc_stats_t;
 void xm_zc_get_stats(xm_zc_stats_t *st);

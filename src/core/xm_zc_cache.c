@@ -190,8 +190,13 @@ int xm_zc_regcache_get(xm_zc_regcache_t *c, const void *addr, size_t len, unsign
     }
     pp = entry_slot(c, base, len, access);
     e = *pp;
-    if (e && !e->dead && !zc_reg_live(e->id))
-        e->dead = 1;   /* its memory went away (xm_zc_invalidate) */
+    if (e && !e->dead) {
+        struct zc_region *r = zc_reg_live(e->id);
+
+        /* its memory went away (xm_zc_invalidate), all of it or pages */
+        if (!r || __atomic_load_n(&r->nholes, __ATOMIC_ACQUIRE))
+            e->dead = 1;
+    }
     if (e && !e->dead) {
         if (!e->users++)
             unused_unlink(c, e);

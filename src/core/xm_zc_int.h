@@ -16,6 +16,7 @@
 #define ZC_DEFAULT_CACHE (64ull << 20)
 #define ZC_REG_BUCKETS 256u
 #define ZC_MAX_SEGS (XM_ZC_CHUNK_PAGES + 1)
+#define ZC_MAX_HOLES 4u   /* per registration; one more kills it */
 
 /* the messages (xm_wire.h) */
 #define zc_greq xm_zc_greq
@@ -31,7 +32,16 @@ struct zc_region {
     unsigned access;
     int dead;       /* atomic: its memory went away (xm_zc_invalidate): refused */
     int revoked;    /* dead, and its grants withdrawn (under zlock) */
+    /* Pages of it that went away while the rest stayed (a registration
+     * cache's region that grew over a neighbour freed since): accesses
+     * meeting one are refused, the rest works.  Written under reg_lock,
+     * published by nholes (atomic, release); never removed. */
+    unsigned nholes;
+    unsigned holes_revoked;   /* holes whose grants are withdrawn (under zlock) */
+    uint64_t hole[ZC_MAX_HOLES][2];   /* [start, end), whole pages */
 };
+/* 1 if [addr, addr + len) meets a page of r that went away */
+int zc_reg_hole_meets(const struct zc_region *r, uint64_t addr, uint64_t len);
 
 /* An owner grant: O_LIVE (the peer may use it) -> O_INVAL_OWED (withdrawn:
  * deregistration, the cache cap, a full table; INVAL not sent yet) ->

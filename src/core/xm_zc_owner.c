@@ -252,7 +252,11 @@ void owner_greq(xm_channel_t *ch, const void *data, size_t len)
     } else {
         zc_span(r->base, r->len, &gs, &ge);
         np = zc_chunk_pages(gs, ge, q.chunk);
-        rc = np ? 0 : -EINVAL;
+        rc = !np ? -EINVAL
+             : zc_reg_hole_meets(r, gs + (uint64_t)q.chunk * XM_ZC_CHUNK_BYTES,
+                                 (uint64_t)np * XM_PAGE_SIZE)
+                 ? -ENOENT   /* pages of it went away (xm_zc_invalidate) */
+                 : 0;
     }
     if (rc)
         goto reply;

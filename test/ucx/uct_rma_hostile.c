@@ -535,6 +535,98 @@ static void check_unmapped(uct_md_h m, const char *which, uct_rkey_t good_rkey)
            (unsigned long long)packed.id, (unsigned long long)packed2.id);
 }
 
+/* Part of a registration unmapped while the rest is in use (a cache's
+ * region grown over a neighbour that is freed since, as UCP's rendezvous
+ * meets it): the pages that went away are refused, also once mapped again
+ * with other data, and the rest keeps working under the same id. */
+static void check_partly_unmapped(uct_md_h m, const char *which)
+{
+    const size_t pg = 4096, len = 4 * pg;
+    uct_rkey_bundle_t rk;
+    xen_rkey_t packed;
+    ucs_status_t status;
+    uct_mem_h memh;
+    uint8_t *p, *q, buf[3 * 4096];
+
+    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(p != MAP_FAILED, "mmap");
+    for (size_t i = 0; i < len; ++i) {
+        p[i] = (uint8_t)(i * 7 + 3);
+    }
+    CHECK_OK(uct_md_mem_reg(m, p, len, UCT_MD_MEM_ACCESS_ALL, &memh), "mem_reg");
+    rk = rkey_of(memh, &packed);
+
+    CHECK(munmap(p + 3 * pg, pg) == 0, "munmap of the last page");
+    q = mmap(p + 3 * pg, pg, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    CHECK(q == p + 3 * pg, "mmap at the same address");
+    memset(q, 0x99, pg);   /* the new owner's secret */
+
+    memset(buf, 0, sizeof(buf));
+    status = get(buf, sizeof(buf) / 2, (uintptr_t)p, rk.rkey);
+    CHECK(status == UCS_OK, "%s: get of the pages still mapped, after another page of "
+          "the registration was unmapped: %s", which, ucs_status_string(status));
+    status = get(buf + sizeof(buf) / 2, sizeof(buf) / 2, (uintptr_t)p + sizeof(buf) / 2,
+                 rk.rkey);
+    CHECK_OK(status, "get of the rest of the mapped pages");
+    for (size_t i = 0; i < sizeof(buf); ++i) {
+        CHECK(buf[i] == (uint8_t)(i * 7 + 3), "%s: get of the mapped pages: wrong data "
+              "at %zu", which, i);
+    }
+    memset(buf, 0xee, 64);
+    status = get(buf, 64, (uintptr_t)p + 3 * pg - 32, rk.rkey);
+    CHECK(status == UCS_ERR_INVALID_ADDR, "%s: get reaching into the unmapped page: %s%s",
+          which, ucs_status_string(status),
+          buf[40] == 0x99 ? " (it read the memory mapped there since)" : "");
+    CHECK(buf[0] == 0xee && buf[63] == 0xee, "%s: refused get wrote its buffer", which);
+
+    uct_rkey_release(cmpt, &rk);
+    CHECK_OK(uct_md_mem_dereg(m, memh), "mem_dereg");
+    munmap(p, len);
+    printf("ok: %s: one page of a registration unmapped and mapped again: the other "
+           "three still read under id %llu, the page is refused\n", which,
+           (unsigned long long)packed.id);
+}
+
+/* The cache's own way to the above: a buffer registered over pages 1-2
+ * while its neighbour over pages 0-1 is still registered gets one region
+ * for pages 0-2 (the cache merges them); the neighbour is deregistered
+ * and its page 0 unmapped (free() trimming the heap) while the buffer's
+ * transfer goes on: the buffer must still read. */
+static void check_merged_neighbour(uct_md_h m)
+{
+    const size_t pg = 4096;
+    uct_mem_h left, buf_memh;
+    uct_rkey_bundle_t rk;
+    xen_rkey_t packed;
+    ucs_status_t status;
+    uint8_t *p, buf[64];
+
+    p = mmap(NULL, 3 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(p != MAP_FAILED, "mmap");
+    memset(p, 0x42, 3 * pg);
+    CHECK_OK(uct_md_mem_reg(m, p, 2 * pg, UCT_MD_MEM_ACCESS_ALL, &left), "mem_reg left");
+    CHECK_OK(uct_md_mem_reg(m, p + pg + 100, 2 * pg - 200, UCT_MD_MEM_ACCESS_ALL,
+                            &buf_memh), "mem_reg buffer");
+    rk = rkey_of(buf_memh, &packed);
+    CHECK(packed.base == (uintptr_t)p, "the cache did not merge the two registrations "
+          "(base 0x%llx, expected %p): this check needs it", (unsigned long long)packed.base,
+          (void*)p);
+    CHECK_OK(uct_md_mem_dereg(m, left), "mem_dereg left");
+    CHECK(munmap(p, pg) == 0, "munmap of the neighbour's first page");
+    memset(buf, 0, sizeof(buf));
+    status = get(buf, sizeof(buf), (uintptr_t)p + 2 * pg, rk.rkey);
+    CHECK(status == UCS_OK, "get of a buffer whose merged neighbour was unmapped: %s",
+          ucs_status_string(status));
+    CHECK(buf[0] == 0x42 && buf[63] == 0x42, "merged neighbour: wrong data");
+    uct_rkey_release(cmpt, &rk);
+    CHECK_OK(uct_md_mem_dereg(m, buf_memh), "mem_dereg buffer");
+    munmap(p + pg, 2 * pg);
+    printf("ok: registration cache: a buffer whose region the cache merged with a "
+           "neighbour's (base %p) still reads after the neighbour's page is unmapped\n",
+           (void*)p);
+}
+
 int main(void)
 {
     uct_mem_h good_memh, stale_memh, stale2_memh, rdonly_memh;
@@ -672,6 +764,7 @@ int main(void)
     printf("ok: owner still serves legitimate puts and gets\n");
 
     check_unmapped(md, "no registration cache", good.rkey);
+    check_partly_unmapped(md, "no registration cache");
     {
         uct_md_config_t *md_cfg;
         uct_md_h md_rc;
@@ -681,6 +774,8 @@ int main(void)
         CHECK_OK(uct_md_open(cmpt, "xen", md_cfg, &md_rc), "md_open with a cache");
         uct_config_release(md_cfg);
         check_unmapped(md_rc, "registration cache", good.rkey);
+        check_partly_unmapped(md_rc, "registration cache");
+        check_merged_neighbour(md_rc);
         uct_md_close(md_rc);
     }
 

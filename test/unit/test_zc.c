@@ -1146,15 +1146,19 @@ static int peer_inval(const void *arg)
     return 0;
 }
 
-/* A memory event (what the UCT md reports from UCM's VM_UNMAPPED) kills
- * the registration before the owner deregisters it: the addresses mapped
- * again with other data are never reached under the old id, and the
- * grants the peer holds are withdrawn. */
+/* A memory event (what the UCT md reports from UCM's VM_UNMAPPED) over
+ * one page of a live registration takes that page only: the grant of its
+ * chunk is withdrawn and asked for again in vain, and the other chunk's
+ * grant still works: a registration cache's region that grew over a
+ * neighbour freed since must not fail the transfer of the buffer in use.
+ * One over all of it kills the registration before the owner deregisters
+ * it: the addresses mapped again with other data are never reached under
+ * the old id, and the grants the peer holds are withdrawn. */
 static int peer_invalidate(const void *arg)
 {
     const uint64_t off = 300, len = 2 * MiB + PG, s1 = 33, s2 = 34;
     uint64_t base, gs, id1, idother, bother;
-    xm_zc_stats_t o0, o1;
+    xm_zc_stats_t o0, o1, o2;
     int sync;
 
     peer_connect(RING_PAGES);
@@ -1167,8 +1171,35 @@ static int peer_invalidate(const void *arg)
     REQUIRE(lb);
     o0 = get_two_chunks(id1, base, len, gs, lb, s1);
 
-    /* one byte of the registration goes away; the rest is mapped anew */
-    CHECK_EQ(RPC(OP_INVALIDATE, 0, len - 1, 1)->rc, 0);
+    /* one byte of chunk 1's first page goes away: a hole of that page */
+    CHECK_EQ(RPC(OP_INVALIDATE, 0, gs + CHUNK + 5 - base, 1)->rc, 0);
+    PUMP_UNTIL(ozs(0).owner_pages == CPAGES, 10);
+    o1 = ozs(0);
+    CHECK_EQ(o1.revokes - o0.revokes, 1);
+    CHECK_EQ(o1.invalidated - o0.invalidated, 0);
+    CHECK_EQ(o1.holed - o0.holed, 1);
+    /* chunk 0 is read through the grant we kept */
+    memset(lb, 0, CHUNK);
+    CHECK_EQ(copy1(id1, base, len, gs, lb, CHUNK, GET, &sync), 0);
+    CHECK_EQ(mism(lb, gs, CHUNK, s1), 0);
+    /* the hole's page is refused, alone or within its chunk */
+    memset(lb, 0xEE, CHUNK);
+    CHECK_EQ(copy1(id1, base, len, gs + CHUNK, lb, CHUNK, GET, &sync), -ENOENT);
+    CHECK_EQ(copy1(id1, base, len, gs + CHUNK + 100, lb, 8, GET, &sync), -ENOENT);
+    CHECK_EQ(not_byte(lb, CHUNK, 0xEE), 0);
+    fill(lb, gs + CHUNK, 8, 36);
+    CHECK_EQ(copy1(id1, base, len, gs + CHUNK + 100, lb, 8, PUT, &sync), -ENOENT);
+    /* no grant of chunk 1 for the rest of it either (the xfer layer
+     * takes the ring there, where the owner serves what is not a hole:
+     * uct_rma_hostile), and chunk 0's grant is still there */
+    CHECK_EQ(copy1(id1, base, len, gs + CHUNK + PG, lb, CHUNK - PG, GET, &sync), -ENOENT);
+    o2 = ozs(0);
+    CHECK_EQ(o2.owner_pages, CPAGES);
+    CHECK_EQ(o2.grants, o1.grants);
+    CHECK_EQ(owner_check(base, base + len, s1), 0);
+
+    /* all of it goes away; it is mapped anew with other data */
+    CHECK_EQ(RPC(OP_INVALIDATE, 0, 0, len)->rc, 0);
     CHECK_EQ(RPC(OP_REMAP, 0, s2)->rc, 0);
     /* the INVALs come, we drop our refs and ACK: every grant of id1 ends */
     PUMP_UNTIL(ozs(0).owner_pages == 0, 10);
@@ -3064,10 +3095,18 @@ static void test_invalidate_ranges(void **state)
     assert_int_equal(xm_zc_reg(m + 3 * PG + 10, 50, RD, &c), 0);    /* inside page 3 */
     assert_int_equal(xm_zc_reg(m + 4 * PG, 0, RD, &z), 0);          /* the point 4 PG */
 
-    /* ends where b starts: a only */
+    /* ends where b starts: a's second page only, b untouched; a keeps
+     * its first page */
     xm_zc_invalidate(m + PG, PG);
-    assert_int_equal(xm_zc_reg_copy(a, base, 8, RD, buf), -ENOENT);
+    assert_int_equal(xm_zc_reg_copy(a, base + PG, 8, RD, buf), -ENOENT);
+    assert_int_equal(xm_zc_reg_copy(a, base + PG - 4, 8, RD, buf), -ENOENT);
+    assert_int_equal(xm_zc_reg_copy(a, base + 2 * PG - 1, 0, RD, buf), -ENOENT);
+    assert_int_equal(xm_zc_reg_copy(a, base + PG - 8, 8, RD, buf), 0);
+    assert_int_equal(mism(buf, base + PG - 8, 8, 8), 0);
     assert_int_equal(xm_zc_reg_copy(b, base + 2 * PG, 8, RD, buf), 0);
+    /* one byte of it takes the whole page */
+    xm_zc_invalidate(m + 10, 1);
+    assert_int_equal(xm_zc_reg_copy(a, base + PG - 8, 8, RD, buf), -ENOENT);
     /* the byte after c and the one before it: nothing */
     xm_zc_invalidate(m + 3 * PG + 60, 1);
     xm_zc_invalidate(m + 3 * PG + 9, 1);
@@ -3082,7 +3121,29 @@ static void test_invalidate_ranges(void **state)
     assert_int_equal(xm_zc_reg_copy(z, base + 4 * PG, 0, RD, buf), -ENOENT);
     assert_int_equal(xm_zc_reg_copy(b, base + 2 * PG, 8, RD, buf), 0);
     xm_zc_get_stats(&s1);
+    /* a died of its two holes: they cover all of it */
     assert_int_equal(s1.invalidated - s0.invalidated, 3);
+    assert_int_equal(s1.holed - s0.holed, 1);
+
+    /* a registration over pages 50-59 loses pages one at a time: each is
+     * a hole while the rest works, until one more than it keeps kills it */
+    uint64_t h;
+    assert_int_equal(xm_zc_reg(m + 50 * PG, 10 * PG, RD, &h), 0);
+    for (unsigned i = 0; i < 4; i++) {
+        xm_zc_invalidate(m + (51 + 2 * i) * PG + 7, 3);
+        assert_int_equal(xm_zc_reg_copy(h, base + (51 + 2 * i) * PG, 8, RD, buf), -ENOENT);
+        assert_int_equal(xm_zc_reg_copy(h, base + 50 * PG, 8, RD, buf), 0);
+        assert_int_equal(xm_zc_reg_copy(h, base + (52 + 2 * i) * PG, 8, RD, buf), 0);
+        assert_int_equal(mism(buf, base + (52 + 2 * i) * PG, 8, 8), 0);
+    }
+    xm_zc_get_stats(&s0);
+    assert_int_equal(s0.holed - s1.holed, 4);
+    assert_int_equal(s0.invalidated - s1.invalidated, 0);
+    xm_zc_invalidate(m + 59 * PG, 1);
+    assert_int_equal(xm_zc_reg_copy(h, base + 50 * PG, 8, RD, buf), -ENOENT);
+    xm_zc_get_stats(&s1);
+    assert_int_equal(s1.invalidated - s0.invalidated, 1);
+    assert_int_equal(xm_zc_dereg(h), 0);
 
     /* 40 reports before a lookup: each takes its own, none what lies
      * between them */
