@@ -153,9 +153,14 @@ static void get_answer(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *
         return;
     }
     if (h->status) {
-        status = -EACCES;   /* refused (logged there); its reason is only a hint */
-        xm_debug("get %" PRIu64 " refused by domain %u: %d", h->req, xm_chan_peer_dom(ch),
-                 h->status);
+        /* refused (logged there too); its reason is only a hint.  Said
+         * here as well: an MPI above may take the failed completion for
+         * success (MPICH 4.0.2's ch4:ucx does) */
+        status = -EACCES;
+        xm_error("domain %u endpoint %u refused our get of %zu bytes at 0x%" PRIx64
+                 " in registration %" PRIu64 " (%s): the data did not arrive",
+                 xm_chan_peer_dom(ch), xm_chan_peer_ep(ch), op->len, h->addr, h->rid,
+                 strerror(h->status < 0 && h->status > -4096 ? -h->status : EPROTO));
     } else if (h->len != op->len || len != op->len) {
         xm_error("domain %u answered get %" PRIu64 " of %zu bytes with %zu",
                  xm_chan_peer_dom(ch), h->req, op->len, len);
