@@ -321,6 +321,16 @@ done
 grep -qa "XENTEST DOM0 DONE" "$LOG" || FAILED=1
 echo "xen harness: dom0 /init after ${T_INIT:-?} s, total $((T1 - T0)) s, qemu status $QRC" >&2
 if [ $FAILED != 0 ]; then
+    # each failed test's own lines (from its first "--- XENTEST <name>:" to its
+    # result), so a rare failure shows its cause in the suite's output
+    for n in "${NAMES[@]}"; do
+        tr -d '\r' <"$LOG" | grep -qa "^XENTEST $n PASS" && continue
+        echo "--- $LOG, test $n (first 150 lines)" >&2
+        tr -d '\r' <"$LOG" | awk -v n="$n" '
+            index($0, "--- XENTEST " n ":") { on = 1 }
+            on { print }
+            on && index($0, "XENTEST " n " ") == 1 { exit }' | head -150 >&2
+    done
     echo "--- tail of $LOG" >&2
     tr -d '\r' <"$LOG" | tail -80 >&2
 fi
