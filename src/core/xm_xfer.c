@@ -42,6 +42,7 @@ struct xf_chan *xf_chan_get(xm_xfer_t *x, xm_channel_t *ch)
         return NULL;
     c->ch = ch;
     c->next_seq = 1;
+    c->ring_tail = &c->ring;
     c->hnext = x->chans[b];
     x->chans[b] = c;
     return c;
@@ -102,16 +103,36 @@ static struct xf_range **ranges_drop(struct xf_range **pp, const struct xf_op *o
     return pp;
 }
 
+/* c has no ranges left for the ring: off x->ringchans */
+static void ringchan_unlink(xm_xfer_t *x, struct xf_chan *c)
+{
+    struct xf_chan **cp;
+
+    for (cp = &x->ringchans; *cp; cp = &(*cp)->gnext)
+        if (*cp == c) {
+            *cp = c->gnext;
+            break;
+        }
+    c->gnext = NULL;
+    c->ring = NULL;
+    c->ring_tail = &c->ring;
+}
+
 static void zop_forget(xm_xfer_t *x, struct xf_op *op)
 {
+    struct xf_chan *c = op->c;
     struct xf_op *g, *next;
 
     for (unsigned i = 0; i < op->npieces; i++)
         xm_zc_cancel(&op->pieces[i]);
-    x->ring_tail = ranges_drop(&x->ring, op);
+    if (c->ring) {
+        c->ring_tail = ranges_drop(&c->ring, op);
+        if (!c->ring)
+            ringchan_unlink(x, c);
+    }
     ranges_drop(&x->putwait, op);
     /* its gets through the ring, on the same channel */
-    for (g = op->c->head; g; g = next) {
+    for (g = c->head; g; g = next) {
         next = g->next;
         if (g->kind == XF_GET && g->cb == range_get_done && g->arg == op) {
             g->cb = NULL;
@@ -178,8 +199,12 @@ static void range_add(xm_xfer_t *x, struct xf_op *op, void *local, uint64_t radd
     r->raddr = raddr;
     r->left = len;
     op->count++;
-    *x->ring_tail = r;
-    x->ring_tail = &r->next;
+    if (!op->c->ring) {
+        op->c->gnext = x->ringchans;
+        x->ringchans = op->c;
+    }
+    *op->c->ring_tail = r;
+    op->c->ring_tail = &r->next;
 }
 
 /* Zero-copy is an optimisation; the ring is the authority.  A piece the
@@ -217,17 +242,25 @@ static void range_unpack(void *arg, const void *data, size_t len)
     memcpy(arg, data, len);
 }
 
-/* Send the ranges that take the ring, in order, until a ring is full. */
+/* Send the ranges that take the ring, per channel in order, until that
+ * channel's ring is full; the other channels go on (a peer that stops
+ * reading holds up only its own ranges).  After a range is done, the list
+ * is walked afresh: its completion may have started or ended anything. */
 static int ring_progress(xm_xfer_t *x)
 {
-    struct xf_range *r;
+    unsigned pass = ++x->ring_pass;
+    struct xf_chan *c;
     int n = 0;
 
-    while ((r = x->ring)) {
+again:
+    for (c = x->ringchans; c; c = c->gnext) {
+        struct xf_range *r = c->ring;
         struct xf_op *op = r->op;
-        xm_channel_t *ch = op->c->ch;
+        xm_channel_t *ch = c->ch;
         int rc = 0;
 
+        if (c->ring_pass == pass)
+            continue;   /* full in this pass */
         while (r->left > 0) {
             size_t len = r->left < x->rma_max ? r->left : x->rma_max;
 
@@ -247,7 +280,7 @@ static int ring_progress(xm_xfer_t *x)
                 }
             }
             if (rc == -EAGAIN)
-                return n;   /* ring full: the rest waits, in order */
+                break;
             if (rc) {
                 if (!op->status)
                     op->status = rc;
@@ -259,18 +292,23 @@ static int ring_progress(xm_xfer_t *x)
             r->left -= len;
             n++;
         }
-        x->ring = r->next;
-        if (!x->ring)
-            x->ring_tail = &x->ring;
+        if (rc == -EAGAIN) {
+            c->ring_pass = pass;   /* the rest of c's waits, in order */
+            continue;
+        }
+        c->ring = r->next;
+        if (!c->ring)
+            ringchan_unlink(x, c);
         if (op->dir == XM_ZC_PUT && r->left == 0) {
             /* complete once the peer applied it */
             r->tx = xm_chan_tx_mark(ch);
             r->next = x->putwait;
             x->putwait = r;
-            continue;
+        } else {
+            free(r);
+            zop_release(x, op, 0);
         }
-        free(r);
-        zop_release(x, op, 0);
+        goto again;
     }
     return n;
 }
@@ -354,7 +392,7 @@ int xm_xfer_zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t 
         else if (rc && !op->status)
             op->status = rc;
     }
-    if (x->ring)
+    if (x->ringchans)
         ring_progress(x);
     if (--op->count > 0)
         return -EINPROGRESS;
@@ -411,6 +449,7 @@ static void xfer_chan_gone(void *arg, xm_channel_t *ch)
         return;
     xf_drop_replies(x, c);
     drop_ops(x, NULL, c, 1);
+    ringchan_unlink(x, c);   /* its ranges went with its operations */
     for (cp = &x->chans[chan_bucket(ch)]; *cp != c; cp = &(*cp)->hnext)
         ;
     *cp = c->hnext;
@@ -424,11 +463,11 @@ static int xfer_progress(void *arg, xm_endpoint_t *ep)
     xm_xfer_t *x = arg;
     int n = 0;
 
-    if (__builtin_expect(!x->rchans && !x->ring && !x->putwait, 1))
+    if (__builtin_expect(!x->rchans && !x->ringchans && !x->putwait, 1))
         return 0;
     if (x->rchans)
         n += xf_send_replies(x);
-    if (x->ring)
+    if (x->ringchans)
         n += ring_progress(x);
     if (x->putwait)
         n += putwait_progress(x);
@@ -446,8 +485,16 @@ static int xfer_busy(void *arg, xm_endpoint_t *ep)
         if (xm_chan_state(c->ch) != XM_CH_CONNECTED ||
             !xm_chan_want_space(c->ch, XF_HDR + c->rq->hdr.len))
             return 1;
-    if (x->ring)
-        return 1;
+    /* a range whose channel has room for its next record */
+    for (struct xf_chan *c = x->ringchans; c; c = c->gnext) {
+        const struct xf_range *r = c->ring;
+        size_t next = XF_HDR;
+
+        if (r->op->dir == XM_ZC_PUT)
+            next += r->left < x->rma_max ? r->left : x->rma_max;
+        if (xm_chan_state(c->ch) != XM_CH_CONNECTED || !xm_chan_want_space(c->ch, next))
+            return 1;
+    }
     for (struct xf_range *r = x->putwait; r; r = r->next)
         if (xm_chan_tx_reached(r->op->c->ch, r->tx))
             return 1;
@@ -490,7 +537,6 @@ int xm_xfer_attach(xm_endpoint_t *ep, const xm_xfer_params_t *p, xm_xfer_t **out
     x->rma_max = p->rma_max && p->rma_max <= max ? p->rma_max : max;
     x->zcopy = p->zcopy;
     x->next_req = 1;
-    x->ring_tail = &x->ring;
     xm_service_t svc = {
         .first_type = XM_REC_RMA_FIRST,
         .last_type  = XM_REC_RMA_LAST,

@@ -62,6 +62,11 @@ struct xf_chan {
     struct xf_reply *rq, **rq_tail;
     unsigned nreplies;
     struct xf_chan *rnext;  /* in x->rchans while rq is not empty */
+    /* ranges of its zero-copy operations for the ring, in order; a full
+     * ring to this peer holds up only these */
+    struct xf_range *ring, **ring_tail;
+    struct xf_chan *gnext;  /* in x->ringchans while ring is not empty */
+    unsigned ring_pass;     /* the ring_progress pass that found its ring full */
 };
 
 /* A range of a zero-copy operation for the ring, not yet wholly sent; a put
@@ -96,8 +101,9 @@ struct xm_xfer {
     struct xf_chan *chans[XF_CHAN_BUCKETS];
     struct xf_op *gets[XF_GET_BUCKETS];
     struct xf_chan *rchans;   /* the channels with queued get answers */
-    struct xf_range *ring, **ring_tail;   /* ranges for the ring, in order */
-    struct xf_range *putwait;             /* put ranges waiting for the peer */
+    struct xf_chan *ringchans;   /* the channels with ranges for the ring */
+    unsigned ring_pass;
+    struct xf_range *putwait;    /* put ranges waiting for the peer */
 };
 
 struct xf_chan *xf_chan_find(xm_xfer_t *x, const xm_channel_t *ch);

@@ -360,6 +360,66 @@ static void test_gone_and_cancel(void **state)
     node_close(&r);
 }
 
+/* The requester's ring to o1 fills with a copy-path put o1 never reads;
+ * a copy-path get from o2 issued after it completes all the while (one
+ * blocked peer holds up only its own ranges), and once o1 reads, its put
+ * lands whole. */
+static void test_ring_ranges_per_peer(void **state)
+{
+    const size_t big = 64 * 1024, small = 3 * PG;   /* the ring is 16 KiB */
+    struct node o1, o2, r;
+    xm_channel_t *c1, *c2;
+    uint8_t *m1 = malloc(big), *m2 = malloc(small), *src = malloc(big), *dst = malloc(small);
+    uint64_t id1, id2;
+    struct done d1 = { 0 }, d2 = { 0 };
+    int rc;
+
+    assert_true(m1 && m2 && src && dst);
+    node_open(&o1, 0, 1);
+    node_open(&o2, 0, 1);
+    node_open(&r, 2000, 0);   /* ring only */
+    c1 = pair(&o1, &r);
+    c2 = pair(&o2, &r);
+    memset(m1, 0, big);
+    for (size_t i = 0; i < big; i++)
+        src[i] = (uint8_t)(i * 7 + 3);
+    for (size_t i = 0; i < small; i++)
+        m2[i] = (uint8_t)(i * 11 + 5);
+    memset(dst, 0, small);
+    assert_int_equal(xm_zc_reg(m1, big, XM_ZC_REMOTE_WRITE, &id1), 0);
+    assert_int_equal(xm_zc_reg(m2, small, XM_ZC_REMOTE_READ, &id2), 0);
+    xm_rkey_t k1 = { id1, (uintptr_t)m1, big }, k2 = { id2, (uintptr_t)m2, small };
+
+    rc = xm_xfer_zcopy(r.x, c1, &k1, (uintptr_t)m1, src, big, XM_ZC_PUT, done_cb, &d1, NULL);
+    assert_int_equal(rc, -EINPROGRESS);
+    rc = xm_xfer_zcopy(r.x, c2, &k2, (uintptr_t)m2, dst, small, XM_ZC_GET, done_cb, &d2, NULL);
+    assert_int_equal(rc, -EINPROGRESS);
+    for (int i = 0; i < 500 && !d2.n; i++)
+        pump(&o2, &r, 1);   /* o1 reads nothing */
+    assert_int_equal(d2.n, 1);
+    assert_int_equal(d2.status, 0);
+    assert_memory_equal(dst, m2, small);
+    assert_int_equal(d1.n, 0);
+    assert_false(xm_xfer_idle(r.x, c1));
+
+    for (int i = 0; i < 2000 && !d1.n; i++) {
+        pump(&o1, &r, 1);
+        pump(&o2, NULL, 1);
+    }
+    assert_int_equal(d1.n, 1);
+    assert_int_equal(d1.status, 0);
+    assert_memory_equal(m1, src, big);
+    node_close(&r);
+    node_close(&o2);
+    node_close(&o1);
+    assert_int_equal(xm_zc_dereg(id1), 0);
+    assert_int_equal(xm_zc_dereg(id2), 0);
+    free(m1);
+    free(m2);
+    free(src);
+    free(dst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +428,7 @@ int main(void)
         cmocka_unit_test(test_zcopy_ring_only),
         cmocka_unit_test(test_gone_and_cancel),
         cmocka_unit_test(test_get_flood_unread),
+        cmocka_unit_test(test_ring_ranges_per_peer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
