@@ -252,7 +252,11 @@ static void accept_request(xm_endpoint_t *ep, const char *name)
     int rc, n;
 
     if (sscanf(name, "%u-%u%c", &dom, &pep, &tail) != 2) {
-        xm_warn("ignoring malformed request node %s/%s", ep->req_dir, name);
+        /* not a request of ours (domid-endpoint): garbage a domain left in
+         * our req dir, which it cannot take back from us */
+        xm_peer_warn("removing malformed request node %s/%s", ep->req_dir, name);
+        snprintf(path, sizeof(path), "%s/%s", ep->req_dir, name);
+        xm_store_remove(hv, path);
         return;
     }
     /* Already accepted, unless that peer is gone and this is its new
@@ -270,7 +274,7 @@ static void accept_request(xm_endpoint_t *ep, const char *name)
     if (rc == -EACCES) {
         /* every real request is created readable by us (xm_store_create):
          * this one is somebody's garbage, and our req dir lets us remove it */
-        xm_warn("removing request node %s that this domain cannot read", path);
+        xm_peer_warn("removing request node %s that this domain cannot read", path);
         xm_store_remove(hv, path);
         return;
     }
@@ -282,7 +286,7 @@ static void accept_request(xm_endpoint_t *ep, const char *name)
         goto out;
     if (xm_hs_parse(val, len, rec) || rec->domid != dom || rec->ep != pep || rec->port == 0 ||
         dom >= XM_DOMID_FIRST_RESERVED) {
-        xm_error("rejecting malformed handshake from domain %u endpoint %u", dom, pep);
+        xm_peer_error("rejecting malformed handshake from domain %u endpoint %u", dom, pep);
         xm_store_remove(hv, path);
         goto out;
     }
@@ -295,10 +299,10 @@ static void accept_request(xm_endpoint_t *ep, const char *name)
     }
     if (rc || owner != dom) {
         if (rc)
-            xm_error("refusing the request of domain %u endpoint %u: its node's owner "
+            xm_peer_error("refusing the request of domain %u endpoint %u: its node's owner "
                      "cannot be read (%s)", dom, pep, strerror(-rc));
         else
-            xm_error("refusing a request in the name of domain %u endpoint %u: domain %u "
+            xm_peer_error("refusing a request in the name of domain %u endpoint %u: domain %u "
                      "wrote it", dom, pep, owner);
         xm_store_remove(hv, path);
         goto out;
@@ -308,7 +312,7 @@ static void accept_request(xm_endpoint_t *ep, const char *name)
     for (xm_channel_t *c = ep->chans; c; c = c->next)
         from_dom += !c->initiator && c->peer_dom == dom && c->state <= XM_CH_CONNECTED;
     if (from_dom >= cap) {
-        xm_error("refusing domain %u endpoint %u: domain %u has %u channels to this endpoint "
+        xm_peer_error("refusing domain %u endpoint %u: domain %u has %u channels to this endpoint "
                  "already (XENMPI_MAX_DOMAIN_CHANNELS=%u)", dom, pep, dom, from_dom, cap);
         xm_store_remove(hv, path);
         goto out;
@@ -316,7 +320,7 @@ static void accept_request(xm_endpoint_t *ep, const char *name)
     if (rec->key != ep->key) {
         /* only the job's members were given our address (the launcher's
          * exchange): anyone else is refused before we bind or map a thing */
-        xm_error("refusing domain %u endpoint %u: its request does not carry this "
+        xm_peer_error("refusing domain %u endpoint %u: its request does not carry this "
                  "endpoint's key (it was not given our address)", dom, pep);
         xm_store_remove(hv, path);
         goto out;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int xm_log_level = XM_LOG_WARN;
@@ -30,4 +31,26 @@ void xm_log(int level, const char *file, int line, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "[xenmpi %d] %-5s %s:%d %s\n", (int)getpid(),
             level_names[level], base ? base + 1 : file, line, msg);
+}
+
+/* Several threads may share a call site: a count that races by one now and
+ * then is harmless, a torn window is not (atomics, relaxed). */
+int xm_log_limited(struct xm_log_limit *l, unsigned *dropped)
+{
+    struct timespec ts;
+    unsigned long now, was;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    now = (unsigned long)ts.tv_sec;
+    *dropped = 0;
+    was = __atomic_load_n(&l->sec, __ATOMIC_RELAXED);
+    if (now != was && __atomic_compare_exchange_n(&l->sec, &was, now, 0, __ATOMIC_RELAXED,
+                                                  __ATOMIC_RELAXED)) {
+        __atomic_store_n(&l->n, 0, __ATOMIC_RELAXED);
+        *dropped = __atomic_exchange_n(&l->dropped, 0, __ATOMIC_RELAXED);
+    }
+    if (__atomic_fetch_add(&l->n, 1, __ATOMIC_RELAXED) < XM_LOG_BURST)
+        return 1;
+    __atomic_fetch_add(&l->dropped, 1, __ATOMIC_RELAXED);
+    return 0;
 }

@@ -19,7 +19,7 @@ static void refuse(xm_xfer_t *x, xm_channel_t *ch, const char *what,
                    const struct xm_rma_hdr *h, int rc)
 {
     x->refused++;
-    xm_error("domain %u endpoint %u: %s of %u bytes at 0x%" PRIx64 " in registration %"
+    xm_peer_error("domain %u endpoint %u: %s of %u bytes at 0x%" PRIx64 " in registration %"
              PRIu64 " refused (%s; %" PRIu64 " refused so far)", xm_chan_peer_dom(ch),
              xm_chan_peer_ep(ch), what, h->len, h->addr, h->rid, strerror(-rc), x->refused);
 }
@@ -148,7 +148,7 @@ static void get_answer(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *
         op = op->hnext;
     if (!op || op->c->ch != ch) {
         /* not ours, or asked of another peer: that peer's answer counts */
-        xm_error("domain %u endpoint %u answered get %" PRIu64 ", which it was not "
+        xm_peer_error("domain %u endpoint %u answered get %" PRIu64 ", which it was not "
                  "asked: dropped", xm_chan_peer_dom(ch), xm_chan_peer_ep(ch), h->req);
         return;
     }
@@ -157,12 +157,12 @@ static void get_answer(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *
          * here as well: an MPI above may take the failed completion for
          * success (MPICH 4.0.2's ch4:ucx does) */
         status = -EACCES;
-        xm_error("domain %u endpoint %u refused our get of %zu bytes at 0x%" PRIx64
+        xm_peer_error("domain %u endpoint %u refused our get of %zu bytes at 0x%" PRIx64
                  " in registration %" PRIu64 " (%s): the data did not arrive",
                  xm_chan_peer_dom(ch), xm_chan_peer_ep(ch), op->len, h->addr, h->rid,
                  strerror(h->status < 0 && h->status > -4096 ? -h->status : EPROTO));
     } else if (h->len != op->len || len != op->len) {
-        xm_error("domain %u answered get %" PRIu64 " of %zu bytes with %zu",
+        xm_peer_error("domain %u answered get %" PRIu64 " of %zu bytes with %zu",
                  xm_chan_peer_dom(ch), h->req, op->len, len);
         status = -EIO;
     } else if (op->unpack) {
@@ -180,7 +180,7 @@ void xf_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_
 
     if (xm_rma_parse(type, data, len, &h, &plen)) {
         x->refused++;
-        xm_error("domain %u sent a malformed %zu-byte RMA record of type 0x%x: dropped",
+        xm_peer_error("domain %u sent a malformed %zu-byte RMA record of type 0x%x: dropped",
                  xm_chan_peer_dom(ch), len, type);
         return;
     }

@@ -131,7 +131,7 @@ void owner_expire(xm_endpoint_t *ep, double now)
                 next = d;
             continue;
         }
-        xm_warn("zero-copy: domain %u did not acknowledge the withdrawal of chunk %u of "
+        xm_peer_warn("zero-copy: domain %u did not acknowledge the withdrawal of chunk %u of "
                 "registration %llu within %g s (XENMPI_ZC_INVAL_TIMEOUT): grant ended",
                 xm_chan_peer_dom(o->ch), o->chunk, (unsigned long long)o->id,
                 xm_cfg_double(XM_CFG_ZC_INVAL_TIMEOUT));
@@ -233,7 +233,7 @@ void owner_greq(xm_channel_t *ch, const void *data, size_t len)
 
     if (xm_zc_parse_greq(data, len, &q)) {
         zst.rejected++;
-        xm_warn("zero-copy: grant request of %zu bytes from domain %u ignored",
+        xm_peer_warn("zero-copy: grant request of %zu bytes from domain %u ignored",
                 len, xm_chan_peer_dom(ch));
         return;
     }

@@ -223,7 +223,7 @@ void peer_grep(xm_channel_t *ch, const void *data, size_t len,
 
     if (xm_zc_parse_grep(data, len, &h, refs)) {
         zst.rejected++;
-        xm_warn("zero-copy: malformed grant answer from domain %u ignored",
+        xm_peer_warn("zero-copy: malformed grant answer from domain %u ignored",
                 xm_chan_peer_dom(ch));
         return;
     }
@@ -241,7 +241,7 @@ void peer_grep(xm_channel_t *ch, const void *data, size_t len,
     }
     if (h.status == 0 && h.npages != e->npages) {
         /* the owner's registration is not what its rkey described */
-        xm_warn("zero-copy: domain %u granted %u pages for chunk %u of registration "
+        xm_peer_warn("zero-copy: domain %u granted %u pages for chunk %u of registration "
                 "%llu, its key describes %u: not used", xm_chan_peer_dom(ch),
                 h.npages, h.chunk, (unsigned long long)h.id, e->npages);
         zst.rejected++;

@@ -10,6 +10,7 @@
 
 #include "xm_channel.h"
 #include "xm_wire.h"
+#include "xm_log.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 
 /* malloc, as the core sees it (linked with -Wl,--wrap=malloc): the nth
  * call from now fails when malloc_fail_in is n */
@@ -718,6 +720,71 @@ static void test_request_garbage(void **state)
     assert_int_equal(xm_store_read(c.hv, path, &val, NULL), -ENOENT);
     /* b still connects */
     connect_pair(&a, &b, NULL);
+    side_close(&c);
+    side_close(&b);
+    side_close(&a);
+}
+
+/* A flood of request nodes under malformed names (not domid-endpoint):
+ * every one is removed, and the listener's log says so at most
+ * XM_LOG_BURST times a second, the rest counted in the next message. */
+static void test_request_name_flood(void **state)
+{
+    struct side a, b, c;
+    struct side *v[1] = { &a };
+    char path[200], *val = NULL, line[512];
+    enum { N = 200 };
+
+    side_open(&a, 1);
+    side_open(&b, 1);
+    side_open(&c, 1);
+    uint32_t ad = xm_hv_domid(a.hv), ae = xm_endpoint_id(a.ep), cd = xm_hv_domid(c.hv);
+    /* the rights a real request gives the listener (a node that denies it
+     * write stays, charged to its writer's store quota, until the
+     * endpoint's req dir goes) */
+    xm_store_perm_t perms[2] = { { cd, XM_PERM_NONE }, { ad, XM_PERM_BOTH } };
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/req/%s%d", ad, ae,
+                 i % 2 ? "junk-" : "7-7-", i);
+        assert_int_equal(xm_store_create(c.hv, path, "x", 1, perms, 2), 0);
+    }
+    /* the listener's stderr, counted */
+    FILE *log = tmpfile();
+    assert_non_null(log);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fileno(log), 2), 2);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pump(v, 1, 50);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    unsigned said = 0, other = 0;
+    rewind(log);
+    while (fgets(line, sizeof(line), log)) {
+        if (strstr(line, "removing malformed request node"))
+            said++;
+        else if (!strstr(line, "were left out"))
+            other++;
+    }
+    fclose(log);
+    /* XM_LOG_BURST in each second the flood was read, and far from one a node */
+    long secs = t1.tv_sec - t0.tv_sec;
+    assert_true(said >= 1);
+    assert_true(said <= (unsigned)XM_LOG_BURST * (secs + 2));
+    assert_true(said < N / 2);
+    assert_int_equal(other, 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof(path), "/local/domain/%u/xenmpi/ep%u/req/%s%d", ad, ae,
+                 i % 2 ? "junk-" : "7-7-", i);
+        if (xm_store_read(c.hv, path, &val, NULL) != -ENOENT)
+            fail_msg("%s is still there", path);   /* removed */
+    }
+    assert_int_equal(a.accepted, 0);
+    connect_pair(&a, &b, NULL);   /* and the listener still serves the rest */
     side_close(&c);
     side_close(&b);
     side_close(&a);
@@ -1509,6 +1576,7 @@ int main(void)
         cmocka_unit_test(test_hostile_handshake),
         cmocka_unit_test(test_impersonated_request),
         cmocka_unit_test(test_request_garbage),
+        cmocka_unit_test(test_request_name_flood),
         cmocka_unit_test(test_domain_channel_cap),
         cmocka_unit_test(test_remote_completion),
         cmocka_unit_test(test_peer_close_is_seen),

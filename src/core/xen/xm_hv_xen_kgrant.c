@@ -67,12 +67,12 @@ int xm_xen_grant_mem(xm_hv_t *hv, uint32_t peer, void *addr,
     int fd, err;
 
     if (count == 0 || (uintptr_t)addr % XM_PAGE_SIZE) {
-        xm_error("grant_mem of %u page(s) at %p: %s", count, addr,
+        xm_peer_error("grant_mem of %u page(s) at %p: %s", count, addr,
                  count ? "address not page aligned" : "no pages");
         return -EINVAL;
     }
     if (peer >= XM_DOMID_FIRST_RESERVED || peer == hv->domid) {
-        xm_error("grant_mem to domain %u: %s", peer,
+        xm_peer_error("grant_mem to domain %u: %s", peer,
                  peer == hv->domid ? "that is this domain" : "not a domain id");
         return -EINVAL;
     }
@@ -95,41 +95,41 @@ int xm_xen_grant_mem(xm_hv_t *hv, uint32_t peer, void *addr,
     err = errno ? errno : EIO;
     switch (err) {
     case EFAULT:
-        xm_error("grant_mem of %u page(s) at %p: part of the range is not "
+        xm_peer_error("grant_mem of %u page(s) at %p: part of the range is not "
                  "mapped", count, addr);
         return -EFAULT;
     case EACCES:
-        xm_error("grant_mem of %u page(s) at %p: the range is mapped %s",
+        xm_peer_error("grant_mem of %u page(s) at %p: the range is mapped %s",
                  count, addr, writable ? "without PROT_WRITE (a read-write "
                  "grant needs it)" : "PROT_NONE");
         return -EFAULT;
     case E2BIG:
-        xm_error("grant_mem of %u page(s): more than the module's limits "
+        xm_peer_error("grant_mem of %u page(s): more than the module's limits "
                  "(max_pages_per_file, max_pages, max_pages_per_domain in "
                  "/sys/module/xenmpi_grant/parameters) ever allow", count);
         return -EINVAL;
     case EDQUOT:
-        xm_error("grant_mem of %u page(s) to domain %u: the module's page limit is "
+        xm_peer_error("grant_mem of %u page(s) to domain %u: the module's page limit is "
                  "reached (max_pages_per_file, max_pages, or max_pages_per_domain "
                  "for that domain, in /sys/module/xenmpi_grant/parameters); end "
                  "grants or raise it", count, peer);
         return -ENOSPC;
     case ENOSPC:
-        xm_error("grant_mem of %u page(s) to domain %u: this domain's grant "
+        xm_peer_error("grant_mem of %u page(s) to domain %u: this domain's grant "
                  "table is full (Xen's gnttab_max_frames)", count, peer);
         return -ENOSPC;
     case ENOMEM:
-        xm_error("grant_mem of %u page(s): RLIMIT_MEMLOCK would be exceeded "
+        xm_peer_error("grant_mem of %u page(s): RLIMIT_MEMLOCK would be exceeded "
                  "(ulimit -l; or CAP_IPC_LOCK), or out of memory", count);
         return -ENOMEM;
     case EOPNOTSUPP:
-        xm_error("grant_mem of %u page(s) at %p: the memory cannot be "
+        xm_peer_error("grant_mem of %u page(s) at %p: the memory cannot be "
                  "granted%s (I/O or PFN mappings; docs/kernel.md)", count,
                  addr, writable ? " read-write: file-backed memory other "
                  "than shmem or hugetlbfs," : "");
         return -EOPNOTSUPP;
     case EEXIST:
-        xm_error("grant_mem of %u page(s) at %p to domain %u: a page is "
+        xm_peer_error("grant_mem of %u page(s) at %p to domain %u: a page is "
                  "already in a live grant to that domain", count, addr, peer);
         return -EEXIST;
     case EPERM:
@@ -137,7 +137,7 @@ int xm_xen_grant_mem(xm_hv_t *hv, uint32_t peer, void *addr,
                  "child must open its own hv handle)", XENMPI_GRANT_DEVICE);
         return -EPERM;
     default:
-        xm_error("grant_mem of %u page(s) at %p to domain %u: %s", count,
+        xm_peer_error("grant_mem of %u page(s) at %p to domain %u: %s", count,
                  addr, peer, strerror(err));
         return -err;
     }
@@ -165,7 +165,7 @@ int xm_xen_grant_mem_end(xm_hv_t *hv, uint64_t handle)
     err = errno ? errno : EIO;
     if (err == ENOENT || err == EINVAL)
         return -ENOENT;
-    xm_error("grant_mem_end %llu: %s", (unsigned long long)handle,
+    xm_peer_error("grant_mem_end %llu: %s", (unsigned long long)handle,
              strerror(err));
     return -err;
 }
