@@ -1803,6 +1803,78 @@ static int peer_hostile_peer(const void *arg)
     return 0;
 }
 
+/* send n copies of one record, waiting out a full ring (our progress reads
+ * what the owner answers meanwhile) */
+static void raw_flood(uint16_t type, const void *p, size_t len, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        double end = now() + 10;
+        int rc;
+
+        while ((rc = xm_chan_send(me.ch, type, NULL, 0, p, len)) == -EAGAIN && now() < end)
+            if (xm_endpoint_progress(me.ep) <= 0)
+                usleep(10);
+        CHECK_EQ(rc, 0);
+        if (rc)
+            return;
+    }
+}
+
+/* Floods of the other zero-copy kinds a peer can send, while it holds a
+ * live grant: malformed GREQs, ACKs and RELs naming nothing, and INVALs,
+ * which the owner acknowledges as they are (our core counts those ACKs of
+ * nothing).  (GREQs for nothing, each answered: peer_flood_unread.)  Each is
+ * counted and dropped; the grant, the channel and the bytes stay right. */
+static int peer_flood_kinds(const void *arg)
+{
+    const uint64_t len = 2 * CHUNK, seed = 91;
+    const unsigned n = 5000;
+    xm_zc_stats_t o0, o1, p0;
+    uint64_t base, id;
+    int sync;
+
+    peer_connect(RING_PAGES);
+    base = alloc_slot(0, len, 0, seed);
+    id = reg_slot(0, RD, 0, len);
+    uint8_t *lb = malloc(CHUNK);
+    REQUIRE(lb);
+    CHECK_EQ(copy1(id, base, len, base, lb, CHUNK, GET, &sync), 0);
+    CHECK_EQ(mism(lb, base, CHUNK, seed), 0);
+    o0 = sync_owner();
+    CHECK_EQ(o0.owner_pages, CPAGES);
+    p0 = zs();
+
+    struct w_greq q = { id, 0, 0 };
+    struct w_ginv none = { id, 0, 0x7fffffff }, other = { id + 1, 1, 1 };
+    raw_flood(XM_REC_ZC_GREQ, &q, sizeof(q) - 1, n);
+    raw_flood(XM_REC_ZC_ACK, &none, sizeof(none), n);
+    raw_flood(XM_REC_ZC_REL, &other, sizeof(other), n);
+    PUMP_UNTIL(ozs(0).rejected - o0.rejected >= 3 * n, 30);
+    o1 = sync_owner();
+    CHECK_EQ(o1.rejected - o0.rejected, 3 * n);
+    CHECK_EQ(o1.grants, o0.grants);
+    CHECK_EQ(o1.owner_pages, CPAGES);   /* the live grant is untouched */
+
+    raw_flood(XM_REC_ZC_INVAL, &other, sizeof(other), n);
+    PUMP_UNTIL(zs().rejected - p0.rejected >= n, 30);
+    CHECK_EQ(zs().rejected - p0.rejected, n);   /* each ACK of nothing, counted once */
+    o1 = sync_owner();
+    CHECK_EQ(o1.rejected - o0.rejected, 3 * n);
+    CHECK_EQ(o1.owner_pages, CPAGES);
+
+    /* the grant still serves, from the cache, the right bytes */
+    memset(lb, 0xEE, CHUNK);
+    CHECK_EQ(copy1(id, base, len, base + 5, lb, 3 * PG, GET, &sync), 0);
+    CHECK(sync);
+    CHECK_EQ(mism(lb, base + 5, 3 * PG, seed), 0);
+    struct rep *r = RPC(OP_STATS, 0);
+    CHECK_EQ(r->v[0], XM_CH_CONNECTED);
+    CHECK_EQ(me.failed + me.gone, 0);
+    free(lb);
+    node_close();
+    return 0;
+}
+
 /* Requests that overlap a grant being withdrawn wait for its ACK, at most
  * 64 per channel; a peer that never acknowledges gets the rest refused and
  * keeps nothing else busy.  Our core sees none of the owner's messages
@@ -2679,6 +2751,7 @@ static void test_exhaustion(void **state)
 }
 
 static void test_hostile_peer(void **state) { run_pair(peer_hostile_peer, NULL, NULL, 0); }
+static void test_flood_kinds(void **state) { run_pair(peer_flood_kinds, NULL, NULL, 0); }
 static void test_hostile_owner(void **state) { run_pair(peer_hostile_owner, NULL, NULL, 0); }
 
 /* Run a peer; once it is done, wait until the owner sees its channel go
@@ -3220,6 +3293,7 @@ int main(void)
         cmocka_unit_test(test_evict_peer_cap),
         cmocka_unit_test(test_exhaustion),
         cmocka_unit_test(test_hostile_peer),
+        cmocka_unit_test(test_flood_kinds),
         cmocka_unit_test(test_hostile_owner),
         cmocka_unit_test(test_park_cap),
         cmocka_unit_test(test_ring_full),
