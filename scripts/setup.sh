@@ -11,6 +11,7 @@ PKGS=(
   hwloc  # lstopo with PNG output (xenmpi-topo draw); replaces hwloc-nox
   linux-headers-amd64 dkms  # the kernel module (kernel/, docs/kernel.md)
   strace  # ucx/zcopy-hit-syscalls: the system calls of the zero-copy hit path
+  gdb  # test/mpi: the stacks of ranks that hang, in the run's log
   ccache  # scripts/build-mpich.sh: MPICH rebuilds from the compiler cache
   dropbear-bin openssh-client  # the real-Xen MPI jobs: sshd and ssh in the domUs
 )

@@ -62,7 +62,10 @@ pass() { echo "PASS: mpi/$1"; passed=$((passed + 1)); }
 fail() {
     echo "FAIL: mpi/$1${2:+ ($2)}"
     failed=$((failed + 1))
-    [ -n "${3:-}" ] && [ -f "$3" ] && grep -v -E 'rdmacm|DIAG' "$3" | tail -25 | sed 's/^/    /'
+    [ -n "${3:-}" ] && [ -f "$3" ] || return 0
+    grep -v -E 'rdmacm|DIAG|^(#[0-9]|Thread )' "$3" | grep -v '^# stacks of' | tail -25 | sed 's/^/    /'
+    # a hung run's stacks (stacks, below), each thread's innermost frames
+    grep -E '^(# stacks of|Thread |#[0-9] )' "$3" | head -120 | sed 's/^/    /'
 }
 
 # a private simulated host per run, removed at exit
@@ -97,6 +100,21 @@ for m in mpich openmpi; do
 done
 
 # ---------------------------------------------------------------- runs
+# stacks <log>: every rank still running (a program of $bin) gets its
+# threads' backtraces appended to the log (gdb), so a run that hangs shows
+# where; called just before the run's timeout
+stacks() {
+    local q exe
+    command -v gdb >/dev/null || { echo "# no gdb: no stacks of the hung ranks" >> "$1"; return; }
+    for q in $(pgrep -d ' ' .); do
+        exe=$(readlink "/proc/$q/exe" 2>/dev/null) || continue
+        case $exe in "$bin"/*) ;; *) continue ;; esac
+        echo "# stacks of pid $q ($exe)" >> "$1"
+        timeout 20 gdb -q -batch -p "$q" -ex "thread apply all bt 30" 2>&1 |
+            grep -E '^(#|Thread)' >> "$1"
+    done
+}
+
 # launch <mpi> <ranks per VM> <host> <domid A> <domid B> <log> <command...>
 # Two VMs: the first half of the ranks in domain A, the second in domain B.
 launch() {
@@ -108,6 +126,8 @@ launch() {
     # the same over posix).  Open MPI yields when oversubscribed.
     local yield=1000
     [ $((2 * ppv)) -gt "$(nproc)" ] && yield=100
+    ( sleep $((TMO - 5)); stacks "$log" ) &
+    local dog=$!
     case $m in
     mpich)
         timeout --kill-after=10 "$TMO" mpiexec.mpich \
@@ -127,6 +147,8 @@ launch() {
             -np "$ppv" "${x[@]}" -x XENMPI_SIM_DOMID="$b" "$@" > "$log" 2>&1
         rc=$? ;;
     esac
+    kill $dog 2>/dev/null
+    wait $dog 2>/dev/null
     echo "# $(date +%T) exit $rc after $((SECONDS - start)) s" >> "$log"
     return $rc
 }
