@@ -592,6 +592,8 @@ void xm_chan_commit(xm_channel_t *ch, uint16_t type, size_t len)
     memcpy(ch->tx + off, &h, sizeof(h));
     ch->prod += (uint32_t)XM_REC_SIZE(len);
     ch->published = ch->prod;
+    if (xm_rec_is_op(type))
+        ch->op_published = ch->published;
     STORE(&ch->my->prod, ch->prod);
     ch->st.msgs_sent++;
     tx_kick(ch);
@@ -908,6 +910,11 @@ void xm_chan_own_pages(xm_channel_t *ch, struct xm_ctrl_page **ctrl, uint8_t **r
 uint32_t xm_chan_tx_mark(const xm_channel_t *ch)
 {
     return ch->published;
+}
+
+uint32_t xm_chan_op_mark(const xm_channel_t *ch)
+{
+    return ch->op_published;
 }
 
 int xm_chan_tx_reached(xm_channel_t *ch, uint32_t mark)

@@ -154,6 +154,9 @@ void *xm_chan_user(const xm_channel_t *ch);
  * when it releases more (for sleepers); it is true for a channel that is
  * down (its failure is reported separately). */
 uint32_t xm_chan_tx_mark(const xm_channel_t *ch);
+/* the tx mark as far as the last record xm_rec_is_op() counts: what a
+ * flush of the operations sent so far waits for */
+uint32_t xm_chan_op_mark(const xm_channel_t *ch);
 int xm_chan_tx_reached(xm_channel_t *ch, uint32_t mark);
 /* Largest payload xm_chan_send would accept right now (0 when full or not
  * connected). */

@@ -60,6 +60,7 @@ struct xm_channel {
     /* fast-path state, private */
     uint32_t prod, cached_cons;
     uint32_t published;   /* prod as the peer sees it (a PAD may be ahead) */
+    uint32_t op_published; /* published as far as the last record a flush waits for */
     int down_owed;        /* failed or gone: release and report in progress */
     uint32_t cons, released;
     uint32_t notified;    /* the peer's last sleep generation we notified */

@@ -93,6 +93,17 @@ enum {
     XM_REC_PAD           = 0xffff,
 };
 
+/* Records that carry an operation of the sender's (adapter messages, puts,
+ * get requests): what a flush waits for the peer to have processed.  An
+ * answer to the peer's get and the zero-copy control messages (grant
+ * requests, answers, withdrawals and their ends) are not: a peer that
+ * stopped reading them (it finished, and waits in its launcher's barrier)
+ * must not hold up our flush; each has its own bound (docs/wire.md). */
+static inline int xm_rec_is_op(uint16_t type)
+{
+    return type <= XM_REC_ADAPTER_LAST || type == XM_REC_RMA_PUT || type == XM_REC_RMA_GET_REQ;
+}
+
 /* ---- zero-copy messages (docs/wire.md, "Zero-copy messages") ---- */
 
 #define XM_ZC_F_WRITE 1u            /* GREQ/GREP flags: a writable grant */

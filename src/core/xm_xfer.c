@@ -504,7 +504,7 @@ static int xfer_busy(void *arg, xm_endpoint_t *ep)
 xm_xfer_mark_t xm_xfer_mark(xm_xfer_t *x, xm_channel_t *ch)
 {
     struct xf_chan *c = xf_chan_find(x, ch);
-    xm_xfer_mark_t m = { c ? c->next_seq : 1, xm_chan_tx_mark(ch) };
+    xm_xfer_mark_t m = { c ? c->next_seq : 1, xm_chan_op_mark(ch) };
 
     return m;
 }

@@ -89,8 +89,10 @@ int xm_xfer_zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t 
 void xm_xfer_cancel(xm_xfer_t *x, const void *tag);
 
 /* Everything started on ch so far, and whether all of it has completed:
- * ring records processed by the peer, gets answered, zero-copy operations
- * done.  Reached is also true for a channel that is down. */
+ * operation records (xm_rec_is_op: not the answers and zero-copy control
+ * messages the core sends on its own) processed by the peer, gets answered,
+ * zero-copy operations done.  Reached is also true for a channel that is
+ * down. */
 typedef struct xm_xfer_mark {
     uint64_t op;
     uint32_t tx;

@@ -837,11 +837,11 @@ static int all_consumed(void)
 {
     for (int i = 0; i < MPIDI_XEN_global.size; i++) {
         MPIDI_XEN_peer_t *p = &MPIDI_XEN_global.peers[i];
-        if (p->ch && !xm_chan_tx_reached(p->ch, xm_chan_tx_mark(p->ch)))
+        if (p->ch && !xm_chan_tx_reached(p->ch, xm_chan_op_mark(p->ch)))
             return 0;
     }
     for (MPIDI_XEN_rx_t * r = MPIDI_XEN_global.rx; r; r = r->next)
-        if (!xm_chan_tx_reached(r->ch, xm_chan_tx_mark(r->ch)))
+        if (!xm_chan_tx_reached(r->ch, xm_chan_op_mark(r->ch)))
             return 0;
     return 1;
 }

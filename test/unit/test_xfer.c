@@ -360,6 +360,48 @@ static void test_gone_and_cancel(void **state)
     node_close(&r);
 }
 
+/* A flush waits for the peer to process our operations (adapter records,
+ * puts, get requests), not the core's own control messages: a peer that
+ * stopped reading after it processed our last operation (it finished and
+ * waits in its launcher's barrier) leaves the channel idle however many
+ * zero-copy withdrawals or get answers we wrote after. */
+static void test_idle_ignores_control(void **state)
+{
+    struct node o, r;
+    uint8_t b[64] = { 0 };
+
+    node_open(&o, 0, 0);
+    node_open(&r, 0, 0);
+    xm_channel_t *ch = pair(&o, &r);
+    assert_true(xm_xfer_idle(r.x, ch));
+    assert_int_equal(xm_chan_send(ch, 7, NULL, 0, b, sizeof(b)), 0);   /* an adapter message */
+    assert_false(xm_xfer_idle(r.x, ch));
+    xm_xfer_mark_t m = xm_xfer_mark(r.x, ch);
+    for (int i = 0; i < 200 && !xm_xfer_idle(r.x, ch); i++)
+        pump(&o, &r, 1);
+    assert_true(xm_xfer_idle(r.x, ch));   /* the owner processed it */
+    /* the owner stops reading; we send it control messages only */
+    uint32_t before = xm_chan_tx_mark(ch);
+    for (uint16_t t = XM_REC_ZC_FIRST; t <= XM_REC_ZC_LAST; t++)
+        assert_int_equal(xm_chan_send(ch, t, NULL, 0, b, 16), 0);
+    assert_int_equal(xm_chan_send(ch, XM_REC_RMA_GET_REP, NULL, 0, b, 32), 0);
+    for (int i = 0; i < 20; i++)
+        xm_endpoint_progress(r.ep);
+    assert_true(xm_chan_tx_mark(ch) != before);   /* written, unread */
+    assert_false(xm_chan_tx_reached(ch, xm_chan_tx_mark(ch)));
+    assert_true(xm_xfer_idle(r.x, ch));
+    assert_true(xm_xfer_reached(r.x, ch, m));
+    /* an operation after them is waited for, and with it what came before */
+    assert_int_equal(xm_chan_send(ch, 8, NULL, 0, b, sizeof(b)), 0);
+    assert_false(xm_xfer_idle(r.x, ch));
+    for (int i = 0; i < 200 && !xm_xfer_idle(r.x, ch); i++)
+        pump(&o, &r, 1);
+    assert_true(xm_xfer_idle(r.x, ch));
+    assert_true(xm_chan_tx_reached(ch, xm_chan_tx_mark(ch)));
+    node_close(&r);
+    node_close(&o);
+}
+
 /* The requester's ring to o1 fills with a copy-path put o1 never reads;
  * a copy-path get from o2 issued after it completes all the while (one
  * blocked peer holds up only its own ranges), and once o1 reads, its put
@@ -429,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_gone_and_cancel),
         cmocka_unit_test(test_get_flood_unread),
         cmocka_unit_test(test_ring_ranges_per_peer),
+        cmocka_unit_test(test_idle_ignores_control),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
