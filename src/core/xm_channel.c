@@ -176,7 +176,12 @@ int xm_endpoint_open(xm_hv_t *hv, const xm_ep_params_t *params, xm_endpoint_t **
         return rc;
     }
     ep->connect_timeout = xm_cfg_double(XM_CFG_CONNECT_TIMEOUT);
-    ep->max_msg = XM_MAX_MSG((size_t)pages * XM_PAGE_SIZE);
+    ep->min_pages = ep->ring_now = pages;
+    if (params->min_msg)
+        while (ep->min_pages > XM_RING_MIN_PAGES &&
+               XM_MAX_MSG((size_t)ep->min_pages / 2 * XM_PAGE_SIZE) >= params->min_msg)
+            ep->min_pages /= 2;
+    ep->max_msg = XM_MAX_MSG((size_t)ep->min_pages * XM_PAGE_SIZE);
     /* a peer's ring may be larger than ours: size for the largest allowed */
     ep->rxbuf = mmap(NULL, XM_RXBUF_SIZE, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -893,6 +898,7 @@ int xm_endpoint_wait(xm_endpoint_t *ep, int timeout_ms)
 
 enum xm_chan_state xm_chan_state(const xm_channel_t *ch) { return ch->state; }
 int xm_chan_domain_gone(const xm_channel_t *ch) { return ch->home_gone; }
+unsigned xm_chan_ring_pages(const xm_channel_t *ch) { return ch->tx_pages; }
 uint32_t xm_chan_peer_dom(const xm_channel_t *ch) { return ch->peer_dom; }
 uint32_t xm_chan_peer_ep(const xm_channel_t *ch) { return ch->peer_ep; }
 void xm_chan_set_user(xm_channel_t *ch, void *user) { ch->user = user; }

@@ -37,6 +37,13 @@ enum xm_chan_event {
 
 typedef struct xm_ep_params {
     unsigned ring_pages; /* power of two, 1..XM_RING_MAX_PAGES; 0: XENMPI_RING_PAGES or 64 */
+    /* The largest record payload the endpoint's users need on every
+     * channel.  A channel whose ring_pages cannot be granted (gntalloc's
+     * limit, a full grant table) falls back to a ring half as large, down
+     * to the smallest one that holds min_msg; xm_endpoint_max_msg is then
+     * what that smallest ring holds.  0, or more than ring_pages hold: no
+     * fallback, every ring is ring_pages. */
+    size_t min_msg;
     void (*recv_cb)(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len);
     void (*event_cb)(void *arg, xm_channel_t *ch, enum xm_chan_event ev);
     void *cb_arg;
@@ -144,6 +151,9 @@ enum xm_chan_state xm_chan_state(const xm_channel_t *ch);
  * (destroyed or crashed: its store home was removed), not its process. */
 int xm_chan_domain_gone(const xm_channel_t *ch);
 uint32_t xm_chan_peer_dom(const xm_channel_t *ch);
+/* pages of our ring to the peer: fewer than the endpoint's ring_pages when
+ * the grants for those ran out (xm_ep_params_t.min_msg) */
+unsigned xm_chan_ring_pages(const xm_channel_t *ch);
 uint32_t xm_chan_peer_ep(const xm_channel_t *ch);
 xm_endpoint_t *xm_chan_endpoint(const xm_channel_t *ch);
 void xm_chan_set_user(xm_channel_t *ch, void *user);

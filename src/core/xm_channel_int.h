@@ -92,7 +92,10 @@ struct xm_endpoint {
     int epfd;
     xm_channel_t *chans;
     uint8_t *rxbuf;
-    size_t max_msg;
+    size_t max_msg;      /* what the smallest ring we fall back to holds */
+    unsigned min_pages;  /* that ring (p.ring_pages: no fallback) */
+    unsigned ring_now;   /* ring size new channels try first: p.ring_pages,
+                          * halved each time one was refused */
     unsigned idle;       /* progress calls since the slow path last ran */
     unsigned connecting; /* channels waiting for a handshake answer */
     int armed;           /* some channel's rx_arm has the armed bit set */

@@ -29,8 +29,6 @@ static int chan_share_own(xm_channel_t *ch)
     void *p;
     int rc;
 
-    ch->tx_pages = ch->ep->p.ring_pages;
-    ch->tx_size = ch->tx_pages * XM_PAGE_SIZE;
     rc = xm_hv_share(hv, ch->peer_dom, 1, 0, XM_CTRL_LIVE_OFFSET, (int)ch->port, &p, &ch->my_ref);
     if (rc) {
         xm_error("granting control page to domain %u: %s", ch->peer_dom, strerror(-rc));
@@ -38,10 +36,31 @@ static int chan_share_own(xm_channel_t *ch)
     }
     ch->my = p;
     ep_place(ch->ep, ch->my, XM_PAGE_SIZE);
-    rc = xm_hv_share(hv, ch->peer_dom, ch->tx_pages, 0, -1, -1, &p, ch->tx_refs);
+    /* a ring the grant table or gntalloc's limit refuses: half as large,
+     * down to the smallest that holds the endpoint's max_msg; later
+     * channels start at the size that was granted */
+    ch->tx_pages = ch->ep->ring_now;
+    for (;;) {
+        rc = xm_hv_share(hv, ch->peer_dom, ch->tx_pages, 0, -1, -1, &p, ch->tx_refs);
+        if (!rc || (rc != -ENOSPC && rc != -ENOMEM) || ch->tx_pages <= ch->ep->min_pages)
+            break;
+        ch->tx_pages /= 2;
+        ch->ep->ring_now = ch->tx_pages;
+        xm_warn("a %u-page ring to domain %u was refused (above): this and later channels "
+                "of the endpoint use %u pages (at least %u; messages up to %zu bytes)",
+                ch->tx_pages * 2, ch->peer_dom, ch->tx_pages, ch->ep->min_pages,
+                ch->ep->max_msg);
+    }
+    ch->tx_size = ch->tx_pages * XM_PAGE_SIZE;
     if (rc) {
-        xm_error("granting a %u-page ring to domain %u: %s", ch->tx_pages, ch->peer_dom,
-                 strerror(-rc));
+        if (ch->tx_pages < ch->ep->p.ring_pages)
+            xm_error("granting a %u-page ring to domain %u: %s; no smaller ring holds the "
+                     "endpoint's %zu-byte messages (rings fell back from %u pages)",
+                     ch->tx_pages, ch->peer_dom, strerror(-rc), ch->ep->max_msg,
+                     ch->ep->p.ring_pages);
+        else
+            xm_error("granting a %u-page ring to domain %u: %s", ch->tx_pages, ch->peer_dom,
+                     strerror(-rc));
         return rc;
     }
     ch->tx = p;

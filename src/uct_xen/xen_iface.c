@@ -661,6 +661,10 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
     /* the core gives every endpoint its own id, so any number of ifaces
      * may share a process and a domain */
     ep_params.ring_pages = cfg->ring_pages;
+    /* a channel whose ring cannot be granted in full falls back to a
+     * smaller one that still holds a segment */
+    ep_params.min_msg    = (cfg->seg_size == UCS_MEMUNITS_AUTO) ?
+                           UCT_XEN_SEG_SIZE_AUTO : cfg->seg_size;
     ep_params.recv_cb    = uct_xen_recv_cb;
     ep_params.event_cb   = uct_xen_event_cb;
     ep_params.cb_arg     = self;

@@ -577,6 +577,86 @@ static void test_listener_refuses(void **state)
     side_close(&a);
 }
 
+/* A ring the grant table refuses falls back to half its size, down to the
+ * smallest that holds min_msg; later channels start at the size that was
+ * granted; below that the connect fails with the error.  Records of
+ * xm_endpoint_max_msg go through a fallen-back ring both ways, and the
+ * fallback's grants are released with its channel. */
+static void test_ring_fallback(void **state)
+{
+    struct side L[5], b;
+    xm_channel_t *ch[5];
+    xm_ep_params_t p = { .ring_pages = 8, .min_msg = XM_MAX_MSG(4 * XM_PAGE_SIZE) - 5,
+                         .recv_cb = on_recv, .event_cb = on_event, .cb_arg = &b };
+    static uint8_t big[XM_PAGE_SIZE];
+    const unsigned want[5] = { 8, 4, 0, 4, 0 };
+
+    /* b's domain: 16 usable entries: 1+8, 1+4 (8 refused), then 1 +
+     * nothing (4 refused, and 2 pages hold no min_msg record) */
+    setenv("XENMPI_SIM_GNTTAB_SIZE", "17", 1);
+    side_open(&b, 1);
+    unsetenv("XENMPI_SIM_GNTTAB_SIZE");
+    /* one endpoint: its later channels start where the last one fell to */
+    xm_endpoint_t *ep;
+    assert_int_equal(xm_endpoint_open(b.hv, &p, &ep), 0);
+    assert_int_equal(xm_endpoint_max_msg(ep), XM_MAX_MSG(4 * XM_PAGE_SIZE));
+    /* each listener in a domain of its own */
+    for (int i = 0; i < 5; i++) {
+        struct side *a = &L[i];
+        side_open(a, 8);
+        xm_endpoint_t *l = a->ep;
+        int rc = xm_endpoint_connect(ep, xm_hv_domid(a->hv), xm_endpoint_id(l),
+                                     xm_endpoint_key(l), &ch[i]);
+        if (!want[i]) {
+            assert_int_equal(rc, -ENOSPC);   /* said why, nothing left behind */
+            if (i == 2) {
+                /* the 4-page channel goes: its 5 entries hold the next one */
+                xm_endpoint_close(L[1].ep);
+                L[1].ep = NULL;
+                for (int k = 0; k < 100 && xm_chan_state(ch[1]) == XM_CH_CONNECTED; k++)
+                    xm_endpoint_progress(ep);
+                assert_int_not_equal(xm_chan_state(ch[1]), XM_CH_CONNECTED);
+            }
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        for (int k = 0; k < 300 && xm_chan_state(ch[i]) == XM_CH_CONNECTING; k++) {
+            xm_endpoint_progress(l);
+            xm_endpoint_progress(ep);
+        }
+        assert_int_equal(xm_chan_state(ch[i]), XM_CH_CONNECTED);
+        assert_int_equal(xm_chan_ring_pages(ch[i]), want[i]);
+        /* the largest record each way, then one byte more is refused */
+        size_t max = xm_endpoint_max_msg(ep);
+        memset(big, 'a' + i, sizeof(big));
+        b.nlog = a->nlog = 0;
+        for (int k = 0; k < 3; k++) {
+            int s;
+            while ((s = xm_chan_send(ch[i], 5, NULL, 0, big, max)) == -EAGAIN) {
+                xm_endpoint_progress(l);
+                xm_endpoint_progress(ep);
+            }
+            assert_int_equal(s, 0);
+        }
+        assert_int_equal(xm_chan_send(ch[i], 5, NULL, 0, big, max + 1), -EMSGSIZE);
+        for (int k = 0; k < 100 && a->nlog < 3; k++)
+            xm_endpoint_progress(l);
+        assert_int_equal(a->nlog, 3);
+        assert_int_equal(a->log[2].len, max);
+        assert_int_equal(a->log[2].data[0], 'a' + i);
+        assert_int_equal(xm_chan_send(a->last_ch, 6, NULL, 0, big, 100), 0);
+        for (int k = 0; k < 100 && b.nlog < 1; k++)
+            xm_endpoint_progress(ep);
+        assert_int_equal(b.nlog, 1);
+        assert_int_equal(b.log[0].type, 6);
+        /* L[i] stays open: its channel holds b's grants */
+    }
+    xm_endpoint_close(ep);
+    side_close(&b);
+    for (int i = 0; i < 5; i++)
+        side_close(&L[i]);
+}
+
 /* garbage or lies in a handshake request: rejected, removed, nothing else hurt */
 static void test_hostile_handshake(void **state)
 {
@@ -1592,6 +1672,7 @@ int main(void)
         cmocka_unit_test(test_services),
         cmocka_unit_test(test_send_while_connecting),
         cmocka_unit_test(test_listener_refuses),
+        cmocka_unit_test(test_ring_fallback),
         cmocka_unit_test(test_killed_process_nodes_removed),
         cmocka_unit_test(test_many_endpoints),
         cmocka_unit_test(test_addresses),
