@@ -33,7 +33,9 @@ ucs_config_field_t uct_xen_iface_config_table[] = {
      UCS_CONFIG_TYPE_TABLE(uct_iface_config_table)},
 
     {"RING_PAGES", "0",
-     "Pages in each per-peer ring, a power of two from 1 to 256 (0: XENMPI_RING_PAGES or 64).",
+     "Pages in each per-peer ring, a power of two from 1 to 256 (0: XENMPI_RING_PAGES or 64);\n"
+     "a ring the grant table or gntalloc's limit refuses falls back to a smaller one that\n"
+     "still holds SEG_SIZE.",
      ucs_offsetof(uct_xen_iface_config_t, ring_pages), UCS_CONFIG_TYPE_UINT},
 
     {"SEG_SIZE", "auto",
