@@ -553,7 +553,8 @@ fi
 # test/ucx/uct_rma_hostile (built by `make check`, or UCT_RMA_HOSTILE): one
 # process plays a peer that forges rkeys; the owner refuses every put and get
 # outside a live registration (memory unchanged, gets complete with an error),
-# logs each refusal naming the peer's domain, and keeps serving; the rkey of a
+# logs refusals naming the peer's domain (at most 10 a second, xm_peer_error:
+# the program's checks count every one), and keeps serving; the rkey of a
 # buffer unmapped and mapped again reaches nothing (memory events), and
 # inaccessible memory under a registration is refused without a fault.  Then an
 # iface flush with a completion over a full ring and a queued put.
@@ -568,7 +569,7 @@ else
     nput=$(grep -c 'error xm_xfer_rma.c:[0-9]* domain [0-9]* endpoint [0-9]*: put of .* refused' "$tmp/$t")
     nget=$(grep -c 'error xm_xfer_rma.c:[0-9]* domain [0-9]* endpoint [0-9]*: get of .* refused' "$tmp/$t")
     if [ $rc -eq 0 ] && ! grep -q '^FAIL' "$tmp/$t" && grep -q '^ok: done' "$tmp/$t" &&
-       [ "$nput" -ge 7 ] && [ "$nget" -ge 5 ]; then
+       [ "$nput" -ge 1 ] && [ "$nget" -ge 1 ]; then
         pass "$t"
         grep '^ok' "$tmp/$t" | grep -v 'ok: done' | sed 's/^/#   /'
         echo "#   refusals logged: $nput puts, $nget gets; e.g."
