@@ -541,7 +541,7 @@ void *xm_chan_reserve(xm_channel_t *ch, size_t max, int *err)
         *err = ch->state == XM_CH_CONNECTING ? -EAGAIN : -EPIPE;
         return NULL;
     }
-    if (max > ch->ep->max_msg) {
+    if (max > XM_MAX_MSG(ch->tx_size)) {
         *err = -EMSGSIZE;
         return NULL;
     }
@@ -899,6 +899,14 @@ int xm_endpoint_wait(xm_endpoint_t *ep, int timeout_ms)
 enum xm_chan_state xm_chan_state(const xm_channel_t *ch) { return ch->state; }
 int xm_chan_domain_gone(const xm_channel_t *ch) { return ch->home_gone; }
 unsigned xm_chan_ring_pages(const xm_channel_t *ch) { return ch->tx_pages; }
+size_t xm_chan_max_msg(const xm_channel_t *ch)
+{
+    return ch->tx ? XM_MAX_MSG(ch->tx_size) : ch->ep->max_msg;
+}
+size_t xm_chan_peer_max_msg(const xm_channel_t *ch)
+{
+    return ch->rx ? XM_MAX_MSG(ch->rx_size) : ch->ep->max_msg;
+}
 uint32_t xm_chan_peer_dom(const xm_channel_t *ch) { return ch->peer_dom; }
 uint32_t xm_chan_peer_ep(const xm_channel_t *ch) { return ch->peer_ep; }
 void xm_chan_set_user(xm_channel_t *ch, void *user) { ch->user = user; }
@@ -956,7 +964,7 @@ size_t xm_chan_space(xm_channel_t *ch)
     if (room < XM_REC_SIZE(0))
         return 0;
     size_t n = (room - sizeof(struct xm_rec_hdr)) & ~(size_t)(XM_REC_ALIGN - 1);
-    return n < ch->ep->max_msg ? n : ch->ep->max_msg;
+    return n < XM_MAX_MSG(ch->tx_size) ? n : XM_MAX_MSG(ch->tx_size);
 }
 
 uint32_t xm_chan_inflight(xm_channel_t *ch)
@@ -972,8 +980,8 @@ int xm_chan_want_space(xm_channel_t *ch, size_t len)
 {
     if (ch->state != XM_CH_CONNECTED)
         return 0;   /* connecting: the answer wakes us; down: sending says so */
-    if (len > ch->ep->max_msg)
-        len = ch->ep->max_msg;
+    if (len > XM_MAX_MSG(ch->tx_size))
+        len = XM_MAX_MSG(ch->tx_size);
     if (xm_chan_space(ch) >= len)
         return 0;
     ch->st.ring_full++;

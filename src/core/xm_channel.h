@@ -90,7 +90,9 @@ int xm_endpoint_addr(const xm_endpoint_t *ep, xm_ep_addr_t *out);
  * another host, else as xm_endpoint_connect. */
 int xm_endpoint_connect_addr(xm_endpoint_t *ep, const xm_ep_addr_t *addr, xm_channel_t **out);
 xm_hv_t *xm_endpoint_hv(const xm_endpoint_t *ep);
-/* Largest payload one message may carry with this endpoint's rings. */
+/* Largest payload one message may carry on every channel of this
+ * endpoint, including one whose ring fell back to the smallest size
+ * (xm_ep_params_t.min_msg); a channel's own limit is xm_chan_max_msg. */
 size_t xm_endpoint_max_msg(const xm_endpoint_t *ep);
 
 /* Start (or find) the channel to endpoint peer_ep of domain peer_dom,
@@ -130,7 +132,7 @@ int xm_endpoint_wait(xm_endpoint_t *ep, int timeout_ms);
  * or a channel the peer started is not connected yet.  A channel we
  * started takes messages while it is connecting: the peer reads them once
  * it maps our ring.  -EMSGSIZE when larger
- * than xm_endpoint_max_msg, -EPIPE when the channel is down.  A send that
+ * than xm_chan_max_msg, -EPIPE when the channel is down.  A send that
  * finds the peer broke the protocol marks the channel FAILED and returns
  * -EPIPE; the event callback runs from the next progress. */
 int xm_chan_send(xm_channel_t *ch, uint16_t type, const void *hdr, size_t hlen,
@@ -154,6 +156,12 @@ uint32_t xm_chan_peer_dom(const xm_channel_t *ch);
 /* pages of our ring to the peer: fewer than the endpoint's ring_pages when
  * the grants for those ran out (xm_ep_params_t.min_msg) */
 unsigned xm_chan_ring_pages(const xm_channel_t *ch);
+/* Largest payload of one record on ch: ours (what our ring holds, at
+ * least xm_endpoint_max_msg), and the peer's to us (what its ring holds;
+ * xm_endpoint_max_msg until the channel knows it).  An answer the peer
+ * sends in one record must fit the latter. */
+size_t xm_chan_max_msg(const xm_channel_t *ch);
+size_t xm_chan_peer_max_msg(const xm_channel_t *ch);
 uint32_t xm_chan_peer_ep(const xm_channel_t *ch);
 xm_endpoint_t *xm_chan_endpoint(const xm_channel_t *ch);
 void xm_chan_set_user(xm_channel_t *ch, void *user);

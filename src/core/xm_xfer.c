@@ -262,7 +262,8 @@ again:
         if (c->ring_pass == pass)
             continue;   /* full in this pass */
         while (r->left > 0) {
-            size_t len = r->left < x->rma_max ? r->left : x->rma_max;
+            size_t max = xf_rec_max(x, ch, op->dir == XM_ZC_GET);
+            size_t len = r->left < max ? r->left : max;
 
             if (op->dir == XM_ZC_GET) {
                 op->count++;
@@ -491,7 +492,7 @@ static int xfer_busy(void *arg, xm_endpoint_t *ep)
         size_t next = XF_HDR;
 
         if (r->op->dir == XM_ZC_PUT)
-            next += r->left < x->rma_max ? r->left : x->rma_max;
+            next += r->left < xf_rec_max(x, c->ch, 0) ? r->left : xf_rec_max(x, c->ch, 0);
         if (xm_chan_state(c->ch) != XM_CH_CONNECTED || !xm_chan_want_space(c->ch, next))
             return 1;
     }
@@ -535,6 +536,7 @@ int xm_xfer_attach(xm_endpoint_t *ep, const xm_xfer_params_t *p, xm_xfer_t **out
         return -ENOMEM;
     x->ep = ep;
     x->rma_max = p->rma_max && p->rma_max <= max ? p->rma_max : max;
+    x->range_max = p->rma_max ? x->rma_max : SIZE_MAX;
     x->zcopy = p->zcopy;
     x->next_req = 1;
     xm_service_t svc = {

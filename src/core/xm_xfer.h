@@ -47,7 +47,11 @@ typedef void (*xm_xfer_unpack_t)(void *arg, const void *data, size_t len);
 
 typedef struct xm_xfer_params {
     size_t rma_max;  /* largest put or get payload in one record; 0 or too
-                      * large: what one record of the endpoint's ring holds */
+                      * large: what one record of every channel holds
+                      * (xm_endpoint_max_msg).  With 0 the ring path of
+                      * xm_xfer_zcopy cuts each channel's ranges by what
+                      * that channel's rings hold (xm_chan_max_msg, and
+                      * xm_chan_peer_max_msg for the answers to gets). */
     int zcopy;       /* xm_xfer_zcopy may use grant copy (else the ring only) */
     uint64_t grant_cache, peer_cache;   /* this endpoint's zero-copy caches
                                          * (xm_zc_config_t); 0: the defaults */
@@ -58,6 +62,9 @@ typedef struct xm_xfer_params {
  * endpoint (closing it fails what is still outstanding, with -EPIPE). */
 int xm_xfer_attach(xm_endpoint_t *ep, const xm_xfer_params_t *p, xm_xfer_t **out);
 void xm_xfer_detach(xm_xfer_t *x);
+/* The put and get payload every channel takes (rma_max as attached);
+ * xm_xfer_put_reserve and xm_xfer_get take up to what ch's rings hold
+ * (-EMSGSIZE beyond), at most rma_max when it was given. */
 size_t xm_xfer_rma_max(const xm_xfer_t *x);
 /* Remote accesses this owner refused so far (hostile or stale). */
 uint64_t xm_xfer_refused(const xm_xfer_t *x);

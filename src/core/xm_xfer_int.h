@@ -95,6 +95,7 @@ struct xf_reply {
 struct xm_xfer {
     xm_endpoint_t *ep;
     size_t rma_max;
+    size_t range_max;   /* ring-path ranges: rma_max as asked, or unbounded */
     int zcopy;
     uint64_t next_req;
     uint64_t refused;
@@ -105,6 +106,15 @@ struct xm_xfer {
     unsigned ring_pass;
     struct xf_range *putwait;    /* put ranges waiting for the peer */
 };
+
+/* Largest payload of one put (PUT: our ring) or one get's answer (GET:
+ * the peer's ring to us) on ch: what that ring holds, at most range_max. */
+static inline size_t xf_rec_max(const xm_xfer_t *x, const xm_channel_t *ch, int get)
+{
+    size_t m = (get ? xm_chan_peer_max_msg(ch) : xm_chan_max_msg(ch)) - XF_HDR;
+
+    return m < x->range_max ? m : x->range_max;
+}
 
 struct xf_chan *xf_chan_find(xm_xfer_t *x, const xm_channel_t *ch);
 struct xf_chan *xf_chan_get(xm_xfer_t *x, xm_channel_t *ch);   /* find or make; NULL: no memory */

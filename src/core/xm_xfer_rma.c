@@ -28,7 +28,7 @@ static void refuse(xm_xfer_t *x, xm_channel_t *ch, const char *what,
  * -EAGAIN when our ring to it is full. */
 static int owner_reply(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *req)
 {
-    size_t max = xm_endpoint_max_msg(x->ep) - XF_HDR, len;
+    size_t max = xm_chan_max_msg(ch) - XF_HDR, len;
     struct xm_rma_hdr rep = *req;
     uint8_t *p;
     int err, rc;
@@ -214,7 +214,7 @@ void *xm_xfer_put_reserve(xm_xfer_t *x, xm_channel_t *ch, size_t max, int *err)
 {
     uint8_t *p;
 
-    if (max > x->rma_max) {
+    if (max > xf_rec_max(x, ch, 0)) {
         *err = -EMSGSIZE;
         return NULL;
     }
@@ -237,7 +237,7 @@ int xm_xfer_get(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t ra
     uint8_t *p;
     int err;
 
-    if (len > x->rma_max)
+    if (len > xf_rec_max(x, ch, 1))
         return -EMSGSIZE;
     p = xm_chan_reserve(ch, XF_HDR, &err);
     if (!p)

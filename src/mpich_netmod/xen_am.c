@@ -32,14 +32,6 @@ MPL_COMPILE_TIME_ASSERT(MPIDI_XEN_AM_HDR_MAX == MPIDI_XEN_WIRE_HDR_MAX);
  * peer frees space in batches; tiny records only cost headers). */
 #define MPIDI_XEN_MIN_FRAG 4096
 
-/* Records carry at most this much of a message, so that the receiver
- * copies one record out while the sender writes the next: a 64 KiB
- * message in one record is copied three times one after the other (into
- * the ring, out of it, into the receive buffer), in 8 KiB records the
- * copies overlap. Measured on the sim backend, 2 ranks in 2 VMs: 64 KiB
- * ping-pong 7.2-9.4 GB/s with 8 KiB records against 3.2-4.2 GB/s in one
- * record; 4 KiB records were no better, 16 and 32 KiB worse. */
-#define MPIDI_XEN_FRAG (8 * 1024)
 
 static MPIDI_XEN_peer_t *peer_of_rank(MPIR_Comm * comm, int rank)
 {

@@ -89,6 +89,9 @@ int MPIDI_XEN_init_world(void)
     }
     ep_params.recv_cb = MPIDI_XEN_recv_cb;
     ep_params.event_cb = MPIDI_XEN_event_cb;
+    /* a ring the grant table or gntalloc's limit refuses falls back to a
+     * smaller one that still holds a record */
+    ep_params.min_msg = MPIDI_XEN_FRAG;
     rc = xm_endpoint_open(MPIDI_XEN_global.hv, &ep_params, &MPIDI_XEN_global.ep);
     if (rc == 0)
         rc = xm_endpoint_addr(MPIDI_XEN_global.ep, &MPIDI_XEN_global.addr);

@@ -11,7 +11,8 @@
 # then ping-pong up to 64 MiB with zero-copy above 1 MiB
 # (netmod-pingpong64m-2x1) and through the rings only
 # (netmod-pingpong64m-ring-2x1), the registration cache (netmod-regcache-*,
-# netmod-bad-reg-cache-2x1), and a rank killed
+# netmod-bad-reg-cache-2x1), rings that fall back to a smaller size when
+# the grant table is short (netmod-ring-fallback-2x1), and a rank killed
 # with SIGKILL in the middle of a ping-pong (netmod-peer-killed-2x1: the
 # survivor must abort naming the lost rank within 2 s).  A VM is a group of
 # the MPMD launch with its own XENMPI_SIM_DOMID; MPIR_CVAR_NUM_CLIQUES with
@@ -109,6 +110,8 @@ run() {   # run <name> <ranks> <vms> <min netmod bytes> <prog> [args...]
         fail "$name" "zero-copy moved $(zcopy_bytes "$log") bytes, expected at least $MIN_ZCOPY" "$log"
     elif [ "$(piped_bytes "$log")" -lt "${MIN_PIPED:-0}" ]; then
         fail "$name" "$(piped_bytes "$log") bytes pipelined, expected at least $MIN_PIPED" "$log"
+    elif [ -n "${REQUIRE_LOG:-}" ] && ! grep -Eq "$REQUIRE_LOG" "$log"; then
+        fail "$name" "no line matching '$REQUIRE_LOG' in the log" "$log"
     elif [ "$(regs_reused "$log")" -lt "${MIN_REUSED:-0}" ] ||
          [ "$(regs_reused "$log")" -gt "${MAX_REUSED:-999999999}" ]; then
         fail "$name" "$(regs_reused "$log") sends reused a registration, expected ${MIN_REUSED:-0}..${MAX_REUSED:-any}" "$log"
@@ -140,6 +143,14 @@ XENMPI_NETMOD_ZCOPY_MIN=off MIN_ZCOPY=0 MIN_PIPED=134217728 run netmod-pingpong6
 # cache off nothing is reused
 MIN_ZCOPY=33554432 MIN_REUSED=3 run netmod-regcache-2x1 2 2 1 regcache
 XENMPI_NETMOD_REG_CACHE=0 MIN_ZCOPY=33554432 MAX_REUSED=0 run netmod-regcache-off-2x1 2 2 1 regcache
+
+# a grant table that cannot hold the 64-page rings (on Xen: gntalloc's
+# limit): each sim domain's table holds 49 grants, so the channels fall
+# back to smaller rings (at least the 8 pages that hold an 8 KiB record),
+# and zero-copy mostly to the rings; every byte still checked
+MPIEXEC_EXTRA="-genv XENMPI_SIM_GNTTAB_SIZE 50" \
+    REQUIRE_LOG="ring to domain [0-9]+ was refused \(above\): this and later channels of the endpoint use (32|16|8) pages" \
+    run netmod-ring-fallback-2x1 2 2 4194304 pingpong 100
 
 # ---------------------------------------------------------------- another host
 # two VMs on two (simulated) hosts: init must fail, naming the other rank,

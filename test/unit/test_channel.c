@@ -588,7 +588,7 @@ static void test_ring_fallback(void **state)
     xm_channel_t *ch[5];
     xm_ep_params_t p = { .ring_pages = 8, .min_msg = XM_MAX_MSG(4 * XM_PAGE_SIZE) - 5,
                          .recv_cb = on_recv, .event_cb = on_event, .cb_arg = &b };
-    static uint8_t big[XM_PAGE_SIZE];
+    static uint8_t big[4 * XM_PAGE_SIZE];
     const unsigned want[5] = { 8, 4, 0, 4, 0 };
 
     /* b's domain: 16 usable entries: 1+8, 1+4 (8 refused), then 1 +
@@ -626,8 +626,12 @@ static void test_ring_fallback(void **state)
         }
         assert_int_equal(xm_chan_state(ch[i]), XM_CH_CONNECTED);
         assert_int_equal(xm_chan_ring_pages(ch[i]), want[i]);
-        /* the largest record each way, then one byte more is refused */
-        size_t max = xm_endpoint_max_msg(ep);
+        /* the largest record this ring holds, then one byte more is
+         * refused; the listener knows the limit of what it receives */
+        size_t max = xm_chan_max_msg(ch[i]);
+        assert_int_equal(max, XM_MAX_MSG(want[i] * XM_PAGE_SIZE));
+        assert_true(max >= xm_endpoint_max_msg(ep));
+        assert_int_equal(xm_chan_peer_max_msg(ch[i]), XM_MAX_MSG(8 * XM_PAGE_SIZE));
         memset(big, 'a' + i, sizeof(big));
         b.nlog = a->nlog = 0;
         for (int k = 0; k < 3; k++) {
@@ -644,6 +648,7 @@ static void test_ring_fallback(void **state)
         assert_int_equal(a->nlog, 3);
         assert_int_equal(a->log[2].len, max);
         assert_int_equal(a->log[2].data[0], 'a' + i);
+        assert_int_equal(xm_chan_peer_max_msg(a->last_ch), max);
         assert_int_equal(xm_chan_send(a->last_ch, 6, NULL, 0, big, 100), 0);
         for (int k = 0; k < 100 && b.nlog < 1; k++)
             xm_endpoint_progress(ep);

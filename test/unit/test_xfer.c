@@ -43,15 +43,22 @@ static void n_event(void *arg, xm_channel_t *ch, enum xm_chan_event ev)
         n->gone++;
 }
 
-static void node_open(struct node *n, size_t rma_max, int zcopy)
+static void node_open_ring(struct node *n, size_t rma_max, int zcopy, unsigned pages,
+                           size_t min_msg)
 {
-    xm_ep_params_t p = { .ring_pages = 4, .recv_cb = n_recv, .event_cb = n_event, .cb_arg = n };
+    xm_ep_params_t p = { .ring_pages = pages, .min_msg = min_msg, .recv_cb = n_recv,
+                         .event_cb = n_event, .cb_arg = n };
     xm_xfer_params_t xp = { .rma_max = rma_max, .zcopy = zcopy };
 
     memset(n, 0, sizeof(*n));
     assert_int_equal(xm_hv_open(&n->hv), 0);
     assert_int_equal(xm_endpoint_open(n->hv, &p, &n->ep), 0);
     assert_int_equal(xm_xfer_attach(n->ep, &xp, &n->x), 0);
+}
+
+static void node_open(struct node *n, size_t rma_max, int zcopy)
+{
+    node_open_ring(n, rma_max, zcopy, 4, 0);
 }
 
 static void node_close(struct node *n)
@@ -325,6 +332,68 @@ static void zcopy_roundtrip(int zcopy)
 static void test_zcopy_grant_and_ring(void **state) { zcopy_roundtrip(1); }
 static void test_zcopy_ring_only(void **state) { zcopy_roundtrip(0); }
 
+/* The owner's ring to the requester fell back to 2 pages (its grant table
+ * held no more); the requester's is 8.  With no rma_max (the netmod's
+ * way) the ring path cuts gets by what the owner's ring holds (an answer
+ * larger than that was refused: the get failed) and puts by what the
+ * requester's own ring holds (a few large records, not the smallest
+ * size every channel takes). */
+static void test_ring_path_asymmetric(void **state)
+{
+    const size_t len = 64 * 1024;
+    struct node o, r;
+    uint8_t *mem = malloc(len), *local = malloc(len);
+    uint64_t id;
+    struct done d = { 0 };
+    xm_chan_stats_t s0, s1;
+
+    assert_non_null(mem);
+    assert_non_null(local);
+    setenv("XENMPI_SIM_GNTTAB_SIZE", "5", 1);   /* 4 entries: control page + 2 */
+    node_open_ring(&o, 0, 0, 8, XM_MAX_MSG(2 * PG));
+    unsetenv("XENMPI_SIM_GNTTAB_SIZE");
+    node_open_ring(&r, 0, 0, 8, 0);
+    xm_channel_t *ch = pair(&o, &r);
+    assert_int_equal(xm_chan_peer_max_msg(ch), XM_MAX_MSG(2 * PG));
+    assert_int_equal(xm_chan_max_msg(ch), XM_MAX_MSG(8 * PG));
+    for (size_t i = 0; i < len; i++)
+        mem[i] = (uint8_t)(i * 7 + 3);
+    assert_int_equal(xm_zc_reg(mem, len, XM_ZC_REMOTE_READ | XM_ZC_REMOTE_WRITE, &id), 0);
+    xm_rkey_t rk = { id, (uintptr_t)mem, len };
+
+    memset(local, 0, len);
+    assert_int_equal(xm_xfer_zcopy(r.x, ch, &rk, (uintptr_t)mem, local, len, XM_ZC_GET,
+                                   done_cb, &d, NULL), -EINPROGRESS);
+    for (int i = 0; i < 2000 && !d.n; i++)
+        pump(&o, &r, 1);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.status, 0);
+    assert_memory_equal(local, mem, len);
+    assert_int_equal(xm_xfer_refused(o.x), 0);
+
+    for (size_t i = 0; i < len; i++)
+        local[i] = (uint8_t)(i * 11 + 5);
+    memset(&d, 0, sizeof(d));
+    xm_chan_get_stats(ch, &s0);
+    int rc = xm_xfer_zcopy(r.x, ch, &rk, (uintptr_t)mem, local, len, XM_ZC_PUT, done_cb, &d,
+                           NULL);
+    assert_true(rc == -EINPROGRESS || rc == 0);
+    for (int i = 0; rc && i < 2000 && !d.n; i++)
+        pump(&o, &r, 1);
+    assert_true(rc == 0 || (d.n == 1 && d.status == 0));
+    for (int i = 0; i < 200 && !xm_xfer_idle(r.x, ch); i++)
+        pump(&o, &r, 1);
+    assert_memory_equal(mem, local, len);
+    xm_chan_get_stats(ch, &s1);
+    /* 64 KiB in records of up to 16 KiB: 5, not the 33 of 2 KiB */
+    assert_true(s1.msgs_sent - s0.msgs_sent <= 6);
+    node_close(&r);
+    node_close(&o);
+    assert_int_equal(xm_zc_dereg(id), 0);
+    free(mem);
+    free(local);
+}
+
 /* the owner goes away with a get outstanding: -EPIPE from progress; an
  * operation cancelled by tag is never called back */
 static void test_gone_and_cancel(void **state)
@@ -468,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_put_get_checked),
         cmocka_unit_test(test_zcopy_grant_and_ring),
         cmocka_unit_test(test_zcopy_ring_only),
+        cmocka_unit_test(test_ring_path_asymmetric),
         cmocka_unit_test(test_gone_and_cancel),
         cmocka_unit_test(test_get_flood_unread),
         cmocka_unit_test(test_ring_ranges_per_peer),
