@@ -133,7 +133,9 @@ int xm_sim_grant_mem(xm_hv_t *hv, uint32_t peer, void *addr, unsigned count,
     int rc;
 
     if (count == 0 || count > nr || a % XM_PAGE_SIZE || a + len < a) {
-        xm_error("sim: grant_mem of %u page(s) at %p: %s", count, addr,
+        /* a peer's grant request sizes it: rate-limited, as the xen
+         * backend's report of the module's limits */
+        xm_peer_error("sim: grant_mem of %u page(s) at %p: %s", count, addr,
                  a % XM_PAGE_SIZE ? "address not page aligned"
                  : count ? "more pages than the grant table holds (XENMPI_SIM_GNTTAB_SIZE)"
                          : "no pages");
