@@ -261,8 +261,9 @@ again:
 
         if (c->ring_pass == pass)
             continue;   /* full in this pass */
+        size_t max = xf_rec_max(x, ch, op->dir == XM_ZC_GET);
+
         while (r->left > 0) {
-            size_t max = xf_rec_max(x, ch, op->dir == XM_ZC_GET);
             size_t len = r->left < max ? r->left : max;
 
             if (op->dir == XM_ZC_GET) {
@@ -491,8 +492,10 @@ static int xfer_busy(void *arg, xm_endpoint_t *ep)
         const struct xf_range *r = c->ring;
         size_t next = XF_HDR;
 
-        if (r->op->dir == XM_ZC_PUT)
-            next += r->left < xf_rec_max(x, c->ch, 0) ? r->left : xf_rec_max(x, c->ch, 0);
+        if (r->op->dir == XM_ZC_PUT) {
+            size_t max = xf_rec_max(x, c->ch, 0);
+            next += r->left < max ? r->left : max;
+        }
         if (xm_chan_state(c->ch) != XM_CH_CONNECTED || !xm_chan_want_space(c->ch, next))
             return 1;
     }
