@@ -126,7 +126,11 @@ launch() {
     # the same over posix).  Open MPI yields when oversubscribed.
     local yield=1000
     [ $((2 * ppv)) -gt "$(nproc)" ] && yield=100
-    ( sleep $((TMO - 5)); stacks "$log" ) &
+    # the watchdog ends its sleep with it and holds none of this script's
+    # output open: a reader of the output (test/run-all.sh) would otherwise
+    # wait for the last run's sleep, up to $TMO s after the script is done
+    ( sleep $((TMO - 5)) & s=$!; trap 'kill $s; exit' TERM; wait $s; stacks "$log" ) \
+        >/dev/null 2>&1 &
     local dog=$!
     case $m in
     mpich)
