@@ -7,7 +7,9 @@
 #   <mpi>-<prog>-4x2: 4 ranks in 2 simulated VMs (ranks 0,1 | ranks 2,3),
 # then MPICH's ping-pong up to 64 MiB (mpich-pingpong64m-2x1, and its
 # zero-copy statistics as mpich-pingpong64m-2x1-zcopy), one buffer sent to
-# both ranks of the other VM (mpich-fanout-4x2), then HPL through
+# both ranks of the other VM (mpich-fanout-4x2), large sends from buffers
+# reused, unmapped and mapped again, partly discarded and freed, through
+# UCX's registration cache (mpich-regcache-2x1), then HPL through
 # Debian's hpcc (hpcc-hpl-2x1) with the MPI hpcc is linked against.  Every
 # run has UCX_TLS=xen,self (no other UCX transport may be used) and must
 # show, in the UCX info log, an ep_cfg line with a lane on xen/xen0 and no
@@ -312,6 +314,40 @@ fanout_test() {
     fi
 }
 fanout_test
+
+# ---------------------------------------------------------------- registration cache
+# MPICH, 2 ranks in 2 simulated VMs: rank 0 sends eight 4 MiB messages
+# (above the zero-copy threshold) from a buffer reused four times, then
+# unmapped and mapped again at the same address, partly discarded
+# (MADV_DONTNEED), and from fresh mallocs; rank 1 checks every byte.  UCX
+# keeps the transport's registrations in its cache, which must drop one
+# when the memory under it changes, or the peer would read the old pages
+# through the grants it still holds.  The data must have moved by grant
+# copy (zc_bytes > 0).
+regcache_test() {
+    local name=mpich-regcache-2x1 m=mpich p=regcache
+    [[ $name =~ $ONLY ]] || return 0
+    if ! timeout 120 mpicc.$m -O2 -Wall -Wextra -o "$bin/$p-$m" "$src/$p.c" > "$logs/build-$m-$p.log" 2>&1; then
+        fail "$name" "mpicc.$m failed" "$logs/build-$m-$p.log"; return
+    fi
+    local log=$logs/$name.log rc t why zc
+    launch_new $m "$name" 1 env XENMPI_ZC_STATS=1 "$bin/$p-$m"
+    zc=$(zc_sum "$log" all zc_bytes)
+    if [ $rc -ne 0 ]; then
+        fail "$name" "exit $rc after $t s" "$log"
+    elif ! grep -q "^$p: OK" "$log"; then
+        fail "$name" "no '$p: OK' line" "$log"
+    elif ! why=$(check_xen "$log"); then
+        fail "$name" "$why" "$log"
+    elif [ "$zc" = none ] || [ "$zc" -eq 0 ]; then
+        fail "$name" "zc_bytes=$zc: no byte moved by grant copy" "$log"
+    else
+        pass "$name"
+        echo "#   $t s; $(grep "^$p: OK" "$log")"
+        grep -h -o 'xenmpi-zc: pid=.*' "$log" | sed 's/^/#   /'
+    fi
+}
+regcache_test
 
 # ---------------------------------------------------------------- HPL (hpcc)
 # Debian's hpcc reads hpccinf.txt from the working directory and writes
