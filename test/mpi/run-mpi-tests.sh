@@ -24,7 +24,11 @@
 # on "#" lines, a failure's log tail indented after it) and exits non-zero if
 # any failed.  Logs stay in <build dir>/test/mpi/logs/.
 # Environment: MPI_TEST_TIMEOUT (s per MPI run, default 120),
-# HPCC_TIMEOUT (default 300), MPI_TEST_ONLY (regex on test names).
+# HPCC_TIMEOUT (default 300), MPI_TEST_ONLY (regex on test names, e.g.
+# '^(mpich-pingpong-2x1|ompi-collectives-4x2)$'), XM_PRELOAD_FIRST (a
+# library every rank preloads before the transport: the sanitizer runtime,
+# for a transport built with ASan).  A sanitizer report in a rank's output
+# fails its test, whatever the exit status.
 set -u
 
 lib=${1:-}
@@ -34,6 +38,10 @@ if [ -z "$lib" ] || [ ! -f "$lib" ] || [ -z "$bdir" ]; then
     exit 2
 fi
 lib=$(cd "$(dirname "$lib")" && pwd)/$(basename "$lib")
+# what every rank preloads: the transport, after XM_PRELOAD_FIRST (the
+# sanitizer runtime must come first in the process: the MPI programs and
+# the MPIs are not instrumented)
+pre="${XM_PRELOAD_FIRST:+$XM_PRELOAD_FIRST }$lib"
 src=$(cd "$(dirname "$0")" && pwd)
 . "$src/../zc-stats.sh"   # zc_sum
 . "$src/ep-cfg.sh"        # ep_cfg_check, ep_cfg_first
@@ -60,11 +68,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# san_report <log>: the first line of an ASan, LSan or UBSan report in a
+# run's output; false if there is none
+san_report() {
+    grep -m1 -E '^==[0-9]+==ERROR: [A-Za-z]+Sanitizer|: runtime error: ' "$1"
+}
+
 pass() { echo "PASS: mpi/$1"; passed=$((passed + 1)); }
 fail() {
+    local rep
+    [ -n "${3:-}" ] && [ -f "$3" ] && rep=$(san_report "$3") && set -- "$1" "${2:+$2: }$rep" "$3"
     echo "FAIL: mpi/$1${2:+ ($2)}"
     failed=$((failed + 1))
     [ -n "${3:-}" ] && [ -f "$3" ] || return 0
+    # the sanitizer's report: what it found and where
+    [ -n "${rep:-}" ] && grep -m1 -A40 -F "$rep" "$3" | sed 's/^/    /'
     grep -v -E 'rdmacm|DIAG|^(#[0-9]|Thread )' "$3" | grep -v '^# stacks of' | tail -25 | sed 's/^/    /'
     # a hung run's stacks (stacks, below), each thread's innermost frames
     grep -E '^(# stacks of|Thread |#[0-9] )' "$3" | head -120 | sed 's/^/    /'
@@ -137,14 +155,14 @@ launch() {
     case $m in
     mpich)
         timeout --kill-after=10 "$TMO" mpiexec.mpich \
-            -genv MPIR_CVAR_POLLS_BEFORE_YIELD "$yield" -genv LD_PRELOAD "$lib" -genv UCX_TLS "$TLS" -genv UCX_LOG_LEVEL info \
+            -genv MPIR_CVAR_POLLS_BEFORE_YIELD "$yield" -genv LD_PRELOAD "$pre" -genv UCX_TLS "$TLS" -genv UCX_LOG_LEVEL info \
             -genv MPIR_CVAR_NOLOCAL 1 -genv XENMPI_SIM_HOST "$host" \
             -n "$ppv" -env XENMPI_SIM_DOMID "$a" "$@" : \
             -n "$ppv" -env XENMPI_SIM_DOMID "$b" "$@" > "$log" 2>&1
         rc=$? ;;
     openmpi)
         # Open MPI gives -x to one app context only: repeat it in both
-        local x=(-x LD_PRELOAD="$lib" -x UCX_TLS="$TLS" -x UCX_LOG_LEVEL=info
+        local x=(-x LD_PRELOAD="$pre" -x UCX_TLS="$TLS" -x UCX_LOG_LEVEL=info
                  -x XENMPI_SIM_HOST="$host")
         timeout --kill-after=10 "$TMO" mpirun.openmpi --allow-run-as-root --oversubscribe \
             --mca pml ucx --mca pml_ucx_tls any --mca pml_ucx_devices any \
@@ -156,6 +174,13 @@ launch() {
     kill $dog 2>/dev/null
     wait $dog 2>/dev/null
     echo "# $(date +%T) exit $rc after $((SECONDS - start)) s" >> "$log"
+    # a rank's sanitizer report makes the rank exit 1 and so the launcher
+    # non-zero; should the status be lost on the way (ASAN_OPTIONS with
+    # exitcode=0, a report from a process a rank started), the output decides
+    if san_report "$log" >/dev/null && [ $rc -eq 0 ]; then
+        echo "# a sanitizer report above: counted as exit 1" >> "$log"
+        rc=1
+    fi
     return $rc
 }
 
