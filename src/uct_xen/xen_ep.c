@@ -120,7 +120,13 @@ ucs_status_t uct_xen_ep_am_short(uct_ep_h tl_ep, uint8_t id, uint64_t header,
     if (ucs_unlikely(p == NULL)) {
         return status;
     }
-    uct_am_short_fill_data(p, header, payload, length);
+    if (length != 0) {
+        uct_am_short_fill_data(p, header, payload, length);
+    } else {
+        /* UCP sends an empty payload (an MPI message of 0 bytes) as NULL:
+         * the helper's memcpy from it, even of 0 bytes, is undefined */
+        memcpy(p, &header, sizeof(header));
+    }
     xm_chan_commit(ep->ch, id, total);
     uct_iface_trace_am(&iface->super, UCT_AM_TRACE_TYPE_SEND, id, p, total,
                        "TX: AM_SHORT");
