@@ -182,12 +182,12 @@ mpich_run mpi-netmod "$SRC/test/mpi/run-netmod-tests.sh"
 echo "== MPICH's own test suite over the netmod, beside Debian's MPICH (posix)"
 mpich_run mpich-suite "$SRC/test/mpich-suite/run.sh"
 
-echo "== sanitizers: unit, multi-process and UCX tests under ASan+UBSan, the threaded soak under TSan"
+echo "== sanitizers: unit, multi-process, UCX and MPI tests under ASan+UBSan, the threaded soak under TSan"
 # Each is a build tree of its own beside $B, configured with the
 # sanitizer's flags (and, for ASan, the UCX source $B was configured with).
 # A report makes the program exit non-zero (UBSan does not recover), so it
-# fails its test.  The UCX tests preload the ASan runtime before the
-# transport into UCX's own (uninstrumented) tools.
+# fails its test.  The UCX and MPI tests preload the ASan runtime before the
+# transport into UCX's own tools and the MPI ranks (uninstrumented).
 SAN_TESTS="test/unit/test_sim test/unit/test_channel test/unit/test_zc test/unit/test_xfer
            test/unit/test_settings test/multi/chan_xdom test/multi/soak"
 UCX_SRC_DIR=$(sed -n 's/^UCX_SRC = //p' "$B/Makefile")
@@ -218,8 +218,19 @@ if san_build "$B/san-asan" "-fno-omit-frame-pointer -fsanitize=address,undefined
         run_suite asan-ucx env XM_PRELOAD_FIRST="$(gcc -print-file-name=libasan.so)" \
             ASAN_OPTIONS=detect_leaks=0 bash -c '"$0" "$1" | sed -E "s/^(PASS|FAIL|SKIP): /\1: asan\//"' \
             "$SRC/test/ucx/run-ucx-tests.sh" "$S/.libs/libuct_xen.so"
+        # MPI programs over the ASan transport, the same way (Debian's MPICH
+        # and Open MPI leak at exit too), programs and logs in $S/test/mpi:
+        # MPICH's ping-pong to 64 MiB by zero-copy, collectives with 4 ranks
+        # in 2 VMs, one-sided (fence, lock) with both MPIs, the registration
+        # cache, one grant read by two ranks, Open MPI's ping-pong, and
+        # ping-pong with UCX_TLS=xen alone (each rank reaches itself over xen)
+        run_suite asan-mpi env XM_PRELOAD_FIRST="$(gcc -print-file-name=libasan.so)" \
+            ASAN_OPTIONS=detect_leaks=0 \
+            MPI_TEST_ONLY='^(mpich-(pingpong64m-2x1|collectives-4x2|onesided-2x1|regcache-2x1|fanout-4x2|pingpong-2x1-xen)|ompi-(pingpong|onesided)-2x1)$' \
+            bash -c '"$0" "$1" "$2" | sed -E "s/^(PASS|FAIL|SKIP): /\1: asan\//"' \
+            "$SRC/test/mpi/run-mpi-tests.sh" "$S/.libs/libuct_xen.so" "$S"
     else
-        result "asan/ucx (libuct_xen not built: configure --with-ucx-src)" SKIP
+        result "asan/ucx and asan/mpi (libuct_xen not built: configure --with-ucx-src)" SKIP
     fi
 else
     result "asan/build (see $B/san-asan.log)" FAIL
