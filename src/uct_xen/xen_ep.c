@@ -203,8 +203,11 @@ ucs_status_t uct_xen_ep_pending_add(uct_ep_h tl_ep, uct_pending_req_t *req,
     if (ucs_queue_is_empty(&ep->pending_q)) {
         /* BUSY only when the retry is sure to succeed: the caller retries
          * without progressing us, so a false BUSY would spin forever on a
-         * channel that needs our progress to connect */
-        if (uct_xen_ep_can_send(ep, iface)) {
+         * channel that needs our progress to connect.  A connecting
+         * channel's ring takes sends, but RMA and zero-copy wait for the
+         * handshake: only a connected channel with room is sure. */
+        if ((xm_chan_state(ep->ch) == XM_CH_CONNECTED) &&
+            uct_xen_ep_can_send(ep, iface)) {
             return UCS_ERR_BUSY;
         }
         ++iface->pending_eps;

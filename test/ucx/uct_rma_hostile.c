@@ -16,6 +16,7 @@
  * Last, an iface flush with a completion: it covers puts still in the ring
  * and a request queued behind a full ring (completing only once both
  * landed), and fails with UCS_ERR_CANCELED when the queue is purged.
+ * And a put_zcopy on a channel still connecting is queued, then lands.
  *
  *   usage: LD_PRELOAD=libuct_xen.so XENMPI_SIM_HOST=<name> uct_rma_hostile
  * Prints "ok: ..." per check and "FAIL: ..." on failure (exit status 1).
@@ -394,6 +395,111 @@ static void check_get_zcopy_iface_flush(void)
     free(mem);
     free(local);
     printf("ok: an iface flush covers a get_zcopy waiting for its grant\n");
+}
+
+/* A zero-copy operation on a channel still connecting: the transport says
+ * NO_RESOURCE, and pending_add must queue the request (UCS_OK), not say
+ * BUSY: UCP retries a BUSY at once without progressing the worker, and the
+ * handshake needs that progress, so a BUSY here spun forever (UCP's
+ * put_bw perftest hung when its first put went zero-copy).  Once the
+ * channel is up the queued request runs and the put lands. */
+static uct_iface_h open_iface(void);
+
+typedef struct {
+    uct_pending_req_t req;
+    uct_ep_h          ep;
+    uct_iov_t         iov;
+    uint64_t          addr;
+    uct_rkey_t        rkey;
+    get_ctx_t         *comp;
+    int               ran;
+} pending_zput_t;
+
+static ucs_status_t pending_zput(uct_pending_req_t *req)
+{
+    pending_zput_t *pz = ucs_container_of(req, pending_zput_t, req);
+    ucs_status_t status;
+
+    status = uct_ep_put_zcopy(pz->ep, &pz->iov, 1, pz->addr, pz->rkey,
+                              &pz->comp->comp);
+    pz->ran += (status == UCS_INPROGRESS) || (status == UCS_OK);
+    if (status == UCS_OK) {
+        pz->comp->done = 1;
+    }
+    return (status == UCS_INPROGRESS) ? UCS_OK : status;
+}
+
+static void check_zcopy_while_connecting(void)
+{
+    get_ctx_t zc = {{get_comp, 1, UCS_OK}, 0, UCS_OK, NULL};
+    uct_ep_params_t ep_params = {0};
+    uint8_t dev_addr[64], iface_addr[64];
+    pending_zput_t pz = {0};
+    uct_rkey_bundle_t rk;
+    uct_mem_h memh;
+    xen_rkey_t packed;
+    uint8_t *mem, *data;
+    ucs_status_t status;
+    uct_iface_h iface_c = open_iface();   /* a peer A has no channel to */
+    uct_ep_h ep2;
+    double end;
+    int i;
+
+    CHECK(posix_memalign((void**)&mem, 4096, 4 * 4096) == 0, "posix_memalign");
+    CHECK(posix_memalign((void**)&data, 4096, 4 * 4096) == 0, "posix_memalign");
+    memset(mem, 0, 4 * 4096);
+    for (i = 0; i < 4 * 4096; ++i) {
+        data[i] = (uint8_t)(i * 11 + 5);
+    }
+    CHECK_OK(uct_md_mem_reg(md, mem, 4 * 4096, UCT_MD_MEM_ACCESS_ALL, &memh),
+             "mem_reg");
+    rk = rkey_of(memh, &packed);
+    CHECK_OK(uct_iface_get_device_address(iface_c, (uct_device_addr_t*)dev_addr),
+             "get_device_address");
+    CHECK_OK(uct_iface_get_address(iface_c, (uct_iface_addr_t*)iface_addr),
+             "get_address");
+    ep_params.field_mask = UCT_EP_PARAM_FIELD_IFACE | UCT_EP_PARAM_FIELD_DEV_ADDR |
+                           UCT_EP_PARAM_FIELD_IFACE_ADDR;
+    ep_params.iface      = iface_a;
+    ep_params.dev_addr   = (uct_device_addr_t*)dev_addr;
+    ep_params.iface_addr = (uct_iface_addr_t*)iface_addr;
+    CHECK_OK(uct_ep_create(&ep_params, &ep2), "ep_create");
+    pz.req.func   = pending_zput;
+    pz.ep         = ep2;
+    pz.iov.buffer = data;
+    pz.iov.length = 4 * 4096;
+    pz.iov.memh   = UCT_MEM_HANDLE_NULL;
+    pz.iov.stride = 0;
+    pz.iov.count  = 1;
+    pz.addr       = (uintptr_t)mem;
+    pz.rkey       = rk.rkey;
+    pz.comp       = &zc;
+    /* nothing progressed since ep_create: C has not accepted yet (the
+     * registration is A's md's, which every iface of the process serves) */
+    status = uct_ep_put_zcopy(ep2, &pz.iov, 1, pz.addr, pz.rkey, &zc.comp);
+    CHECK(status == UCS_ERR_NO_RESOURCE, "put_zcopy on a connecting channel: "
+          "%s", ucs_status_string(status));
+    status = uct_ep_pending_add(ep2, &pz.req, 0);
+    CHECK(status == UCS_OK, "pending_add after a put_zcopy the connecting "
+          "channel could not take: %s (a retry without progress fails again)",
+          ucs_status_string(status));
+    end = now() + 10;
+    while (!zc.done && (now() < end)) {
+        uct_worker_progress(worker);
+    }
+    CHECK(pz.ran == 1, "the queued put_zcopy ran %d times", pz.ran);
+    CHECK(zc.done && (zc.status == UCS_OK), "queued put_zcopy: %d, %s",
+          zc.done, ucs_status_string(zc.status));
+    CHECK(!memcmp(mem, data, 4 * 4096), "queued put_zcopy: wrong data");
+    uct_ep_destroy(ep2);
+    progress_for(0.01);
+    uct_iface_close(iface_c);
+    uct_rkey_release(cmpt, &rk);
+    uct_md_mem_dereg(md, memh);
+    free(mem);
+    free(data);
+    printf("ok: a put_zcopy on a connecting channel is queued (pending_add "
+           "UCS_OK) and lands once the channel is up\n");
 }
 
 static uct_iface_h open_iface(void)
@@ -782,6 +888,7 @@ int main(void)
     check_iface_flush(good.rkey);
     check_put_zcopy_flush(good.rkey);
     check_get_zcopy_iface_flush();
+    check_zcopy_while_connecting();
 
     uct_rkey_release(cmpt, &good);
     uct_rkey_release(cmpt, &stale_rk);
