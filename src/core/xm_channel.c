@@ -655,6 +655,7 @@ static void deliver(xm_channel_t *ch, uint16_t type, const void *data, size_t le
     const xm_service_t *svc;
 
     if (type <= XM_REC_ADAPTER_LAST) {
+        ch->st.adapter_recv++;
         ep->p.recv_cb(ep->p.cb_arg, ch, type, data, len);
     } else if ((svc = find_service(ep, type))) {
         svc->recv(svc->arg, ch, type, data, len);

@@ -194,6 +194,7 @@ void xm_chan_own_pages(xm_channel_t *ch, struct xm_ctrl_page **ctrl, uint8_t **r
 /* Counters for tests and benchmarks. */
 typedef struct xm_chan_stats {
     uint64_t msgs_sent, msgs_recv, notifies_sent, ring_full, releases;
+    uint64_t adapter_recv;   /* records of the adapter's types delivered */
 } xm_chan_stats_t;
 void xm_chan_get_stats(const xm_channel_t *ch, xm_chan_stats_t *st);
 

@@ -34,6 +34,8 @@ static const xm_cfg_var_t vars[XM_CFG_COUNT] = {
         "sim: drop every n-th event notification (0: none)" },
     [XM_CFG_SIM_DELAY_NOTIFY_US] = { "XENMPI_SIM_DELAY_NOTIFY_US", XM_CFG_UINT, "0", 0, 10000000,
         "sim: delay every event notification by this many microseconds" },
+    [XM_CFG_SIM_DELAY_COPY_US] = { "XENMPI_SIM_DELAY_COPY_US", XM_CFG_UINT, "0", 0, 10000000,
+        "sim: delay every grant copy by this many microseconds (a slow copy path)" },
 };
 
 const xm_cfg_var_t *xm_cfg_var(enum xm_cfg id)

@@ -6,6 +6,7 @@
  * state below it is process-wide and has its own (xm_zc.c).
  */
 #include "xm_xfer_int.h"
+#include "xm_channel_int.h"   /* mono_now */
 #include "xm_log.h"
 #include "xm_zc.h"
 
@@ -13,6 +14,85 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---------------- path choice (XM_XFER_ZC_AUTO) ---------------- */
+
+static unsigned size_class(size_t len)
+{
+    unsigned k = 0;
+
+    for (size_t lim = (size_t)64 << 10; k < XF_SIZES - 1 && len >= lim; lim <<= 2)
+        k++;
+    return k;
+}
+
+static void meter_start(struct xf_meter *m)
+{
+    if (m->busy++ == 0) {
+        m->since = mono_now();
+        m->bytes = 0;
+    }
+}
+
+/* An operation of m's path ends, having moved bytes (0: failed or
+ * dropped).  The busy period that ends with it is one sample; the cost is
+ * the least of the latest XF_SAMPLES, so one period the scheduler stretched
+ * (a rank descheduled mid-transfer) does not turn the choice, while a path
+ * that became slower is seen as such within XF_SAMPLES periods. */
+static void meter_stop(struct xf_meter *m, size_t bytes)
+{
+    m->bytes += bytes;
+    if (--m->busy > 0 || m->bytes == 0)
+        return;
+    m->sample[m->samples++ % XF_SAMPLES] = (mono_now() - m->since) / (double)m->bytes;
+    m->cost = m->sample[0];
+    for (unsigned i = 1; i < XF_SAMPLES && i < m->samples; i++)
+        if (m->sample[i] < m->cost)
+            m->cost = m->sample[i];
+}
+
+/* The path of a zero-copy operation of len bytes in direction dir on c:
+ * grant copy unless the peer sent the adapter a record since our previous
+ * operation here (xm_xfer.h); else a path not measured yet and idle (grant
+ * copy first), else the measured one (grant copy while neither is), then
+ * the cheaper one (the ring only below 3/4 of grant copy's cost), and now
+ * and then the other: every XM_XFER_PROBE_EVERY-th operation, or less often
+ * (up to every XF_PROBE_MAX-th) while the other costs more than twice as
+ * much. */
+static int path_choose(struct xf_chan *c, int dir, size_t len, struct xf_meter **meter)
+{
+    unsigned k = size_class(len);
+    struct xf_meter *m = c->path.m[dir][k];
+    unsigned *gap = &c->path.gap[dir][k];
+    uint64_t recv = c->ch->st.adapter_recv;
+    int best;
+
+    if (recv == c->seen_recv)
+        best = XF_GRANT;   /* the owner may not be progressing */
+    else if (m[XF_GRANT].samples == 0 && m[XF_GRANT].busy == 0)
+        best = XF_GRANT;
+    else if (m[XF_RING].samples == 0 && m[XF_RING].busy == 0)
+        best = XF_RING;
+    else if (m[XF_RING].samples == 0 || m[XF_GRANT].samples == 0)
+        best = m[XF_RING].samples ? XF_RING : XF_GRANT;   /* the measured one */
+    else {
+        best = m[XF_RING].cost * 4 < m[XF_GRANT].cost * 3 ? XF_RING : XF_GRANT;
+        if (*gap == 0)
+            *gap = XM_XFER_PROBE_EVERY;
+        if (++c->path.n[dir][k] >= *gap) {
+            c->path.n[dir][k] = 0;
+            if (m[!best].cost > 2 * m[best].cost)
+                *gap = *gap < XF_PROBE_MAX / 2 ? *gap * 2 : XF_PROBE_MAX;
+            else
+                *gap = XM_XFER_PROBE_EVERY;
+            best = !best;
+        }
+    }
+    c->seen_recv = recv;
+    *meter = &m[best];
+    meter_start(*meter);
+    return best;
+}
 
 /* ---------------- channels and operations ---------------- */
 
@@ -146,6 +226,8 @@ void xf_op_free(xm_xfer_t *x, struct xf_op *op)
 {
     struct xf_chan *c = op->c;
 
+    if (op->meter)
+        meter_stop(op->meter, 0);
     if (op->kind == XF_ZOP)
         zop_forget(x, op);
 
@@ -175,12 +257,23 @@ void xf_op_complete(xm_xfer_t *x, struct xf_op *op, int status)
 
 /* ---------------- the zero-copy operation ---------------- */
 
+/* A measured operation is done: its bytes count if it succeeded. */
+static void zop_meter(struct xf_op *op)
+{
+    if (op->meter) {
+        meter_stop(op->meter, op->status ? 0 : op->len);
+        op->meter = NULL;
+    }
+}
+
 static void zop_release(xm_xfer_t *x, struct xf_op *op, int status)
 {
     if (status && !op->status)
         op->status = status;
-    if (--op->count == 0)
+    if (--op->count == 0) {
+        zop_meter(op);
         xf_op_complete(x, op, op->status);
+    }
 }
 
 static void range_add(xm_xfer_t *x, struct xf_op *op, void *local, uint64_t raddr, size_t len)
@@ -288,7 +381,10 @@ again:
                     op->status = rc;
                 break;
             }
-            xm_zc_count_fallback(len);
+            if (op->ring)
+                xm_zc_count_ring(len);
+            else
+                xm_zc_count_fallback(len);
             r->local += len;
             r->raddr += len;
             r->left -= len;
@@ -364,6 +460,13 @@ int xm_xfer_zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t 
         npieces += zc;
     }
     op = xf_op_new(x, ch, XF_ZOP, cb, arg, tag);
+    if (op && npieces) {
+        /* whole pages: grant copy, or the ring as configured or measured */
+        if (x->zcopy == XM_XFER_ZC_AUTO)
+            op->ring = path_choose(op->c, dir, len, &op->meter) == XF_RING;
+        if (op->ring || x->zcopy == XM_XFER_ZC_OFF)
+            npieces = 0;
+    }
     if (!op || (npieces && !(op->pieces = calloc(npieces, sizeof(*op->pieces))))) {
         if (op)
             xf_op_free(x, op);
@@ -373,11 +476,11 @@ int xm_xfer_zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t 
     op->count = 1;  /* ours, while issuing */
     op->rk = *rk;
     op->dir = dir;
+    op->len = len;
     op->npieces = npieces;
-    npieces = 0;
-    for (a = raddr, left = len; left > 0; a += n, l += n, left -= n) {
+    for (a = raddr, left = len, npieces = 0; left > 0; a += n, l += n, left -= n) {
         n = xm_zc_piece(rk->base, rk->len, a, left, &zc);
-        if (!zc || !x->zcopy) {
+        if (!zc || !op->npieces) {
             range_add(x, op, l, a, n);
             continue;
         }
@@ -400,6 +503,7 @@ int xm_xfer_zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t 
         return -EINPROGRESS;
     /* everything done now (cache hits): no callback */
     rc = op->status;
+    zop_meter(op);
     xf_op_free(x, op);
     return rc;
 }

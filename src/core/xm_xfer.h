@@ -45,6 +45,24 @@ typedef struct xm_xfer xm_xfer_t;
 typedef void (*xm_xfer_cb_t)(void *arg, int status);
 typedef void (*xm_xfer_unpack_t)(void *arg, const void *data, size_t len);
 
+/* How xm_xfer_zcopy moves whole pages.  With XM_XFER_ZC_AUTO each channel
+ * measures both paths, per direction and size class (below 64 KiB, 256 KiB,
+ * 1 MiB, 4 MiB, larger): the time its operations of that path and class were
+ * outstanding over the bytes they moved, the least of the latest few such
+ * busy periods.  An operation takes grant copy unless the ring costs less
+ * than 3/4 of it, and every XM_XFER_PROBE_EVERY-th of a class (less often
+ * while the other costs more than twice as much) the other path, so the
+ * choice follows a host whose copy speeds change (where the scheduler puts
+ * the two vCPUs).  Grant copy is measured first.  The ring path needs the
+ * owner's progress for every record, grant copy only for a grant it does
+ * not hold yet: the ring is taken only when the peer sent the adapter a
+ * record since our previous operation on the channel (a rendezvous's
+ * request: the owner is progressing), never for a passive target.  Bytes a
+ * chosen ring path moved count as ring_bytes in the zero-copy statistics,
+ * not as fallback_bytes. */
+enum { XM_XFER_ZC_OFF = 0, XM_XFER_ZC_ON = 1, XM_XFER_ZC_AUTO = 2 };
+#define XM_XFER_PROBE_EVERY 32u
+
 typedef struct xm_xfer_params {
     size_t rma_max;  /* largest put or get payload in one record; 0 or too
                       * large: what one record of every channel holds
@@ -52,7 +70,9 @@ typedef struct xm_xfer_params {
                       * xm_xfer_zcopy cuts each channel's ranges by what
                       * that channel's rings hold (xm_chan_max_msg, and
                       * xm_chan_peer_max_msg for the answers to gets). */
-    int zcopy;       /* xm_xfer_zcopy may use grant copy (else the ring only) */
+    int zcopy;       /* XM_XFER_ZC_OFF: xm_xfer_zcopy takes the ring only;
+                      * _ON: grant copy wherever the owner grants; _AUTO:
+                      * per operation, the path measured faster (below) */
     uint64_t grant_cache, peer_cache;   /* this endpoint's zero-copy caches
                                          * (xm_zc_config_t); 0: the defaults */
 } xm_xfer_params_t;

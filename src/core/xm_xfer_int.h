@@ -16,6 +16,26 @@
 
 enum { XF_GET, XF_ZOP };
 
+/* Path choice (XM_XFER_ZC_AUTO, xm_xfer.h): one meter per direction, size
+ * class and path of each channel. */
+enum { XF_GRANT = 0, XF_RING = 1 };
+#define XF_SIZES 5
+#define XF_SAMPLES 4     /* a path's cost: the least of its last 4 samples */
+#define XF_PROBE_MAX 1024u
+struct xf_meter {
+    unsigned busy;        /* its operations outstanding */
+    unsigned samples;     /* busy periods measured so far */
+    double since;         /* when busy last went from 0 to 1 (s) */
+    uint64_t bytes;       /* moved by operations done in this busy period */
+    double sample[XF_SAMPLES];   /* seconds per byte of the latest periods */
+    double cost;          /* the least of them; valid once samples > 0 */
+};
+struct xf_path {
+    struct xf_meter m[2][XF_SIZES][2];   /* [dir][size class][path] */
+    unsigned n[2][XF_SIZES];             /* operations since the last probe */
+    unsigned gap[2][XF_SIZES];           /* operations between probes */
+};
+
 struct xf_chan;
 
 /* A grant-copy piece of a zero-copy operation (xm_zc_copy's cb argument). */
@@ -50,6 +70,8 @@ struct xf_op {
     xm_rkey_t rk;
     unsigned npieces;
     struct xf_piece *pieces;
+    struct xf_meter *meter;       /* XM_XFER_ZC_AUTO: the path's, while outstanding */
+    int ring;                     /* the ring path was chosen (not a fallback) */
 };
 
 /* Per channel: its operations and the next sequence number. */
@@ -67,6 +89,8 @@ struct xf_chan {
     struct xf_range *ring, **ring_tail;
     struct xf_chan *gnext;  /* in x->ringchans while ring is not empty */
     unsigned ring_pass;     /* the ring_progress pass that found its ring full */
+    struct xf_path path;    /* XM_XFER_ZC_AUTO */
+    uint64_t seen_recv;     /* the peer's adapter records at our last zero-copy op */
 };
 
 /* A range of a zero-copy operation for the ring, not yet wholly sent; a put

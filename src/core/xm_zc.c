@@ -22,6 +22,7 @@ pthread_mutex_t zlock = PTHREAD_MUTEX_INITIALIZER;
 struct zc_ep *zc_eps;
 xm_zc_stats_t zst;
 uint64_t zc_fallback_bytes;
+static uint64_t zc_ring_bytes;   /* xm_zc_count_ring */
 uint64_t zc_next_id = 1;   /* only where the kernel gives no random bytes */
 uint32_t zc_next_gen = 1;
 struct zc_region *zc_regions[ZC_REG_BUCKETS];
@@ -80,11 +81,18 @@ void xm_zc_get_stats(xm_zc_stats_t *st)
     pthread_mutex_unlock(&zlock);
     st->invalidated = __atomic_load_n(&reg_invalidated, __ATOMIC_RELAXED);
     st->holed = __atomic_load_n(&reg_holed, __ATOMIC_RELAXED);
+    st->fallback_bytes = __atomic_load_n(&zc_fallback_bytes, __ATOMIC_RELAXED);
+    st->ring_bytes = __atomic_load_n(&zc_ring_bytes, __ATOMIC_RELAXED);
 }
 
 void xm_zc_count_fallback(uint64_t bytes)
 {
     __atomic_fetch_add(&zc_fallback_bytes, bytes, __ATOMIC_RELAXED);
+}
+
+void xm_zc_count_ring(uint64_t bytes)
+{
+    __atomic_fetch_add(&zc_ring_bytes, bytes, __ATOMIC_RELAXED);
 }
 
 __attribute__((destructor)) static void zc_print_stats(void)
@@ -93,14 +101,15 @@ __attribute__((destructor)) static void zc_print_stats(void)
         return;
     fprintf(stderr, "xenmpi-zc: pid=%d hits=%llu misses=%llu grants=%llu "
             "granted_pages=%llu shared=%llu revokes=%llu releases=%llu nospc=%llu "
-            "fallback_bytes=%llu zc_bytes=%llu\n", (int)getpid(),
+            "fallback_bytes=%llu zc_bytes=%llu ring_bytes=%llu\n", (int)getpid(),
             (unsigned long long)zst.hits, (unsigned long long)zst.misses,
             (unsigned long long)zst.grants, (unsigned long long)zst.granted_pages,
             (unsigned long long)zst.shared,
             (unsigned long long)zst.revokes, (unsigned long long)zst.releases,
             (unsigned long long)zst.nospc,
             (unsigned long long)__atomic_load_n(&zc_fallback_bytes, __ATOMIC_RELAXED),
-            (unsigned long long)zst.zc_bytes);
+            (unsigned long long)zst.zc_bytes,
+            (unsigned long long)__atomic_load_n(&zc_ring_bytes, __ATOMIC_RELAXED));
 }
 
 /* ---- geometry ---- */

@@ -193,10 +193,15 @@ typedef struct xm_zc_stats {
     uint64_t invalidated;           /* registrations killed by xm_zc_invalidate */
     uint64_t holed;                 /* pages of live registrations it took (holes) */
     uint64_t expired;               /* owner grants ended unacknowledged after INVAL */
+    uint64_t fallback_bytes;        /* xm_zc_count_fallback */
+    uint64_t ring_bytes;            /* xm_zc_count_ring */
 } xm_zc_stats_t;
 void xm_zc_get_stats(xm_zc_stats_t *st);
-/* Adapters add what they moved through the ring instead. */
+/* Adapters add what they moved through the ring instead: because grant
+ * copy could not serve it (fallback), or because the ring was measured
+ * faster (ring, xm_xfer.h's XM_XFER_ZC_AUTO). */
 void xm_zc_count_fallback(uint64_t bytes);
+void xm_zc_count_ring(uint64_t bytes);
 
 #ifdef __cplusplus
 }

@@ -57,15 +57,17 @@ ucs_config_field_t uct_xen_iface_config_table[] = {
      "vCPU that opened it (as this VM sees its nodes).",
      ucs_offsetof(uct_xen_iface_config_t, numa_bind), UCS_CONFIG_TYPE_BOOL},
 
-    {"ZCOPY", "y",
+    {"ZCOPY", "auto",
      "Zero-copy gets and puts (UCP rendezvous): the owner grants the pages of a registered\n"
-     "buffer to the peer on demand, which grant-copies them (n: through the rings only).",
-     ucs_offsetof(uct_xen_iface_config_t, zcopy), UCS_CONFIG_TYPE_BOOL},
+     "buffer to the peer on demand, which grant-copies them.  auto: each operation takes\n"
+     "grant copy or the rings, whichever the channel measured faster for its size;\n"
+     "y: grant copy always; n: no zero-copy, large messages go through the rings.",
+     ucs_offsetof(uct_xen_iface_config_t, zcopy), UCS_CONFIG_TYPE_ON_OFF_AUTO},
 
     {"ZCOPY_MIN", "auto",
      "Smallest get or put UCP is told to do by zero-copy (the iface's min_zcopy): UCP's\n"
      "rendezvous threshold rises to it, and smaller messages go through the rings\n"
-     "(auto: 1 MiB + 1, so messages up to 1 MiB stay on the rings; 0: every rendezvous).",
+     "(auto: UCP's own threshold, at least the segment size).",
      ucs_offsetof(uct_xen_iface_config_t, zcopy_min), UCS_CONFIG_TYPE_MEMUNITS},
 
     {"GRANT_CACHE", "64m",
@@ -602,7 +604,7 @@ static ucs_status_t uct_xen_iface_check_config(uct_xen_iface_t *iface,
     iface->config.seg_size  = seg_size;
     iface->config.max_short = cfg->max_short;
     iface->config.events    = cfg->events;
-    iface->config.zcopy     = cfg->zcopy;
+    iface->config.zcopy     = (cfg->zcopy != UCS_CONFIG_OFF);
     iface->config.zcopy_min = (cfg->zcopy_min == UCS_MEMUNITS_AUTO) ?
                               UCT_XEN_ZCOPY_MIN_AUTO : cfg->zcopy_min;
     /* a put or a get answer is one record: header + data in one segment */
@@ -691,7 +693,9 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
         goto err_ep_close;
     }
     xfer_params.rma_max = self->config.rma_max;
-    xfer_params.zcopy   = cfg->zcopy;
+    xfer_params.zcopy   = (cfg->zcopy == UCS_CONFIG_OFF) ? XM_XFER_ZC_OFF :
+                          (cfg->zcopy == UCS_CONFIG_ON)  ? XM_XFER_ZC_ON :
+                                                           XM_XFER_ZC_AUTO;
     xfer_params.grant_cache = cfg->grant_cache;
     xfer_params.peer_cache  = cfg->peer_cache;
     rc = xm_xfer_attach(self->xep, &xfer_params, &self->xfer);

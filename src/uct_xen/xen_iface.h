@@ -32,9 +32,10 @@
 #define UCT_XEN_DEV_NAME  "xen0"
 #define UCT_XEN_AM_HDR    sizeof(uint64_t)  /* AM short: header, then payload */
 #define UCT_XEN_SEG_SIZE_AUTO (32768 + 64)  /* UCX_XEN_SEG_SIZE=auto, room permitting */
-/* UCX_XEN_ZCOPY_MIN=auto: up to 1 MiB the rings are faster than grant copy
- * of 4 KiB pages (bench/ucx-bench.sh, docs/architecture.md) */
-#define UCT_XEN_ZCOPY_MIN_AUTO ((1u << 20) + 1)
+/* UCX_XEN_ZCOPY_MIN=auto: UCP's own rendezvous threshold (never below the
+ * segment); which of grant copy and the rings then moves a rendezvous is
+ * measured per channel (xm_xfer.h, XM_XFER_ZC_AUTO) */
+#define UCT_XEN_ZCOPY_MIN_AUTO 0
 
 /* RMA and zero-copy are the core's (xm_xfer.h): puts and gets through the
  * ring, grant copy, remote completion.  The packed rkey is the core's
@@ -70,7 +71,7 @@ typedef struct uct_xen_iface_config {
     int                backend;     /* uct_xen_backend_t */
     int                events;      /* advertise wakeup events */
     int                numa_bind;   /* bind own rings and buffers locally */
-    int                zcopy;       /* GET/PUT_ZCOPY by grant copy */
+    int                zcopy;       /* UCS_CONFIG_ON, _OFF or _AUTO (UCX_XEN_ZCOPY) */
     size_t             zcopy_min;   /* min_zcopy advertised for them */
     size_t             grant_cache; /* soft cap on pages kept granted (bytes) */
     size_t             peer_cache;  /* cap on peers' refs kept (bytes) */

@@ -17,6 +17,7 @@
 #include "xm_zc.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,6 +333,95 @@ static void zcopy_roundtrip(int zcopy)
 static void test_zcopy_grant_and_ring(void **state) { zcopy_roundtrip(1); }
 static void test_zcopy_ring_only(void **state) { zcopy_roundtrip(0); }
 
+/* XM_XFER_ZC_AUTO: each zero-copy operation takes the path measured
+ * cheaper on its channel.  A grant copy made slow (sim: 20 ms a copy) loses
+ * to the ring after one operation of each; an owner that answers the ring
+ * slowly (pumped every 2 ms) loses to grant copy, which needs the owner
+ * only for the first grant.  Either way the other path is still tried now
+ * and then (measured, not dropped).  The owner sends an adapter record
+ * before each operation, as a rendezvous request would; an owner that
+ * sends nothing (a passive target, which may not be progressing) gets
+ * grant copy only, however slow. */
+static void path_choice(int slow_copy, int passive)
+{
+    const size_t len = 64 * PG;
+    const unsigned nops = 40;
+    struct node o, r;
+    xm_channel_t *ch;
+    uint8_t *mem, *local;
+    uint64_t id;
+    xm_zc_stats_t s0, s1;
+
+    node_open_ring(&o, 0, XM_XFER_ZC_ON, 8, 0);
+    if (slow_copy)
+        setenv("XENMPI_SIM_DELAY_COPY_US", "20000", 1);
+    node_open_ring(&r, 0, XM_XFER_ZC_AUTO, 8, 0);
+    unsetenv("XENMPI_SIM_DELAY_COPY_US");
+    ch = pair(&o, &r);
+    xm_channel_t *och = o.last;   /* the owner's side, accepted */
+    assert_non_null(och);
+    mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(mem != MAP_FAILED);
+    local = malloc(len);
+    assert_non_null(local);
+    assert_int_equal(xm_zc_reg(mem, len, XM_ZC_REMOTE_READ, &id), 0);
+    xm_rkey_t rk = { id, (uintptr_t)mem, len };
+    xm_zc_get_stats(&s0);
+    for (unsigned k = 0; k < nops; k++) {
+        struct done d = { 0 };
+        int rc;
+
+        memset(mem, (int)(k + 1), len);
+        memset(local, 0, len);
+        if (!passive) {
+            xm_chan_stats_t st0, st1;
+
+            xm_chan_get_stats(ch, &st0);
+            assert_int_equal(xm_chan_send(och, 1, "rts", 3, NULL, 0), 0);
+            for (int i = 0; i < 100; i++) {
+                pump(&o, &r, 1);
+                xm_chan_get_stats(ch, &st1);
+                if (st1.adapter_recv > st0.adapter_recv)
+                    break;
+            }
+            assert_int_equal(st1.adapter_recv, st0.adapter_recv + 1);
+        }
+        rc = xm_xfer_zcopy(r.x, ch, &rk, (uintptr_t)mem, local, len, XM_ZC_GET, done_cb, &d,
+                           NULL);
+        for (int i = 0; rc == -EINPROGRESS && i < 100000 && !d.n; i++) {
+            if (!slow_copy)
+                usleep(2000);
+            pump(&o, &r, 1);
+        }
+        assert_true(rc == 0 || (rc == -EINPROGRESS && d.n == 1 && d.status == 0));
+        assert_memory_equal(local, mem, len);
+    }
+    xm_zc_get_stats(&s1);
+    uint64_t zc = s1.zc_bytes - s0.zc_bytes, ring = s1.ring_bytes - s0.ring_bytes;
+    print_message("%s%s: %" PRIu64 " bytes by grant copy, %" PRIu64 " through the ring\n",
+                  slow_copy ? "slow grant copy" : "slow ring", passive ? ", passive owner" : "",
+                  zc, ring);
+    assert_int_equal(zc + ring, (uint64_t)nops * len);
+    assert_int_equal(s1.fallback_bytes - s0.fallback_bytes, 0);
+    if (passive) {
+        assert_int_equal(ring, 0);
+    } else if (slow_copy) {
+        assert_true(ring >= (uint64_t)(nops - 3) * len);
+        assert_true(zc >= len);
+    } else {
+        assert_true(zc >= (uint64_t)(nops - 3) * len);
+        assert_true(ring >= len);
+    }
+    node_close(&r);
+    node_close(&o);
+    assert_int_equal(xm_zc_dereg(id), 0);
+    munmap(mem, len);
+    free(local);
+}
+static void test_path_choice_slow_copy(void **state) { path_choice(1, 0); }
+static void test_path_choice_slow_ring(void **state) { path_choice(0, 0); }
+static void test_path_choice_passive(void **state) { path_choice(1, 1); }
+
 /* The owner's ring to the requester fell back to 2 pages (its grant table
  * held no more); the requester's is 8.  With no rma_max (the netmod's
  * way) the ring path cuts gets by what the owner's ring holds (an answer
@@ -537,6 +627,9 @@ int main(void)
         cmocka_unit_test(test_put_get_checked),
         cmocka_unit_test(test_zcopy_grant_and_ring),
         cmocka_unit_test(test_zcopy_ring_only),
+        cmocka_unit_test(test_path_choice_slow_copy),
+        cmocka_unit_test(test_path_choice_slow_ring),
+        cmocka_unit_test(test_path_choice_passive),
         cmocka_unit_test(test_ring_path_asymmetric),
         cmocka_unit_test(test_gone_and_cancel),
         cmocka_unit_test(test_get_flood_unread),

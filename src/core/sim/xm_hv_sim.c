@@ -231,6 +231,7 @@ static int sim_open(xm_hv_t **out)
     }
     s->drop_every = xm_cfg_uint(XM_CFG_SIM_DROP_NOTIFY);
     s->delay_us = xm_cfg_uint(XM_CFG_SIM_DELAY_NOTIFY_US);
+    s->copy_delay_us = xm_cfg_uint(XM_CFG_SIM_DELAY_COPY_US);
     xm_sim_store_ensure_home(s);
 
     if (xm_sim_reaper_start(s))

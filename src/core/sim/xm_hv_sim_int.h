@@ -189,6 +189,7 @@ typedef struct sim_hv {
     unsigned drop_every, notify_count;
     uint32_t max_port;             /* highest port this handle claimed */
     unsigned delay_us;
+    unsigned copy_delay_us;
 } sim_hv_t;
 
 static inline sim_hv_t *to_sim_hv(xm_hv_t *hv) { return (sim_hv_t *)hv; }

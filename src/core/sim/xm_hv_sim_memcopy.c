@@ -438,6 +438,8 @@ int xm_sim_copy(xm_hv_t *hv, xm_copy_seg_t *segs, unsigned count)
     uint32_t ogen = 0;
     int rc;
 
+    if (s->copy_delay_us)
+        usleep(s->copy_delay_us);
     run.n = 0;
     for (unsigned i = 0; i < count; i++) {
         xm_copy_seg_t *g = &segs[i];
