@@ -133,7 +133,7 @@ for layout in 2x1 4x2 4x1; do
     run netmod-collectives-$layout "$n" "$vms" 1 collectives
     run netmod-onesided-$layout "$n" "$vms" 1 onesided
 done
-# above XENMPI_NETMOD_ZCOPY_MIN (1 MiB) the data goes by zero-copy: at
+# from XENMPI_NETMOD_ZCOPY_MIN (32 KiB) the data goes by zero-copy: at
 # least the 64 MiB messages, both ways
 MIN_ZCOPY=134217728 MIN_REUSED=4 run netmod-pingpong64m-2x1 2 2 4194304 pingpong 3 67108864
 XENMPI_NETMOD_ZCOPY_MIN=off MIN_ZCOPY=0 MIN_PIPED=134217728 run netmod-pingpong64m-ring-2x1 2 2 134217728 pingpong 3 67108864
