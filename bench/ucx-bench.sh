@@ -14,7 +14,7 @@ LIB=${XM_UCT_LIB:-$SRC/build/.libs/libuct_xen.so}
 mkdir -p "$OUT"
 RAW=$OUT/raw.txt
 : >"$RAW"
-ZC=$OUT/zc.txt      # per xen run: label size hits misses zc_bytes fallback_bytes
+ZC=$OUT/zc.txt      # per xen run: label size hits misses zc_bytes fallback_bytes ring_bytes
 : >"$ZC"
 ERR=$OUT/pair.err   # stderr of the last pair (both processes)
 PORT=$((30000 + $$ % 20000))
@@ -49,12 +49,12 @@ measure() {
         else v=$(echo "$line" | awk '{print $7}'); fi
         [ -n "$v" ] && vals+=("$v")
         # xenmpi-zc: pid=P hits=H misses=M ... fallback_bytes=F zc_bytes=Z
-        case $label in xen|xen-zc0) ;; *) false ;; esac && [ "$metric" = bw ] && awk -v l="$label" -v s="$size" '
+        case $label in xen|xen-zc) ;; *) false ;; esac && [ "$metric" = bw ] && awk -v l="$label" -v s="$size" '
             match($0, /xenmpi-zc: pid=.*/) {
                 nf = split(substr($0, RSTART), w, " ")
                 for (i = 2; i <= nf; i++) { split(w[i], kv, "="); v[kv[1]] += kv[2] }; n++
             }
-            END { if (n) printf "%s %s %.0f %.0f %.0f %.0f\n", l, s, v["hits"], v["misses"], v["zc_bytes"], v["fallback_bytes"] }' \
+            END { if (n) printf "%s %s %.0f %.0f %.0f %.0f %.0f\n", l, s, v["hits"], v["misses"], v["zc_bytes"], v["fallback_bytes"], v["ring_bytes"] }' \
             "$ERR" >>"$ZC"
     done
     v=$(printf '%s\n' "${vals[@]}" | median)
@@ -95,12 +95,13 @@ for s in 16777216; do
     measure xen bw $s "UCX_TLS=xen,self" -t tag_bw -n $n
     measure posix+cma bw $s "UCX_TLS=posix,cma,self" -t tag_bw -n $n
 done
-# xen without zero-copy (rendezvous through the rings), and with zero-copy
-# for every rendezvous (UCX_XEN_ZCOPY_MIN=0; by default it starts above 1 MiB)
+# xen without zero-copy (eager through the rings), and with grant copy for
+# every rendezvous (UCX_XEN_ZCOPY=y; by default each channel measures grant
+# copy against the ring and takes the faster)
 for s in 65536 1048576 4194304 16777216; do
     n=$(( (1 << 30) / s ))
     measure xen-ring bw $s "UCX_TLS=xen,self UCX_XEN_ZCOPY=n" -t tag_bw -n $n
-    measure xen-zc0 bw $s "UCX_TLS=xen,self UCX_XEN_ZCOPY_MIN=0" -t tag_bw -n $n
+    measure xen-zc bw $s "UCX_TLS=xen,self UCX_XEN_ZCOPY=y" -t tag_bw -n $n
 done
 
 echo
@@ -114,22 +115,22 @@ printf '  UCP tag_bw 64 KiB xen/posix+cma %s  (target >= 0.9)\n' "$(ratio "$(get
 printf '  UCP tag_bw 1 MiB xen/posix+cma  %s  (target >= 1.0)\n' "$(ratio "$(get xen bw 1048576)" "$(get posix+cma bw 1048576)")"
 printf '  UCP tag_bw 16 MiB xen/posix+cma %s  (target >= 1.0)\n' "$(ratio "$(get xen bw 16777216)" "$(get posix+cma bw 16777216)")"
 for s in 65536 1048576 4194304 16777216; do
-    printf '  UCP tag_bw %8s B xen, zero-copy at every size/posix+cma  %s\n' "$s" \
-        "$(ratio "$(get xen-zc0 bw $s)" "$(get posix+cma bw $s)")"
-    printf '  UCP tag_bw %8s B xen, zero-copy at every size/rings only  %s\n' "$s" \
-        "$(ratio "$(get xen-zc0 bw $s)" "$(get xen-ring bw $s)")"
+    printf '  UCP tag_bw %8s B xen, grant copy always/posix+cma  %s\n' "$s" \
+        "$(ratio "$(get xen-zc bw $s)" "$(get posix+cma bw $s)")"
+    printf '  UCP tag_bw %8s B xen, grant copy always/rings only  %s\n' "$s" \
+        "$(ratio "$(get xen-zc bw $s)" "$(get xen-ring bw $s)")"
 done
 
 echo
 echo "== zero-copy cache of the xen tag_bw runs (XENMPI_ZC_STATS, all repetitions)"
-for l in xen xen-zc0; do
+for l in xen xen-zc; do
 for s in 65536 1048576 16777216; do
-    awk -v s="$s" -v l="$l" '$1 == l && $2 == s { h += $3; m += $4; z += $5; f += $6; n++ }
+    awk -v s="$s" -v l="$l" '$1 == l && $2 == s { h += $3; m += $4; z += $5; f += $6; r += $7; n++ }
         END {
             if (!n) { printf "  %-7s tag_bw %9s B  no xenmpi-zc statistics line\n", l, s; exit }
             rate = (h + m > 0) ? sprintf("%.3f", h / (h + m)) : "n/a"
-            printf "  %-7s tag_bw %9s B  hit rate %-6s (hits %.0f, misses %.0f; %.0f MiB by grant copy, %.0f MiB through the ring)\n",
-                   l, s, rate, h, m, z / 1048576, f / 1048576
+            printf "  %-7s tag_bw %9s B  hit rate %-6s (hits %.0f, misses %.0f; %.0f MiB by grant copy, %.0f MiB through the ring as measured faster, %.0f MiB as fallback)\n",
+                   l, s, rate, h, m, z / 1048576, r / 1048576, f / 1048576
         }' "$ZC"
 done
 done

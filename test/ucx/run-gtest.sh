@@ -77,8 +77,9 @@ NOT_RUN=''
 #    with rings of 8 pages: 256 channels of the default 64-page rings need
 #    more grants than a domain's table holds when both ends are in it
 #  - UCX_XEN_ZCOPY_MIN=0: zero-copy put/get at every size the tests try
-#    (the default, above 1 MiB, is a performance threshold; the tests
-#    assume min_zcopy is below 64 KiB, test_zcopy_comp asserts it)
+#    (the default, auto, is 0 too; the tests assume min_zcopy is below
+#    64 KiB, test_zcopy_comp asserts it); UCX_XEN_ZCOPY stays auto, so
+#    each operation takes grant copy or the ring as its channel measured
 suite_env() {
     echo UCX_XEN_ZCOPY_MIN=0
     case $1 in
