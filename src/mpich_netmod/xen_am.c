@@ -699,6 +699,22 @@ static void rndv_copied(void *arg, int status)
     MPID_Request_complete(rreq);
 }
 
+/* The channel a rendezvous copy from p goes on: ours when it is up, else
+ * the one p sent the rendezvous on.  When both ranks open their channels
+ * to each other at once, ours may still be connecting when p's first
+ * large message arrives on p's; the copy needs a connected channel (on a
+ * connecting one xm_xfer_zcopy says -EAGAIN), and either direction of a
+ * channel carries it. */
+static xm_channel_t *rndv_chan(MPIDI_XEN_peer_t * p)
+{
+    if (xm_chan_state(p->ch) == XM_CH_CONNECTED)
+        return p->ch;
+    for (MPIDI_XEN_rx_t * r = MPIDI_XEN_global.rx; r; r = r->next)
+        if (xm_chan_state(r->ch) == XM_CH_CONNECTED && peer_of_chan(r->ch) == p)
+            return r->ch;
+    return p->ch;
+}
+
 int MPIDI_XEN_rndv_recv_cb(MPIR_Request * rreq)
 {
     uint64_t *rv = rreq->dev.ch4.am.netmod_am.xen.rndv;
@@ -736,7 +752,7 @@ int MPIDI_XEN_rndv_recv_cb(MPIR_Request * rreq)
         rndv_copied(rreq, 0);
         return MPI_SUCCESS;
     }
-    rc = xm_xfer_zcopy(MPIDI_XEN_global.xfer, p->ch, &rk, rk.base, dst, n, XM_ZC_GET,
+    rc = xm_xfer_zcopy(MPIDI_XEN_global.xfer, rndv_chan(p), &rk, rk.base, dst, n, XM_ZC_GET,
                        rndv_copied, rreq, rreq);
     if (rc == 0)
         rndv_copied(rreq, 0);

@@ -1,7 +1,8 @@
 #!/bin/bash
 # MPI programs over the UCX transport "xen" with Debian's MPICH and Open MPI.
 #   usage: test/mpi/run-mpi-tests.sh <path to libuct_xen.so> <build dir>
-# Compiles pingpong, collectives and onesided with mpicc.mpich and
+# Compiles pingpong, collectives, onesided and crossed (first sends both ways
+# at once) with mpicc.mpich and
 # mpicc.openmpi into <build dir>/test/mpi/ and runs each with both MPIs:
 #   <mpi>-<prog>-2x1: 2 ranks in 2 simulated VMs (one rank per domain),
 #   <mpi>-<prog>-4x2: 4 ranks in 2 simulated VMs (ranks 0,1 | ranks 2,3),
@@ -107,7 +108,7 @@ check_xen() {
 }
 
 # ---------------------------------------------------------------- build
-progs="pingpong collectives onesided"
+progs="pingpong collectives onesided crossed"
 declare -A built
 for m in mpich openmpi; do
     for p in $progs; do

@@ -8,7 +8,8 @@
 #   netmod-<prog>-4x2: 4 ranks in 2 VMs (ranks 0,1 | 2,3: MPICH's posix shm
 #                      inside a VM, the netmod between them),
 #   netmod-<prog>-4x1: 4 ranks in 4 VMs;
-# then ping-pong up to 64 MiB with zero-copy above 1 MiB
+# then first sends crossing both ways at once (netmod-crossed-2x1, -4x2),
+# ping-pong up to 64 MiB with zero-copy from 32 KiB
 # (netmod-pingpong64m-2x1) and through the rings only
 # (netmod-pingpong64m-ring-2x1), the registration cache (netmod-regcache-*,
 # netmod-bad-reg-cache-2x1), rings that fall back to a smaller size when
@@ -33,6 +34,7 @@ fi
 prefix=$(cd "$prefix" && pwd)
 src=$(cd "$(dirname "$0")" && pwd)
 . "$src/netmod-stats.sh"   # netmod_bytes, zcopy_bytes, piped_bytes, netmod_ranks
+. "$src/../zc-stats.sh"    # zc_sum
 mkdir -p "$bdir/test/mpi/netmod-logs" || exit 2
 bin=$(cd "$bdir/test/mpi" && pwd)
 logs=$bin/netmod-logs
@@ -53,7 +55,7 @@ fail() {
 }
 
 declare -A built
-for p in pingpong collectives onesided regcache; do
+for p in pingpong collectives onesided regcache crossed; do
     if timeout 120 "$prefix/bin/mpicc" -O2 -Wall -o "$bin/$p-netmod" "$src/$p.c" \
             > "$logs/build-$p.log" 2>&1; then
         built[$p]=1
@@ -80,11 +82,12 @@ launch() {
     local yield=1000
     [ "$n" -gt "$(nproc)" ] && yield=100
     timeout --kill-after=10 "$TMO" "$prefix/bin/mpiexec" ${MPIEXEC_EXTRA:-} \
-        -genv XENMPI_SIM_HOST "$host" -genv XENMPI_NETMOD_STATS 1 \
+        -genv XENMPI_SIM_HOST "$host" -genv XENMPI_NETMOD_STATS 1 -genv XENMPI_ZC_STATS 1 \
         -genv MPIR_CVAR_NUM_CLIQUES "$vms" -genv MPIR_CVAR_CLIQUES_BY_BLOCK 1 \
         -genv MPIR_CVAR_POLLS_BEFORE_YIELD "$yield" \
         ${XENMPI_NETMOD_ZCOPY_MIN:+-genv XENMPI_NETMOD_ZCOPY_MIN "$XENMPI_NETMOD_ZCOPY_MIN"} \
         ${XENMPI_NETMOD_REG_CACHE+-genv XENMPI_NETMOD_REG_CACHE "$XENMPI_NETMOD_REG_CACHE"} \
+        ${XENMPI_NETMOD_ZCOPY_PATH+-genv XENMPI_NETMOD_ZCOPY_PATH "$XENMPI_NETMOD_ZCOPY_PATH"} \
         "${args[@]}" > "$log" 2>&1
 }
 
@@ -133,6 +136,12 @@ for layout in 2x1 4x2 4x1; do
     run netmod-collectives-$layout "$n" "$vms" 1 collectives
     run netmod-onesided-$layout "$n" "$vms" 1 onesided
 done
+# crossed first sends: both ends open their channels at once while the
+# first rendezvous (64 KiB, 1 MiB) arrive; each must be copied on a
+# connected channel (before: "copying 65536 bytes from rank 1: Resource
+# temporarily unavailable" in 8 of 8 runs), every byte checked
+MIN_ZCOPY=2228224 run netmod-crossed-2x1 2 2 1 crossed
+run netmod-crossed-4x2 4 2 1 crossed
 # from XENMPI_NETMOD_ZCOPY_MIN (32 KiB) the data goes by zero-copy: at
 # least the 64 MiB messages, both ways
 MIN_ZCOPY=134217728 MIN_REUSED=4 run netmod-pingpong64m-2x1 2 2 4194304 pingpong 3 67108864
@@ -197,6 +206,43 @@ if [[ $name =~ $ONLY ]] && [ -n "${built[regcache]:-}" ]; then
         pass "$name"
         echo "#   20 of 20 starts: $(grep -m1 'XENMPI_NETMOD_REG_CACHE=lots' "$log")"
     fi
+fi
+
+# the zero-copy path forced each way: the bytes go where it says, every
+# byte checked; a value it does not know fails init naming it
+XENMPI_NETMOD_ZCOPY_PATH=grant MIN_ZCOPY=2228224 run netmod-crossed-grant-2x1 2 2 1 crossed
+XENMPI_NETMOD_ZCOPY_PATH=ring MIN_ZCOPY=2228224 run netmod-crossed-ring-2x1 2 2 1 crossed
+for t in grant ring; do
+    name=netmod-crossed-$t-2x1
+    [[ $name =~ $ONLY ]] || continue
+    log=$logs/$name.log
+    zc=$(zc_sum "$log" all zc_bytes)
+    # the 4 rendezvous messages (64 KiB and 1 MiB each way) but the partial
+    # pages at both ends of each (malloc'ed buffers), which take the ring
+    if [ $t = grant ] && { [ "$zc" = none ] || [ "$zc" -lt $((2228224 - 4 * 2 * 4096)) ]; }; then
+        fail "$name-path" "zc_bytes=$zc with XENMPI_NETMOD_ZCOPY_PATH=grant: want the 2228224 rendezvous bytes by grant copy but partial pages" "$log"
+    elif [ $t = ring ] && [ "$zc" != none ] && [ "$zc" -ne 0 ]; then
+        fail "$name-path" "zc_bytes=$zc with XENMPI_NETMOD_ZCOPY_PATH=ring: want none by grant copy" "$log"
+    else
+        pass "$name-path"
+        echo "#   zc_bytes=$zc over both ranks"
+    fi
+done
+name=netmod-bad-zcopy-path-2x1
+if [[ $name =~ $ONLY ]] && [ -n "${built[crossed]:-}" ]; then
+    log=$logs/$name.log
+    why=
+    for i in 1 2 3; do
+        XENMPI_NETMOD_ZCOPY_PATH=fast launch 2 2 "$log" "$bin/crossed-netmod"
+        rc=$?
+        if [ $rc -eq 0 ]; then
+            why="start $i ran with XENMPI_NETMOD_ZCOPY_PATH=fast"; break
+        elif ! grep -q 'XENMPI_NETMOD_ZCOPY_PATH=fast: want auto, grant or ring' "$log"; then
+            why="start $i: exit $rc without naming the setting"; break
+        fi
+    done
+    if [ -n "$why" ]; then fail "$name" "$why" "$log"
+    else pass "$name"; echo "#   $(grep -m1 'XENMPI_NETMOD_ZCOPY_PATH=fast' "$log")"; fi
 fi
 
 # ---------------------------------------------------------------- peer killed
