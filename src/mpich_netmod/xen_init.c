@@ -124,11 +124,23 @@ int MPIDI_XEN_init_world(void)
 
     /* zero-copy for large contiguous messages (XENMPI_NETMOD_ZCOPY_MIN
      * bytes, default 32 KiB; "off": never); the core measures per channel
-     * whether grant copy or the ring moves them faster (XM_XFER_ZC_AUTO) */
+     * whether grant copy or the ring moves them faster (XM_XFER_ZC_AUTO),
+     * unless XENMPI_NETMOD_ZCOPY_PATH says grant or ring */
     {
         xm_xfer_params_t xp = { .zcopy = XM_XFER_ZC_AUTO };
         const char *zmin = getenv("XENMPI_NETMOD_ZCOPY_MIN");
+        const char *zpath = getenv("XENMPI_NETMOD_ZCOPY_PATH");
         char *end = NULL;
+
+        if (zpath && !strcmp(zpath, "grant")) {
+            xp.zcopy = XM_XFER_ZC_ON;
+        } else if (zpath && !strcmp(zpath, "ring")) {
+            xp.zcopy = XM_XFER_ZC_OFF;
+        } else if (zpath && *zpath && strcmp(zpath, "auto")) {
+            fprintf(stderr, "xen netmod: XENMPI_NETMOD_ZCOPY_PATH=%s: want auto, grant or "
+                    "ring\n", zpath);
+            MPIR_ERR_SETANDJUMP(mpi_errno, MPI_ERR_OTHER, "**other");
+        }
 
         MPIDI_XEN_global.zcopy_min = MPIDI_XEN_ZCOPY_MIN_DEFAULT;
         if (zmin && !strcmp(zmin, "off")) {
