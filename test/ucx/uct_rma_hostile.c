@@ -405,6 +405,26 @@ static void check_get_zcopy_iface_flush(void)
  * channel is up the queued request runs and the put lands. */
 static uct_iface_h open_iface(void);
 
+/* an ep from iface `from` to iface `to` (both this process's) */
+static uct_ep_h ep_to(uct_iface_h from, uct_iface_h to)
+{
+    uct_ep_params_t ep_params = {0};
+    uint8_t dev_addr[64], iface_addr[64];
+    uct_ep_h e;
+
+    CHECK_OK(uct_iface_get_device_address(to, (uct_device_addr_t*)dev_addr),
+             "get_device_address");
+    CHECK_OK(uct_iface_get_address(to, (uct_iface_addr_t*)iface_addr),
+             "get_address");
+    ep_params.field_mask = UCT_EP_PARAM_FIELD_IFACE | UCT_EP_PARAM_FIELD_DEV_ADDR |
+                           UCT_EP_PARAM_FIELD_IFACE_ADDR;
+    ep_params.iface      = from;
+    ep_params.dev_addr   = (uct_device_addr_t*)dev_addr;
+    ep_params.iface_addr = (uct_iface_addr_t*)iface_addr;
+    CHECK_OK(uct_ep_create(&ep_params, &e), "ep_create");
+    return e;
+}
+
 typedef struct {
     uct_pending_req_t req;
     uct_ep_h          ep;
@@ -432,8 +452,6 @@ static ucs_status_t pending_zput(uct_pending_req_t *req)
 static void check_zcopy_while_connecting(void)
 {
     get_ctx_t zc = {{get_comp, 1, UCS_OK}, 0, UCS_OK, NULL};
-    uct_ep_params_t ep_params = {0};
-    uint8_t dev_addr[64], iface_addr[64];
     pending_zput_t pz = {0};
     uct_rkey_bundle_t rk;
     uct_mem_h memh;
@@ -454,16 +472,7 @@ static void check_zcopy_while_connecting(void)
     CHECK_OK(uct_md_mem_reg(md, mem, 4 * 4096, UCT_MD_MEM_ACCESS_ALL, &memh),
              "mem_reg");
     rk = rkey_of(memh, &packed);
-    CHECK_OK(uct_iface_get_device_address(iface_c, (uct_device_addr_t*)dev_addr),
-             "get_device_address");
-    CHECK_OK(uct_iface_get_address(iface_c, (uct_iface_addr_t*)iface_addr),
-             "get_address");
-    ep_params.field_mask = UCT_EP_PARAM_FIELD_IFACE | UCT_EP_PARAM_FIELD_DEV_ADDR |
-                           UCT_EP_PARAM_FIELD_IFACE_ADDR;
-    ep_params.iface      = iface_a;
-    ep_params.dev_addr   = (uct_device_addr_t*)dev_addr;
-    ep_params.iface_addr = (uct_iface_addr_t*)iface_addr;
-    CHECK_OK(uct_ep_create(&ep_params, &ep2), "ep_create");
+    ep2 = ep_to(iface_a, iface_c);
     pz.req.func   = pending_zput;
     pz.ep         = ep2;
     pz.iov.buffer = data;
@@ -529,8 +538,6 @@ static void setup(void)
     uct_md_config_t *md_cfg;
     ucs_async_context_t *async;
     uct_iface_attr_t attr;
-    uct_ep_params_t ep_params = {0};
-    uint8_t dev_addr[64], iface_addr[64];
     uint64_t needed = UCT_IFACE_FLAG_PUT_SHORT | UCT_IFACE_FLAG_PUT_BCOPY |
                       UCT_IFACE_FLAG_GET_BCOPY;
 
@@ -558,16 +565,7 @@ static void setup(void)
     CHECK((attr.cap.flags & needed) == needed, "put/get not advertised");
     CHECK(attr.cap.get.max_bcopy >= 64, "get max_bcopy %zu",
           attr.cap.get.max_bcopy);
-    CHECK_OK(uct_iface_get_device_address(iface_b, (uct_device_addr_t*)dev_addr),
-             "get_device_address");
-    CHECK_OK(uct_iface_get_address(iface_b, (uct_iface_addr_t*)iface_addr),
-             "get_address");
-    ep_params.field_mask = UCT_EP_PARAM_FIELD_IFACE | UCT_EP_PARAM_FIELD_DEV_ADDR |
-                           UCT_EP_PARAM_FIELD_IFACE_ADDR;
-    ep_params.iface      = iface_a;
-    ep_params.dev_addr   = (uct_device_addr_t*)dev_addr;
-    ep_params.iface_addr = (uct_iface_addr_t*)iface_addr;
-    CHECK_OK(uct_ep_create(&ep_params, &ep), "ep_create");
+    ep = ep_to(iface_a, iface_b);
 }
 
 /* A registered buffer unmapped and mapped again at the same address with
