@@ -187,16 +187,19 @@ fi
 # before it must have been read by then (the netmod waits for it), so
 # every one of 20 starts must show the message (without the wait about
 # one in ten showed nothing at all)
-name=netmod-bad-reg-cache-2x1
-if [[ $name =~ $ONLY ]] && [ -n "${built[regcache]:-}" ]; then
+# bad_setting <name> <prog> <starts> <VAR=value> <message>: every one of
+# <starts> launches with the setting fails, and its log names it
+bad_setting() {
+    local name=$1 p=$2 starts=$3 set=$4 msg=$5 log i rc why=
+    [[ $name =~ $ONLY ]] && [ -n "${built[$p]:-}" ] || return 0
     log=$logs/$name.log
-    why=
-    for i in $(seq 20); do
-        XENMPI_NETMOD_REG_CACHE=lots launch 2 2 "$log" "$bin/regcache-netmod"
+    local "$set"   # seen by launch (dynamic scope), gone after the function
+    for i in $(seq "$starts"); do
+        launch 2 2 "$log" "$bin/$p-netmod"
         rc=$?
         if [ $rc -eq 0 ]; then
-            why="start $i ran with XENMPI_NETMOD_REG_CACHE=lots"; break
-        elif ! grep -q 'XENMPI_NETMOD_REG_CACHE=lots: want a number of registrations from 0 to' "$log"; then
+            why="start $i ran with $set"; break
+        elif ! grep -q "$set: $msg" "$log"; then
             why="start $i: exit $rc without naming the setting"; break
         fi
     done
@@ -204,9 +207,11 @@ if [[ $name =~ $ONLY ]] && [ -n "${built[regcache]:-}" ]; then
         fail "$name" "$why" "$log"
     else
         pass "$name"
-        echo "#   20 of 20 starts: $(grep -m1 'XENMPI_NETMOD_REG_CACHE=lots' "$log")"
+        echo "#   $starts of $starts starts: $(grep -m1 "$set" "$log")"
     fi
-fi
+}
+bad_setting netmod-bad-reg-cache-2x1 regcache 20 XENMPI_NETMOD_REG_CACHE=lots \
+    'want a number of registrations from 0 to'
 
 # the zero-copy path forced each way: the bytes go where it says, every
 # byte checked; a value it does not know fails init naming it
@@ -228,22 +233,8 @@ for t in grant ring; do
         echo "#   zc_bytes=$zc over both ranks"
     fi
 done
-name=netmod-bad-zcopy-path-2x1
-if [[ $name =~ $ONLY ]] && [ -n "${built[crossed]:-}" ]; then
-    log=$logs/$name.log
-    why=
-    for i in 1 2 3; do
-        XENMPI_NETMOD_ZCOPY_PATH=fast launch 2 2 "$log" "$bin/crossed-netmod"
-        rc=$?
-        if [ $rc -eq 0 ]; then
-            why="start $i ran with XENMPI_NETMOD_ZCOPY_PATH=fast"; break
-        elif ! grep -q 'XENMPI_NETMOD_ZCOPY_PATH=fast: want auto, grant or ring' "$log"; then
-            why="start $i: exit $rc without naming the setting"; break
-        fi
-    done
-    if [ -n "$why" ]; then fail "$name" "$why" "$log"
-    else pass "$name"; echo "#   $(grep -m1 'XENMPI_NETMOD_ZCOPY_PATH=fast' "$log")"; fi
-fi
+bad_setting netmod-bad-zcopy-path-2x1 crossed 3 XENMPI_NETMOD_ZCOPY_PATH=fast \
+    'want auto, grant or ring'
 
 # ---------------------------------------------------------------- peer killed
 name=netmod-peer-killed-2x1
