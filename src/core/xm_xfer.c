@@ -478,12 +478,20 @@ int xm_xfer_zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t 
     op->dir = dir;
     op->len = len;
     op->npieces = npieces;
-    for (a = raddr, left = len, npieces = 0; left > 0; a += n, l += n, left -= n) {
+    /* The pieces that take the ring first (a malloc'ed buffer's partial
+     * first and last pages): their requests then travel while the whole
+     * pages are copied, instead of a round trip to the owner after it. */
+    for (a = raddr, left = len; left > 0; a += n, left -= n) {
         n = xm_zc_piece(rk->base, rk->len, a, left, &zc);
-        if (!zc || !op->npieces) {
-            range_add(x, op, l, a, n);
+        if (!zc || !op->npieces)
+            range_add(x, op, l + (a - raddr), a, n);
+    }
+    if (x->ringchans)
+        ring_progress(x);
+    for (a = raddr, left = len, npieces = 0; left > 0 && op->npieces; a += n, l += n, left -= n) {
+        n = xm_zc_piece(rk->base, rk->len, a, left, &zc);
+        if (!zc)
             continue;
-        }
         struct xf_piece *p = &op->pieces[npieces++];
         p->op = op;
         p->local = l;
