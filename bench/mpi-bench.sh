@@ -2,7 +2,9 @@
 # Debian's MPICH over the xen transport beside UCX's own transports, in one
 # run, with the project's own programs: ping-pong 8 B..64 MiB
 # (test/mpi/pingpong.c, every byte checked), windowed and bidirectional
-# streaming with 64 messages in flight, the 8-byte message rate, and an
+# streaming with 64 messages in flight, ping-pong 64 KiB..16 MiB with a
+# fresh malloc per message beside the same loop over reused buffers
+# (bench/mpi_fresh.c), the 8-byte message rate, and an
 # 8-byte MPI_Allreduce over 2 and 4 ranks (bench/mpi_stream.c; with more
 # polling ranks than cores, as 4 ranks on 2 cores, it measures the
 # scheduler more than the transport: milliseconds per call).  Ranks are
@@ -34,6 +36,7 @@ MAXPP=${XM_BENCH_MAX:-67108864}
 
 mpicc.mpich -O2 -o "$OUT/pingpong" "$SRC/test/mpi/pingpong.c" || exit 1
 mpicc.mpich -O2 -o "$OUT/mpi_stream" "$SRC/bench/mpi_stream.c" || exit 1
+mpicc.mpich -O2 -o "$OUT/mpi_fresh" "$SRC/bench/mpi_fresh.c" || exit 1
 
 # run <config> <ranks> <log> prog args...: ranks split over two sim VMs
 run() {
@@ -75,6 +78,12 @@ for r in $(seq "$REPS"); do
                 $1 == "allreduce" { print c, r, "allreduce2", 8, $3 }' "$log" >>"$RAW"
         else
             echo "streaming over $c failed (run $r):"; tail -3 "$log"; fails=$((fails + 1))
+        fi
+        log=$OUT/fresh-$c-$r.txt
+        if run "$c" 2 "$log" "$OUT/mpi_fresh" 16777216 && grep -q '^mpi_fresh: OK' "$log"; then
+            awk -v c="$c" -v r="$r" '$1 ~ /^(fresh|reused)$/ { print c, r, $1 "_bw", $2, $4 }' "$log" >>"$RAW"
+        else
+            echo "fresh-buffer ping-pong over $c failed (run $r):"; tail -3 "$log"; fails=$((fails + 1))
         fi
         log=$OUT/allreduce4-$c-$r.txt
         # (4 ranks over tcp on 2 cores did not finish 200 calls in 300 s)
@@ -119,6 +128,8 @@ table "ping-pong latency (us)" pp_lat 8 64 512 4096 16384
 table "ping-pong MB/s" pp_bw 65536 262144 1048576 4194304 16777216 67108864
 table "streaming MB/s (64)" st_bw 65536 262144 1048576 4194304
 table "bidirectional MB/s" st_bibw 65536 262144 1048576 4194304
+table "fresh buffers MB/s" fresh_bw 65536 262144 1048576 4194304 16777216
+table "reused buffers MB/s" reused_bw 65536 262144 1048576 4194304 16777216
 table "messages/s (8 B)" st_rate 8
 table "allreduce 8 B, 2 ranks" allreduce2 8
 table "allreduce 8 B, 4 ranks" allreduce4 8
