@@ -58,8 +58,8 @@ static void meter_stop(struct xf_meter *m, size_t bytes)
  * copy first), else the measured one (grant copy while neither is), then
  * the cheaper one (the ring only below 3/4 of grant copy's cost), and now
  * and then the other: every XM_XFER_PROBE_EVERY-th operation, or less often
- * (up to every XF_PROBE_MAX-th) while the other costs more than 1.25 times
- * as much: a probe of a path that lost costs what it lost by. */
+ * (up to every XF_PROBE_MAX-th) while the other costs more than twice as
+ * much. */
 static int path_choose(struct xf_chan *c, int dir, size_t len, struct xf_meter **meter)
 {
     unsigned k = size_class(len);
@@ -82,7 +82,7 @@ static int path_choose(struct xf_chan *c, int dir, size_t len, struct xf_meter *
             *gap = XM_XFER_PROBE_EVERY;
         if (++c->path.n[dir][k] >= *gap) {
             c->path.n[dir][k] = 0;
-            if (m[!best].cost * 4 > m[best].cost * 5)
+            if (m[!best].cost > 2 * m[best].cost)
                 *gap = *gap < XF_PROBE_MAX / 2 ? *gap * 2 : XF_PROBE_MAX;
             else
                 *gap = XM_XFER_PROBE_EVERY;

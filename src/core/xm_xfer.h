@@ -51,7 +51,7 @@ typedef void (*xm_xfer_unpack_t)(void *arg, const void *data, size_t len);
  * outstanding over the bytes they moved, the least of the latest few such
  * busy periods.  An operation takes grant copy unless the ring costs less
  * than 3/4 of it, and every XM_XFER_PROBE_EVERY-th of a class (less often
- * while the other costs more than 1.25 times as much) the other path, so the
+ * while the other costs more than twice as much) the other path, so the
  * choice follows a host whose copy speeds change (where the scheduler puts
  * the two vCPUs).  Grant copy is measured first.  The ring path needs the
  * owner's progress for every record, grant copy only for a grant it does
