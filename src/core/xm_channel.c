@@ -666,16 +666,6 @@ static void deliver(xm_channel_t *ch, uint16_t type, const void *data, size_t le
     }
 }
 
-uint64_t chan_peer_adapter_recv(const xm_channel_t *ch)
-{
-    uint64_t n = 0;
-
-    for (const xm_channel_t *c = ch->ep->chans; c; c = c->next)
-        if (c == ch || (c->peer_dom == ch->peer_dom && c->peer_ep == ch->peer_ep))
-            n += c->st.adapter_recv;
-    return n;
-}
-
 /* A record of up to two lines spans at most three (records are 8-aligned). */
 #define XM_PF_SMALL_REC (4 * XM_CACHELINE)
 #define XM_PF_LINES_MAX 5

@@ -124,10 +124,6 @@ void chan_unwatch_home(xm_channel_t *ch);
 /* mark down; released and reported from progress (ep_reap) */
 void chan_fail(xm_channel_t *ch, enum xm_chan_state st);
 int chan_poll(xm_channel_t *ch);
-/* Adapter records delivered from ch's peer endpoint on any of our
- * channels to it (the peer sends on the channel it opened, which is not
- * necessarily the one we use): a count that only grows while they live. */
-uint64_t chan_peer_adapter_recv(const xm_channel_t *ch);
 /* the initiator's handshake completed: CONNECTED, the peer told of what
  * was written meanwhile */
 void chan_connected(xm_channel_t *ch);

@@ -52,9 +52,8 @@ static void meter_stop(struct xf_meter *m, size_t bytes)
 }
 
 /* The path of a zero-copy operation of len bytes in direction dir on c:
- * grant copy unless the peer endpoint sent the adapter a record since our
- * previous operation here, on this channel or the one it opened to us
- * (xm_xfer.h); else a path not measured yet and idle (grant
+ * grant copy unless the peer sent the adapter a record since our previous
+ * operation here (xm_xfer.h); else a path not measured yet and idle (grant
  * copy first), else the measured one (grant copy while neither is), then
  * the cheaper one (the ring only below 3/4 of grant copy's cost), and now
  * and then the other: every XM_XFER_PROBE_EVERY-th operation, or less often
@@ -65,7 +64,7 @@ static int path_choose(struct xf_chan *c, int dir, size_t len, struct xf_meter *
     unsigned k = size_class(len);
     struct xf_meter *m = c->path.m[dir][k];
     unsigned *gap = &c->path.gap[dir][k];
-    uint64_t recv = chan_peer_adapter_recv(c->ch);
+    uint64_t recv = c->ch->st.adapter_recv;
     int best;
 
     if (recv == c->seen_recv)

@@ -56,9 +56,8 @@ typedef void (*xm_xfer_unpack_t)(void *arg, const void *data, size_t len);
  * the two vCPUs).  Grant copy is measured first.  The ring path needs the
  * owner's progress for every record, grant copy only for a grant it does
  * not hold yet: the ring is taken only when the peer sent the adapter a
- * record since our previous operation on the channel, on it or on the
- * channel the peer endpoint opened to us (a rendezvous's request: the
- * owner is progressing), never for a passive target.  Bytes a
+ * record since our previous operation on the channel (a rendezvous's
+ * request: the owner is progressing), never for a passive target.  Bytes a
  * chosen ring path moved count as ring_bytes in the zero-copy statistics,
  * not as fallback_bytes. */
 enum { XM_XFER_ZC_OFF = 0, XM_XFER_ZC_ON = 1, XM_XFER_ZC_AUTO = 2 };
