@@ -666,7 +666,7 @@ static void deliver(xm_channel_t *ch, uint16_t type, const void *data, size_t le
     }
 }
 
-/* A record of up to two lines spans at most three (records are 8-aligned). */
+/* A record of up to four lines spans at most five (records are 8-aligned). */
 #define XM_PF_SMALL_REC (4 * XM_CACHELINE)
 #define XM_PF_LINES_MAX 5
 
