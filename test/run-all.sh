@@ -6,6 +6,7 @@
 #   XM_FUZZ_SECONDS  time per fuzz target (default 20)
 #   XM_SKIP_XEN=1    leave out the QEMU run (counted as skipped)
 #   XM_SKIP_MPICH=1  leave out the MPICH netmod runs (counted as skipped)
+#   XM_SKIP_DEBS=1   leave out the Debian packages (counted as skipped)
 set -u
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 B=$(cd "${XM_BUILD_DIR:-$SRC/build}" && pwd)
@@ -181,6 +182,15 @@ mpich_run mpi-netmod "$SRC/test/mpi/run-netmod-tests.sh"
 
 echo "== MPICH's own test suite over the netmod, beside Debian's MPICH (posix)"
 mpich_run mpich-suite "$SRC/test/mpich-suite/run.sh"
+
+echo "== Debian packages: built (UCX rebuilt with the transport), lintian, installed in a scratch root, MPI over them, purged"
+if [ "${XM_SKIP_DEBS:-0}" = 1 ]; then
+    result "debs (XM_SKIP_DEBS=1)" SKIP
+elif [ "$(id -u)" != 0 ]; then
+    result "debs (not root: the packages are installed in a scratch root, which mounts)" SKIP
+else
+    run_suite debs "$SRC/test/debs/run-deb-tests.sh" "$B"
+fi
 
 echo "== sanitizers: unit, multi-process, UCX and MPI tests under ASan+UBSan, the threaded soak under TSan"
 # Each is a build tree of its own beside $B, configured with the

@@ -168,8 +168,13 @@ int main(int argc, char **argv)
 
     /* timing between rank 0 and rank n/2 */
     int peer = rank == 0 ? nranks / 2 : rank == nranks / 2 ? 0 : -1;
-    /* the xen backend's call counter, when the core is in this process */
+    /* the xen backend's call counter, when the core is in this process:
+     * global when preloaded or linked, local to UCX's module when UCX
+     * opened the transport itself (the packages) */
     uint64_t (*xen_calls)(void) = (uint64_t (*)(void))dlsym(RTLD_DEFAULT, "xm_hv_xen_total_calls");
+    void *core = xen_calls ? NULL : dlopen("libxenmpi.so.0", RTLD_LAZY | RTLD_NOLOAD);
+    if (core)
+        xen_calls = (uint64_t (*)(void))dlsym(core, "xm_hv_xen_total_calls");
     if (rank == 0)
         printf("\n%10s %8s %12s %12s %14s\n", "bytes", "iters", "latency_us", "MB/s",
                "xen_calls/msg");
