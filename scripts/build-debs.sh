@@ -71,9 +71,9 @@ if ! deps=$(cd "$SRC" && dpkg-checkbuilddeps 2>&1); then
         die "apt-get build-dep could not install ${deps#*: }: check the apt sources (apt-get update)"
 fi
 
-# Outputs of an earlier build of these packages.
-for p in $PKGS; do rm -f "$OUT/${p}_"*.deb; done
-rm -f "$OUT/${SOURCE}_"*.buildinfo "$OUT/${SOURCE}_"*.changes
+# Outputs of an earlier build (these packages, their debug symbols, the UCX
+# packages): `apt install ./build/debs/*.deb` must find only this build's.
+rm -f "$OUT"/*.deb "$OUT"/*.buildinfo "$OUT"/*.changes
 
 echo "build-debs: dpkg-buildpackage -b in $SRC (log: $OUT/build.log)"
 start=$(date +%s)

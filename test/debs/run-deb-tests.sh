@@ -51,11 +51,16 @@ fi
 XM_DEBS=(libxenmpi0 libxenmpi-dev xenmpi-tools xenmpi-dkms)
 UCX_DEBS=(libucx0 libucx-dev ucx-utils libucx0-xen)
 deb_of() { ls "$DEBS"/"$1"_*.deb 2>/dev/null | tail -1; }
-all=()
 for p in "${XM_DEBS[@]}" "${UCX_DEBS[@]}"; do
-    f=$(deb_of "$p")
-    [ -n "$f" ] || { fail "build-$p" "no $p package in $DEBS"; exit 1; }
-    all+=("$f")
+    [ -n "$(deb_of "$p")" ] || { fail "build-$p" "no $p package in $DEBS"; exit 1; }
+done
+# what README says to install: every package in build/debs (the debug
+# symbols too); all of them but Debian's own three are purged at the end
+all=("$DEBS"/*.deb)
+ours=()
+for f in "${all[@]}"; do
+    p=$(dpkg-deb -f "$f" Package)
+    case " ${UCX_DEBS[*]} " in *" $p "*) [ "$p" = libucx0-xen ] && ours+=("$p") ;; *) ours+=("$p") ;; esac
 done
 
 # ---------------------------------------------------------------- lintian
@@ -63,9 +68,9 @@ done
 # warning.  Debian's own UCX packages, rebuilt: no tag Debian's 1.13.1-1
 # does not have already (their own tags are listed in the log).
 log=$LOGS/lintian.log
-ours=()
-for p in "${XM_DEBS[@]}" libucx0-xen; do ours+=("$(deb_of "$p")"); done
-if lintian --fail-on error,warning "${ours[@]}" >"$log" 2>&1; then
+lint=()
+for p in "${XM_DEBS[@]}" libucx0-xen; do lint+=("$(deb_of "$p")"); done
+if lintian --fail-on error,warning "${lint[@]}" >"$log" 2>&1; then
     pass lintian
     echo "#   $(grep -c . "$log") tags below warning (pedantic/info), see $log"
 else
@@ -136,9 +141,9 @@ if ! scratch_up "$SROOT" >"$log" 2>&1; then
 fi
 if inside env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         "${all[@]}" >>"$log" 2>&1 &&
-   inside dpkg-query -W -f '${Package} ${Version} ${Status}\n' "${XM_DEBS[@]}" "${UCX_DEBS[@]}" \
+   inside dpkg-query -W -f '${Package} ${Version} ${Status}\n' "${ours[@]}" libucx0 libucx-dev ucx-utils \
         >"$LOGS/installed.txt" 2>&1 &&
-   [ "$(grep -c 'install ok installed' "$LOGS/installed.txt")" -eq 8 ]; then
+   [ "$(grep -c 'install ok installed' "$LOGS/installed.txt")" -eq $((${#ours[@]} + 3)) ]; then
     pass install
     sed 's/^/#   /' "$LOGS/installed.txt"
 else
@@ -247,13 +252,13 @@ fi
 
 # ---------------------------------------------------------------- purge
 log=$LOGS/purge.log
-inside sh -c "dpkg -L ${XM_DEBS[*]} libucx0-xen" 2>/dev/null | sort -u > "$LOGS/files.txt"
-inside env DEBIAN_FRONTEND=noninteractive apt-get purge -y "${XM_DEBS[@]}" libucx0-xen >"$log" 2>&1
+inside sh -c "dpkg -L ${ours[*]}" 2>/dev/null | sort -u > "$LOGS/files.txt"
+inside env DEBIAN_FRONTEND=noninteractive apt-get purge -y "${ours[@]}" >"$log" 2>&1
 left=$(while read -r f; do
            [ -f "$SROOT/root$f" ] && [ ! -d "$SROOT/root$f" ] && echo "$f"
        done < "$LOGS/files.txt" | head -5 | tr '\n' ' ')
 dk=$(ls -d "$SROOT/root/var/lib/dkms/xenmpi-grant" 2>/dev/null)
-if [ -n "$left" ] || [ -n "$dk" ] || inside dpkg -l "${XM_DEBS[@]}" libucx0-xen 2>/dev/null | grep -q '^[ir]'; then
+if [ -n "$left" ] || [ -n "$dk" ] || inside dpkg -l "${ours[@]}" 2>/dev/null | grep -q '^[ir]'; then
     fail purge "left after purge: ${left}${dk}" "$log"
 else
     pass purge
