@@ -445,11 +445,37 @@ void uct_xen_init(void);
 void uct_xen_cleanup(void);
 UCT_SINGLE_TL_INIT(&uct_xen_component, xen, , , )
 
+/*
+ * One copy registers.  With the packages installed UCX opens its module
+ * libuct_xen.so.0 itself; a process that also preloads a build tree's
+ * libuct_xen.so would add a second component "xen" with its own memory
+ * domain and ifaces.  The preloaded copy's constructor runs first (at
+ * start-up, the module's when UCX loads its modules), so it is the one
+ * kept; both share one libxenmpi (one soname).
+ */
+static int uct_xen_other_copy(void)
+{
+    uct_component_t *c;
+
+    ucs_list_for_each(c, &uct_components_list, list) {
+        if (!strcmp(c->name, "xen")) {
+            Dl_info self;
+            fprintf(stderr, "uct_xen: transport 'xen' is registered already (a "
+                    "preloaded libuct_xen.so and UCX's module both loaded?): "
+                    "this copy (%s) is not registered\n",
+                    dladdr((void*)uct_xen_other_copy, &self) && self.dli_fname ?
+                    self.dli_fname : "?");
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int uct_xen_registered;
 
 UCS_F_CTOR static void uct_xen_load(void)
 {
-    if (uct_xen_version_ok()) {
+    if (uct_xen_version_ok() && !uct_xen_other_copy()) {
         uct_xen_init();
         uct_xen_registered = 1;
     }

@@ -164,6 +164,22 @@ else
     fail ucx_info-lists-xen "ucx_info -d shows no xen transport loaded from $mdir" "$log"
 fi
 
+# A build tree's transport preloaded where the package is installed: one
+# copy registers (the preloaded one, whose constructor runs first) and the
+# other says why it did not
+log=$LOGS/preload-and-module.log
+if [ -f "$B/.libs/libuct_xen.so" ]; then
+    inside env LD_PRELOAD="$B/.libs/libuct_xen.so" ucx_info -d >"$log" 2>&1
+    n=$(grep -c 'Transport: xen$' "$log")
+    if [ "$n" = 1 ] && grep -q "uct_xen: transport 'xen' is registered already.*(/.*ucx/libuct_xen.so.0) is not registered" "$log"; then
+        pass preload-and-module-register-once
+    else
+        fail preload-and-module-register-once "xen listed $n times, or no message from the module's copy" "$log"
+    fi
+else
+    echo "SKIP: debs/preload-and-module-register-once (no $B/.libs/libuct_xen.so)"
+fi
+
 # ---------------------------------------------------------------- MPI jobs
 bin=$B/debs-bin
 mkdir -p "$bin"
