@@ -18,12 +18,13 @@
 #       build would fetch from the network); --without-fuse3, as Debian's
 #       1.13.1-1 binaries have no VFS module
 # The build runs in a scratch root (scripts/scratch-root.sh) where
-# libxenmpi-dev is installed, so this machine's packages do not change.
+# libxenmpi-dev and UCX's build dependencies are installed (apt-get
+# build-dep), so this machine's packages do not change.
 #
 # The packages are cached in <cache>/ucx-debs-1.13.1-<key> (<cache>:
 # $XM_MPICH_CACHE, default /var/cache/xenmpi); <key> hashes what the build
-# reads of this tree: packaging/ucx, the transport's sources and the core's
-# installed headers and symbol map.  A change elsewhere (the core's .c
+# reads of this tree: this script, packaging/ucx, the transport's sources
+# and the core's installed headers and symbol map.  A change elsewhere (the core's .c
 # files) reuses them.  The build's time is in <cache dir>/build-seconds.
 set -euo pipefail
 die() { echo "build-ucx-debs: $*" >&2; exit 1; }
@@ -48,7 +49,7 @@ done
 
 base=${XM_MPICH_CACHE:-/var/cache/xenmpi}
 mkdir -p "$base" || die "cannot create $base"
-key=$( { find "$SRC/packaging/ucx" -type f | LC_ALL=C sort | xargs cat; cat "$SRC"/src/uct_xen/*.[ch];
+key=$( { cat "$0"; find "$SRC/packaging/ucx" -type f | LC_ALL=C sort | xargs cat; cat "$SRC"/src/uct_xen/*.[ch];
          cat "$SRC"/src/core/xm_{hv,channel,zc,wire,xfer}.h "$SRC"/src/topo/xm_topo.h \
              "$SRC"/src/libxenmpi.map; } | sha256sum | cut -c1-12)
 cache=$base/ucx-debs-$UPSTREAM-$key
@@ -109,11 +110,16 @@ if ! have_all; then
     scratch_up "$sroot"
     scratch_bind "$sroot" "$work"
     echo "build-ucx-debs: building (dpkg-buildpackage, log in $work/build.log)"
+    # UCX's build dependencies go into the scratch root too (apt-get
+    # build-dep reads the tree's debian/control, libxenmpi-dev installed)
+    profiles='nojava pkg.ucx.noapidoc'
     if ! scratch_run "$sroot" sh -c "cd '$work' && dpkg -i ./libxenmpi*.deb >install.log 2>&1 &&
-            cd '$tree' && DEB_BUILD_PROFILES='nojava pkg.ucx.noapidoc' DEB_BUILD_OPTIONS='parallel=$(nproc)' \
+            DEBIAN_FRONTEND=noninteractive apt-get build-dep -y -q --no-install-recommends \
+                -P '$(echo $profiles | tr ' ' ,)' '$tree' >>install.log 2>&1 &&
+            cd '$tree' && DEB_BUILD_PROFILES='$profiles' DEB_BUILD_OPTIONS='parallel=$(nproc)' \
             dpkg-buildpackage -b -us -uc" >"$work/build.log" 2>&1; then
         tail -40 "$work/build.log" >&2
-        [ -f "$work/install.log" ] && tail -5 "$work/install.log" >&2
+        [ -f "$work/install.log" ] && tail -15 "$work/install.log" >&2
         die "the UCX build failed (whole log: $work/build.log)"
     fi
     scratch_down "$sroot"

@@ -322,6 +322,17 @@ else
     XENTEST_SKIP=$xskip run_suite xen "$SRC/test/xen/run.sh" "$B" "$SRC/test/xen/tests.list"
 fi
 
+echo "== real Xen 4.17 under QEMU on the Debian packages (UCX's own xen module, nothing preloaded)"
+if [ "${XM_SKIP_XEN:-0}" = 1 ] || [ "${XM_SKIP_DEBS:-0}" = 1 ] || [ "$(id -u)" != 0 ]; then
+    while IFS='|' read -r name _; do
+        case $name in ''|'#'*) continue ;; esac
+        result "xen/$name (XM_SKIP_XEN, XM_SKIP_DEBS or not root)" SKIP
+    done <"$SRC/test/xen/tests-debs.list"
+else
+    XENTEST_DEBS=$B/debs XENTEST_WORK=$SRC/test/xen/work-debs \
+        run_suite xen-debs "$SRC/test/xen/run.sh" "$B" "$SRC/test/xen/tests-debs.list"
+fi
+
 [ ${#FAILED[@]} -eq 0 ] || { echo "failed:"; printf '  %s\n' "${FAILED[@]}"; }
 if [ $SKIP -gt 0 ]; then echo "$PASS passed, $FAIL failed, $SKIP skipped"
 else echo "$PASS passed, $FAIL failed"; fi

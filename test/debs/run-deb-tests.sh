@@ -10,7 +10,9 @@
 #     UCX info log showing the xen lanes;
 #   - the same MPICH and Open MPI still run over UCX's own posix and tcp;
 #   - xenmpi-run runs a command over xen with no preload;
-#   - DKMS builds the kernel module for the kernel the real-Xen harness boots;
+#   - DKMS builds the kernel module for the kernel the real-Xen harness boots
+#     (kept as <build dir>/debs/dkms/xenmpi_grant.ko for the harness's run on
+#     the packages, test/xen/tests-debs.list);
 # and purging the packages (and going back to Debian's UCX) leaves none of
 # their files behind and UCX without xen.
 #   test/debs/run-deb-tests.sh <build dir>
@@ -250,6 +252,7 @@ fi
 # ---------------------------------------------------------------- dkms
 kver=$(make -s -C "$SRC/kernel" kver 2>/dev/null)
 log=$LOGS/dkms.log
+rm -rf "$DEBS/dkms"
 if [ -z "$kver" ]; then
     fail dkms-build "no kernel with headers for the harness (scripts/setup.sh installs them)"
 else
@@ -261,6 +264,13 @@ else
        inside grep -q -x xenmpi_grant /usr/lib/modules-load.d/xenmpi-grant.conf; then
         pass dkms-build
         echo "#   $ko for $kver"
+        # kept for the real-Xen harness's run on the packages (XENTEST_DEBS)
+        mkdir -p "$DEBS/dkms"
+        case $ko in
+        *.ko.xz) xz -dc "$SROOT/root$ko" > "$DEBS/dkms/xenmpi_grant.ko" ;;
+        *.ko.zst) zstd -qdc "$SROOT/root$ko" > "$DEBS/dkms/xenmpi_grant.ko" ;;
+        *) cp "$SROOT/root$ko" "$DEBS/dkms/xenmpi_grant.ko" ;;
+        esac
     else
         fail dkms-build "no xenmpi_grant.ko for $kver from dkms (vermagic '${vm:-none}')" "$log"
     fi

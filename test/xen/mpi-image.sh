@@ -7,7 +7,9 @@
 # domU: netfront (eth0 on xenbr0), Debian's MPICH, Open MPI, UCX and hpcc
 #       with every library they load, dropbear (sshd) and the OpenSSH
 #       client with one key pair that every domU accepts, /etc/hosts naming
-#       the domUs, xenmpi-run (the transport preloaded), the project's MPI
+#       the domUs, xenmpi-run (the transport preloaded; with XENTEST_DEBS
+#       UCX, its xen module, libxenmpi and xenmpi-run from the packages
+#       instead, nothing preloaded), the project's MPI
 #       programs built with mpicc.mpich and mpicc.openmpi, and mpi-job;
 #       with an MPICH built with the netmod in the build (build/mpich), its
 #       launcher, libraries and the programs built with its mpicc.
@@ -95,11 +97,44 @@ mpi_netmod() {
     echo "$pre" >"$root/test/netmod-prefix"
 }
 
+# deb_copy <root> <package>...: the files (no docs) of this tree's packages
+# in $XENTEST_DEBS, and every library their ELF files need
+deb_copy() {
+    local root=$1 p f x=$W/debs-x
+    shift
+    rm -rf "$x"
+    mkdir -p "$x"
+    for p in "$@"; do
+        f=$(ls "$XENTEST_DEBS/${p}"_*.deb 2>/dev/null | tail -1)
+        [ -n "$f" ] || { echo "no $p package in $XENTEST_DEBS (scripts/build-debs.sh)" >&2; return 1; }
+        dpkg-deb -x "$f" "$x" || return 1
+    done
+    rm -rf "$x/usr/share/doc" "$x/usr/share/man" "$x/usr/share/lintian"
+    cp -a --remove-destination "$x/." "$root/" || return 1
+    find "$x" -type f | while read -r f; do
+        [ "$(head -c 4 "$f" | tail -c 3)" = ELF ] || continue
+        LD_LIBRARY_PATH="$x/usr/lib/x86_64-linux-gnu" ldd "$f" 2>/dev/null
+    done | grep -o '=> /[^ ]*' | grep -o '/[^ ]*' | sort -u | while read -r f; do
+        case $f in "$x"/*) continue ;; esac
+        [ -e "$root$f" ] && continue
+        mkdir -p "$root$(dirname "$f")"
+        cp -L "$f" "$root$f" || exit 1
+    done
+    rm -rf "$x"
+}
+
 # mpi_domu <root>: everything a domU needs for the MPI jobs
 mpi_domu() {
     local root=$1 f
     kmod_copy "$root" xen-netfront || return 1
-    pkg_copy "$root" $MPI_PKGS || return 1
+    if [ -n "${XENTEST_DEBS:-}" ]; then
+        # UCX, the transport (UCX's module), libxenmpi and xenmpi-run from
+        # the packages; nothing of the build tree's transport
+        pkg_copy "$root" $(echo " $MPI_PKGS " | sed 's/ libucx0 / /') || return 1
+        deb_copy "$root" libucx0 ucx-utils libucx0-xen libxenmpi0 xenmpi-tools || return 1
+    else
+        pkg_copy "$root" $MPI_PKGS || return 1
+    fi
     mpi_progs "$W/mpi" || return 1
     mpi_netmod "$root" "$W/mpi" || return 1
     cp "$W"/mpi/* "$root/test/"
@@ -107,13 +142,16 @@ mpi_domu() {
         "$HERE/../mpi/hpccinf.txt.in" \
         "$root/test/" || return 1
     # the transport and its libraries from the build, and xenmpi-run to
-    # preload it from where the image keeps them
-    f=$(find "$BUILD" -maxdepth 3 -path "$BUILD/san-*" -prune -o \
-             -path '*/.libs/libuct_xen.so' -print | head -1)
-    [ -n "$f" ] || { echo "no libuct_xen.so under $BUILD (make)" >&2; return 1; }
-    cp -L "$f" "$root/lib/x86_64-linux-gnu/" && copy_with_libs "$root" "$f" || return 1
-    sed 's|@libdir@|/lib/x86_64-linux-gnu|' "$HERE/../../scripts/xenmpi-run.in" >"$root/usr/bin/xenmpi-run"
-    chmod +x "$root/usr/bin/xenmpi-run"
+    # preload it from where the image keeps them (the packages: UCX loads
+    # its module, and the packages' xenmpi-run preloads nothing)
+    if [ -z "${XENTEST_DEBS:-}" ]; then
+        f=$(find "$BUILD" -maxdepth 3 -path "$BUILD/san-*" -prune -o \
+                 -path '*/.libs/libuct_xen.so' -print | head -1)
+        [ -n "$f" ] || { echo "no libuct_xen.so under $BUILD (make)" >&2; return 1; }
+        cp -L "$f" "$root/lib/x86_64-linux-gnu/" && copy_with_libs "$root" "$f" || return 1
+        sed 's|@libdir@|/lib/x86_64-linux-gnu|' "$HERE/../../scripts/xenmpi-run.in" >"$root/usr/bin/xenmpi-run"
+        chmod +x "$root/usr/bin/xenmpi-run"
+    fi
     # accounts, names, ssh: one key pair, accepted by every domU
     printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
     printf 'root:*:19000:0:99999:7:::\n' >"$root/etc/shadow"

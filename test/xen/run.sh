@@ -12,6 +12,12 @@
 # domU's domid, @SELF@ by the domU's own.  Both commands run concurrently;
 # the test passes when both exit 0.
 #
+# XENTEST_DEBS=<dir> builds the MPI image from the Debian packages in <dir>
+# (scripts/build-debs.sh) instead of the build tree: UCX, the transport as
+# UCX's own module, libxenmpi and xenmpi-run from the packages, no
+# preloadable copy of the transport, and the kernel module DKMS built
+# (<dir>/dkms/xenmpi_grant.ko, kept by test/debs); tests-debs.list.
+#
 # A first word that is a file of test/xen/ (mpi-job) is taken from there, one
 # that is a busybox applet (true) from busybox.  Tests named mpi-* are MPI
 # jobs across the domUs: with one listed, the images also get a network (a
@@ -26,6 +32,7 @@
 # (one test, default 600 s), XENTEST_KVER (kernel version, default: the
 # installed linux-image), XENTEST_MODULES (extra .ko files loaded in the domUs),
 # XENTEST_XENARGS (more Xen command-line options, e.g. sched=credit),
+# XENTEST_WORK (the work directory, default test/xen/work),
 # XENTEST_ONLY (run only the tests whose name matches this extended regex,
 # e.g. 'kgrant|hv_xdom'; the others are not listed), XENTEST_SKIP (leave out
 # the tests whose name matches this extended regex).
@@ -33,7 +40,7 @@
 # built, is loaded in every domain like XENTEST_MODULES.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-W=$HERE/work
+W=${XENTEST_WORK:-$HERE/work}
 LOG=$W/serial.log
 
 usage() { echo "usage: $0 <build-dir> <tests-file>" >&2; exit 2; }
@@ -106,10 +113,17 @@ XB=/usr/lib/xen-4.17/bin
 for t in qemu-system-x86_64 cpio ldd modinfo xz; do
     command -v $t >/dev/null || fail_all "$t not found"
 done
-# the project's kernel module, when built for this kernel (make kmod)
+# the project's kernel module, when built for this kernel (make kmod); on
+# the packages, the one DKMS built from xenmpi-dkms (test/debs)
 KMOD=""
-if [ -f "$BUILD/kernel/xenmpi_grant.ko" ]; then
+if [ -n "${XENTEST_DEBS:-}" ]; then
+    KMOD=$XENTEST_DEBS/dkms/xenmpi_grant.ko
+    [ -f "$KMOD" ] || fail_all "no $KMOD: test/debs/run-deb-tests.sh keeps the module DKMS built there"
+fi
+if [ -z "$KMOD" ] && [ -f "$BUILD/kernel/xenmpi_grant.ko" ]; then
     KMOD=$BUILD/kernel/xenmpi_grant.ko
+fi
+if [ -n "$KMOD" ]; then
     kv=$(modinfo -F vermagic "$KMOD" 2>/dev/null | cut -d' ' -f1)
     if [ "$kv" != "$KVER" ]; then
         echo "xen harness: $KMOD is built for '$kv', the domains boot $KVER:" \
