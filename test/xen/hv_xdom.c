@@ -665,14 +665,55 @@ static int run_b(xm_hv_t *hv, uint32_t self, uint32_t peer)
     return 0;
 }
 
+/* "hv_xdom free <peer> <max>": how many grant refs this domain can still
+ * share, up to max, counted by sharing one page at a time to peer until
+ * the table or gntalloc's limit refuses, then ending them all.  The
+ * harness runs it before each test with a max well below the table's
+ * size: a probe that met a full table would itself leave gntalloc unable
+ * to share (docs/kernel.md). */
+#define FREE_PROBE_MAX 65536
+static int free_probe(uint32_t peer, unsigned max)
+{
+    xm_hv_t *hv = NULL;
+    void **pages = calloc(FREE_PROBE_MAX, sizeof(*pages));
+    unsigned n = 0, i;
+    uint32_t ref;
+    int rc;
+
+    if (!pages || xm_hv_open(&hv)) {
+        fprintf(stderr, "hv_xdom free: cannot open the xen backend\n");
+        free(pages);
+        return 1;
+    }
+    if (max > FREE_PROBE_MAX)
+        max = FREE_PROBE_MAX;
+    while (n < max) {
+        rc = xm_hv_share(hv, peer, 1, 0, -1, -1, &pages[n], &ref);
+        if (rc)
+            break;
+        n++;
+    }
+    for (i = 0; i < n; i++)
+        xm_hv_unshare(hv, pages[i], 1);
+    printf("grant refs free: %u\n", n);
+    xm_hv_close(hv);
+    free(pages);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     xm_hv_t *hv = NULL;
     uint32_t peer, self, a;
     int rc;
 
+    if (argc == 4 && !strcmp(argv[1], "free")) {
+        setenv("XENMPI_BACKEND", "xen", 0);
+        return free_probe((uint32_t)strtoul(argv[2], NULL, 10),
+                          (unsigned)strtoul(argv[3], NULL, 10));
+    }
     if (argc != 3 || (strcmp(argv[1], "a") && strcmp(argv[1], "b"))) {
-        fprintf(stderr, "usage: %s a|b <peer domid>\n", argv[0]);
+        fprintf(stderr, "usage: %s a|b <peer domid> | free <peer domid> <max>\n", argv[0]);
         return 2;
     }
     xdom.prog = "hv_xdom";
