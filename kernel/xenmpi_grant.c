@@ -79,6 +79,11 @@ module_param(max_pages_per_domain, uint, 0644);
 MODULE_PARM_DESC(max_pages_per_domain,
 		 "pages all files together may have granted to one peer domain, ended grants it still maps included (default 8192 = 32 MiB): one peer cannot take all of max_pages");
 
+static unsigned int table_reserve = 1024;
+module_param(table_reserve, uint, 0644);
+MODULE_PARM_DESC(table_reserve,
+		 "grant refs of this domain's grant table that grants through this module leave free for gntalloc and the PV drivers (default 1024, gntalloc's default limit; 0: none). Keep it at least gntalloc's limit: on Linux 6.1 a gntalloc allocation that meets a full table leaves gntalloc unable to share until reboot");
+
 static unsigned int retry_ms = 100;
 module_param(retry_ms, uint, 0644);
 MODULE_PARM_DESC(retry_ms,
@@ -424,6 +429,28 @@ static int xmg_pin(struct xmg_file *f, struct xmg_grant *g)
 	return 0;
 }
 
+/*
+ * Room in the domain's grant table for count refs plus table_reserve:
+ * taken from the free list and given back at once, before any is granted
+ * (a request that does not fit changes nothing).  Not atomic with the
+ * grants that follow: an allocation elsewhere in between can still find
+ * less than the reserve.  At most 65535 refs are checked
+ * (gnttab_alloc_grant_references() counts in u16).
+ */
+static int xmg_table_room(unsigned long count)
+{
+	unsigned long want = count + READ_ONCE(table_reserve);
+	grant_ref_t head;
+
+	if (!READ_ONCE(table_reserve))
+		return 0;
+	if (gnttab_alloc_grant_references((u16)min_t(unsigned long, want, U16_MAX),
+					  &head))
+		return -ENOSPC;
+	gnttab_free_grant_references(head);
+	return 0;
+}
+
 /* Grant the pinned pages, then build and grant the directory. */
 static int xmg_grant_refs(struct xmg_grant *g)
 {
@@ -431,6 +458,9 @@ static int xmg_grant_refs(struct xmg_grant *g)
 	unsigned int leaves = g->nr_dir ? g->nr_dir - 1 : 0;
 	int ref;
 
+	ref = xmg_table_room(g->nr_pages + g->nr_dir);
+	if (ref)
+		return ref;
 	for (i = 0; i < g->nr_pages; i++) {
 		ref = gnttab_grant_foreign_access(g->domid,
 						  xen_page_to_gfn(g->pages[i]),
@@ -924,9 +954,9 @@ static int __init xmg_init(void)
 		pr_err("cannot register /dev/%s: %d\n", xmg_misc.name, rc);
 		return rc;
 	}
-	pr_info("/dev/%s ready (api %u, max_pages_per_file %u, max_pages %u, max_pages_per_domain %u)\n",
+	pr_info("/dev/%s ready (api %u, max_pages_per_file %u, max_pages %u, max_pages_per_domain %u, table_reserve %u)\n",
 		xmg_misc.name, XENMPI_GRANT_API_VERSION, max_pages_per_file,
-		max_pages, max_pages_per_domain);
+		max_pages, max_pages_per_domain, table_reserve);
 	return 0;
 }
 
