@@ -35,7 +35,7 @@ kmod_copy() {
 # pkg_copy <root> <package>...: the packages' files (no docs) and, for every
 # ELF file among them, every library ldd finds, at the paths the loader uses
 pkg_copy() {
-    local root=$1 p f l
+    local root=$1 p f
     shift
     local list=$W/pkg-files
     : >"$list"
@@ -50,13 +50,24 @@ pkg_copy() {
         fi
     done <"$list"
     # Debian's alternatives: the plain MPI names are not part of the closure
+    ldd_closure "$root" <"$list"
+}
+
+# ldd_closure <root> [<tree>]: for each ELF file (not a link) named on stdin,
+# every library ldd finds (<tree>/usr/lib/x86_64-linux-gnu searched first),
+# copied into <root> at the path the loader uses, unless it is there already
+# or lies inside <tree>
+ldd_closure() {
+    local root=$1 tree=${2:-} f
     while read -r f; do
-        [ -f "$f" ] && [ ! -L "$f" ] && [ "$(head -c 4 "$f" | tail -c 3)" = ELF ] && ldd "$f" 2>/dev/null
-    done <"$list" | grep -o '=> /[^ ]*\|^[[:space:]]*/[^ ]*' | grep -o '/[^ ]*' | sort -u |
-    while read -r l; do
-        [ -e "$root$l" ] && continue
-        mkdir -p "$root$(dirname "$l")"
-        cp -L "$l" "$root$l" || exit 1
+        [ -f "$f" ] && [ ! -L "$f" ] && [ "$(head -c 4 "$f" | tail -c 3)" = ELF ] || continue
+        LD_LIBRARY_PATH="${tree:+$tree/usr/lib/x86_64-linux-gnu}" ldd "$f" 2>/dev/null
+    done | grep -o '=> /[^ ]*\|^[[:space:]]*/[^ ]*' | grep -o '/[^ ]*' | sort -u |
+    while read -r f; do
+        [ -n "$tree" ] && case $f in "$tree"/*) continue ;; esac
+        [ -e "$root$f" ] && continue
+        mkdir -p "$root$(dirname "$f")"
+        cp -L "$f" "$root$f" || exit 1
     done
 }
 
@@ -111,15 +122,7 @@ deb_copy() {
     done
     rm -rf "$x/usr/share/doc" "$x/usr/share/man" "$x/usr/share/lintian"
     cp -a --remove-destination "$x/." "$root/" || return 1
-    find "$x" -type f | while read -r f; do
-        [ "$(head -c 4 "$f" | tail -c 3)" = ELF ] || continue
-        LD_LIBRARY_PATH="$x/usr/lib/x86_64-linux-gnu" ldd "$f" 2>/dev/null
-    done | grep -o '=> /[^ ]*' | grep -o '/[^ ]*' | sort -u | while read -r f; do
-        case $f in "$x"/*) continue ;; esac
-        [ -e "$root$f" ] && continue
-        mkdir -p "$root$(dirname "$f")"
-        cp -L "$f" "$root$f" || exit 1
-    done
+    find "$x" -type f | ldd_closure "$root" "$x" || return 1
     rm -rf "$x"
 }
 
