@@ -192,13 +192,13 @@ else
     run_suite debs "$SRC/test/debs/run-deb-tests.sh" "$B"
 fi
 
-echo "== sanitizers: unit, multi-process, UCX and MPI tests under ASan+UBSan, the threaded soak under TSan"
+echo "== sanitizers: unit, multi-process, UCX, MPI and MPICH netmod tests under ASan+UBSan, the threaded soak under TSan"
 # Each is a build tree of its own beside $B, configured with the
 # sanitizer's flags (and, for ASan, the UCX source $B was configured with).
 # A report makes the program exit non-zero (UBSan does not recover), so it
 # fails its test.  The UCX and MPI tests preload the ASan runtime before the
 # transport into UCX's own tools and the MPI ranks (uninstrumented).
-SAN_TESTS="test/unit/test_sim test/unit/test_channel test/unit/test_zc test/unit/test_xfer
+SAN_TESTS="libxenmpi.la test/unit/test_sim test/unit/test_channel test/unit/test_zc test/unit/test_xfer
            test/unit/test_settings test/multi/chan_xdom test/multi/soak"
 UCX_SRC_DIR=$(sed -n 's/^UCX_SRC = //p' "$B/Makefile")
 if [ -n "$UCX_SRC_DIR" ]; then
@@ -241,6 +241,27 @@ if san_build "$B/san-asan" "-fno-omit-frame-pointer -fsanitize=address,undefined
             "$SRC/test/mpi/run-mpi-tests.sh" "$S/.libs/libuct_xen.so" "$S"
     else
         result "asan/ucx and asan/mpi (libuct_xen not built: configure --with-ucx-src)" SKIP
+    fi
+    # The MPICH netmod, which is compiled into MPICH: a second MPICH from
+    # the same source and scripts/build-mpich.sh, with MPICH's own
+    # --enable-g=asan,ubsan (the library, hydra and the mpicc wrapper's
+    # flags, so the test programs link the runtime first) against this
+    # tree's core, kept beside the first in the cache.  The whole netmod
+    # suite runs on it with leak detection on and UBSan halting; hwloc's
+    # PCI plugin is not loaded (it leaks, and once unloaded ASan cannot
+    # name it).
+    if [ "${XM_SKIP_MPICH:-0}" = 1 ]; then
+        result "asan/mpi-netmod (XM_SKIP_MPICH=1)" SKIP
+    elif XM_BUILD_DIR=$S XM_MPICH_CONFIGURE_EXTRA=--enable-g=asan,ubsan \
+            "$SRC/scripts/build-mpich.sh" >"$S/mpich-asan.out" 2>&1; then
+        cat "$S/mpich-asan.out"
+        run_suite asan-mpi-netmod env HWLOC_PLUGINS_BLACKLIST=hwloc_pci ASAN_OPTIONS=detect_leaks=1 \
+            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+            bash -c '"$0" "$1" "$2" | sed -E "s/^(PASS|FAIL|SKIP): /\1: asan\//"' \
+            "$SRC/test/mpi/run-netmod-tests.sh" "$S/mpich" "$S"
+    else
+        result "asan/mpi-netmod/build (see $S/mpich-asan.out and $S/mpich-build.log)" FAIL
+        tail -20 "$S/mpich-asan.out"
     fi
 else
     result "asan/build (see $B/san-asan.log)" FAIL

@@ -69,11 +69,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# san_report <log>: the first line of an ASan, LSan or UBSan report in a
-# run's output; false if there is none
-san_report() {
-    grep -m1 -E '^==[0-9]+==ERROR: [A-Za-z]+Sanitizer|: runtime error: ' "$1"
-}
+. "$src/san-report.sh"   # san_report
 
 pass() { echo "PASS: mpi/$1"; passed=$((passed + 1)); }
 fail() {

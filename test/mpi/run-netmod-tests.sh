@@ -35,6 +35,7 @@ prefix=$(cd "$prefix" && pwd)
 src=$(cd "$(dirname "$0")" && pwd)
 . "$src/netmod-stats.sh"   # netmod_bytes, zcopy_bytes, piped_bytes, netmod_ranks
 . "$src/../zc-stats.sh"    # zc_sum
+. "$src/san-report.sh"     # san_report
 mkdir -p "$bdir/test/mpi/netmod-logs" || exit 2
 bin=$(cd "$bdir/test/mpi" && pwd)
 logs=$bin/netmod-logs
@@ -49,9 +50,14 @@ trap cleanup EXIT
 
 pass() { echo "PASS: mpi/$1"; }
 fail() {
+    local rep=
+    [ -n "${3:-}" ] && [ -f "$3" ] && rep=$(san_report "$3") && set -- "$1" "${2:+$2: }$rep" "$3"
     echo "FAIL: mpi/$1${2:+ ($2)}"
     failed=$((failed + 1))
-    [ -n "${3:-}" ] && [ -f "$3" ] && tail -25 "$3" | sed 's/^/    /'
+    [ -n "${3:-}" ] && [ -f "$3" ] || return 0
+    # the sanitizer's report: what it found and where
+    [ -n "$rep" ] && grep -m1 -A30 -F "$rep" "$3" | sed 's/^/    /'
+    tail -25 "$3" | sed 's/^/    /'
 }
 
 declare -A built
@@ -65,7 +71,10 @@ for p in pingpong collectives onesided regcache crossed; do
 done
 
 # launch <ranks> <vms> <log> <command...>: ranks split into vms groups of
-# consecutive ranks, each group a simulated VM of its own domid
+# consecutive ranks, each group a simulated VM of its own domid.  A
+# sanitizer report in the output (an MPICH built with ASan, see run-all.sh)
+# makes it return 125 whatever the launcher's status, so the tests that
+# expect a failing job fail too.
 launch() {
     local n=$1 vms=$2 log=$3; shift 3
     local host="netmod-$$-$RANDOM" ppv=$((n / vms)) args=() i
@@ -89,6 +98,12 @@ launch() {
         ${XENMPI_NETMOD_REG_CACHE+-genv XENMPI_NETMOD_REG_CACHE "$XENMPI_NETMOD_REG_CACHE"} \
         ${XENMPI_NETMOD_ZCOPY_PATH+-genv XENMPI_NETMOD_ZCOPY_PATH "$XENMPI_NETMOD_ZCOPY_PATH"} \
         "${args[@]}" > "$log" 2>&1
+    local rc=$?
+    if san_report "$log" >/dev/null; then
+        echo "# a sanitizer report above (launcher exit $rc): counted as exit 125" >> "$log"
+        return 125
+    fi
+    return $rc
 }
 
 run() {   # run <name> <ranks> <vms> <min netmod bytes> <prog> [args...]
@@ -172,6 +187,8 @@ if [[ $name =~ $ONLY ]] && [ -n "${built[pingpong]:-}" ]; then
     rc=$?
     if [ $rc -eq 0 ]; then
         fail "$name" "the job ran across two hosts" "$log"
+    elif [ $rc -eq 125 ]; then
+        fail "$name" "sanitizer report" "$log"
     elif ! grep -q 'xen netmod: rank [01] is on host [0-9a-f]*, rank [01] on host [0-9a-f]*: a Xen channel joins VMs of one host only' "$log" ||
          ! grep -q 'UCX_TLS=xen,tcp' "$log"; then
         fail "$name" "exit $rc without the one-host message" "$log"
@@ -199,6 +216,8 @@ bad_setting() {
         rc=$?
         if [ $rc -eq 0 ]; then
             why="start $i ran with $set"; break
+        elif [ $rc -eq 125 ]; then
+            why="start $i: sanitizer report"; break
         elif ! grep -q "$set: $msg" "$log"; then
             why="start $i: exit $rc without naming the setting"; break
         fi
@@ -269,6 +288,8 @@ if [[ $name =~ $ONLY ]] && [ -n "${built[pingpong]:-}" ]; then
         wait $lpid
         if [ -z "$seen" ]; then
             fail "$name" "no 'lost rank' error from the survivor within 10 s" "$log"
+        elif san_report "$log" >/dev/null; then
+            fail "$name" "sanitizer report" "$log"
         else
             dt=$(awk -v a="$killed" -v b="$seen" 'BEGIN { printf "%.2f", b - a }')
             if awk -v d="$dt" 'BEGIN { exit !(d > 2.0) }'; then
