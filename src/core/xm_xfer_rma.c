@@ -41,8 +41,8 @@ static int owner_reply(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *
         return err == -EAGAIN ? -EAGAIN : 0;
     /* larger than one record of our ring can answer: refused */
     rc = req->len > max ? -EMSGSIZE
-                        : xm_zc_reg_copy(req->rid, req->addr, req->len, XM_ZC_REMOTE_READ,
-                                         p + XF_HDR);
+                        : xm_zc_reg_copy_from(xm_chan_peer_dom(ch), req->rid, req->addr,
+                                              req->len, XM_ZC_REMOTE_READ, p + XF_HDR);
     if (rc) {
         refuse(x, ch, "get", req, rc);
         len = 0;
@@ -187,8 +187,8 @@ void xf_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_
     switch (type) {
     case XM_REC_RMA_PUT:
         /* the payload is the channel's private copy: written from there */
-        rc = xm_zc_reg_copy(h.rid, h.addr, h.len, XM_ZC_REMOTE_WRITE,
-                            (uint8_t *)data + XF_HDR);
+        rc = xm_zc_reg_copy_from(xm_chan_peer_dom(ch), h.rid, h.addr, h.len,
+                                 XM_ZC_REMOTE_WRITE, (uint8_t *)data + XF_HDR);
         if (rc)
             refuse(x, ch, "put", &h, rc);
         break;

@@ -374,8 +374,47 @@ int zc_dereg_locked(uint64_t id)
     for (struct zc_owner_grant *o = ohead; o; o = o->next)
         if (o->id == id)
             zc_revoke(o);
+    free(r->doms);
     free(r);
     return 0;
+}
+
+int zc_reg_serves(const struct zc_region *r, uint32_t dom)
+{
+    if (!r->ndoms)
+        return 1;
+    for (unsigned i = 0; i < r->ndoms; i++)
+        if (r->doms[i] == dom)
+            return 1;
+    return 0;
+}
+
+int xm_zc_bind(uint64_t id, uint32_t dom)
+{
+    struct zc_region *r;
+    int rc = 0;
+
+    pthread_mutex_lock(&zlock);
+    r = zc_reg_live(id);
+    if (!r) {
+        rc = -ENOENT;
+    } else if (!r->ndoms || !zc_reg_serves(r, dom)) {
+        if (r->ndoms == r->domcap) {
+            unsigned cap = r->domcap ? 2 * r->domcap : 4;
+            uint32_t *d = realloc(r->doms, cap * sizeof(*d));
+
+            if (d) {
+                r->doms = d;
+                r->domcap = cap;
+            } else {
+                rc = -ENOMEM;
+            }
+        }
+        if (!rc)
+            r->doms[r->ndoms++] = dom;
+    }
+    pthread_mutex_unlock(&zlock);
+    return rc;
 }
 
 int xm_zc_reg(const void *addr, size_t len, unsigned access, uint64_t *id)
@@ -494,7 +533,10 @@ static int guarded_copy(uint64_t addr, void *buf, uint64_t len, int to_mem)
     return 0;
 }
 
-int xm_zc_reg_copy(uint64_t id, uint64_t addr, uint64_t len, unsigned access, void *buf)
+/* check_dom: a peer's request from domain dom, refused when r is bound
+ * elsewhere (before the bounds: it learns nothing of the registration) */
+static int reg_copy(int check_dom, uint32_t dom, uint64_t id, uint64_t addr, uint64_t len,
+                    unsigned access, void *buf)
 {
     struct zc_region *r;
     int rc = 0;
@@ -503,6 +545,8 @@ int xm_zc_reg_copy(uint64_t id, uint64_t addr, uint64_t len, unsigned access, vo
     r = zc_reg_live(id);
     if (!r)
         rc = -ENOENT;
+    else if (check_dom && !zc_reg_serves(r, dom))
+        rc = -EACCES;
     /* every subtraction is of a smaller value from a larger one */
     else if (addr < r->base || len > r->len || addr - r->base > r->len - len)
         rc = -EFAULT;
@@ -515,6 +559,17 @@ int xm_zc_reg_copy(uint64_t id, uint64_t addr, uint64_t len, unsigned access, vo
     /* under the lock: a concurrent dereg waits until the copy is done */
     pthread_mutex_unlock(&zlock);
     return rc;
+}
+
+int xm_zc_reg_copy(uint64_t id, uint64_t addr, uint64_t len, unsigned access, void *buf)
+{
+    return reg_copy(0, 0, id, addr, len, access, buf);
+}
+
+int xm_zc_reg_copy_from(uint32_t dom, uint64_t id, uint64_t addr, uint64_t len,
+                        unsigned access, void *buf)
+{
+    return reg_copy(1, dom, id, addr, len, access, buf);
 }
 
 /* ---- sending: queued under zlock, sent after it is dropped ----

@@ -105,6 +105,22 @@ void xm_zc_invalidate(const void *addr, size_t len);
  * current one; faults outside a copy go on to that one. */
 int xm_zc_reg_copy(uint64_t id, uint64_t addr, uint64_t len, unsigned access,
                    void *buf);
+/* Bind registration id to peer domain dom.  From its first binding on, it
+ * serves only channels whose peer is one of the domains it was bound to:
+ * grant requests for it over any other channel are answered -EACCES, and
+ * so are gets and puts through the ring (xm_zc_reg_copy_from).  An id
+ * never bound serves every channel of the process.  Bindings only add up
+ * (a registration cache hands one buffer to several peers in turn).  For
+ * adapters that know whom they give an id to: the MPICH netmod binds each
+ * rendezvous buffer to the receiver's domain; UCT's mkey_pack is not told
+ * the peer, so the UCX transport's ids stay unbound.  -ENOENT no such live
+ * registration, -ENOMEM. */
+int xm_zc_bind(uint64_t id, uint32_t dom);
+/* xm_zc_reg_copy for a request that came from domain dom (the xfer layer
+ * serving a peer's get or put): -EACCES, before any other check, when id
+ * is bound (xm_zc_bind) and not to dom. */
+int xm_zc_reg_copy_from(uint32_t dom, uint64_t id, uint64_t addr, uint64_t len,
+                        unsigned access, void *buf);
 
 /* ---- registration cache (owner; for adapters without one of their own) ----
  *

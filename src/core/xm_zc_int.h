@@ -39,7 +39,12 @@ struct zc_region {
     unsigned nholes;
     unsigned holes_revoked;   /* holes whose grants are withdrawn (under zlock) */
     uint64_t hole[ZC_MAX_HOLES][2];   /* [start, end), whole pages */
+    /* xm_zc_bind: the peer domains it serves, none: every one (under zlock) */
+    uint32_t *doms;
+    unsigned ndoms, domcap;
 };
+/* under zlock: 1 if r serves requests from domain dom (xm_zc_bind) */
+int zc_reg_serves(const struct zc_region *r, uint32_t dom);
 /* 1 if [addr, addr + len) meets a page of r that went away */
 int zc_reg_hole_meets(const struct zc_region *r, uint64_t addr, uint64_t len);
 

@@ -247,6 +247,8 @@ void owner_greq(xm_channel_t *ch, const void *data, size_t len)
         rc = -EINVAL;
     } else if (!r) {
         rc = -ENOENT;   /* never registered, deregistered or invalidated */
+    } else if (!zc_reg_serves(r, xm_chan_peer_dom(ch))) {
+        rc = -EACCES;   /* bound to other domains (xm_zc_bind) */
     } else if (!(r->access & (rw ? XM_ZC_REMOTE_WRITE : XM_ZC_REMOTE_READ))) {
         rc = -EACCES;
     } else {

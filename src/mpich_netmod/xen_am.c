@@ -256,7 +256,10 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
         int rc = xm_zc_regcache_get(MPIDI_XEN_global.regcache, buf, data_sz,
                                     XM_ZC_REMOTE_READ, &id);
 
-        if (rc == 0 && (rc = rndv_slot_take(sreq, &cookie)) != 0)
+        /* only the receiver's domain may read it (and any other the same
+         * buffer was sent to while it stayed registered) */
+        if (rc == 0 && ((rc = xm_zc_bind(id, p->addr.domid)) != 0 ||
+                        (rc = rndv_slot_take(sreq, &cookie)) != 0))
             xm_zc_regcache_put(MPIDI_XEN_global.regcache, id);
         if (rc == 0) {
             rv.rkey.id = id;

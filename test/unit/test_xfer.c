@@ -331,6 +331,103 @@ static void zcopy_roundtrip(int zcopy)
     free(local);
 }
 static void test_zcopy_grant_and_ring(void **state) { zcopy_roundtrip(1); }
+
+/* A registration bound to one peer domain (xm_zc_bind): a requester in
+ * another domain that holds the key gets nothing, neither by grant copy
+ * (its grant request is answered -EACCES, no grant made) nor through the
+ * ring (gets and puts refused, memory unchanged); the bound domain is
+ * served; binding a second domain serves it too; an unknown id cannot be
+ * bound. */
+static void test_bound_registration(void **state)
+{
+    const size_t len = 4 * PG;
+    struct node o, r1, r2;
+    xm_channel_t *c1, *c2;
+    uint8_t *mem, *local;
+    uint64_t id;
+    struct done d = { 0 };
+    xm_zc_stats_t s0, s1;
+    void *p;
+    int err, rc;
+
+    node_open(&o, 0, XM_XFER_ZC_ON);
+    node_open(&r1, 0, XM_XFER_ZC_ON);
+    node_open(&r2, 0, XM_XFER_ZC_ON);
+    assert_int_not_equal(xm_hv_domid(r1.hv), xm_hv_domid(r2.hv));
+    c1 = pair(&o, &r1);
+    c2 = pair(&o, &r2);
+    mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(mem != MAP_FAILED);
+    local = calloc(1, len);
+    assert_non_null(local);
+    for (size_t i = 0; i < len; i++)
+        mem[i] = (uint8_t)(i * 11 + 3);
+    assert_int_equal(xm_zc_reg(mem, len, XM_ZC_REMOTE_READ | XM_ZC_REMOTE_WRITE, &id), 0);
+    assert_int_equal(xm_zc_bind(id, xm_hv_domid(r1.hv)), 0);
+    assert_int_equal(xm_zc_bind(id, xm_hv_domid(r1.hv)), 0);   /* again: no change */
+    assert_int_equal(xm_zc_bind(id + 1000, xm_hv_domid(r1.hv)), -ENOENT);
+    xm_rkey_t rk = { id, (uintptr_t)mem, len };
+
+    /* r2: a zero-copy get of whole pages, a ring get, a ring put */
+    xm_zc_get_stats(&s0);
+    rc = xm_xfer_zcopy(r2.x, c2, &rk, (uintptr_t)mem, local, len, XM_ZC_GET, done_cb, &d, NULL);
+    assert_int_equal(rc, -EINPROGRESS);
+    for (int i = 0; i < 200 && !d.n; i++)
+        pump(&o, &r2, 1);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.status, -EACCES);
+    xm_zc_get_stats(&s1);
+    assert_int_equal(s1.grants - s0.grants, 0);
+    assert_int_equal(s1.zc_bytes - s0.zc_bytes, 0);
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(local[i], 0);
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(xm_xfer_get(r2.x, c2, &rk, (uintptr_t)mem + 8, 16, copy_out, local,
+                                 done_cb, &d, NULL), -EINPROGRESS);
+    p = xm_xfer_put_reserve(r2.x, c2, 8, &err);
+    assert_non_null(p);
+    memset(p, 0xee, 8);
+    xm_xfer_put_commit(r2.x, c2, p, &rk, (uintptr_t)mem + 100, 8);
+    for (int i = 0; i < 20 && !d.n; i++)
+        pump(&o, &r2, 1);
+    pump(&o, &r2, 3);
+    assert_int_equal(d.status, -EACCES);
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(mem[i], (uint8_t)(i * 11 + 3));
+    assert_true(xm_xfer_refused(o.x) >= 2);
+
+    /* r1, bound: served by grant copy */
+    memset(&d, 0, sizeof(d));
+    xm_zc_get_stats(&s0);
+    rc = xm_xfer_zcopy(r1.x, c1, &rk, (uintptr_t)mem, local, len, XM_ZC_GET, done_cb, &d, NULL);
+    assert_int_equal(rc, -EINPROGRESS);
+    for (int i = 0; i < 200 && !d.n; i++)
+        pump(&o, &r1, 1);
+    assert_int_equal(d.status, 0);
+    assert_memory_equal(local, mem, len);
+    xm_zc_get_stats(&s1);
+    assert_true(s1.zc_bytes - s0.zc_bytes >= len);
+
+    /* r2 bound as well: served now */
+    assert_int_equal(xm_zc_bind(id, xm_hv_domid(r2.hv)), 0);
+    memset(local, 0, len);
+    memset(&d, 0, sizeof(d));
+    rc = xm_xfer_zcopy(r2.x, c2, &rk, (uintptr_t)mem, local, len, XM_ZC_GET, done_cb, &d, NULL);
+    assert_int_equal(rc, -EINPROGRESS);
+    for (int i = 0; i < 200 && !d.n; i++)
+        pump(&o, &r2, 1);
+    assert_int_equal(d.status, 0);
+    assert_memory_equal(local, mem, len);
+
+    uint32_t d1 = xm_hv_domid(r1.hv);
+    node_close(&r2);
+    node_close(&r1);
+    node_close(&o);
+    assert_int_equal(xm_zc_dereg(id), 0);
+    assert_int_equal(xm_zc_bind(id, d1), -ENOENT);
+    munmap(mem, len);
+    free(local);
+}
 static void test_zcopy_ring_only(void **state) { zcopy_roundtrip(0); }
 
 /* XM_XFER_ZC_AUTO: each zero-copy operation takes the path measured
@@ -627,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_put_get_checked),
         cmocka_unit_test(test_zcopy_grant_and_ring),
         cmocka_unit_test(test_zcopy_ring_only),
+        cmocka_unit_test(test_bound_registration),
         cmocka_unit_test(test_path_choice_slow_copy),
         cmocka_unit_test(test_path_choice_slow_ring),
         cmocka_unit_test(test_path_choice_passive),
