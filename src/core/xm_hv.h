@@ -179,6 +179,9 @@ uint64_t xm_hv_xen_call_count(const xm_hv_t *hv);
 /* The same over every xen handle of the process, and event notifications. */
 uint64_t xm_hv_xen_total_calls(void);
 uint64_t xm_hv_xen_total_notifies(void);
+/* While on, every counted call logs a warning naming the backend function
+ * that made it: what reached Xen in a stretch that should make none. */
+void xm_hv_xen_trace_calls(int on);
 #endif
 
 /* Open the backend chosen by XENMPI_BACKEND (auto|xen|sim; auto picks xen

@@ -250,6 +250,7 @@ int main(int argc, char **argv)
         if (i == warm) {
             calls0 = xm_hv_xen_total_calls();
             t0 = now();
+            xm_hv_xen_trace_calls(1);   /* a call now says where it came from */
         }
         ping[0] = (uint64_t)i;
         ping[1] = ~(uint64_t)i;
@@ -268,6 +269,7 @@ int main(int argc, char **argv)
     }
     uint64_t calls = xm_hv_xen_total_calls() - calls0;
     double dt = now() - t0;
+    xm_hv_xen_trace_calls(0);
     printf("%s: %ld polling round trips, %.2f us each, %llu hypervisor/store calls\n", argv[1],
            iters, dt / iters * 1e6, (unsigned long long)calls);
     CHECK(calls == 0, "%llu calls reached /dev/xen or xenstored in the polling steady state",

@@ -23,10 +23,21 @@
 #include <xentoollog.h>
 
 uint64_t xm_xen_total_calls;
+int xm_xen_trace;
 
 uint64_t xm_hv_xen_total_calls(void)
 {
     return __atomic_load_n(&xm_xen_total_calls, __ATOMIC_RELAXED);
+}
+
+void xm_hv_xen_trace_calls(int on)
+{
+    __atomic_store_n(&xm_xen_trace, !!on, __ATOMIC_RELAXED);
+}
+
+void xm_xen_trace_call(const char *fn)
+{
+    xm_warn("a counted call while traced (xm_hv_xen_trace_calls): %s", fn);
 }
 
 uint64_t xm_hv_xen_call_count(const xm_hv_t *hv)

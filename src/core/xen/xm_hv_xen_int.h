@@ -42,12 +42,18 @@ static inline xm_hv_xen_t *to_xen_hv(xm_hv_t *hv) { return (xm_hv_xen_t *)hv; }
 /* process-wide total of counted calls (xm_hv_xen.c), for programs that
  * cannot reach the handle (a UCP application under the UCX transport) */
 extern uint64_t xm_xen_total_calls;
+/* xm_hv_xen_trace_calls: log each counted call, by the function making it */
+extern int xm_xen_trace;
+void xm_xen_trace_call(const char *fn);
 
-static inline void count_call(xm_hv_xen_t *x)
+static inline void count_call_in(xm_hv_xen_t *x, const char *fn)
 {
     __atomic_fetch_add(&x->calls, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&xm_xen_total_calls, 1, __ATOMIC_RELAXED);
+    if (__builtin_expect(__atomic_load_n(&xm_xen_trace, __ATOMIC_RELAXED), 0))
+        xm_xen_trace_call(fn);
 }
+#define count_call(x) count_call_in((x), __func__)
 
 /* xm_hv_xen_gnttab.c */
 int xm_xen_share(xm_hv_t *hv, uint32_t peer, unsigned count, int writable,
