@@ -439,10 +439,11 @@ static int xmg_pin(struct xmg_file *f, struct xmg_grant *g)
  */
 static int xmg_table_room(unsigned long count)
 {
-	unsigned long want = count + READ_ONCE(table_reserve);
+	unsigned int reserve = READ_ONCE(table_reserve);	/* one value for both uses */
+	unsigned long want = count + reserve;
 	grant_ref_t head;
 
-	if (!READ_ONCE(table_reserve))
+	if (!reserve)
 		return 0;
 	if (gnttab_alloc_grant_references((u16)min_t(unsigned long, want, U16_MAX),
 					  &head))

@@ -675,18 +675,19 @@ static int run_b(xm_hv_t *hv, uint32_t self, uint32_t peer)
 static int free_probe(uint32_t peer, unsigned max)
 {
     xm_hv_t *hv = NULL;
-    void **pages = calloc(FREE_PROBE_MAX, sizeof(*pages));
+    void **pages;
     unsigned n = 0, i;
     uint32_t ref;
     int rc;
 
+    if (max > FREE_PROBE_MAX)
+        max = FREE_PROBE_MAX;
+    pages = calloc(max + 1, sizeof(*pages));   /* + 1: never calloc(0) */
     if (!pages || xm_hv_open(&hv)) {
         fprintf(stderr, "hv_xdom free: cannot open the xen backend\n");
         free(pages);
         return 1;
     }
-    if (max > FREE_PROBE_MAX)
-        max = FREE_PROBE_MAX;
     while (n < max) {
         rc = xm_hv_share(hv, peer, 1, 0, -1, -1, &pages[n], &ref);
         if (rc)
