@@ -233,6 +233,7 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
     MPIR_Datatype *dt_ptr;
     MPI_Aint dt_true_lb;
     size_t data_sz = 0, extra = 0;
+    uint64_t head = 0, inl = 0;   /* rendezvous: the data bytes that go inline */
     int dt_contig = 1, rndv = 0, mpi_errno = MPI_SUCCESS;
 
     MPIR_Assert(p != NULL);
@@ -252,9 +253,12 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
     /* chosen by am_check_eager: register the data, send where it is */
     if (sreq && sreq->dev.ch4.am.netmod_am.xen.rndv[0] == 1 && data_sz && dt_contig) {
         const void *buf = MPIR_get_contig_ptr(data, dt_true_lb);
-        uint64_t id, cookie;
-        int rc = xm_zc_regcache_get(MPIDI_XEN_global.regcache, buf, data_sz,
-                                    XM_ZC_REMOTE_READ, &id);
+        const uint64_t a = MPIDI_XEN_REG_ALIGN - 1;
+        uint64_t id, cookie, rbase = (uintptr_t) buf & ~a;
+        uint64_t rlen = (((uintptr_t) buf + data_sz + a) & ~a) - rbase;
+        int rc = (uintptr_t) buf + data_sz + a < (uintptr_t) buf ? -EINVAL
+            : xm_zc_regcache_get(MPIDI_XEN_global.regcache, (const void *) (uintptr_t) rbase,
+                                 rlen, XM_ZC_REMOTE_READ, &id);
 
         /* only the receiver's domain may read it (and any other the same
          * buffer was sent to while it stayed registered) */
@@ -263,13 +267,18 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
             xm_zc_regcache_put(MPIDI_XEN_global.regcache, id);
         if (rc == 0) {
             rv.rkey.id = id;
-            rv.rkey.base = (uint64_t) (uintptr_t) buf;
-            rv.rkey.len = data_sz;
+            rv.rkey.base = rbase;
+            rv.rkey.len = rlen;
             rv.cookie = cookie;
+            rv.addr = (uint64_t) (uintptr_t) buf;
+            rv.size = data_sz;
             sreq->dev.ch4.am.netmod_am.xen.rndv[1] = id;
             sreq->dev.ch4.am.netmod_am.xen.rndv[2] = (uint64_t) handler_id;
             h.handler_id |= MPIDI_XEN_HDR_RNDV;
-            extra = sizeof(rv);
+            /* the partial pages at the ends go with the descriptor */
+            inl = MPIDI_XEN_wire_inline((const struct MPIDI_XEN_wire_rndv *) &rv, &head);
+            h.data_sz = inl;
+            extra = sizeof(rv) + inl;
             rndv = 1;
         } else {
             fprintf(stderr, "xen netmod: registering %zu bytes for zero-copy: %s; sending "
@@ -327,8 +336,14 @@ int MPIDI_XEN_send(int rank, MPIR_Comm * comm, int handler_id, const void *am_hd
     memcpy(op->hdr, &h, sizeof(h));
     if (am_hdr_sz)
         memcpy(op->hdr + sizeof(h), am_hdr, (size_t) am_hdr_sz);
-    if (rndv)
-        memcpy(op->hdr + sizeof(h) + am_hdr_sz, &rv, sizeof(rv));
+    if (rndv) {
+        char *d = op->hdr + sizeof(h) + am_hdr_sz;
+        const char *buf = (const char *) (uintptr_t) rv.addr;
+
+        memcpy(d, &rv, sizeof(rv));
+        memcpy(d + sizeof(rv), buf, head);
+        memcpy(d + sizeof(rv) + head, buf + data_sz - (inl - head), inl - head);
+    }
     if (op->sreq)
         sreq->dev.ch4.am.netmod_am.xen.op = op;
     *p->tail = op;
@@ -432,7 +447,8 @@ static void deliver(xm_channel_t * ch, const MPIDI_XEN_hdr_t * h, char *p)
 
     MPIDI_XEN_global.msgs_recv++;
     if (h->handler_id & MPIDI_XEN_HDR_RNDV) {
-        MPIDI_XEN_global.bytes_recv += sizeof(*h) + h->am_hdr_sz + sizeof(MPIDI_XEN_rndv_t);
+        MPIDI_XEN_global.bytes_recv += sizeof(*h) + h->am_hdr_sz + sizeof(MPIDI_XEN_rndv_t) +
+            h->data_sz;
         rndv_arrived(ch, h, p);
         return;
     }
@@ -651,6 +667,7 @@ static void rndv_arrived(xm_channel_t * ch, const MPIDI_XEN_hdr_t * h, char *p)
     MPIDI_XEN_peer_t *peer = peer_of_chan(ch);
     MPIDI_XEN_rndv_t rv;
     MPIR_Request *rreq = NULL;
+    uint64_t *rv_of;
     uint32_t attr = MPIDIG_AM_ATTR__IS_ASYNC | MPIDIG_AM_ATTR__IS_RNDV;
     unsigned id = h->handler_id & ~MPIDI_XEN_HDR_RNDV;
 
@@ -661,19 +678,48 @@ static void rndv_arrived(xm_channel_t * ch, const MPIDI_XEN_hdr_t * h, char *p)
         return;
     }
     MPIDIG_AM_ATTR_SET_VCIS(attr, h->src_vci, h->dst_vci);
-    MPIDIG_global.target_msg_cbs[id] (p, NULL, (MPI_Aint) h->data_sz, attr, &rreq);
+    MPIDIG_global.target_msg_cbs[id] (p, NULL, (MPI_Aint) rv.size, attr, &rreq);
     if (!rreq)
         return;
     MPIR_cc_inc(rreq->cc_ptr);   /* until the copy is done */
-    rreq->dev.ch4.am.netmod_am.xen.rndv[0] = MPIDI_XEN_RNDV_TAG | (uint32_t) peer->rank;
-    rreq->dev.ch4.am.netmod_am.xen.rndv[1] = rv.rkey.id;
-    rreq->dev.ch4.am.netmod_am.xen.rndv[2] = rv.rkey.base;
-    rreq->dev.ch4.am.netmod_am.xen.rndv[3] = rv.rkey.len;
-    rreq->dev.ch4.am.netmod_am.xen.rndv[4] = rv.cookie;
-    rreq->dev.ch4.am.netmod_am.xen.rndv[5] = 0;
-    if (MPIDIG_recv_initialized(rreq))
-        MPIDI_XEN_rndv_recv_cb(rreq);
-    /* else MPIDIG calls MPIDI_XEN_rndv_recv_cb when a receive matches */
+    rv_of = rreq->dev.ch4.am.netmod_am.xen.rndv;
+    rv_of[0] = MPIDI_XEN_RNDV_TAG | (uint32_t) peer->rank;
+    rv_of[1] = rv.rkey.id;
+    rv_of[2] = rv.rkey.base;
+    rv_of[3] = rv.rkey.len;
+    rv_of[4] = rv.cookie;
+    rv_of[5] = 0;
+    rv_of[6] = (uint64_t) (uintptr_t) (p + h->am_hdr_sz + sizeof(rv));
+    rv_of[7] = 0;
+    rv_of[8] = rv.addr;
+    rv_of[9] = rv.size;
+    if (MPIDIG_recv_initialized(rreq)) {
+        MPIDI_XEN_rndv_recv_cb(rreq);   /* the inline bytes are still in p */
+        return;
+    }
+    /* MPIDIG calls MPIDI_XEN_rndv_recv_cb when a receive matches: keep
+     * the inline bytes until then (none kept: the receive fails then) */
+    rv_of[6] = 0;
+    if (h->data_sz) {
+        char *keep = MPL_malloc(h->data_sz, MPL_MEM_BUFFER);
+
+        if (keep) {
+            memcpy(keep, p + h->am_hdr_sz + sizeof(rv), h->data_sz);
+            rv_of[6] = (uint64_t) (uintptr_t) keep;
+            rv_of[7] = 1;
+        }
+    }
+}
+
+/* An unmatched rendezvous's inline bytes, when MPIDIG frees its request
+ * unmatched (the job is being torn down). */
+void MPIDI_XEN_request_free_rndv(MPIR_Request * req)
+{
+    uint64_t *rv = req->dev.ch4.am.netmod_am.xen.rndv;
+
+    if (rv[7])
+        MPL_free((void *) (uintptr_t) rv[6]);
+    rv[0] = rv[6] = rv[7] = 0;
 }
 
 static void rndv_copied(void *arg, int status)
@@ -686,7 +732,7 @@ static void rndv_copied(void *arg, int status)
 
     if (status) {
         fprintf(stderr, "xen netmod: rank %d: copying %" PRIu64 " bytes from rank %d: %s\n",
-                MPIDI_XEN_global.rank, rv[3], rank, strerror(-status));
+                MPIDI_XEN_global.rank, rv[9], rank, strerror(-status));
         rreq->status.MPI_ERROR = MPI_ERR_OTHER;
     } else if (bounce) {
         MPIDIG_recv_copy(bounce, rreq);   /* unpacks, sets count and truncation */
@@ -694,7 +740,7 @@ static void rndv_copied(void *arg, int status)
     MPL_free(bounce);
     rv[0] = rv[5] = 0;
     if (status == 0)
-        MPIDI_XEN_global.zcopy_bytes += rv[3];
+        MPIDI_XEN_global.zcopy_bytes += rv[6];
     /* to the sender's world rank: comm_world addresses it */
     MPIDI_XEN_send(rank, MPIR_Process.comm_world, MPIDI_XEN_global.ack_handler, &ack,
                    sizeof(ack), NULL, 0, MPI_BYTE, 0, 0, NULL);
@@ -723,9 +769,12 @@ int MPIDI_XEN_rndv_recv_cb(MPIR_Request * rreq)
     uint64_t *rv = rreq->dev.ch4.am.netmod_am.xen.rndv;
     MPIDI_XEN_peer_t *p;
     xm_rkey_t rk;
+    struct MPIDI_XEN_wire_rndv w;
     int is_contig = 0, is_gpu = 0, rc, mpi_errno;
     void *dst = NULL;
+    const char *in;
     MPI_Aint dst_sz = 0, in_sz;
+    uint64_t head, inl, mid;
     size_t n;
 
     MPIR_Assert((rv[0] & ~(uint64_t) 0xffffffffu) == MPIDI_XEN_RNDV_TAG);
@@ -736,7 +785,13 @@ int MPIDI_XEN_rndv_recv_cb(MPIR_Request * rreq)
     rk.id = rv[1];
     rk.base = rv[2];
     rk.len = rv[3];
-    in_sz = (MPI_Aint) rk.len;
+    w.base = rk.base;
+    w.len = rk.len;
+    w.addr = rv[8];
+    w.size = rv[9];
+    in_sz = (MPI_Aint) w.size;
+    inl = MPIDI_XEN_wire_inline(&w, &head);
+    mid = w.size - inl;
     MPIDIG_get_recv_data(&is_contig, &is_gpu, &dst, &dst_sz, rreq);
     if (is_contig && !is_gpu) {
         n = (size_t) MPL_MIN(dst_sz, in_sz);
@@ -745,18 +800,36 @@ int MPIDI_XEN_rndv_recv_cb(MPIR_Request * rreq)
         MPIR_STATUS_SET_COUNT(rreq->status, n);
     } else {
         /* into a bounce buffer, then MPIDIG unpacks it */
-        dst = MPL_malloc(rk.len, MPL_MEM_BUFFER);
+        dst = MPL_malloc(w.size, MPL_MEM_BUFFER);
         MPIR_ERR_CHKANDJUMP1(!dst, mpi_errno, MPI_ERR_OTHER, "**nomem", "**nomem %s",
                              "xen netmod rendezvous buffer");
         rv[5] = (uint64_t) (uintptr_t) dst;
-        n = rk.len;
+        n = w.size;
     }
-    if (n == 0) {
+    /* the inline bytes (the partial pages at the ends), as far as they fit */
+    in = (const char *) (uintptr_t) rv[6];
+    if (inl && !in) {   /* no memory to keep them when the message came */
+        rndv_copied(rreq, -ENOMEM);
+        return MPI_SUCCESS;
+    }
+    if (inl) {
+        memcpy(dst, in, MPL_MIN(head, n));
+        if (n > head + mid)
+            memcpy((char *) dst + head + mid, in + head, n - head - mid);
+    }
+    MPIDI_XEN_global.rndv_msgs++;
+    MPIDI_XEN_global.inline_bytes += inl;
+    if (rv[7])
+        MPL_free((void *) (uintptr_t) rv[6]);
+    rv[7] = 0;
+    /* then the whole pages between them, copied from the registration */
+    rv[6] = n > head ? MPL_MIN(mid, n - head) : 0;
+    if (rv[6] == 0) {
         rndv_copied(rreq, 0);
         return MPI_SUCCESS;
     }
-    rc = xm_xfer_zcopy(MPIDI_XEN_global.xfer, rndv_chan(p), &rk, rk.base, dst, n, XM_ZC_GET,
-                       rndv_copied, rreq, rreq);
+    rc = xm_xfer_zcopy(MPIDI_XEN_global.xfer, rndv_chan(p), &rk, w.addr + head,
+                       (char *) dst + head, rv[6], XM_ZC_GET, rndv_copied, rreq, rreq);
     if (rc == 0)
         rndv_copied(rreq, 0);
     else if (rc != -EINPROGRESS)

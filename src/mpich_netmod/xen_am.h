@@ -85,6 +85,8 @@ MPL_STATIC_INLINE_PREFIX void MPIDI_NM_am_request_finalize(MPIR_Request * req)
 {
     if (req->dev.ch4.am.netmod_am.xen.op)
         MPIDI_XEN_request_free_op(req);
+    if ((req->dev.ch4.am.netmod_am.xen.rndv[0] & ~(uint64_t) 0xffffffffu) == MPIDI_XEN_RNDV_TAG)
+        MPIDI_XEN_request_free_rndv(req);
 }
 
 #endif /* XEN_AM_H_INCLUDED */

@@ -26,7 +26,8 @@ enum {
 };
 
 /* handler_id's top bit: the data stays with the sender, registered for
- * zero-copy; the record carries MPIDI_XEN_rndv_t in its place. */
+ * zero-copy; the record carries MPIDI_XEN_rndv_t, then data_sz bytes of
+ * the data: the partial pages at its ends (xen_wire.h). */
 #define MPIDI_XEN_HDR_RNDV 0x8000
 
 typedef struct MPIDI_XEN_hdr {
@@ -39,16 +40,28 @@ typedef struct MPIDI_XEN_hdr {
 /* Where a rendezvous message's data is: the sender's registration
  * (xm_zc_reg) and the sender's handle for the acknowledgement. */
 typedef struct MPIDI_XEN_rndv {
-    xm_rkey_t rkey;              /* the data is [base, base + len), len = data_sz */
+    xm_rkey_t rkey;              /* the registration */
     uint64_t cookie;
+    uint64_t addr, size;         /* the data, inside it */
 } MPIDI_XEN_rndv_t;
+
+/* A rendezvous buffer is registered from the 64-byte boundary at or below
+ * its start to the one at or above its end, as UCX's registration cache
+ * does for the UCX transport (UCX_XEN_RCACHE_ADDR_ALIGN): a buffer that
+ * starts a few bytes past a page boundary (large mallocs do) then has no
+ * partial page at its start, and the peer may read at most 63 bytes on
+ * either side of it. */
+#define MPIDI_XEN_REG_ALIGN 64
 
 /* The request fields (xen_pre.h) in each role:
  * send: rndv[0] 1 when zero-copy was chosen, rndv[1] its registration id,
  *       rndv[2] the MPIDIG handler to call back on the acknowledgement;
  * receive of a rendezvous: rndv[0] MPIDI_XEN_RNDV_TAG | sender's world
  *       rank, rndv[1..3] the rkey, rndv[4] the cookie, rndv[5] a bounce
- *       buffer for a non-contiguous receive. */
+ *       buffer for a non-contiguous receive, rndv[6] the data bytes that
+ *       came inline (then, once they are placed, the bytes the core's
+ *       zero-copy moves), rndv[7] 1 when rndv[6] is a copy of ours,
+ *       rndv[8..9] where the data is in the registration and its size. */
 #define MPIDI_XEN_RNDV_TAG ((uint64_t) 0x58524e44u << 32)
 
 /* Largest MPIDIG header, and the eager limit MPIDIG asks about: messages
@@ -120,6 +133,7 @@ typedef struct {
      * data bytes the receivers copied from our registrations */
     uint64_t msgs_sent, bytes_sent, msgs_recv, bytes_recv, zcopy_bytes;
     uint64_t piped_bytes;        /* data bytes received straight into MPIDIG's buffer */
+    uint64_t rndv_msgs, inline_bytes;   /* rendezvous received, their data that came inline */
 } MPIDI_XEN_global_t;
 
 extern MPIDI_XEN_global_t MPIDI_XEN_global;
@@ -137,6 +151,7 @@ int MPIDI_XEN_progress(void);
 bool MPIDI_XEN_check_eager(MPI_Aint am_hdr_sz, MPI_Aint data_sz, MPI_Datatype datatype,
                            MPIR_Request * sreq);
 int MPIDI_XEN_rndv_recv_cb(MPIR_Request * rreq);
+void MPIDI_XEN_request_free_rndv(MPIR_Request * req);
 int MPIDI_XEN_rndv_init(void);
 void MPIDI_XEN_request_free_op(MPIR_Request * req);
 void MPIDI_XEN_rx_free(void);

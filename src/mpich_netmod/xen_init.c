@@ -210,12 +210,14 @@ int MPIDI_XEN_mpi_finalize_hook(void)
         if (MPIDI_XEN_global.regcache)
             xm_zc_regcache_stats(MPIDI_XEN_global.regcache, &rs);
         fprintf(stderr, "xen netmod: rank %d (domain %u): sent %" PRIu64 " messages, %" PRIu64
-                " bytes; zero-copy received %" PRIu64 " bytes; pipelined %" PRIu64
+                " bytes; zero-copy received %" PRIu64 " bytes in %" PRIu64 " messages, %"
+                PRIu64 " more inline; pipelined %" PRIu64
                 " bytes; received %" PRIu64 " messages, %" PRIu64 " bytes; registrations: %"
                 PRIu64 " reused, %" PRIu64 " new, %" PRIu64 " stale%s\n",
                 MPIDI_XEN_global.rank, MPIDI_XEN_global.addr.domid,
                 MPIDI_XEN_global.msgs_sent, MPIDI_XEN_global.bytes_sent,
-                MPIDI_XEN_global.zcopy_bytes, MPIDI_XEN_global.piped_bytes,
+                MPIDI_XEN_global.zcopy_bytes, MPIDI_XEN_global.rndv_msgs,
+                MPIDI_XEN_global.inline_bytes, MPIDI_XEN_global.piped_bytes,
                 MPIDI_XEN_global.msgs_recv,
                 MPIDI_XEN_global.bytes_recv, rs.hits, rs.misses, rs.stale,
                 rs.keeps ? "" : " (not kept: the backend cannot report stale grants)");

@@ -12,7 +12,7 @@
  * of a zero-copy message that arrived before its receive was posted. */
 typedef struct {
     void *op;
-    uint64_t rndv[6];
+    uint64_t rndv[10];
 } MPIDI_XEN_am_request_t;
 
 typedef struct {

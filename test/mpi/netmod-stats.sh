@@ -1,7 +1,7 @@
 # Sourced by the netmod's test scripts: reading the statistics lines every
 # rank prints at exit with XENMPI_NETMOD_STATS=1
 #   xen netmod: rank R (domain D): sent ... received M messages, B bytes
-#   xen netmod: rank R ... zero-copy received Z bytes; ...
+#   xen netmod: rank R ... zero-copy received Z bytes in R messages, I more inline; ...
 #   xen netmod: rank R ... pipelined P bytes; ...
 #   xen netmod: rank R ... registrations: U reused, N new, S stale
 
@@ -16,7 +16,20 @@ netmod_bytes() {
 
 # zcopy_bytes <log>: data bytes all ranks copied from their senders' registrations
 zcopy_bytes() {
-    sed -n 's/^xen netmod: rank .* zero-copy received \([0-9]*\) bytes;.*/\1/p' "$1" |
+    sed -n 's/^xen netmod: rank .* zero-copy received \([0-9]*\) bytes in .*/\1/p' "$1" |
+        awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# rndv_msgs <log>: rendezvous (zero-copy) messages all ranks received
+rndv_msgs() {
+    sed -n 's/^xen netmod: rank .* zero-copy received [0-9]* bytes in \([0-9]*\) messages,.*/\1/p' "$1" |
+        awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# inline_bytes <log>: data bytes of those messages that came with their
+# descriptors (what lies outside whole pages of the sender's registration)
+inline_bytes() {
+    sed -n 's/^xen netmod: rank .* messages, \([0-9]*\) more inline;.*/\1/p' "$1" |
         awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
