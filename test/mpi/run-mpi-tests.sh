@@ -69,17 +69,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-. "$src/san-report.sh"   # san_report
+. "$src/san-report.sh"   # san_report, san_why, san_show
 
 pass() { echo "PASS: mpi/$1"; passed=$((passed + 1)); }
 fail() {
-    local rep
-    [ -n "${3:-}" ] && [ -f "$3" ] && rep=$(san_report "$3") && set -- "$1" "${2:+$2: }$rep" "$3"
-    echo "FAIL: mpi/$1${2:+ ($2)}"
+    local why
+    why=$(san_why "${2:-}" "${3:-}")
+    echo "FAIL: mpi/$1${why:+ ($why)}"
     failed=$((failed + 1))
     [ -n "${3:-}" ] && [ -f "$3" ] || return 0
-    # the sanitizer's report: what it found and where
-    [ -n "${rep:-}" ] && grep -m1 -A40 -F "$rep" "$3" | sed 's/^/    /'
+    san_show "$3"
     grep -v -E 'rdmacm|DIAG|^(#[0-9]|Thread )' "$3" | grep -v '^# stacks of' | tail -25 | sed 's/^/    /'
     # a hung run's stacks (stacks, below), each thread's innermost frames
     grep -E '^(# stacks of|Thread |#[0-9] )' "$3" | head -120 | sed 's/^/    /'

@@ -35,7 +35,7 @@ prefix=$(cd "$prefix" && pwd)
 src=$(cd "$(dirname "$0")" && pwd)
 . "$src/netmod-stats.sh"   # netmod_bytes, zcopy_bytes, piped_bytes, netmod_ranks
 . "$src/../zc-stats.sh"    # zc_sum
-. "$src/san-report.sh"     # san_report
+. "$src/san-report.sh"     # san_report, san_why, san_show
 mkdir -p "$bdir/test/mpi/netmod-logs" || exit 2
 bin=$(cd "$bdir/test/mpi" && pwd)
 logs=$bin/netmod-logs
@@ -50,13 +50,12 @@ trap cleanup EXIT
 
 pass() { echo "PASS: mpi/$1"; }
 fail() {
-    local rep=
-    [ -n "${3:-}" ] && [ -f "$3" ] && rep=$(san_report "$3") && set -- "$1" "${2:+$2: }$rep" "$3"
-    echo "FAIL: mpi/$1${2:+ ($2)}"
+    local why
+    why=$(san_why "${2:-}" "${3:-}")
+    echo "FAIL: mpi/$1${why:+ ($why)}"
     failed=$((failed + 1))
     [ -n "${3:-}" ] && [ -f "$3" ] || return 0
-    # the sanitizer's report: what it found and where
-    [ -n "$rep" ] && grep -m1 -A30 -F "$rep" "$3" | sed 's/^/    /'
+    san_show "$3"
     tail -25 "$3" | sed 's/^/    /'
 }
 
