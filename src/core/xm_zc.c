@@ -379,14 +379,18 @@ int zc_dereg_locked(uint64_t id)
     return 0;
 }
 
-int zc_reg_serves(const struct zc_region *r, uint32_t dom)
+/* dom is one of those r was bound to (xm_zc_bind) */
+static int zc_reg_bound_to(const struct zc_region *r, uint32_t dom)
 {
-    if (!r->ndoms)
-        return 1;
     for (unsigned i = 0; i < r->ndoms; i++)
         if (r->doms[i] == dom)
             return 1;
     return 0;
+}
+
+int zc_reg_serves(const struct zc_region *r, uint32_t dom)
+{
+    return !r->ndoms || zc_reg_bound_to(r, dom);
 }
 
 int xm_zc_bind(uint64_t id, uint32_t dom)
@@ -398,7 +402,7 @@ int xm_zc_bind(uint64_t id, uint32_t dom)
     r = zc_reg_live(id);
     if (!r) {
         rc = -ENOENT;
-    } else if (!r->ndoms || !zc_reg_serves(r, dom)) {
+    } else if (!zc_reg_bound_to(r, dom)) {
         if (r->ndoms == r->domcap) {
             unsigned cap = r->domcap ? 2 * r->domcap : 4;
             uint32_t *d = realloc(r->doms, cap * sizeof(*d));
