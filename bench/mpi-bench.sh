@@ -21,6 +21,7 @@
 # otherwise idle machine.
 set -u
 SRC=$(cd "$(dirname "$0")/.." && pwd)
+. "$SRC/bench/plot.sh"   # plot_preamble
 B=$(cd "${1:-$SRC/build}" && pwd)
 REPS=${2:-5}
 LIB=$B/.libs/libuct_xen.so
@@ -180,15 +181,7 @@ if command -v gnuplot >/dev/null; then
                 while read -r s; do echo "$s $(med "$c" "$m" "$s")"; done >"$OUT/$m-$c.dat"
         done
     done
-    gnuplot <<EOF
-set terminal png size 1200,500 noenhanced
-set output "$OUT/mpi-bench.png"
-set multiplot layout 1,2
-set logscale x 2
-set format x "%.0b%BB"
-set xlabel "message size (bytes)"
-set grid
-set key left top
+    { plot_preamble "$OUT/mpi-bench.png"; cat <<EOF
 set title "MPICH ping-pong latency (median of $REPS runs, us)"
 set logscale y
 plot for [c in "$CONFIGS"] "$OUT/pp_lat-".c.".dat" using 1:2 with linespoints title c
@@ -197,6 +190,7 @@ unset logscale y
 plot for [c in "$CONFIGS"] "$OUT/pp_bw-".c.".dat" using 1:2 with linespoints title c
 unset multiplot
 EOF
+    } | gnuplot
     echo "plot: $OUT/mpi-bench.png"
 fi
 [ "$fails" -eq 0 ]

@@ -7,6 +7,7 @@
 # Not a test: machines are noisy; read ratios from one run, not absolutes.
 set -u
 SRC=$(cd "$(dirname "$0")/.." && pwd)
+. "$SRC/bench/plot.sh"   # plot_preamble
 REPS=${1:-3}
 OUT=${2:-$SRC/build/bench-out}
 LIB=${XM_UCT_LIB:-$SRC/build/.libs/libuct_xen.so}
@@ -140,15 +141,7 @@ if command -v gnuplot >/dev/null; then
         awk -v l="$l" '$1==l && $2=="lat" {print $3, $4}' "$RAW" >"$OUT/lat-$l.dat"
         awk -v l="$l" '$1==l && $2=="bw" {print $3, $4}' "$RAW" >"$OUT/bw-$l.dat"
     done
-    gnuplot <<EOF
-set terminal png size 1200,500 noenhanced
-set output "$OUT/ucx-bench.png"
-set multiplot layout 1,2
-set logscale x 2
-set format x "%.0b%BB"
-set xlabel "message size (bytes)"
-set grid
-set key left top
+    { plot_preamble "$OUT/ucx-bench.png"; cat <<EOF
 set title "UCP tag_lat (median, us)"
 set ylabel "latency (us)"
 set logscale y
@@ -159,6 +152,7 @@ unset logscale y
 plot for [l in "xen posix sysv posix+cma tcp"] "$OUT/bw-".l.".dat" using 1:2 with linespoints title l
 unset multiplot
 EOF
+    } | gnuplot
     echo "plot: $OUT/ucx-bench.png"
 fi
 echo "raw medians: $RAW"
