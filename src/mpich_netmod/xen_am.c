@@ -27,6 +27,8 @@ MPL_COMPILE_TIME_ASSERT(offsetof(MPIDI_XEN_hdr_t, data_sz) ==
 MPL_COMPILE_TIME_ASSERT(sizeof(MPIDI_XEN_rndv_t) == sizeof(struct MPIDI_XEN_wire_rndv));
 MPL_COMPILE_TIME_ASSERT(MPIDI_XEN_HDR_RNDV == MPIDI_XEN_WIRE_RNDV);
 MPL_COMPILE_TIME_ASSERT(MPIDI_XEN_AM_HDR_MAX == MPIDI_XEN_WIRE_HDR_MAX);
+/* the inline split (xen_wire.h) follows the pages the core grants */
+MPL_COMPILE_TIME_ASSERT(MPIDI_XEN_WIRE_PAGE == XM_PAGE_SIZE);
 
 /* A fragment smaller than this waits for more ring space instead (the
  * peer frees space in batches; tiny records only cost headers). */

@@ -33,7 +33,7 @@ if [ -z "$prefix" ] || [ ! -x "$prefix/bin/mpiexec" ] || [ -z "$bdir" ]; then
 fi
 prefix=$(cd "$prefix" && pwd)
 src=$(cd "$(dirname "$0")" && pwd)
-. "$src/netmod-stats.sh"   # netmod_bytes, zcopy_bytes, piped_bytes, netmod_ranks
+. "$src/netmod-stats.sh"   # netmod_bytes, zcopy_bytes, rndv_msgs, inline_bytes, piped_bytes, netmod_ranks
 . "$src/../zc-stats.sh"    # zc_sum
 . "$src/san-report.sh"     # san_report, san_why, san_show
 mkdir -p "$bdir/test/mpi/netmod-logs" || exit 2
@@ -160,10 +160,11 @@ done
 MIN_ZCOPY=2228224 run netmod-crossed-2x1 2 2 1 crossed
 run netmod-crossed-4x2 4 2 1 crossed
 # from XENMPI_NETMOD_ZCOPY_MIN (32 KiB) the data goes by zero-copy: at
-# least the 64 MiB messages, both ways.  Its buffers (large mallocs) start
-# 16 bytes past a page: registered from the 64-byte boundary below, their
-# first page goes by zero-copy too, so only bytes after the last whole
-# page come inline (16 for most sizes; 4096 or more with no widening)
+# least the 64 MiB messages, both ways.  Its buffers start 16 bytes past
+# a page (pingpong.c, as glibc's large mallocs): registered from the
+# 64-byte boundary below, their first page goes by zero-copy too, so only
+# bytes after the last whole page come inline (16 for most sizes; 4096 or
+# more with no widening)
 MIN_ZCOPY=134217728 MIN_REUSED=4 MAX_INLINE_PER=256 run netmod-pingpong64m-2x1 2 2 4194304 pingpong 3 67108864
 XENMPI_NETMOD_ZCOPY_MIN=off MIN_ZCOPY=0 MIN_PIPED=134217728 run netmod-pingpong64m-ring-2x1 2 2 134217728 pingpong 3 67108864
 # the registration cache: a buffer sent again keeps its registration (the
