@@ -9,7 +9,8 @@
  * each receive and every byte is compared.  Pairs: first i <-> i^1, then
  * i <-> i+n/2 (with 2 ranks both are 0 <-> 1; with 4 ranks in 2 VMs laid out
  * 0,1 | 2,3 the first pairs are inside a VM and the second across VMs).
- * Phase "timing": rank 0 and rank n/2 ping-pong each size (unchecked inside
+ * Phase "timing": rank 0 and rank n/2 ping-pong each size 256 MiB / size
+ * times, at least 10 and at most max_iters (default 1000) (unchecked inside
  * the loop, poisoned before and checked after the loop; best of 3 repetitions)
  * and rank 0 prints a table: half round-trip latency and size / half round trip as bandwidth,
  * and, when the process has the xenmpi core loaded (libuct_xen or the netmod),
@@ -187,8 +188,8 @@ int main(int argc, char **argv)
         size_t n = sizes[si];
         size_t lim = (size_t)256 << 20;
         int iters = n ? (int)(lim / n) : max_iters;
-        if (iters > max_iters) iters = max_iters;
-        if (iters < 10) iters = 10;
+        if (iters < 10) iters = 10;   /* large sizes: enough to time */
+        if (iters > max_iters) iters = max_iters;   /* but never past the cap asked for */
         MPI_Barrier(MPI_COMM_WORLD);
         if (peer < 0)
             continue;

@@ -165,7 +165,7 @@ run netmod-crossed-4x2 4 2 1 crossed
 # 64-byte boundary below, their first page goes by zero-copy too, so only
 # bytes after the last whole page come inline (16 for most sizes; 4096 or
 # more with no widening)
-MIN_ZCOPY=134217728 MIN_REUSED=4 MAX_INLINE_PER=256 run netmod-pingpong64m-2x1 2 2 4194304 pingpong 3 67108864
+MIN_ZCOPY=134217728 MIN_REUSED=4 MAX_INLINE_PER=256 run netmod-pingpong64m-2x1 2 2 1048576 pingpong 3 67108864
 XENMPI_NETMOD_ZCOPY_MIN=off MIN_ZCOPY=0 MIN_PIPED=134217728 run netmod-pingpong64m-ring-2x1 2 2 134217728 pingpong 3 67108864
 # the registration cache: a buffer sent again keeps its registration (the
 # 64 MiB ping-pong above reuses its own), and buffers unmapped,
