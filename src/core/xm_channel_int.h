@@ -81,6 +81,9 @@ struct xm_channel {
      * in its ring (xm_zc.c, under zlock); over its cap the channel fails */
     unsigned zc_queued;
     int zc_over;
+    /* pages of the grant requests (GREQ) sent on it and not yet answered
+     * (xm_zc_peer.c, under zlock) */
+    uint64_t zc_asked;
 };
 
 struct xm_endpoint {

@@ -768,6 +768,9 @@ static void zc_chan_gone(void *arg, xm_channel_t *ch)
         if (o->ch == ch)
             owner_grant_end(o);
     }
+    /* their table entries are free: what waited for room may have it (its
+     * answers go out from the endpoint's progress, xm_zc_work) */
+    owner_retry_nospc(xm_chan_endpoint(ch));
     for (struct zc_peer_refs *e = phead, *nx; e; e = nx) {
         nx = e->next;
         if (e->ch == ch) {

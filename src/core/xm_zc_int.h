@@ -86,11 +86,16 @@ struct zc_grant {
 /* Owner: a grant request that met one of our grants to the same peer still
  * covering those addresses (-EEXIST) while it is being withdrawn: the
  * memory was unmapped and mapped again, deregistered and registered anew.
- * Answered when the withdrawn grant ends (the peer's ACK). */
+ * Answered when the withdrawn grant ends (the peer's ACK).  Or (nospc) one
+ * that met a full grant table while withdrawals over its endpoint's
+ * channels were freeing enough for it: retried, oldest first, as grants of
+ * that endpoint end. */
 struct zc_park {
     struct zc_park *next;
     xm_channel_t *ch;
     struct zc_greq q;
+    uint32_t np;     /* pages asked for */
+    int nospc;
 };
 #define ZC_MAX_PARKED 64u   /* per channel; beyond, the request is refused */
 /* Messages queued for one channel whose ring is full (answers to its
@@ -110,7 +115,8 @@ struct zc_waiter {
     void *arg;
 };
 
-/* Peer refs: P_PENDING (GREQ sent, copies wait on it) -> P_LIVE (refs
+/* Peer refs: P_PENDING (GREQ sent, or waiting for the channel's window of
+ * requests to let it out: copies wait on it) -> P_LIVE (refs
  * cached).  Freed on the owner's INVAL (ACK sent), on eviction (REL sent),
  * when a copy through them fails (REL, ask again), on a refusal, or with
  * the channel. */
@@ -126,6 +132,7 @@ struct zc_peer_refs {
     uint32_t gen;
     int rw;
     int state;
+    int asked;                    /* P_PENDING: its GREQ went out (else waits its turn) */
     uint64_t cstart;              /* owner address of the chunk's first page */
     uint32_t npages;              /* expected, then granted */
     struct zc_waiter *wait, **wait_tail;
@@ -225,6 +232,7 @@ void send_revokes(xm_endpoint_t *ep);
 void owner_greq(xm_channel_t *ch, const void *data, size_t len);
 void owner_end(xm_channel_t *ch, uint16_t type, const void *data, size_t len);
 struct zc_park *park_take(xm_channel_t *ch);
+void owner_retry_nospc(xm_endpoint_t *ep);
 void owner_grant_end(struct zc_owner_grant *o);
 /* peer */
 void peer_grep(xm_channel_t *ch, const void *data, size_t len, struct zc_donelist *dl);

@@ -102,6 +102,7 @@ void send_revokes(xm_endpoint_t *ep)
 }
 
 static void owner_unpark(xm_channel_t *ch);
+static void park_add(struct zc_park *p, int oldest);
 
 /* The grant is the owner's: one the peer has not acknowledged by its
  * deadline after INVAL ends anyway.  Its refs fail for the peer from then
@@ -199,28 +200,164 @@ static int owner_park(xm_channel_t *ch, const struct zc_greq *q, uint64_t addr, 
             zc_revoke(o);
     p->ch = ch;
     p->q = *q;
-    p->next = zc_parked;
-    zc_parked = p;
-    zst.parked++;
+    p->np = np;
+    p->nospc = 0;
+    park_add(p, 0);
     return 0;
 }
 
-/* A grant over ch ended: ask again for what waited on it (in arrival order;
- * each may park again behind another withdrawal). */
-static void owner_unpark(xm_channel_t *ch)
+/* Take the requests parked for a full table over ep's channels off the
+ * list, oldest first. */
+static struct zc_park *park_take_nospc(xm_endpoint_t *ep)
 {
-    struct zc_park *mine = park_take(ch), *p;
+    struct zc_park *mine = NULL, **pp = &zc_parked, *p;
+
+    while ((p = *pp)) {
+        if (p->nospc && xm_chan_endpoint(p->ch) == ep) {
+            *pp = p->next;
+            p->next = mine;
+            mine = p;
+            zst.parked--;
+        } else {
+            pp = &p->next;
+        }
+    }
+    return mine;
+}
+
+/* Park p: as the newest request, or (oldest) behind every other. */
+static void park_add(struct zc_park *p, int oldest)
+{
+    struct zc_park **pp = &zc_parked;
+
+    if (oldest)
+        while (*pp)
+            pp = &(*pp)->next;
+    p->next = *pp;
+    *pp = p;
+    zst.parked++;
+}
+
+static int owner_greq_q(xm_channel_t *ch, const struct zc_greq *q, int retry);
+
+/* Grants over ep's channels ended (or a channel of ep went down): the
+ * table has room again.  Ask again for the requests parked for a full
+ * table, oldest first, until one parks again: those behind it wait for
+ * the next end, in the same order. */
+void owner_retry_nospc(xm_endpoint_t *ep)
+{
+    struct zc_park *mine = park_take_nospc(ep), *p;
 
     while ((p = mine)) {
         mine = p->next;
-        owner_greq(ch, &p->q, sizeof(p->q));
+        int again = owner_greq_q(p->ch, &p->q, 1);
+        free(p);
+        if (again)
+            break;
+    }
+    /* the rest go back behind the one that parked again, in order */
+    for (; (p = mine); ) {
+        mine = p->next;
+        park_add(p, 1);
+    }
+}
+
+/* A grant over ch ended: ask again for what waited on it (in arrival order;
+ * each may park again behind another withdrawal), then for what waited for
+ * room in the table. */
+static void owner_unpark(xm_channel_t *ch)
+{
+    struct zc_park *mine = park_take(ch), *p, *nospc = NULL;
+
+    while ((p = mine)) {
+        mine = p->next;
+        if (p->nospc) {   /* keeps its place: retried below, with its endpoint's */
+            p->next = nospc;
+            nospc = p;
+            continue;
+        }
+        owner_greq_q(ch, &p->q, 0);
         free(p);
     }
+    while ((p = nospc)) {   /* newest first: each goes behind the others */
+        nospc = p->next;
+        park_add(p, 0);
+    }
+    owner_retry_nospc(xm_chan_endpoint(ch));
+}
+
+/* Pages of grants over ep's channels being withdrawn whose end frees
+ * table entries (not those another channel's user still holds). */
+static uint64_t owner_going(xm_endpoint_t *ep)
+{
+    uint64_t n = 0;
+
+    for (struct zc_owner_grant *o = ohead; o; o = o->next)
+        if ((o->state == O_INVAL_OWED || o->state == O_INVAL_SENT) && o->g->users == 1 &&
+            xm_chan_endpoint(o->ch) == ep)
+            n += o->npages;
+    return n;
+}
+
+/* The grant table is full.  Withdraw least recently used grants of other
+ * registrations (of any endpoint: the table is the domain's) until what
+ * is being withdrawn over ep's own channels frees q's np pages beyond
+ * what the requests parked before it need, and park q until those end:
+ * their ACK (or XENMPI_ZC_INVAL_TIMEOUT) ends them in ep's progress, which
+ * asks again.  A chunk copied through the ring instead costs the peer a
+ * round trip per ring record and the owner's CPU for the copy.  -ENOSPC:
+ * nothing of ep's will come free (the table is held by other processes of
+ * the domain, or by q's own registration), or too many parked on ch: the
+ * peer copies this chunk through the ring. */
+static int owner_park_nospc(xm_channel_t *ch, const struct zc_greq *q, uint32_t np, int retry)
+{
+    xm_endpoint_t *ep = xm_chan_endpoint(ch);
+    uint64_t promised = 0, going;
+    unsigned n = 0;
+    struct zc_park *p;
+
+    for (p = zc_parked; p; p = p->next) {
+        n += p->ch == ch;
+        if (p->nospc && xm_chan_endpoint(p->ch) == ep)
+            promised += p->np;
+    }
+    going = owner_going(ep);
+    if (going < promised + np) {
+        owner_shrink(zep_of(ch), promised + np - going, NULL, q->id);
+        going = owner_going(ep);
+    }
+    if (going < promised + np || n >= ZC_MAX_PARKED)
+        return -ENOSPC;
+    p = malloc(sizeof(*p));
+    if (!p)
+        return -ENOSPC;
+    p->ch = ch;
+    p->q = *q;
+    p->np = np;
+    p->nospc = 1;
+    park_add(p, retry);
+    return 0;
 }
 
 void owner_greq(xm_channel_t *ch, const void *data, size_t len)
 {
     struct zc_greq q;
+
+    if (xm_zc_parse_greq(data, len, &q)) {
+        zst.rejected++;
+        xm_peer_warn("zero-copy: grant request of %zu bytes from domain %u ignored",
+                len, xm_chan_peer_dom(ch));
+        return;
+    }
+    owner_greq_q(ch, &q, 0);
+}
+
+/* Answer the grant request q (checked) over ch, or park it: 1 when parked
+ * (retry: asked again for a request parked before, which keeps its place
+ * among the parked if it parks again). */
+static int owner_greq_q(xm_channel_t *ch, const struct zc_greq *qp, int retry)
+{
+    const struct zc_greq q = *qp;
     struct {
         struct zc_grep h;
         uint32_t refs[XM_ZC_CHUNK_PAGES];
@@ -231,12 +368,6 @@ void owner_greq(xm_channel_t *ch, const void *data, size_t len)
     uint32_t np;
     int rw, rc;
 
-    if (xm_zc_parse_greq(data, len, &q)) {
-        zst.rejected++;
-        xm_peer_warn("zero-copy: grant request of %zu bytes from domain %u ignored",
-                len, xm_chan_peer_dom(ch));
-        return;
-    }
     memset(&rep.h, 0, sizeof(rep.h));
     rep.h.id = q.id;
     rep.h.chunk = q.chunk;
@@ -299,14 +430,13 @@ void owner_greq(xm_channel_t *ch, const void *data, size_t len)
         free(o->g);
         free(o);
         o = NULL;
-        if (rc == -EEXIST && owner_park(ch, &q, addr, np) == 0) {
+        if (rc == -ENOSPC)
+            zst.nospc++;
+        if ((rc == -EEXIST && owner_park(ch, &q, addr, np) == 0) ||
+            (rc == -ENOSPC && owner_park_nospc(ch, &q, np, retry) == 0)) {
             if (revoke_owed)
                 send_revokes(xm_chan_endpoint(ch));
-            return;
-        }
-        if (rc == -ENOSPC) {
-            zst.nospc++;
-            owner_shrink(zep_of(ch), np, NULL, q.id);   /* room for the next request */
+            return 1;
         }
         goto reply;
     }
@@ -328,6 +458,7 @@ reply:
     zsend(ch, XM_REC_ZC_GREP, &rep, sizeof(rep.h) + rep.h.npages * sizeof(uint32_t));
     if (revoke_owed)
         send_revokes(xm_chan_endpoint(ch));
+    return 0;
 }
 
 /* ACK (after our INVAL) or REL (the peer evicted it): end the grant. */

@@ -3,6 +3,7 @@
  * cached per (channel, registration, chunk), and the grant copies.
  */
 #include "xm_zc_int.h"
+#include "xm_channel_int.h"
 #include "xm_log.h"
 
 #include <errno.h>
@@ -72,8 +73,55 @@ static int peer_refs_copy(xm_channel_t *ch, const struct zc_peer_refs *e, uint64
     return rc;
 }
 
+/* e's GREQ has its answer (or never will: the channel is going): it no
+ * longer counts against the window. */
+static void peer_answered(struct zc_peer_refs *e)
+{
+    if (e->asked) {
+        e->ch->zc_asked -= e->npages;
+        e->asked = 0;
+    }
+}
+
+/* Pages a channel may have asked for and not yet been answered: half of
+ * the grant cache we keep as an owner, which an owner configured like us
+ * has too.  Asking for more at once (a window of large messages: 64 of
+ * 4 MiB are 256 MiB) made the owner withdraw grants it had just made to
+ * stay within its cache, before we had copied through them, and fill its
+ * grant table with withdrawals waiting for our ACKs: the requests beyond
+ * were refused (-ENOSPC) and those chunks went through the ring. */
+static uint64_t peer_window(const struct zc_ep *z)
+{
+    return z->cfg.owner_cache_bytes / 2 / XM_PAGE_SIZE;
+}
+
+/* Send e's GREQ if the window of ch allows (always when nothing is asked
+ * on ch: a chunk larger than the window still goes). */
+static int peer_ask(struct zc_peer_refs *e)
+{
+    xm_channel_t *ch = e->ch;
+
+    if (ch->zc_asked && ch->zc_asked + e->npages > peer_window(e->zep))
+        return 0;
+    struct zc_greq q = { e->id, e->chunk, e->rw ? ZC_F_WRITE : 0 };
+    zsend(ch, XM_REC_ZC_GREQ, &q, sizeof(q));
+    ch->zc_asked += e->npages;
+    e->asked = 1;
+    return 1;
+}
+
+/* An answer came on ch: ask for the chunks waiting their turn, oldest
+ * first, as far as the window allows. */
+static void peer_ask_more(xm_channel_t *ch)
+{
+    for (struct zc_peer_refs *e = phead; e; e = e->next)
+        if (e->ch == ch && e->state == P_PENDING && !e->asked && !peer_ask(e))
+            break;
+}
+
 void peer_refs_free(struct zc_peer_refs *e)
 {
+    peer_answered(e);
     if (e->state == P_LIVE) {
         zst.peer_pages -= e->npages;
         e->zep->peer_pages -= e->npages;
@@ -185,8 +233,7 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
         e->npages = zc_chunk_pages(gs, ge, chunk);
         e->wait_tail = &e->wait;
         LIST_APPEND(phead, ptail, e);
-        struct zc_greq q = { id, (uint32_t)chunk, rw ? ZC_F_WRITE : 0 };
-        zsend(ch, XM_REC_ZC_GREQ, &q, sizeof(q));
+        peer_ask(e);   /* or later, from peer_ask_more */
     }
     *e->wait_tail = w;
     e->wait_tail = &w->next;
@@ -228,7 +275,7 @@ void peer_grep(xm_channel_t *ch, const void *data, size_t len,
         return;
     }
     for (e = phead; e; e = e->next)
-        if (e->ch == ch && e->state == P_PENDING && e->id == h.id &&
+        if (e->ch == ch && e->state == P_PENDING && e->asked && e->id == h.id &&
             e->chunk == h.chunk && e->rw == !!(h.flags & ZC_F_WRITE))
             break;
     if (!e) {
@@ -239,6 +286,7 @@ void peer_grep(xm_channel_t *ch, const void *data, size_t len,
         }
         return;
     }
+    peer_answered(e);
     if (h.status == 0 && h.npages != e->npages) {
         /* the owner's registration is not what its rkey described */
         xm_peer_warn("zero-copy: domain %u granted %u pages for chunk %u of registration "
@@ -263,15 +311,18 @@ void peer_grep(xm_channel_t *ch, const void *data, size_t len,
     if (h.status) {
         peer_refs_run_waiters(ch, e, xm_zc_grep_status_known(h.status) ? h.status : -EPROTO, dl);
         peer_refs_free(e);
-        return;
+    } else {
+        memcpy(e->refs, refs, h.npages * sizeof(uint32_t));
+        e->gen = h.gen;
+        e->state = P_LIVE;
+        zst.peer_pages += e->npages;
+        e->zep->peer_pages += e->npages;
+        peer_refs_run_waiters(ch, e, 0, dl);
+        peer_shrink(e->zep, e);
     }
-    memcpy(e->refs, refs, h.npages * sizeof(uint32_t));
-    e->gen = h.gen;
-    e->state = P_LIVE;
-    zst.peer_pages += e->npages;
-    e->zep->peer_pages += e->npages;
-    peer_refs_run_waiters(ch, e, 0, dl);
-    peer_shrink(e->zep, e);
+    /* the window moves on: the next chunks' requests go out with this
+     * record's other messages */
+    peer_ask_more(ch);
 }
 
 void peer_inval(xm_channel_t *ch, const void *data, size_t len)

@@ -72,7 +72,8 @@ ucs_config_field_t uct_xen_iface_config_table[] = {
 
     {"GRANT_CACHE", "64m",
      "Soft cap on the memory this iface's channels keep granted to peers for zero-copy;\n"
-     "over it, its least recently granted chunks are withdrawn.",
+     "over it, its least recently granted chunks are withdrawn. Half of it bounds the\n"
+     "grants a channel asks a peer for at once.",
      ucs_offsetof(uct_xen_iface_config_t, grant_cache), UCS_CONFIG_TYPE_MEMUNITS},
 
     {"PEER_CACHE", "64m",

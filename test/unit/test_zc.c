@@ -1593,17 +1593,20 @@ static int peer_exhaust(const void *arg)
     CHECK_EQ(o2.revokes - o0.revokes, 0);
 
     /* another registration: the owner makes room by withdrawing the
-     * oldest grant of idA, and the retry succeeds once we acknowledged */
+     * oldest grant of idA, and answers the request it parked once our ACK
+     * ended that grant: granted, not refused */
     b1 = alloc_slot(1, CHUNK, 0, 52);
     idB = reg_slot(1, RD, 0, CHUNK);
-    CHECK_EQ(copy1(idB, b1, CHUNK, b1, lb, CHUNK, GET, &sync), -ENOSPC);
-    o3 = ozs(0);
-    CHECK_EQ(o3.revokes - o0.revokes, 1);
-    PUMP_UNTIL(zs().peer_pages == CPAGES, 10);
     memset(lb, 0xEE, CHUNK);
     CHECK_EQ(copy1(idB, b1, CHUNK, b1, lb, CHUNK, GET, &sync), 0);
     CHECK(!sync);
     CHECK_EQ(mism(lb, b1, CHUNK, 52), 0);
+    o3 = ozs(0);
+    CHECK_EQ(o3.revokes - o0.revokes, 1);
+    CHECK_EQ(o3.nospc - o0.nospc, 8);                      /* refused once, then parked */
+    CHECK_EQ(o3.grants - o0.grants, 3);
+    CHECK_EQ(o3.parked, 0);
+    CHECK_EQ(zs().peer_pages, 2 * CPAGES);
     CHECK_EQ(copy1(idA, base, len, base + CHUNK, lb, CHUNK, GET, &sync), 0);
     CHECK(sync);
     CHECK_EQ(mism(lb, base + CHUNK, CHUNK, seed), 0);
@@ -2031,6 +2034,63 @@ static void expect_owner_tap_empty(void)
 
     while (owner_tap(&t, buf, &l))
         FAILMSG("the owner received a record of type %#x (%zu bytes), expected none", t, l);
+}
+
+/* The requests in flight on a channel stay within half of the grant cache
+ * an owner configured like us keeps (here 4 chunks: 2 in flight); the
+ * rest go out in order, one per answer.  An answer to a request not sent
+ * yet is not taken.  Before the window, a window of large messages asked
+ * for every chunk at once, and an owner withdrew grants it had just made
+ * (before they were used) to stay within its cache. */
+static int peer_greq_window(const void *arg)
+{
+    const unsigned nch = 6;
+    const uint64_t len = nch * CHUNK, fid = 4242;
+    const xm_zc_config_t cfg = { 4 * CHUNK, 0, 0 };
+    uint8_t g[256];
+    struct op ops[6];
+    xm_zc_stats_t p0, p1;
+    uint64_t base;
+
+    peer_connect(RING_PAGES);
+    xm_zc_configure(me.ep, &cfg);
+    base = alloc_slot(0, len, 0, 5);   /* not registered: the owner answers by hand */
+    RPC(OP_TAP, TAP_SWALLOW);
+    uint8_t *lb = malloc(len);
+    REQUIRE(lb);
+    for (unsigned c = 0; c < nch; c++)
+        CHECK_EQ(zcopy(fid, base, len, base + c * CHUNK, lb + c * CHUNK, CHUNK, GET, &ops[c]),
+                 -EINPROGRESS);
+    pump(3);
+    struct w_greq q = { fid, 0, 0 };
+    expect_owner_tap(XM_REC_ZC_GREQ, &q, sizeof(q));
+    q.chunk = 1;
+    expect_owner_tap(XM_REC_ZC_GREQ, &q, sizeof(q));
+    expect_owner_tap_empty();
+
+    /* an answer for chunk 4, not asked for yet: not taken, nothing moves */
+    p0 = zs();
+    owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, 4, 0, 0, -EACCES, 0, 0, NULL));
+    p1 = zs();
+    CHECK_EQ(p1.rejected - p0.rejected, 1);
+    CHECK_EQ(ops[4].done, 0);
+    expect_owner_tap_empty();
+
+    /* each answer lets the next request out, in order */
+    for (unsigned c = 0; c < nch; c++) {
+        owner_raw(XM_REC_ZC_GREP, g, mk_grep(g, fid, c, 0, 0, -EACCES, 0, 0, NULL));
+        CHECK_EQ(ops[c].done, 1);
+        CHECK_EQ(ops[c].status, -EACCES);
+        if (c + 2 < nch) {
+            q.chunk = c + 2;
+            expect_owner_tap(XM_REC_ZC_GREQ, &q, sizeof(q));
+        }
+        expect_owner_tap_empty();
+    }
+    CHECK_EQ(zs().rejected - p1.rejected, 0);
+    free(lb);
+    node_close();
+    return 0;
 }
 
 static int peer_hostile_owner(const void *arg)
@@ -2753,6 +2813,7 @@ static void test_exhaustion(void **state)
 static void test_hostile_peer(void **state) { run_pair(peer_hostile_peer, NULL, NULL, 0); }
 static void test_flood_kinds(void **state) { run_pair(peer_flood_kinds, NULL, NULL, 0); }
 static void test_hostile_owner(void **state) { run_pair(peer_hostile_owner, NULL, NULL, 0); }
+static void test_greq_window(void **state) { run_pair(peer_greq_window, NULL, NULL, 0); }
 
 /* Run a peer; once it is done, wait until the owner sees its channel go
  * down and read the owner's counters.  0 when all three happened. */
@@ -3295,6 +3356,7 @@ int main(void)
         cmocka_unit_test(test_hostile_peer),
         cmocka_unit_test(test_flood_kinds),
         cmocka_unit_test(test_hostile_owner),
+        cmocka_unit_test(test_greq_window),
         cmocka_unit_test(test_park_cap),
         cmocka_unit_test(test_ring_full),
         cmocka_unit_test(test_same_domain),
