@@ -758,7 +758,7 @@ static void zc_chan_gone(void *arg, xm_channel_t *ch)
             pp = &m->next;
         }
     }
-    for (struct zc_park *p = park_take(ch), *nx; p; p = nx) {
+    for (struct zc_park *p = park_take(ch, 1), *nx; p; p = nx) {
         nx = p->next;
         free(p);
     }

@@ -231,7 +231,7 @@ void zc_revoke(struct zc_owner_grant *o);
 void send_revokes(xm_endpoint_t *ep);
 void owner_greq(xm_channel_t *ch, const void *data, size_t len);
 void owner_end(xm_channel_t *ch, uint16_t type, const void *data, size_t len);
-struct zc_park *park_take(xm_channel_t *ch);
+struct zc_park *park_take(xm_channel_t *ch, int all);
 void owner_retry_nospc(xm_endpoint_t *ep);
 void owner_grant_end(struct zc_owner_grant *o);
 /* peer */

@@ -102,7 +102,6 @@ void send_revokes(xm_endpoint_t *ep)
 }
 
 static void owner_unpark(xm_channel_t *ch);
-static void park_add(struct zc_park *p, int oldest);
 
 /* The grant is the owner's: one the peer has not acknowledged by its
  * deadline after INVAL ends anyway.  Its refs fail for the peer from then
@@ -150,13 +149,14 @@ static int owner_grant_overlaps(const struct zc_owner_grant *o, uint64_t addr, u
     return addr < o->addr + (uint64_t)o->npages * XM_PAGE_SIZE && o->addr < end;
 }
 
-/* Take ch's zc_parked requests off the list, oldest first. */
-struct zc_park *park_take(xm_channel_t *ch)
+/* Take ch's zc_parked requests off the list, oldest first: all of them,
+ * or (all 0) those waiting for a withdrawal of their own (-EEXIST). */
+struct zc_park *park_take(xm_channel_t *ch, int all)
 {
     struct zc_park *mine = NULL, **pp = &zc_parked, *p;
 
     while ((p = *pp)) {
-        if (p->ch == ch) {
+        if (p->ch == ch && (all || !p->nospc)) {
             *pp = p->next;
             p->next = mine;   /* reverses: zc_parked is newest first */
             mine = p;
@@ -166,6 +166,19 @@ struct zc_park *park_take(xm_channel_t *ch)
         }
     }
     return mine;
+}
+
+/* Park p: as the newest request, or (oldest) behind every other. */
+static void park_add(struct zc_park *p, int oldest)
+{
+    struct zc_park **pp = &zc_parked;
+
+    if (oldest)
+        while (*pp)
+            pp = &(*pp)->next;
+    p->next = *pp;
+    *pp = p;
+    zst.parked++;
 }
 
 /* The grant for q over [addr, +np pages) was refused because one of ours
@@ -206,59 +219,29 @@ static int owner_park(xm_channel_t *ch, const struct zc_greq *q, uint64_t addr, 
     return 0;
 }
 
-/* Take the requests parked for a full table over ep's channels off the
- * list, oldest first. */
-static struct zc_park *park_take_nospc(xm_endpoint_t *ep)
-{
-    struct zc_park *mine = NULL, **pp = &zc_parked, *p;
-
-    while ((p = *pp)) {
-        if (p->nospc && xm_chan_endpoint(p->ch) == ep) {
-            *pp = p->next;
-            p->next = mine;
-            mine = p;
-            zst.parked--;
-        } else {
-            pp = &p->next;
-        }
-    }
-    return mine;
-}
-
-/* Park p: as the newest request, or (oldest) behind every other. */
-static void park_add(struct zc_park *p, int oldest)
-{
-    struct zc_park **pp = &zc_parked;
-
-    if (oldest)
-        while (*pp)
-            pp = &(*pp)->next;
-    p->next = *pp;
-    *pp = p;
-    zst.parked++;
-}
-
 static int owner_greq_q(xm_channel_t *ch, const struct zc_greq *q, int retry);
 
 /* Grants over ep's channels ended (or a channel of ep went down): the
- * table has room again.  Ask again for the requests parked for a full
- * table, oldest first, until one parks again: those behind it wait for
- * the next end, in the same order. */
+ * table has room again.  Ask again for the oldest request parked for a
+ * full table over ep's channels, and the next, until one parks again (as
+ * the oldest still): those behind it wait for the next end. */
 void owner_retry_nospc(xm_endpoint_t *ep)
 {
-    struct zc_park *mine = park_take_nospc(ep), *p;
+    for (;;) {
+        struct zc_park **pp, **oldest = NULL, *p;
 
-    while ((p = mine)) {
-        mine = p->next;
+        for (pp = &zc_parked; *pp; pp = &(*pp)->next)   /* newest first */
+            if ((*pp)->nospc && xm_chan_endpoint((*pp)->ch) == ep)
+                oldest = pp;
+        if (!oldest)
+            return;
+        p = *oldest;
+        *oldest = p->next;
+        zst.parked--;
         int again = owner_greq_q(p->ch, &p->q, 1);
         free(p);
         if (again)
-            break;
-    }
-    /* the rest go back behind the one that parked again, in order */
-    for (; (p = mine); ) {
-        mine = p->next;
-        park_add(p, 1);
+            return;
     }
 }
 
@@ -267,21 +250,12 @@ void owner_retry_nospc(xm_endpoint_t *ep)
  * room in the table. */
 static void owner_unpark(xm_channel_t *ch)
 {
-    struct zc_park *mine = park_take(ch), *p, *nospc = NULL;
+    struct zc_park *mine = park_take(ch, 0), *p;
 
     while ((p = mine)) {
         mine = p->next;
-        if (p->nospc) {   /* keeps its place: retried below, with its endpoint's */
-            p->next = nospc;
-            nospc = p;
-            continue;
-        }
         owner_greq_q(ch, &p->q, 0);
         free(p);
-    }
-    while ((p = nospc)) {   /* newest first: each goes behind the others */
-        nospc = p->next;
-        park_add(p, 0);
     }
     owner_retry_nospc(xm_chan_endpoint(ch));
 }
