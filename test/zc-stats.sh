@@ -2,6 +2,7 @@
 # process prints at exit with XENMPI_ZC_STATS=1
 #   xenmpi-zc: pid=P hits=H misses=M grants=G granted_pages=GP shared=S revokes=R
 #              releases=L nospc=N fallback_bytes=F zc_bytes=Z ring_bytes=R
+#              pushed_bytes=P
 
 # zc_sum <file> <pid|all> <field>: the field summed over the stats lines
 # (of one process), "none" without a stats line.  A stats line (stderr) may

@@ -203,9 +203,21 @@ int xm_rma_parse(uint16_t type, const void *data, size_t len, struct xm_rma_hdr 
         if (out->status > 0)
             return -EPROTO;
         return (out->status == 0 ? *plen == out->len : *plen == 0) ? 0 : -EPROTO;
+    case XM_REC_RMA_PUSH_REQ:
+        return out->status == 0 && *plen == sizeof(struct xm_rma_push) ? 0 : -EPROTO;
+    case XM_REC_RMA_PUSH_REP:
+        return out->status <= 0 && *plen == 0 ? 0 : -EPROTO;
     default:
         return -EPROTO;
     }
+}
+
+int xm_rma_parse_push(const void *payload, size_t plen, struct xm_rma_push *out)
+{
+    if (plen != sizeof(*out))
+        return -EPROTO;
+    memcpy(out, payload, sizeof(*out));
+    return 0;
 }
 
 uint64_t xm_fnv1a64(const void *p, size_t n)

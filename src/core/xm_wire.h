@@ -81,8 +81,11 @@ enum {
     XM_REC_RMA_PUT       = 0x0100, /* xm_rma_hdr + data: write into a registration */
     XM_REC_RMA_GET_REQ   = 0x0101, /* xm_rma_hdr: read from a registration */
     XM_REC_RMA_GET_REP   = 0x0102, /* xm_rma_hdr (status) + data on success */
+    XM_REC_RMA_PUSH_REQ  = 0x0103, /* xm_rma_hdr + xm_rma_push: copy a registration's
+                                    * whole pages into the requester's */
+    XM_REC_RMA_PUSH_REP  = 0x0104, /* xm_rma_hdr (status): the push is done */
     XM_REC_RMA_FIRST     = XM_REC_RMA_PUT,
-    XM_REC_RMA_LAST      = XM_REC_RMA_GET_REP,
+    XM_REC_RMA_LAST      = XM_REC_RMA_PUSH_REP,
     XM_REC_ZC_GREQ       = 0x7f00, /* peer -> owner: grant me this chunk */
     XM_REC_ZC_GREP       = 0x7f01, /* owner -> peer: refs, or why not */
     XM_REC_ZC_INVAL      = 0x7f02, /* owner -> peer: stop using this grant */
@@ -101,7 +104,8 @@ enum {
  * must not hold up our flush; each has its own bound (docs/wire.md). */
 static inline int xm_rec_is_op(uint16_t type)
 {
-    return type <= XM_REC_ADAPTER_LAST || type == XM_REC_RMA_PUT || type == XM_REC_RMA_GET_REQ;
+    return type <= XM_REC_ADAPTER_LAST || type == XM_REC_RMA_PUT || type == XM_REC_RMA_GET_REQ ||
+           type == XM_REC_RMA_PUSH_REQ;
 }
 
 /* ---- zero-copy messages (docs/wire.md, "Zero-copy messages") ---- */
@@ -161,7 +165,8 @@ _Static_assert(sizeof(struct xm_rma_hdr) == 32, "RMA header is wire format");
 /* The header of an RMA record of type (len bytes): copied into *out, with
  * the payload length that follows it in *plen.  PUT: payload == hdr len;
  * GET_REQ: no payload; GET_REP: payload == hdr len on success, none on a
- * refusal.  0 or -EPROTO. */
+ * refusal; PUSH_REQ: an xm_rma_push (xm_rma_parse_push); PUSH_REP: no
+ * payload.  0 or -EPROTO. */
 int xm_rma_parse(uint16_t type, const void *data, size_t len, struct xm_rma_hdr *out,
                  size_t *plen);
 
@@ -173,6 +178,19 @@ typedef struct xm_rkey {
     uint64_t len;
 } xm_rkey_t;
 _Static_assert(sizeof(xm_rkey_t) == 24, "rkey is wire format");
+
+/* PUSH_REQ's payload: where the owner of [addr, addr+len) of registration
+ * rid (the header) is asked to copy those pages: [daddr, daddr+len) of the
+ * requester's registration dst, by grant copy into the requester's grants. */
+struct xm_rma_push {
+    xm_rkey_t dst;
+    uint64_t daddr;
+};
+_Static_assert(sizeof(struct xm_rma_push) == 32, "PUSH_REQ is wire format");
+
+/* A PUSH_REQ's payload (plen bytes, after the header): copied into *out.
+ * 0 or -EPROTO; the ranges are the owner's to check (xm_xfer). */
+int xm_rma_parse_push(const void *payload, size_t plen, struct xm_rma_push *out);
 
 /* ---- addresses ---- */
 

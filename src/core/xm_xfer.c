@@ -163,6 +163,8 @@ static void get_unhash(xm_xfer_t *x, struct xf_op *op)
 }
 
 static void range_get_done(void *arg, int status);
+static void push_done(void *arg, int status);
+static int ring_progress(xm_xfer_t *x);
 void xf_op_free(xm_xfer_t *x, struct xf_op *op);
 
 /* A zero-copy operation goes (done, failed or dropped): what still refers
@@ -211,10 +213,16 @@ static void zop_forget(xm_xfer_t *x, struct xf_op *op)
             ringchan_unlink(x, c);
     }
     ranges_drop(&x->putwait, op);
-    /* its gets through the ring, on the same channel */
+    /* its gets through the ring, on the same channel; a push the owner
+     * may be doing stays, without a callback, until its answer comes (or
+     * the channel goes): until then the owner may write into our memory,
+     * and a flush waits for it */
     for (g = c->head; g; g = next) {
         next = g->next;
-        if (g->kind == XF_GET && g->cb == range_get_done && g->arg == op) {
+        if (g->kind == XF_GET && g->cb == push_done && g->arg == op) {
+            g->cb = NULL;
+            g->arg = NULL;
+        } else if (g->kind == XF_GET && g->cb == range_get_done && g->arg == op) {
             g->cb = NULL;
             xf_op_free(x, g);
         }
@@ -241,6 +249,8 @@ void xf_op_free(xm_xfer_t *x, struct xf_op *op)
         c->tail = op->prev;
     if (op->kind == XF_GET)
         get_unhash(x, op);
+    if (op->push)
+        c->pushes_out--;
     free(op->pieces);
     free(op);
 }
@@ -333,6 +343,58 @@ static void range_get_done(void *arg, int status)
 static void range_unpack(void *arg, const void *data, size_t len)
 {
     memcpy(arg, data, len);
+}
+
+/* The owner pushed the pages it was asked to (0), or could not: then we
+ * copy them ourselves, by grant copy where we can. */
+static void push_done(void *arg, int status)
+{
+    struct xf_op *op = arg;
+    xm_xfer_t *x = op->x;
+
+    if (status && status != -EPIPE) {
+        uint8_t *l = op->push_local;
+        uint64_t a = op->push_raddr;
+        size_t left = op->push_len, n;
+        int zc, rc;
+
+        for (; left > 0; a += n, l += n, left -= n) {
+            n = xm_zc_piece(op->rk.base, op->rk.len, a, left, &zc);
+            struct xf_piece *p = &op->pieces[op->npieces++];
+            p->op = op;
+            p->local = l;
+            p->raddr = a;
+            p->len = n;
+            rc = zc ? xm_zc_copy(op->c->ch, op->rk.id, op->rk.base, op->rk.len, a, l, n,
+                                 op->dir, piece_done, p)
+                    : -EINVAL;
+            if (rc == -EINPROGRESS)
+                op->count++;
+            else if (use_ring(rc))
+                range_add(x, op, l, a, n);
+        }
+        if (x->ringchans)
+            ring_progress(x);
+        status = 0;
+    } else if (!status) {
+        xm_zc_count_pushed(op->push_len);
+    }
+    zop_release(x, op, status);
+}
+
+void xf_push_answer(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *h)
+{
+    struct xf_op *op = x->gets[h->req % XF_GET_BUCKETS];
+
+    while (op && op->req != h->req)
+        op = op->hnext;
+    if (!op || op->c->ch != ch || !op->push || h->len != op->len) {
+        x->refused++;
+        xm_peer_error("domain %u endpoint %u answered push %" PRIu64 ", which it was not "
+                 "asked: dropped", xm_chan_peer_dom(ch), xm_chan_peer_ep(ch), h->req);
+        return;
+    }
+    xf_op_complete(x, op, h->status);
 }
 
 /* Send the ranges that take the ring, per channel in order, until that
@@ -430,15 +492,53 @@ static int putwait_progress(xm_xfer_t *x)
     return n;
 }
 
-int xm_xfer_zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
-                  void *local, size_t len, int dir, xm_xfer_cb_t cb, void *arg,
-                  const void *tag)
+/* The whole pages [*ps, *pe) of a get of [raddr, raddr+len) into local
+ * that the owner could push into our registration lk instead of our
+ * copying them: the second half of the pages that are whole in both
+ * registrations, when the two buffers share their offset in a page.
+ * 0: none. */
+static size_t push_range(const xm_xfer_t *x, const xm_rkey_t *rk, uint64_t raddr,
+                         const void *local, const xm_rkey_t *lk, size_t len,
+                         uint64_t *ps)
+{
+    const uint64_t pg = XM_PAGE_SIZE;
+    uint64_t l = (uintptr_t)local, ws, we;
+
+    if (!lk || len < x->push_min || ((l ^ raddr) & (pg - 1)) ||
+        l < lk->base || len > lk->len || l - lk->base > lk->len - len)
+        return 0;
+    /* pages whole in the transfer and in the owner's registration */
+    ws = (raddr + pg - 1) & ~(pg - 1);
+    if (ws < ((rk->base + pg - 1) & ~(pg - 1)))
+        ws = (rk->base + pg - 1) & ~(pg - 1);
+    we = (raddr + len) & ~(pg - 1);
+    if (we > ((rk->base + rk->len) & ~(pg - 1)))
+        we = (rk->base + rk->len) & ~(pg - 1);
+    if (we <= ws + 2 * pg)
+        return 0;
+    *ps = ws + (((we - ws) / 2) & ~(pg - 1));
+    return we - *ps;
+}
+
+/* left bytes from a, cut at ps or pe (a push range) when it crosses one */
+static size_t cut(uint64_t a, size_t left, uint64_t ps, uint64_t pe)
+{
+    if (a < ps && left > ps - a)
+        return ps - a;
+    if (a >= ps && a < pe && left > pe - a)
+        return pe - a;
+    return left;
+}
+
+static int zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
+                 void *local, const xm_rkey_t *lk, size_t len, int dir, xm_xfer_cb_t cb,
+                 void *arg, const void *tag)
 {
     uint8_t *l = local;
-    unsigned npieces = 0;
+    unsigned npieces = 0, npush = 0;
     struct xf_op *op;
-    uint64_t a;
-    size_t left, n;
+    uint64_t a, ps = 0, pe = 0;
+    size_t left, n, plen = 0;
     int zc, rc;
 
     if (len == 0)
@@ -455,56 +555,101 @@ int xm_xfer_zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t 
     default:
         return -EPIPE;
     }
+    if (dir == XM_ZC_GET && x->zcopy != XM_XFER_ZC_OFF)
+        plen = push_range(x, rk, raddr, local, lk, len, &ps);
+    pe = ps + plen;
+    /* pieces end at ps and pe: what we copy, what the owner pushes, what
+     * we copy */
+#define PIECE(a, left) xm_zc_piece(rk->base, rk->len, (a), cut(a, left, ps, pe), &zc)
     for (a = raddr, left = len; left > 0; a += n, left -= n) {
-        n = xm_zc_piece(rk->base, rk->len, a, left, &zc);
-        npieces += zc;
+        n = PIECE(a, left);
+        if (plen && a >= ps && a < pe)
+            npush += zc;
+        else
+            npieces += zc;
     }
     op = xf_op_new(x, ch, XF_ZOP, cb, arg, tag);
-    if (op && npieces) {
+    if (op && npieces + npush) {
         /* whole pages: grant copy, or the ring as configured or measured */
         if (x->zcopy == XM_XFER_ZC_AUTO)
             op->ring = path_choose(op->c, dir, len, &op->meter) == XF_RING;
         if (op->ring || x->zcopy == XM_XFER_ZC_OFF)
-            npieces = 0;
+            npieces = npush = plen = 0;
+        else if (plen && (op->c->head != op || op->c->npushes))
+            npieces += npush, npush = plen = 0;   /* the owner has enough to do */
     }
-    if (!op || (npieces && !(op->pieces = calloc(npieces, sizeof(*op->pieces))))) {
+    if (!op || (npieces + npush &&
+                !(op->pieces = calloc(npieces + npush, sizeof(*op->pieces))))) {
         if (op)
             xf_op_free(x, op);
         xm_error("no memory for a zero-copy operation");
         return -ENOMEM;
     }
+    if (!plen)
+        ps = pe = 0;
     op->count = 1;  /* ours, while issuing */
     op->rk = *rk;
     op->dir = dir;
     op->len = len;
-    op->npieces = npieces;
+    op->npieces = 0;
+    /* the owner starts on its half first */
+    if (plen) {
+        /* no tag: cancelling op leaves it to its answer (zop_forget) */
+        struct xf_op *q = xf_op_new(x, ch, XF_GET, push_done, op, NULL);
+        uint8_t *p = q ? xm_chan_reserve(ch, XF_HDR + sizeof(struct xm_rma_push), &rc) : NULL;
+
+        if (p) {
+            struct xm_rma_hdr h = { rk->id, ps, (uint32_t)plen, 0, x->next_req++ };
+            struct xm_rma_push b = { *lk, (uintptr_t)(l + (ps - raddr)) };
+
+            q->push = 1;
+            q->req = h.req;
+            q->len = plen;
+            q->hnext = x->gets[q->req % XF_GET_BUCKETS];
+            x->gets[q->req % XF_GET_BUCKETS] = q;
+            op->c->pushes_out++;
+            op->push_local = l + (ps - raddr);
+            op->push_raddr = ps;
+            op->push_len = plen;
+            op->count++;
+            memcpy(p, &h, sizeof(h));
+            memcpy(p + XF_HDR, &b, sizeof(b));
+            xm_chan_commit(ch, XM_REC_RMA_PUSH_REQ, XF_HDR + sizeof(b));
+        } else {
+            /* no room or memory to ask: we copy it all */
+            if (q)
+                xf_op_free(x, q);
+            ps = pe = 0;
+        }
+    }
     /* The pieces that take the ring first (a malloc'ed buffer's partial
      * first and last pages): their requests then travel while the whole
      * pages are copied, instead of a round trip to the owner after it. */
     for (a = raddr, left = len; left > 0; a += n, left -= n) {
-        n = xm_zc_piece(rk->base, rk->len, a, left, &zc);
-        if (!zc || !op->npieces)
+        n = PIECE(a, left);
+        if (!zc || (!npieces && !npush))
             range_add(x, op, l + (a - raddr), a, n);
     }
     if (x->ringchans)
         ring_progress(x);
-    for (a = raddr, left = len, npieces = 0; left > 0 && op->npieces; a += n, l += n, left -= n) {
-        n = xm_zc_piece(rk->base, rk->len, a, left, &zc);
-        if (!zc)
+    for (a = raddr, left = len; left > 0 && npieces + npush; a += n, left -= n) {
+        n = PIECE(a, left);
+        if (!zc || (a >= ps && a < pe))
             continue;
-        struct xf_piece *p = &op->pieces[npieces++];
+        struct xf_piece *p = &op->pieces[op->npieces++];
         p->op = op;
-        p->local = l;
+        p->local = l + (a - raddr);
         p->raddr = a;
         p->len = n;
-        rc = xm_zc_copy(ch, rk->id, rk->base, rk->len, a, l, n, dir, piece_done, p);
+        rc = xm_zc_copy(ch, rk->id, rk->base, rk->len, a, p->local, n, dir, piece_done, p);
         if (rc == -EINPROGRESS)
             op->count++;
         else if (use_ring(rc))
-            range_add(x, op, l, a, n);
+            range_add(x, op, p->local, a, n);
         else if (rc && !op->status)
             op->status = rc;
     }
+#undef PIECE
     if (x->ringchans)
         ring_progress(x);
     if (--op->count > 0)
@@ -514,6 +659,20 @@ int xm_xfer_zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t 
     zop_meter(op);
     xf_op_free(x, op);
     return rc;
+}
+
+int xm_xfer_zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
+                  void *local, size_t len, int dir, xm_xfer_cb_t cb, void *arg,
+                  const void *tag)
+{
+    return zcopy(x, ch, rk, raddr, local, NULL, len, dir, cb, arg, tag);
+}
+
+int xm_xfer_zcopy_reg(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
+                      void *local, const xm_rkey_t *lk, size_t len, int dir,
+                      xm_xfer_cb_t cb, void *arg, const void *tag)
+{
+    return zcopy(x, ch, rk, raddr, local, lk, len, dir, cb, arg, tag);
 }
 
 /* ---------------- cancel, channel gone ---------------- */
@@ -562,6 +721,7 @@ static void xfer_chan_gone(void *arg, xm_channel_t *ch)
     if (!c)
         return;
     xf_drop_replies(x, c);
+    xf_drop_pushes(x, c);
     drop_ops(x, NULL, c, 1);
     ringchan_unlink(x, c);   /* its ranges went with its operations */
     for (cp = &x->chans[chan_bucket(ch)]; *cp != c; cp = &(*cp)->hnext)
@@ -653,6 +813,7 @@ int xm_xfer_attach(xm_endpoint_t *ep, const xm_xfer_params_t *p, xm_xfer_t **out
     x->rma_max = p->rma_max && p->rma_max <= max ? p->rma_max : max;
     x->range_max = p->rma_max ? x->rma_max : SIZE_MAX;
     x->zcopy = p->zcopy;
+    x->push_min = p->push_min ? p->push_min : XM_XFER_PUSH_MIN;
     x->next_req = 1;
     xm_service_t svc = {
         .first_type = XM_REC_RMA_FIRST,
@@ -685,6 +846,7 @@ void xm_xfer_detach(xm_xfer_t *x)
 
         while ((c = x->chans[b])) {
             xf_drop_replies(x, c);
+            xf_drop_pushes(x, c);
             drop_ops(x, NULL, c, 0);
             x->chans[b] = c->hnext;
             free(c);

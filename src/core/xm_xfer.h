@@ -75,7 +75,10 @@ typedef struct xm_xfer_params {
                       * per operation, the path measured faster (below) */
     uint64_t grant_cache, peer_cache;   /* this endpoint's zero-copy caches
                                          * (xm_zc_config_t); 0: the defaults */
+    size_t push_min; /* xm_xfer_zcopy_reg: the smallest get split with the
+                      * owner (0: XM_XFER_PUSH_MIN; SIZE_MAX: never) */
 } xm_xfer_params_t;
+#define XM_XFER_PUSH_MIN ((size_t)256 << 10)
 
 /* Serve and issue remote memory operations on ep: claims the RMA record
  * types and attaches zero-copy (xm_zc_attach).  Detach after closing the
@@ -111,6 +114,13 @@ int xm_xfer_get(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t ra
 int xm_xfer_zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
                   void *local, size_t len, int dir, xm_xfer_cb_t cb, void *arg,
                   const void *tag);
+
+/* xm_xfer_zcopy into local memory inside our registration lk (a get):
+ * the owner may be asked to push part of the pages into it (docs/wire.md,
+ * PUSH_REQ) while we copy the rest. */
+int xm_xfer_zcopy_reg(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t raddr,
+                      void *local, const xm_rkey_t *lk, size_t len, int dir,
+                      xm_xfer_cb_t cb, void *arg, const void *tag);
 
 /* Drop the operations started with tag without calling them back. */
 void xm_xfer_cancel(xm_xfer_t *x, const void *tag);

@@ -63,6 +63,7 @@ struct xf_op {
     size_t len;
     xm_xfer_unpack_t unpack;
     void *uarg;
+    int push;                     /* a push request (XF_GET kind, answered by PUSH_REP) */
     /* XF_ZOP */
     unsigned count;               /* pieces and ranges outstanding, +1 while issuing */
     int status;
@@ -72,7 +73,23 @@ struct xf_op {
     struct xf_piece *pieces;
     struct xf_meter *meter;       /* XM_XFER_ZC_AUTO: the path's, while outstanding */
     int ring;                     /* the ring path was chosen (not a fallback) */
+    /* the whole pages the owner was asked to push (0 bytes: none) */
+    uint8_t *push_local;
+    uint64_t push_raddr;
+    size_t push_len;
 };
+
+/* A peer's push request we serve: its pages go by grant copy into the
+ * peer's grants (xm_zc_copy, XM_ZC_PUT), then PUSH_REP. */
+struct xf_push {
+    struct xf_push *next;
+    xm_xfer_t *x;
+    struct xf_chan *c;
+    struct xm_rma_hdr hdr;   /* the request; its status answers */
+    unsigned count;          /* copies outstanding, +1 while issuing */
+};
+#define XF_PUSH_CAP 64u      /* served at once per channel; beyond: refused */
+#define XF_PUSH_OUT 16u      /* ours outstanding per channel; beyond: we copy */
 
 /* Per channel: its operations and the next sequence number. */
 struct xf_chan {
@@ -91,6 +108,9 @@ struct xf_chan {
     unsigned ring_pass;     /* the ring_progress pass that found its ring full */
     struct xf_path path;    /* XM_XFER_ZC_AUTO */
     uint64_t seen_recv;     /* the peer's adapter records at our last zero-copy op */
+    struct xf_push *pushes; /* the peer's push requests we serve */
+    unsigned npushes;
+    unsigned pushes_out;    /* our push requests to it not yet answered */
 };
 
 /* A range of a zero-copy operation for the ring, not yet wholly sent; a put
@@ -113,6 +133,7 @@ struct xf_range {
 struct xf_reply {
     struct xf_reply *next;
     xm_channel_t *ch;
+    uint16_t type;           /* GET_REP or PUSH_REP */
     struct xm_rma_hdr hdr;
 };
 
@@ -121,6 +142,7 @@ struct xm_xfer {
     size_t rma_max;
     size_t range_max;   /* ring-path ranges: rma_max as asked, or unbounded */
     int zcopy;
+    size_t push_min;    /* gets of at least this many bytes split the copy */
     uint64_t next_req;
     uint64_t refused;
     struct xf_chan *chans[XF_CHAN_BUCKETS];
@@ -150,6 +172,9 @@ void xf_op_free(xm_xfer_t *x, struct xf_op *op);
 void xf_op_complete(xm_xfer_t *x, struct xf_op *op, int status);
 int xf_send_replies(xm_xfer_t *x);
 void xf_drop_replies(xm_xfer_t *x, struct xf_chan *c);
+void xf_drop_pushes(xm_xfer_t *x, struct xf_chan *c);
+/* a PUSH_REP: its request completes */
+void xf_push_answer(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *h);
 /* the service's receive callback: RMA records */
 void xf_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len);
 

@@ -24,9 +24,11 @@ static void refuse(xm_xfer_t *x, xm_channel_t *ch, const char *what,
              xm_chan_peer_ep(ch), what, h->len, h->addr, h->rid, strerror(-rc), x->refused);
 }
 
-/* Answer one get request: 0 when answered (or the requester is gone),
- * -EAGAIN when our ring to it is full. */
-static int owner_reply(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *req)
+/* Send one answer: a get's (checked and read only now) or a push's.  0
+ * when answered (or the requester is gone), -EAGAIN when our ring to it
+ * is full. */
+static int owner_reply(xm_xfer_t *x, xm_channel_t *ch, uint16_t type,
+                       const struct xm_rma_hdr *req)
 {
     size_t max = xm_chan_max_msg(ch) - XF_HDR, len;
     struct xm_rma_hdr rep = *req;
@@ -35,6 +37,14 @@ static int owner_reply(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *
 
     if (xm_chan_state(ch) != XM_CH_CONNECTED)
         return 0;
+    if (type == XM_REC_RMA_PUSH_REP) {
+        p = xm_chan_reserve(ch, XF_HDR, &err);
+        if (!p)
+            return err == -EAGAIN ? -EAGAIN : 0;
+        memcpy(p, &rep, sizeof(rep));
+        xm_chan_commit(ch, XM_REC_RMA_PUSH_REP, XF_HDR);
+        return 0;
+    }
     len = req->len <= max ? req->len : 0;
     p = xm_chan_reserve(ch, XF_HDR + len, &err);
     if (!p)
@@ -53,20 +63,23 @@ static int owner_reply(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *
     return 0;
 }
 
-static void owner_get(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *h)
+/* Answer a get (type GET_REP) or a push (PUSH_REP) now, or queue the
+ * answer behind the channel's earlier ones. */
+static void owner_answer(xm_xfer_t *x, xm_channel_t *ch, uint16_t type,
+                         const struct xm_rma_hdr *h)
 {
     struct xf_chan *c = xf_chan_get(x, ch);
     struct xf_reply *r;
 
     if (!c) {
-        xm_error("domain %u: no memory to answer a get", xm_chan_peer_dom(ch));
+        xm_error("domain %u: no memory to answer a request", xm_chan_peer_dom(ch));
         return;
     }
     /* answers leave in the order the requests came, per channel */
-    if (!c->nreplies && owner_reply(x, ch, h) == 0)
+    if (!c->nreplies && owner_reply(x, ch, type, h) == 0)
         return;
     if (c->nreplies >= XF_REPLY_CAP) {
-        xm_error("domain %u endpoint %u leaves %u get answers unread while it keeps "
+        xm_error("domain %u endpoint %u leaves %u answers unread while it keeps "
                  "asking: closing its channel", xm_chan_peer_dom(ch), xm_chan_peer_ep(ch),
                  c->nreplies);
         chan_fail(ch, XM_CH_FAILED);   /* reported from progress; chan_gone drops the rest */
@@ -75,11 +88,12 @@ static void owner_get(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *h
     }
     r = malloc(sizeof(*r));
     if (!r) {
-        /* the requester's get stays outstanding until its channel closes */
-        xm_error("domain %u: no memory to queue a get answer", xm_chan_peer_dom(ch));
+        /* the requester's operation stays outstanding until its channel closes */
+        xm_error("domain %u: no memory to queue an answer", xm_chan_peer_dom(ch));
         return;
     }
     r->next = NULL;
+    r->type = type;
     r->hdr = *h;
     if (!c->nreplies++) {
         c->rq_tail = &c->rq;
@@ -88,6 +102,108 @@ static void owner_get(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *h
     }
     *c->rq_tail = r;
     c->rq_tail = &r->next;
+}
+
+/* ---------------- the owner: pushing pages into the requester's ---------------- */
+
+static void push_end(struct xf_push *p)
+{
+    struct xf_chan *c = p->c;
+    struct xf_push **pp;
+
+    for (pp = &c->pushes; *pp && *pp != p; pp = &(*pp)->next)
+        ;
+    if (*pp) {
+        *pp = p->next;
+        c->npushes--;
+    }
+    if (p->hdr.status)
+        xm_debug("push of %u bytes to domain %u failed (%d): the requester copies them",
+                 p->hdr.len, xm_chan_peer_dom(c->ch), p->hdr.status);
+    owner_answer(p->x, c->ch, XM_REC_RMA_PUSH_REP, &p->hdr);
+    free(p);
+}
+
+static void push_piece_done(void *arg, int rc)
+{
+    struct xf_push *p = arg;
+
+    if (rc && !p->hdr.status)
+        p->hdr.status = rc;
+    if (--p->count == 0)
+        push_end(p);
+}
+
+/* A peer asks us to copy whole pages of our registration h->rid into its
+ * registration (its rkey in the payload) by grant copy: what it could read
+ * itself, written only into what it grants us. */
+static void owner_push(xm_xfer_t *x, xm_channel_t *ch, const struct xm_rma_hdr *h,
+                       const void *payload, size_t plen)
+{
+    struct xf_chan *c = xf_chan_get(x, ch);
+    struct xm_rma_hdr rep = *h;
+    struct xm_rma_push b;
+    struct xf_push *p = NULL;
+    uint64_t s, d;
+    size_t left, n;
+    int rc, zc;
+
+    if (xm_rma_parse_push(payload, plen, &b))
+        rc = -EPROTO;
+    else if (!h->len || ((h->addr | h->len | b.daddr) & (XM_PAGE_SIZE - 1)))
+        rc = -EINVAL;   /* whole pages only */
+    else if (b.daddr < b.dst.base || h->len > b.dst.len ||
+             b.daddr - b.dst.base > b.dst.len - h->len)
+        rc = -EINVAL;   /* not inside the registration it names as ours to write */
+    else if (c && c->npushes >= XF_PUSH_CAP)
+        rc = -EBUSY;
+    else
+        rc = xm_zc_reg_check_from(xm_chan_peer_dom(ch), h->rid, h->addr, h->len,
+                                  XM_ZC_REMOTE_READ);
+    if (!rc && !(p = c ? calloc(1, sizeof(*p)) : NULL))
+        rc = -ENOMEM;
+    if (rc) {
+        if (rc != -EBUSY && rc != -ENOMEM)
+            refuse(x, ch, "push", h, rc);
+        rep.status = rc;
+        owner_answer(x, ch, XM_REC_RMA_PUSH_REP, &rep);
+        return;
+    }
+    p->x = x;
+    p->c = c;
+    p->hdr = *h;
+    p->count = 1;   /* ours, while issuing */
+    p->next = c->pushes;
+    c->pushes = p;
+    c->npushes++;
+    for (s = h->addr, d = b.daddr, left = h->len; left > 0; s += n, d += n, left -= n) {
+        n = xm_zc_piece(b.dst.base, b.dst.len, d, left, &zc);
+        rc = zc ? xm_zc_copy_from_reg(ch, b.dst.id, b.dst.base, b.dst.len, d,
+                                      (void *)(uintptr_t)s, n, push_piece_done, p, h->rid)
+                : -EINVAL;
+        if (rc == -EINPROGRESS) {
+            p->count++;
+        } else if (rc) {
+            p->hdr.status = rc;
+            break;
+        }
+    }
+    if (--p->count == 0)
+        push_end(p);
+}
+
+/* The channel is going: the pushes we serve for it, without answers. */
+void xf_drop_pushes(xm_xfer_t *x, struct xf_chan *c)
+{
+    struct xf_push *p;
+
+    (void)x;
+    while ((p = c->pushes)) {
+        c->pushes = p->next;
+        xm_zc_cancel(p);
+        free(p);
+    }
+    c->npushes = 0;
 }
 
 /* Each channel's queued answers in order, until its ring is full: one
@@ -100,7 +216,7 @@ int xf_send_replies(xm_xfer_t *x)
     while ((c = *cp)) {
         struct xf_reply *r;
 
-        while ((r = c->rq) && owner_reply(x, c->ch, &r->hdr) == 0) {
+        while ((r = c->rq) && owner_reply(x, c->ch, r->type, &r->hdr) == 0) {
             c->rq = r->next;
             c->nreplies--;
             free(r);
@@ -193,7 +309,13 @@ void xf_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_
             refuse(x, ch, "put", &h, rc);
         break;
     case XM_REC_RMA_GET_REQ:
-        owner_get(x, ch, &h);
+        owner_answer(x, ch, XM_REC_RMA_GET_REP, &h);
+        break;
+    case XM_REC_RMA_PUSH_REQ:
+        owner_push(x, ch, &h, (const uint8_t *)data + XF_HDR, plen);
+        break;
+    case XM_REC_RMA_PUSH_REP:
+        xf_push_answer(x, ch, &h);
         break;
     default:
         get_answer(x, ch, &h, (const uint8_t *)data + XF_HDR, plen);

@@ -23,6 +23,7 @@ struct zc_ep *zc_eps;
 xm_zc_stats_t zst;
 uint64_t zc_fallback_bytes;
 static uint64_t zc_ring_bytes;   /* xm_zc_count_ring */
+static uint64_t zc_pushed_bytes; /* xm_zc_count_pushed */
 uint64_t zc_next_id = 1;   /* only where the kernel gives no random bytes */
 uint32_t zc_next_gen = 1;
 struct zc_region *zc_regions[ZC_REG_BUCKETS];
@@ -83,6 +84,7 @@ void xm_zc_get_stats(xm_zc_stats_t *st)
     st->holed = __atomic_load_n(&reg_holed, __ATOMIC_RELAXED);
     st->fallback_bytes = __atomic_load_n(&zc_fallback_bytes, __ATOMIC_RELAXED);
     st->ring_bytes = __atomic_load_n(&zc_ring_bytes, __ATOMIC_RELAXED);
+    st->pushed_bytes = __atomic_load_n(&zc_pushed_bytes, __ATOMIC_RELAXED);
 }
 
 void xm_zc_count_fallback(uint64_t bytes)
@@ -95,13 +97,18 @@ void xm_zc_count_ring(uint64_t bytes)
     __atomic_fetch_add(&zc_ring_bytes, bytes, __ATOMIC_RELAXED);
 }
 
+void xm_zc_count_pushed(uint64_t bytes)
+{
+    __atomic_fetch_add(&zc_pushed_bytes, bytes, __ATOMIC_RELAXED);
+}
+
 __attribute__((destructor)) static void zc_print_stats(void)
 {
     if (!xm_cfg_uint(XM_CFG_ZC_STATS))
         return;
     fprintf(stderr, "xenmpi-zc: pid=%d hits=%llu misses=%llu grants=%llu "
             "granted_pages=%llu shared=%llu revokes=%llu releases=%llu nospc=%llu "
-            "fallback_bytes=%llu zc_bytes=%llu ring_bytes=%llu\n", (int)getpid(),
+            "fallback_bytes=%llu zc_bytes=%llu ring_bytes=%llu pushed_bytes=%llu\n", (int)getpid(),
             (unsigned long long)zst.hits, (unsigned long long)zst.misses,
             (unsigned long long)zst.grants, (unsigned long long)zst.granted_pages,
             (unsigned long long)zst.shared,
@@ -109,7 +116,8 @@ __attribute__((destructor)) static void zc_print_stats(void)
             (unsigned long long)zst.nospc,
             (unsigned long long)__atomic_load_n(&zc_fallback_bytes, __ATOMIC_RELAXED),
             (unsigned long long)zst.zc_bytes,
-            (unsigned long long)__atomic_load_n(&zc_ring_bytes, __ATOMIC_RELAXED));
+            (unsigned long long)__atomic_load_n(&zc_ring_bytes, __ATOMIC_RELAXED),
+            (unsigned long long)__atomic_load_n(&zc_pushed_bytes, __ATOMIC_RELAXED));
 }
 
 /* ---- geometry ---- */
@@ -558,7 +566,7 @@ static int reg_copy(int check_dom, uint32_t dom, uint64_t id, uint64_t addr, uin
         rc = -ENOENT;   /* those pages went away: what is there now is not ours to give */
     else if (!(r->access & access) || (access != XM_ZC_REMOTE_READ && access != XM_ZC_REMOTE_WRITE))
         rc = -EACCES;
-    else if (len)
+    else if (len && buf)
         rc = guarded_copy(addr, buf, len, access == XM_ZC_REMOTE_WRITE);
     /* under the lock: a concurrent dereg waits until the copy is done */
     pthread_mutex_unlock(&zlock);
@@ -574,6 +582,12 @@ int xm_zc_reg_copy_from(uint32_t dom, uint64_t id, uint64_t addr, uint64_t len,
                         unsigned access, void *buf)
 {
     return reg_copy(1, dom, id, addr, len, access, buf);
+}
+
+int xm_zc_reg_check_from(uint32_t dom, uint64_t id, uint64_t addr, uint64_t len,
+                         unsigned access)
+{
+    return reg_copy(1, dom, id, addr, len, access, NULL);
 }
 
 /* ---- sending: queued under zlock, sent after it is dropped ----

@@ -121,6 +121,10 @@ int xm_zc_bind(uint64_t id, uint32_t dom);
  * is bound (xm_zc_bind) and not to dom. */
 int xm_zc_reg_copy_from(uint32_t dom, uint64_t id, uint64_t addr, uint64_t len,
                         unsigned access, void *buf);
+/* Its checks without the copy: 0 when a request from dom may access
+ * [addr, addr+len) of id so (the xfer layer serving a peer's push). */
+int xm_zc_reg_check_from(uint32_t dom, uint64_t id, uint64_t addr, uint64_t len,
+                         unsigned access);
 
 /* ---- registration cache (owner; for adapters without one of their own) ----
  *
@@ -176,6 +180,15 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
                uint64_t raddr, void *local, size_t n, int dir,
                xm_zc_cb_t cb, void *arg);
 
+/* xm_zc_copy into the peer's registration (XM_ZC_PUT) from local memory
+ * that our registration src lent (serving a peer's push, xm_xfer): each
+ * copy is made only while [local, local+n) is still live in src, checked
+ * under the lock its deregistration and invalidation take, so memory that
+ * went away meanwhile is never sent; -ENOENT (now or to cb) otherwise. */
+int xm_zc_copy_from_reg(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
+                        uint64_t raddr, void *local, size_t n, xm_zc_cb_t cb, void *arg,
+                        uint64_t src);
+
 /* Drop every waiting copy whose cb argument is arg (an adapter tearing down
  * an operation); their cb is not called. */
 void xm_zc_cancel(void *arg);
@@ -211,6 +224,7 @@ typedef struct xm_zc_stats {
     uint64_t expired;               /* owner grants ended unacknowledged after INVAL */
     uint64_t fallback_bytes;        /* xm_zc_count_fallback */
     uint64_t ring_bytes;            /* xm_zc_count_ring */
+    uint64_t pushed_bytes;          /* xm_zc_count_pushed: owners copied them in for us */
 } xm_zc_stats_t;
 void xm_zc_get_stats(xm_zc_stats_t *st);
 /* Adapters add what they moved through the ring instead: because grant
@@ -218,6 +232,8 @@ void xm_zc_get_stats(xm_zc_stats_t *st);
  * faster (ring, xm_xfer.h's XM_XFER_ZC_AUTO). */
 void xm_zc_count_fallback(uint64_t bytes);
 void xm_zc_count_ring(uint64_t bytes);
+/* bytes an owner pushed into our memory at our request (xm_xfer_zcopy_reg) */
+void xm_zc_count_pushed(uint64_t bytes);
 
 #ifdef __cplusplus
 }

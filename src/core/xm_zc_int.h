@@ -111,6 +111,8 @@ struct zc_waiter {
     uint64_t raddr;
     size_t n;
     int dir;
+    int has_src;      /* local is our registration src's (xm_zc_copy_from_reg) */
+    uint64_t src;
     xm_zc_cb_t cb;
     void *arg;
 };

@@ -38,6 +38,19 @@ void done_run(struct zc_donelist *dl)
     free(dl->d);
 }
 
+/* [local, local+n) is still what registration src lent (under zlock, which
+ * its deregistration and invalidation take): -ENOENT when not. */
+static int src_live(uint64_t src, const void *local, size_t n)
+{
+    const struct zc_region *r = zc_reg_live(src);
+    uint64_t a = (uintptr_t)local;
+
+    if (!r || a < r->base || n > r->len || a - r->base > r->len - n ||
+        zc_reg_hole_meets(r, a, n) || !(r->access & XM_ZC_REMOTE_READ))
+        return -ENOENT;
+    return 0;
+}
+
 static int peer_refs_copy(xm_channel_t *ch, const struct zc_peer_refs *e, uint64_t raddr,
                      void *local, size_t n, int dir)
 {
@@ -148,9 +161,9 @@ static void peer_shrink(struct zc_ep *z, const struct zc_peer_refs *keep)
     }
 }
 
-int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
-               uint64_t raddr, void *local, size_t n, int dir,
-               xm_zc_cb_t cb, void *arg)
+static int zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
+                   uint64_t raddr, void *local, size_t n, int dir,
+                   xm_zc_cb_t cb, void *arg, int has_src, uint64_t src)
 {
     struct zc_peer_refs *e;
     struct zc_waiter *w;
@@ -190,6 +203,11 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
         zst.hits++;
         LIST_UNLINK(phead, ptail, e);
         LIST_APPEND(phead, ptail, e);
+        rc = has_src ? src_live(src, local, n) : 0;
+        if (rc) {
+            pthread_mutex_unlock(&zlock);
+            return rc;
+        }
         rc = peer_refs_copy(ch, e, raddr, local, n, dir);
         if (rc == 0 || rc == -EFAULT) {
             pthread_mutex_unlock(&zlock);
@@ -214,6 +232,8 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
     w->raddr = raddr;
     w->n = n;
     w->dir = dir;
+    w->has_src = has_src;
+    w->src = src;
     w->cb = cb;
     w->arg = arg;
     if (!e) {
@@ -242,6 +262,20 @@ int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
     return -EINPROGRESS;
 }
 
+int xm_zc_copy(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
+               uint64_t raddr, void *local, size_t n, int dir,
+               xm_zc_cb_t cb, void *arg)
+{
+    return zc_copy(ch, id, base, len, raddr, local, n, dir, cb, arg, 0, 0);
+}
+
+int xm_zc_copy_from_reg(xm_channel_t *ch, uint64_t id, uint64_t base, uint64_t len,
+                        uint64_t raddr, void *local, size_t n, xm_zc_cb_t cb, void *arg,
+                        uint64_t src)
+{
+    return zc_copy(ch, id, base, len, raddr, local, n, XM_ZC_PUT, cb, arg, 1, src);
+}
+
 /* Run (or fail) every waiter of e; the callbacks go to dl. */
 void peer_refs_run_waiters(xm_channel_t *ch, struct zc_peer_refs *e, int status,
                              struct zc_donelist *dl)
@@ -254,6 +288,8 @@ void peer_refs_run_waiters(xm_channel_t *ch, struct zc_peer_refs *e, int status,
         int rc = status;
 
         nx = w->next;
+        if (!rc && w->has_src)
+            rc = src_live(w->src, w->local, w->n);
         if (!rc)
             rc = peer_refs_copy(ch, e, w->raddr, w->local, w->n, w->dir);
         done_add(dl, w->cb, w->arg, rc);

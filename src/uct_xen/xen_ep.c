@@ -457,6 +457,7 @@ uct_xen_ep_zcopy(uct_ep_h tl_ep, const uct_iov_t *iov, size_t iovcnt,
     uct_xen_ep_t *ep       = ucs_derived_of(tl_ep, uct_xen_ep_t);
     uct_xen_iface_t *iface = ucs_derived_of(tl_ep->iface, uct_xen_iface_t);
     size_t length          = uct_iov_total_length(iov, iovcnt);
+    xm_rkey_t lk;
     int rc;
 
     UCT_CHECK_IOV_SIZE(iovcnt, 1ul, (dir == XM_ZC_GET) ? "get_zcopy" :
@@ -464,9 +465,15 @@ uct_xen_ep_zcopy(uct_ep_h tl_ep, const uct_iov_t *iov, size_t iovcnt,
     if (UCT_XEN_EP_MUST_QUEUE(ep)) {
         return UCS_ERR_NO_RESOURCE;
     }
-    rc = xm_xfer_zcopy(iface->xfer, ep->ch, (const xm_rkey_t*)rkey, remote_addr,
-                       (length > 0) ? iov[0].buffer : NULL, length, dir,
-                       (comp != NULL) ? uct_xen_xfer_done : NULL, comp, ep);
+    /* a get into registered memory: the owner may push part of it */
+    if ((length > 0) && (iov[0].memh != UCT_MEM_HANDLE_NULL)) {
+        uct_xen_memh_key(iov[0].memh, &lk);
+    }
+    rc = xm_xfer_zcopy_reg(iface->xfer, ep->ch, (const xm_rkey_t*)rkey, remote_addr,
+                           (length > 0) ? iov[0].buffer : NULL,
+                           ((length > 0) && (iov[0].memh != UCT_MEM_HANDLE_NULL)) ?
+                           &lk : NULL, length, dir,
+                           (comp != NULL) ? uct_xen_xfer_done : NULL, comp, ep);
     if (rc == 0) {
         return UCS_OK;   /* done now (cache hits): no completion */
     }

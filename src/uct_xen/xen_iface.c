@@ -81,6 +81,13 @@ ucs_config_field_t uct_xen_iface_config_table[] = {
      "it, its least recently used are released.",
      ucs_offsetof(uct_xen_iface_config_t, peer_cache), UCS_CONFIG_TYPE_MEMUNITS},
 
+    {"PUSH_MIN", "256k",
+     "Smallest zero-copy get that is split between the two processes: the owner of the data\n"
+     "is asked to grant-copy the second half of its pages into ours while we copy the first,\n"
+     "so both CPUs copy (when it is our only operation with that peer and the peer is not\n"
+     "pushing to us).  inf: never; we copy everything.",
+     ucs_offsetof(uct_xen_iface_config_t, push_min), UCS_CONFIG_TYPE_MEMUNITS},
+
     {"EVENTS", "y",
      "Advertise wakeup events (send completion, receive, event fd) for UCP's wakeup feature.",
      ucs_offsetof(uct_xen_iface_config_t, events), UCS_CONFIG_TYPE_BOOL},
@@ -699,6 +706,8 @@ static UCS_CLASS_INIT_FUNC(uct_xen_iface_t, uct_md_h md, uct_worker_h worker,
                                                            XM_XFER_ZC_AUTO;
     xfer_params.grant_cache = cfg->grant_cache;
     xfer_params.peer_cache  = cfg->peer_cache;
+    xfer_params.push_min    = (cfg->push_min == UCS_MEMUNITS_INF) ? SIZE_MAX :
+                              (cfg->push_min == 0) ? 1 : cfg->push_min;
     rc = xm_xfer_attach(self->xep, &xfer_params, &self->xfer);
     if (rc < 0) {
         ucs_error("xen: RMA and zero-copy on the endpoint: %s", strerror(-rc));

@@ -75,6 +75,7 @@ typedef struct uct_xen_iface_config {
     size_t             zcopy_min;   /* min_zcopy advertised for them */
     size_t             grant_cache; /* soft cap on pages kept granted (bytes) */
     size_t             peer_cache;  /* cap on peers' refs kept (bytes) */
+    size_t             push_min;    /* smallest get split with the owner */
 } uct_xen_iface_config_t;
 
 typedef struct uct_xen_iface {
@@ -176,6 +177,8 @@ ucs_status_t uct_xen_ep_put_zcopy(uct_ep_h tl_ep, const uct_iov_t *iov,
 
 /* Drop an ep's waiting flushes without completing them (ep destroy). */
 void uct_xen_ep_flush_drop(uct_xen_ep_t *ep);
+/* The core's description of a registration of ours (xen_md.c). */
+void uct_xen_memh_key(uct_mem_h memh, xm_rkey_t *key);
 
 /* An iface flush queued on an ep's pending queue (behind its requests):
  * run it, or (the ep's queue is purged) fail it. */

@@ -92,7 +92,8 @@ static ucs_status_t uct_xen_md_query(uct_md_h md, uct_md_attr_t *attr)
     memset(attr, 0, sizeof(*attr));
     /* NEED_RKEY: UCP must pack and unpack our rkeys for RMA (without it, it
      * hands the transport UCT_INVALID_RKEY) */
-    attr->cap.flags            = UCT_MD_FLAG_REG | UCT_MD_FLAG_NEED_RKEY;
+    attr->cap.flags            = UCT_MD_FLAG_REG | UCT_MD_FLAG_NEED_RKEY |
+                                 UCT_MD_FLAG_NEED_MEMH;
     attr->cap.reg_mem_types    = UCS_BIT(UCS_MEMORY_TYPE_HOST);
     attr->cap.alloc_mem_types  = 0;
     attr->cap.detect_mem_types = 0;
@@ -233,6 +234,15 @@ static ucs_status_t uct_xen_mkey_pack(uct_md_h md, uct_mem_h memh,
     /* a rendezvous is about to use it: its grants are the last to go */
     xm_zc_touch(mem->id);
     return UCS_OK;
+}
+
+void uct_xen_memh_key(uct_mem_h memh, xm_rkey_t *key)
+{
+    const uct_xen_mem_t *mem = memh;
+
+    key->id   = mem->id;
+    key->base = mem->base;
+    key->len  = mem->length;
 }
 
 /* UCM's VM_UNMAPPED (munmap, mremap, madvise DONTNEED, a MAP_FIXED

@@ -474,15 +474,17 @@ fi
 # zcopy-hit-syscalls: one 1 MiB buffer sent 200 times after a warm-up, both
 # processes under strace.  Between the markers the program writes
 # (write(-1, "XM-BEGIN|XM-END <role> ...")), the thread that wrote them may
-# make: the receiver process_vm_readv (the copies; together at least the
-# bytes of the messages) and the sender nothing; both may make the core's
+# make: the receiver process_vm_readv (its copies) and the sender
+# process_vm_writev (the half of each message the receiver asks it to push,
+# UCX_XEN_PUSH_MIN), together at least the bytes of the messages, each side
+# some; both may make the core's
 # idle-poll check, epoll_wait(<fd>, .., 0), which runs once per 256 progress
 # calls without work (xm_channel.c, XM_SLOW_PATH_INTERVAL) whatever the
 # transfer: at most progress/256 + 2 of them (progress: the program's count
 # of ucp_worker_progress calls between its markers).  Anything else fails.
 t=zcopy-hit-syscalls
-# hs_count <strace log> <role>: "progress msgs pvr_calls pvr_bytes idle_epoll other" and
-# the other calls' names on a second line
+# hs_count <strace log> <role>: "progress msgs pvr_calls pvr_bytes pvw_calls pvw_bytes
+# idle_epoll other" and the other calls' names on a second line
 hs_count() {
     awk -v role="$2" '
         {
@@ -500,6 +502,9 @@ hs_count() {
             if (line ~ /^process_vm_readv\(/) {
                 pvr++
                 if (match(line, /= [0-9]+$/)) bytes += substr(line, RSTART + 2)
+            } else if (line ~ /^process_vm_writev\(/) {
+                pvw++
+                if (match(line, /= [0-9]+$/)) wbytes += substr(line, RSTART + 2)
             } else if (line ~ /^epoll_wait\([0-9]+, .*, 0\) += [0-9]+$/) {
                 idle++
             } else {
@@ -508,7 +513,8 @@ hs_count() {
             }
         }
         END {
-            printf "%s %s %d %d %d %d\n", prog == "" ? "none" : prog, msgs == "" ? "none" : msgs, pvr, bytes, idle, other
+            printf "%s %s %d %d %d %d %d %d\n", prog == "" ? "none" : prog, msgs == "" ? "none" : msgs,
+                   pvr, bytes, pvw, wbytes, idle, other
             s = ""; for (n in names) s = s (s == "" ? "" : ", ") n " x" names[n]; print s == "" ? "-" : s
         }' "$1"
 }
@@ -525,8 +531,8 @@ else
         UCX_XEN_ZCOPY=y timeout "$ZTMO" strace -f -qq -s 128 -o "$tmp/$t.strace" -E LD_PRELOAD="$pre" \
         "$zprog" hit-syscalls -n 200 > "$tmp/$t" 2>&1
     rc=$?
-    { read -r rp rm rpvr rbytes ridle rother; read -r rnames; } < <(hs_count "$tmp/$t.strace" receiver)
-    { read -r sp sm spvr sbytes sidle sother; read -r snames; } < <(hs_count "$tmp/$t.strace" sender)
+    { read -r rp rm rpvr rbytes rpvw rwbytes ridle rother; read -r rnames; } < <(hs_count "$tmp/$t.strace" receiver)
+    { read -r sp sm spvr sbytes spvw swbytes sidle sother; read -r snames; } < <(hs_count "$tmp/$t.strace" sender)
     why=
     if [ $rc -ne 0 ] || ! grep -q '^ok: done' "$tmp/$t" || grep -q '^FAIL' "$tmp/$t"; then
         why="rc $rc"
@@ -535,14 +541,17 @@ else
     else
         h=$(zc_sum "$tmp/$t" all hits)
         [ "$h" != none ] && [ "$h" -ge "$rm" ] || why="$why $h cache hits for $rm sends of one buffer;"
-        [ "$rother" -eq 0 ] || why="$why receiver made: $rnames;"
-        [ "$rpvr" -gt 0 ] && [ "$rbytes" -ge $((rm * 1048576)) ] ||
-            why="$why receiver copied $rbytes bytes with $rpvr process_vm_readv for $rm MiB: zero-copy not used;"
+        [ "$rother" -eq 0 ] && [ "$rpvw" -eq 0 ] || why="$why receiver made: $rnames, process_vm_writev x$rpvw;"
+        [ "$rpvr" -gt 0 ] && [ "$spvw" -gt 0 ] && [ $((rbytes + swbytes)) -ge $((rm * 1048576)) ] ||
+            why="$why receiver copied $rbytes bytes with $rpvr process_vm_readv, sender $swbytes with $spvw process_vm_writev, for $rm MiB: zero-copy or the push not used;"
+        p=$(zc_sum "$tmp/$t" all pushed_bytes)
+        [ "$p" != none ] && [ "$p" -ge $((rm * 524288 - rm * 4096)) ] ||
+            why="$why $p bytes pushed for $rm messages of 1 MiB (half each);"
         [ "$ridle" -le $((rp / 256 + 2)) ] || why="$why receiver: $ridle idle epoll_wait for $rp progress calls;"
         [ "$sother" -eq 0 ] && [ "$spvr" -eq 0 ] || why="$why sender made: $snames, process_vm_readv x$spvr;"
         [ "$sidle" -le $((sp / 256 + 2)) ] || why="$why sender: $sidle idle epoll_wait for $sp progress calls;"
     fi
-    counts="receiver: $rpvr process_vm_readv ($rbytes bytes for $rm messages), $ridle idle epoll_wait (limit $((${rp/none/0} / 256 + 2)) for $rp progress calls), $rother other; sender: $spvr process_vm_readv, $sidle idle epoll_wait (limit $((${sp/none/0} / 256 + 2)) for $sp progress calls), $sother other"
+    counts="receiver: $rpvr process_vm_readv ($rbytes bytes for $rm messages), $ridle idle epoll_wait (limit $((${rp/none/0} / 256 + 2)) for $rp progress calls), $rother other; sender: $spvw process_vm_writev ($swbytes bytes pushed), $spvr process_vm_readv, $sidle idle epoll_wait (limit $((${sp/none/0} / 256 + 2)) for $sp progress calls), $sother other"
     if [ -z "$why" ]; then
         pass $t
         echo "#   $counts"
