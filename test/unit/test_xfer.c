@@ -714,6 +714,384 @@ static void test_ring_ranges_per_peer(void **state)
     free(dst);
 }
 
+/* ---------------- pushes: the owner copies half of a large get ---------------- */
+
+static void node_open_push(struct node *n, size_t push_min)
+{
+    xm_ep_params_t p = { .ring_pages = 4, .recv_cb = n_recv, .event_cb = n_event, .cb_arg = n };
+    xm_xfer_params_t xp = { .zcopy = XM_XFER_ZC_ON, .push_min = push_min };
+
+    memset(n, 0, sizeof(*n));
+    assert_int_equal(xm_hv_open(&n->hv), 0);
+    assert_int_equal(xm_endpoint_open(n->hv, &p, &n->ep), 0);
+    assert_int_equal(xm_xfer_attach(n->ep, &xp, &n->x), 0);
+}
+
+/* Buffers as glibc's malloc hands out large blocks: 16 bytes past a page. */
+#define PUSH_PAGES 40u
+#define PUSH_LEN ((size_t)PUSH_PAGES * PG)
+#define PUSH_OFF 16u
+/* Pages whole in [16, 16 + 40 pages): pages 1..39 (39); we keep 19, the
+ * owner is asked for the last 20. */
+#define PUSHED ((size_t)20 * PG)
+
+struct pushbuf {
+    uint8_t *mem, *lmem;   /* the owner's and the requester's mappings */
+    uint64_t id, lid;
+    xm_rkey_t rk, lk;
+};
+
+static void pushbuf_open(struct pushbuf *b, unsigned src_access, unsigned dst_access)
+{
+    size_t map = PUSH_LEN + 2 * PG;
+
+    b->mem = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    b->lmem = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(b->mem != MAP_FAILED && b->lmem != MAP_FAILED);
+    for (size_t i = 0; i < map; i++)
+        b->mem[i] = (uint8_t)(i * 7 + 1);
+    memset(b->lmem, 0x5a, map);
+    /* registrations as UCX's cache makes them: from the page start */
+    assert_int_equal(xm_zc_reg(b->mem, PUSH_LEN + PG, src_access, &b->id), 0);
+    assert_int_equal(xm_zc_reg(b->lmem, PUSH_LEN + PG, dst_access, &b->lid), 0);
+    b->rk = (xm_rkey_t){ b->id, (uintptr_t)b->mem, PUSH_LEN + PG };
+    b->lk = (xm_rkey_t){ b->lid, (uintptr_t)b->lmem, PUSH_LEN + PG };
+}
+
+static void pushbuf_close(struct pushbuf *b)
+{
+    xm_zc_dereg(b->id);
+    xm_zc_dereg(b->lid);
+    munmap(b->mem, PUSH_LEN + 2 * PG);
+    munmap(b->lmem, PUSH_LEN + 2 * PG);
+}
+
+/* the get of the whole buffer, pumped to its end: its status */
+static int push_get(struct node *o, struct node *r, xm_channel_t *ch, struct pushbuf *b)
+{
+    struct done d = { 0 };
+
+    assert_int_equal(xm_xfer_zcopy_reg(r->x, ch, &b->rk, (uintptr_t)b->mem + PUSH_OFF,
+                                       b->lmem + PUSH_OFF, &b->lk, PUSH_LEN, XM_ZC_GET,
+                                       done_cb, &d, NULL), -EINPROGRESS);
+    for (int i = 0; i < 500 && !d.n; i++)
+        pump(o, r, 1);
+    assert_int_equal(d.n, 1);
+    return d.status;
+}
+
+/* The requester copies the first half of the whole pages and the owner,
+ * asked by PUSH_REQ, grant-copies the second half into the requester's
+ * registration: every byte arrives, nothing around the buffer is touched,
+ * and the owner's half counts as pushed.  Below push_min, or with another
+ * operation to the same owner outstanding, nothing is pushed. */
+static void test_push_split(void **state)
+{
+    struct node o, r;
+    struct pushbuf b;
+    xm_channel_t *ch;
+    xm_zc_stats_t s0, s1;
+
+    node_open_push(&o, 16 * PG);
+    node_open_push(&r, 16 * PG);
+    ch = pair(&o, &r);
+    pushbuf_open(&b, XM_ZC_REMOTE_READ, XM_ZC_REMOTE_READ | XM_ZC_REMOTE_WRITE);
+
+    xm_zc_get_stats(&s0);
+    assert_int_equal(push_get(&o, &r, ch, &b), 0);
+    xm_zc_get_stats(&s1);
+    assert_memory_equal(b.lmem + PUSH_OFF, b.mem + PUSH_OFF, PUSH_LEN);
+    for (size_t i = 0; i < PUSH_OFF; i++)
+        assert_int_equal(b.lmem[i], 0x5a);
+    for (size_t i = PUSH_OFF + PUSH_LEN; i < PUSH_LEN + 2 * PG; i++)
+        assert_int_equal(b.lmem[i], 0x5a);
+    assert_int_equal(s1.pushed_bytes - s0.pushed_bytes, PUSHED);
+    /* the owner's grant copies and ours: every whole page once */
+    assert_int_equal(s1.zc_bytes - s0.zc_bytes, PUSH_LEN - PG + (PG - PUSH_OFF) + PUSH_OFF);
+
+    /* again: the grants are cached on both sides, the same split */
+    memset(b.lmem, 0x5a, PUSH_LEN + 2 * PG);
+    xm_zc_get_stats(&s0);
+    assert_int_equal(push_get(&o, &r, ch, &b), 0);
+    xm_zc_get_stats(&s1);
+    assert_memory_equal(b.lmem + PUSH_OFF, b.mem + PUSH_OFF, PUSH_LEN);
+    assert_int_equal(s1.pushed_bytes - s0.pushed_bytes, PUSHED);
+    assert_int_equal(s1.misses - s0.misses, 0);
+
+    /* two at once: the second is not split (the owner has the first) */
+    struct done d1 = { 0 }, d2 = { 0 };
+    memset(b.lmem, 0x5a, PUSH_LEN + 2 * PG);
+    xm_zc_get_stats(&s0);
+    assert_int_equal(xm_xfer_zcopy_reg(r.x, ch, &b.rk, (uintptr_t)b.mem + PUSH_OFF,
+                                       b.lmem + PUSH_OFF, &b.lk, PUSH_LEN / 2, XM_ZC_GET,
+                                       done_cb, &d1, NULL), -EINPROGRESS);
+    int rc = xm_xfer_zcopy_reg(r.x, ch, &b.rk, (uintptr_t)b.mem + PUSH_OFF + PUSH_LEN / 2,
+                               b.lmem + PUSH_OFF + PUSH_LEN / 2, &b.lk, PUSH_LEN / 2,
+                               XM_ZC_GET, done_cb, &d2, NULL);
+    assert_true(rc == -EINPROGRESS || rc == 0);
+    for (int i = 0; i < 500 && (!d1.n || (rc && !d2.n)); i++)
+        pump(&o, &r, 1);
+    assert_int_equal(d1.status, 0);
+    assert_int_equal(d2.status, 0);
+    xm_zc_get_stats(&s1);
+    assert_memory_equal(b.lmem + PUSH_OFF, b.mem + PUSH_OFF, PUSH_LEN);
+    assert_int_equal(s1.pushed_bytes - s0.pushed_bytes, 10 * PG);   /* the first's half */
+
+    /* below push_min (16 pages): all ours */
+    memset(b.lmem, 0x5a, PUSH_LEN + 2 * PG);
+    xm_zc_get_stats(&s0);
+    struct done d3 = { 0 };
+    rc = xm_xfer_zcopy_reg(r.x, ch, &b.rk, (uintptr_t)b.mem + PUSH_OFF, b.lmem + PUSH_OFF,
+                           &b.lk, 15 * PG, XM_ZC_GET, done_cb, &d3, NULL);
+    for (int i = 0; i < 500 && rc == -EINPROGRESS && !d3.n; i++)
+        pump(&o, &r, 1);
+    assert_int_equal(rc == -EINPROGRESS ? d3.status : rc, 0);
+    xm_zc_get_stats(&s1);
+    assert_memory_equal(b.lmem + PUSH_OFF, b.mem + PUSH_OFF, 15 * PG);
+    assert_int_equal(s1.pushed_bytes - s0.pushed_bytes, 0);
+
+    node_close(&r);
+    node_close(&o);
+    pushbuf_close(&b);
+}
+
+/* A push the owner cannot make (our registration is not writable by
+ * peers: its grant request is refused) is answered with the error, and
+ * we copy those pages ourselves: every byte arrives, none pushed. */
+static void test_push_refused_falls_back(void **state)
+{
+    struct node o, r;
+    struct pushbuf b;
+    xm_channel_t *ch;
+    xm_zc_stats_t s0, s1;
+
+    node_open_push(&o, 16 * PG);
+    node_open_push(&r, 16 * PG);
+    ch = pair(&o, &r);
+    pushbuf_open(&b, XM_ZC_REMOTE_READ, XM_ZC_REMOTE_READ);
+    xm_zc_get_stats(&s0);
+    assert_int_equal(push_get(&o, &r, ch, &b), 0);
+    xm_zc_get_stats(&s1);
+    assert_memory_equal(b.lmem + PUSH_OFF, b.mem + PUSH_OFF, PUSH_LEN);
+    assert_int_equal(s1.pushed_bytes - s0.pushed_bytes, 0);
+    assert_int_equal(xm_xfer_refused(r.x), 0);
+    node_close(&r);
+    node_close(&o);
+    pushbuf_close(&b);
+}
+
+/* Hostile push requests, sent raw by a peer that captures the answers:
+ * each is refused with its reason, counted, and writes nothing; an answer
+ * to a push nobody asked for is dropped and counted. */
+struct raw {
+    int n;
+    uint16_t type;
+    struct xm_rma_hdr h;
+};
+static void raw_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *data, size_t len)
+{
+    struct raw *w = arg;
+
+    w->n++;
+    w->type = type;
+    assert_true(len >= sizeof(w->h));
+    memcpy(&w->h, data, sizeof(w->h));
+}
+
+static void raw_push(struct node *o, struct node *r, xm_channel_t *ch, struct raw *w,
+                     const struct xm_rma_hdr *h, const void *body, size_t blen)
+{
+    int err;
+    uint8_t *p = xm_chan_reserve(ch, sizeof(*h) + blen, &err);
+
+    assert_non_null(p);
+    memcpy(p, h, sizeof(*h));
+    memcpy(p + sizeof(*h), body, blen);
+    xm_chan_commit(ch, XM_REC_RMA_PUSH_REQ, sizeof(*h) + blen);
+    w->n = 0;
+    for (int i = 0; i < 200 && !w->n; i++)
+        pump(o, r, 1);
+}
+
+/* the raw peer: an endpoint with zero-copy (it grants its registrations)
+ * and a service of its own for the RMA records */
+static void raw_open(struct node *r, struct raw *w)
+{
+    xm_ep_params_t p = { .ring_pages = 4, .recv_cb = n_recv, .event_cb = n_event, .cb_arg = r };
+    xm_service_t svc = { .first_type = XM_REC_RMA_FIRST, .last_type = XM_REC_RMA_LAST,
+                         .recv = raw_recv, .arg = w };
+
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(xm_hv_open(&r->hv), 0);
+    assert_int_equal(xm_endpoint_open(r->hv, &p, &r->ep), 0);
+    assert_int_equal(xm_zc_attach(r->ep, NULL), 0);
+    assert_int_equal(xm_endpoint_add_service(r->ep, &svc), 0);
+}
+
+static void test_push_hostile(void **state)
+{
+    struct node o, r;
+    struct pushbuf b;
+    xm_channel_t *ch;
+    struct raw w = { 0 };
+    xm_zc_stats_t s0, s1;
+
+    node_open_push(&o, 16 * PG);
+    raw_open(&r, &w);
+    ch = pair(&o, &r);
+    pushbuf_open(&b, XM_ZC_REMOTE_READ, XM_ZC_REMOTE_READ | XM_ZC_REMOTE_WRITE);
+
+    uint64_t base = (uintptr_t)b.mem, lbase = (uintptr_t)b.lmem;
+    struct xm_rma_push ok = { b.lk, lbase + PG };
+    struct {
+        const char *what;
+        struct xm_rma_hdr h;
+        struct xm_rma_push body;
+        int status;
+    } cases[] = {
+        { "not whole pages", { b.id, base + 16, 4 * PG, 0, 1 }, ok, -EINVAL },
+        { "length not pages", { b.id, base, 4 * PG + 8, 0, 2 }, ok, -EINVAL },
+        { "no bytes", { b.id, base, 0, 0, 3 }, ok, -EINVAL },
+        { "destination not pages", { b.id, base, 4 * PG, 0, 4 }, { b.lk, lbase + 8 }, -EINVAL },
+        { "destination outside its registration", { b.id, base, 4 * PG, 0, 5 },
+          { b.lk, lbase + PUSH_LEN - PG }, -EINVAL },
+        { "destination below its registration", { b.id, base, 4 * PG, 0, 6 },
+          { b.lk, lbase - PG }, -EINVAL },
+        { "unknown registration", { b.id ^ 0x5555, base, 4 * PG, 0, 7 }, ok, -ENOENT },
+        { "source outside the registration", { b.id, base + PUSH_LEN - PG, 4 * PG, 0, 8 }, ok,
+          -EFAULT },
+    };
+    for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t ref = xm_xfer_refused(o.x);
+
+        raw_push(&o, &r, ch, &w, &cases[i].h, &cases[i].body, sizeof(cases[i].body));
+        if (w.n != 1 || w.type != XM_REC_RMA_PUSH_REP || w.h.req != cases[i].h.req ||
+            w.h.status != cases[i].status)
+            fail_msg("%s: %d answers, type 0x%x, req %" PRIu64 ", status %d (want %d)",
+                     cases[i].what, w.n, w.type, w.h.req, w.h.status, cases[i].status);
+        assert_int_equal(xm_xfer_refused(o.x), ref + 1);
+    }
+    /* a source the owner did not open to peers */
+    uint64_t priv;
+    assert_int_equal(xm_zc_reg(b.mem + PUSH_LEN, PG, 0, &priv), 0);
+    struct xm_rma_hdr hp = { priv, base + PUSH_LEN, PG, 0, 20 };
+    raw_push(&o, &r, ch, &w, &hp, &ok, sizeof(ok));
+    assert_int_equal(w.h.status, -EACCES);
+    xm_zc_dereg(priv);
+    /* a malformed one (a short payload): dropped and counted, unanswered */
+    uint64_t ref = xm_xfer_refused(o.x);
+    struct xm_rma_hdr hm = { b.id, base, PG, 0, 21 };
+    raw_push(&o, &r, ch, &w, &hm, &ok, 16);
+    assert_int_equal(w.n, 0);
+    assert_int_equal(xm_xfer_refused(o.x), ref + 1);
+    for (size_t i = 0; i < PUSH_LEN + 2 * PG; i++)
+        assert_int_equal(b.lmem[i], 0x5a);
+
+    /* a good one is served: the pages arrive */
+    xm_zc_get_stats(&s0);
+    struct xm_rma_hdr hg = { b.id, base + PG, 4 * PG, 0, 22 };
+    raw_push(&o, &r, ch, &w, &hg, &ok, sizeof(ok));
+    assert_int_equal(w.h.status, 0);
+    assert_int_equal(w.h.req, 22);
+    assert_memory_equal(b.lmem + PG, b.mem + PG, 4 * PG);
+    xm_zc_get_stats(&s1);
+    assert_true(s1.zc_bytes - s0.zc_bytes >= 4 * PG);
+
+    /* an answer to a push the owner never asked for */
+    ref = xm_xfer_refused(o.x);
+    int err;
+    uint8_t *q = xm_chan_reserve(ch, sizeof(hg), &err);
+    assert_non_null(q);
+    memcpy(q, &hg, sizeof(hg));
+    xm_chan_commit(ch, XM_REC_RMA_PUSH_REP, sizeof(hg));
+    pump(&o, &r, 5);
+    assert_int_equal(xm_xfer_refused(o.x), ref + 1);
+
+    node_close(&r);
+    node_close(&o);
+    pushbuf_close(&b);
+}
+
+/* The owner's registration goes (deregistered, as a freed buffer's is)
+ * after the owner took a push and while its copy waits for the peer's
+ * grant: the push is answered -ENOENT and nothing of that memory is
+ * written into the peer's. */
+static void test_push_source_gone(void **state)
+{
+    struct node o, r;
+    struct pushbuf b;
+    xm_channel_t *ch;
+    struct raw w = { 0 };
+    int err;
+
+    node_open_push(&o, 16 * PG);
+    raw_open(&r, &w);
+    ch = pair(&o, &r);
+    pushbuf_open(&b, XM_ZC_REMOTE_READ, XM_ZC_REMOTE_READ | XM_ZC_REMOTE_WRITE);
+    struct xm_rma_hdr h = { b.id, (uintptr_t)b.mem, 4 * PG, 0, 7 };
+    struct xm_rma_push body = { b.lk, (uintptr_t)b.lmem };
+    uint8_t *p = xm_chan_reserve(ch, sizeof(h) + sizeof(body), &err);
+    assert_non_null(p);
+    memcpy(p, &h, sizeof(h));
+    memcpy(p + sizeof(h), &body, sizeof(body));
+    xm_chan_commit(ch, XM_REC_RMA_PUSH_REQ, sizeof(h) + sizeof(body));
+    pump(&o, NULL, 3);   /* the owner takes it and asks for the peer's grant */
+    assert_int_equal(w.n, 0);
+    assert_int_equal(xm_zc_dereg(b.id), 0);
+    for (int i = 0; i < 200 && !w.n; i++)
+        pump(&o, &r, 1);
+    assert_int_equal(w.n, 1);
+    assert_int_equal(w.h.status, -ENOENT);
+    for (size_t i = 0; i < PUSH_LEN + 2 * PG; i++)
+        assert_int_equal(b.lmem[i], 0x5a);
+    node_close(&r);
+    node_close(&o);
+    b.id = 0;
+    pushbuf_close(&b);
+}
+
+/* A get whose push is outstanding when the channel goes down completes
+ * with -EPIPE; a cancelled one leaves its push to its answer, which is
+ * then taken without complaint, and the channel is idle after it. */
+static void test_push_gone_and_cancel(void **state)
+{
+    struct node o, r;
+    struct pushbuf b;
+    xm_channel_t *ch;
+    struct done d = { 0 };
+    int tag;
+
+    node_open_push(&o, 16 * PG);
+    node_open_push(&r, 16 * PG);
+    ch = pair(&o, &r);
+    pushbuf_open(&b, XM_ZC_REMOTE_READ, XM_ZC_REMOTE_READ | XM_ZC_REMOTE_WRITE);
+
+    assert_int_equal(xm_xfer_zcopy_reg(r.x, ch, &b.rk, (uintptr_t)b.mem + PUSH_OFF,
+                                       b.lmem + PUSH_OFF, &b.lk, PUSH_LEN, XM_ZC_GET,
+                                       done_cb, &d, &tag), -EINPROGRESS);
+    xm_xfer_cancel(r.x, &tag);
+    assert_false(xm_xfer_idle(r.x, ch));   /* the push is still the owner's */
+    for (int i = 0; i < 500 && !xm_xfer_idle(r.x, ch); i++)
+        pump(&o, &r, 1);
+    assert_true(xm_xfer_idle(r.x, ch));
+    pump(&o, &r, 20);   /* an answer still on its way would come now */
+    assert_int_equal(d.n, 0);
+    assert_int_equal(xm_xfer_refused(r.x), 0);
+
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(xm_xfer_zcopy_reg(r.x, ch, &b.rk, (uintptr_t)b.mem + PUSH_OFF,
+                                       b.lmem + PUSH_OFF, &b.lk, PUSH_LEN, XM_ZC_GET,
+                                       done_cb, &d, NULL), -EINPROGRESS);
+    node_close(&o);
+    for (int i = 0; i < 100 && !d.n; i++)
+        pump(NULL, &r, 1);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.status, -EPIPE);
+    assert_true(xm_xfer_idle(r.x, ch));
+    node_close(&r);
+    pushbuf_close(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -729,6 +1107,11 @@ int main(void)
         cmocka_unit_test(test_get_flood_unread),
         cmocka_unit_test(test_ring_ranges_per_peer),
         cmocka_unit_test(test_idle_ignores_control),
+        cmocka_unit_test(test_push_split),
+        cmocka_unit_test(test_push_refused_falls_back),
+        cmocka_unit_test(test_push_source_gone),
+        cmocka_unit_test(test_push_hostile),
+        cmocka_unit_test(test_push_gone_and_cancel),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
