@@ -249,8 +249,6 @@ void xf_op_free(xm_xfer_t *x, struct xf_op *op)
         c->tail = op->prev;
     if (op->kind == XF_GET)
         get_unhash(x, op);
-    if (op->push)
-        c->pushes_out--;
     free(op->pieces);
     free(op);
 }
@@ -576,7 +574,7 @@ static int zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t r
         if (op->ring || x->zcopy == XM_XFER_ZC_OFF)
             npieces = npush = plen = 0;
         else if (plen && (op->c->head != op || op->c->npushes))
-            npieces += npush, npush = plen = 0;   /* the owner has enough to do */
+            npieces += npush, npush = plen = 0;   /* both CPUs are busy already */
     }
     if (!op || (npieces + npush &&
                 !(op->pieces = calloc(npieces + npush, sizeof(*op->pieces))))) {
@@ -607,7 +605,6 @@ static int zcopy(xm_xfer_t *x, xm_channel_t *ch, const xm_rkey_t *rk, uint64_t r
             q->len = plen;
             q->hnext = x->gets[q->req % XF_GET_BUCKETS];
             x->gets[q->req % XF_GET_BUCKETS] = q;
-            op->c->pushes_out++;
             op->push_local = l + (ps - raddr);
             op->push_raddr = ps;
             op->push_len = plen;

@@ -89,7 +89,6 @@ struct xf_push {
     unsigned count;          /* copies outstanding, +1 while issuing */
 };
 #define XF_PUSH_CAP 64u      /* served at once per channel; beyond: refused */
-#define XF_PUSH_OUT 16u      /* ours outstanding per channel; beyond: we copy */
 
 /* Per channel: its operations and the next sequence number. */
 struct xf_chan {
@@ -110,7 +109,6 @@ struct xf_chan {
     uint64_t seen_recv;     /* the peer's adapter records at our last zero-copy op */
     struct xf_push *pushes; /* the peer's push requests we serve */
     unsigned npushes;
-    unsigned pushes_out;    /* our push requests to it not yet answered */
 };
 
 /* A range of a zero-copy operation for the ring, not yet wholly sent; a put
