@@ -854,3 +854,4 @@ void xm_xfer_detach(xm_xfer_t *x)
 
 size_t xm_xfer_rma_max(const xm_xfer_t *x) { return x->rma_max; }
 uint64_t xm_xfer_refused(const xm_xfer_t *x) { return x->refused; }
+size_t xm_xfer_push_min(const xm_xfer_t *x) { return x->push_min; }

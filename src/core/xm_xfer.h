@@ -78,7 +78,7 @@ typedef struct xm_xfer_params {
     size_t push_min; /* xm_xfer_zcopy_reg: the smallest get split with the
                       * owner (0: XM_XFER_PUSH_MIN; SIZE_MAX: never) */
 } xm_xfer_params_t;
-#define XM_XFER_PUSH_MIN ((size_t)256 << 10)
+#define XM_XFER_PUSH_MIN ((size_t)192 << 10)
 
 /* Serve and issue remote memory operations on ep: claims the RMA record
  * types and attaches zero-copy (xm_zc_attach).  Detach after closing the
@@ -89,6 +89,9 @@ void xm_xfer_detach(xm_xfer_t *x);
  * xm_xfer_put_reserve and xm_xfer_get take up to what ch's rings hold
  * (-EMSGSIZE beyond), at most rma_max when it was given. */
 size_t xm_xfer_rma_max(const xm_xfer_t *x);
+/* The smallest get xm_xfer_zcopy_reg splits with the owner (push_min as
+ * attached; SIZE_MAX: never). */
+size_t xm_xfer_push_min(const xm_xfer_t *x);
 /* Remote accesses this owner refused so far (hostile or stale). */
 uint64_t xm_xfer_refused(const xm_xfer_t *x);
 

@@ -741,6 +741,15 @@ static void rndv_copied(void *arg, int status)
     }
     MPL_free(bounce);
     rv[0] = rv[5] = 0;
+    if (rv[2] == 1) {
+        /* our registration of the destination (MPIDI_XEN_rndv_recv_cb) */
+        int rc = xm_zc_regcache_put(MPIDI_XEN_global.regcache, rv[1]);
+
+        if (rc)
+            fprintf(stderr, "xen netmod: releasing the registration of a receive buffer: %s\n",
+                    strerror(-rc));
+        rv[2] = 0;
+    }
     if (status == 0)
         MPIDI_XEN_global.zcopy_bytes += rv[6];
     /* to the sender's world rank: comm_world addresses it */
@@ -770,7 +779,7 @@ int MPIDI_XEN_rndv_recv_cb(MPIR_Request * rreq)
 {
     uint64_t *rv = rreq->dev.ch4.am.netmod_am.xen.rndv;
     MPIDI_XEN_peer_t *p;
-    xm_rkey_t rk;
+    xm_rkey_t rk, lk, *lkp;
     struct MPIDI_XEN_wire_rndv w;
     int is_contig = 0, is_gpu = 0, rc, mpi_errno;
     void *dst = NULL;
@@ -787,6 +796,7 @@ int MPIDI_XEN_rndv_recv_cb(MPIR_Request * rreq)
     rk.id = rv[1];
     rk.base = rv[2];
     rk.len = rv[3];
+    rv[2] = 0;   /* from here on: whether rv[1] is our registration (below) */
     w.base = rk.base;
     w.len = rk.len;
     w.addr = rv[8];
@@ -830,8 +840,27 @@ int MPIDI_XEN_rndv_recv_cb(MPIR_Request * rreq)
         rndv_copied(rreq, 0);
         return MPI_SUCCESS;
     }
-    rc = xm_xfer_zcopy(MPIDI_XEN_global.xfer, rndv_chan(p), &rk, w.addr + head,
-                       (char *) dst + head, rv[6], XM_ZC_GET, rndv_copied, rreq, rreq);
+    /* A large copy into the user's buffer where the two buffers share
+     * their offset in a page: that buffer registered (and bound to the
+     * sender's domain), so the sender can push half of the pages into it
+     * while we copy the rest (xm_xfer_zcopy_reg). */
+    lkp = NULL;
+    if (!rv[5] && rv[6] >= xm_xfer_push_min(MPIDI_XEN_global.xfer) &&
+        !((((uintptr_t) dst + head) ^ (w.addr + head)) & (XM_PAGE_SIZE - 1)) &&
+        xm_zc_regcache_get(MPIDI_XEN_global.regcache, (char *) dst + head, rv[6],
+                           XM_ZC_REMOTE_WRITE, &lk.id) == 0) {
+        if (xm_zc_bind(lk.id, p->addr.domid) == 0) {
+            lk.base = (uint64_t) (uintptr_t) dst + head;
+            lk.len = rv[6];
+            lkp = &lk;
+            rv[1] = lk.id;
+            rv[2] = 1;
+        } else {
+            xm_zc_regcache_put(MPIDI_XEN_global.regcache, lk.id);
+        }
+    }
+    rc = xm_xfer_zcopy_reg(MPIDI_XEN_global.xfer, rndv_chan(p), &rk, w.addr + head,
+                           (char *) dst + head, lkp, rv[6], XM_ZC_GET, rndv_copied, rreq, rreq);
     if (rc == 0)
         rndv_copied(rreq, 0);
     else if (rc != -EINPROGRESS)

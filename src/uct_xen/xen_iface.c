@@ -81,7 +81,7 @@ ucs_config_field_t uct_xen_iface_config_table[] = {
      "it, its least recently used are released.",
      ucs_offsetof(uct_xen_iface_config_t, peer_cache), UCS_CONFIG_TYPE_MEMUNITS},
 
-    {"PUSH_MIN", "256k",
+    {"PUSH_MIN", "192k",
      "Smallest zero-copy get that is split between the two processes: the owner of the data\n"
      "is asked to grant-copy the second half of its pages into ours while we copy the first,\n"
      "so both CPUs copy (when it is our only operation with that peer and the peer is not\n"

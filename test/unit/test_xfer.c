@@ -898,16 +898,24 @@ static void raw_recv(void *arg, xm_channel_t *ch, uint16_t type, const void *dat
     memcpy(&w->h, data, sizeof(w->h));
 }
 
-static void raw_push(struct node *o, struct node *r, xm_channel_t *ch, struct raw *w,
-                     const struct xm_rma_hdr *h, const void *body, size_t blen)
+static void raw_send(xm_channel_t *ch, uint16_t type, const struct xm_rma_hdr *h,
+                     const void *body, size_t blen)
 {
     int err;
     uint8_t *p = xm_chan_reserve(ch, sizeof(*h) + blen, &err);
 
     assert_non_null(p);
     memcpy(p, h, sizeof(*h));
-    memcpy(p + sizeof(*h), body, blen);
-    xm_chan_commit(ch, XM_REC_RMA_PUSH_REQ, sizeof(*h) + blen);
+    if (blen)
+        memcpy(p + sizeof(*h), body, blen);
+    xm_chan_commit(ch, type, sizeof(*h) + blen);
+}
+
+/* a push request, pumped until its answer came (or not) */
+static void raw_push(struct node *o, struct node *r, xm_channel_t *ch, struct raw *w,
+                     const struct xm_rma_hdr *h, const void *body, size_t blen)
+{
+    raw_send(ch, XM_REC_RMA_PUSH_REQ, h, body, blen);
     w->n = 0;
     for (int i = 0; i < 200 && !w->n; i++)
         pump(o, r, 1);
@@ -999,11 +1007,7 @@ static void test_push_hostile(void **state)
 
     /* an answer to a push the owner never asked for */
     ref = xm_xfer_refused(o.x);
-    int err;
-    uint8_t *q = xm_chan_reserve(ch, sizeof(hg), &err);
-    assert_non_null(q);
-    memcpy(q, &hg, sizeof(hg));
-    xm_chan_commit(ch, XM_REC_RMA_PUSH_REP, sizeof(hg));
+    raw_send(ch, XM_REC_RMA_PUSH_REP, &hg, NULL, 0);
     pump(&o, &r, 5);
     assert_int_equal(xm_xfer_refused(o.x), ref + 1);
 
@@ -1022,7 +1026,6 @@ static void test_push_source_gone(void **state)
     struct pushbuf b;
     xm_channel_t *ch;
     struct raw w = { 0 };
-    int err;
 
     node_open_push(&o, 16 * PG);
     raw_open(&r, &w);
@@ -1030,11 +1033,7 @@ static void test_push_source_gone(void **state)
     pushbuf_open(&b, XM_ZC_REMOTE_READ, XM_ZC_REMOTE_READ | XM_ZC_REMOTE_WRITE);
     struct xm_rma_hdr h = { b.id, (uintptr_t)b.mem, 4 * PG, 0, 7 };
     struct xm_rma_push body = { b.lk, (uintptr_t)b.lmem };
-    uint8_t *p = xm_chan_reserve(ch, sizeof(h) + sizeof(body), &err);
-    assert_non_null(p);
-    memcpy(p, &h, sizeof(h));
-    memcpy(p + sizeof(h), &body, sizeof(body));
-    xm_chan_commit(ch, XM_REC_RMA_PUSH_REQ, sizeof(h) + sizeof(body));
+    raw_send(ch, XM_REC_RMA_PUSH_REQ, &h, &body, sizeof(body));
     pump(&o, NULL, 3);   /* the owner takes it and asks for the peer's grant */
     assert_int_equal(w.n, 0);
     assert_int_equal(xm_zc_dereg(b.id), 0);
