@@ -148,7 +148,7 @@ mpi_domu() {
     # preload it from where the image keeps them (the packages: UCX loads
     # its module, and the packages' xenmpi-run preloads nothing)
     if [ -z "${XENTEST_DEBS:-}" ]; then
-        f=$(find "$BUILD" -maxdepth 3 -path "$BUILD/san-*" -prune -o \
+        f=$(find "$BUILD" -maxdepth 3 \( -path "$BUILD/san-*" -o -path "$BUILD/debs" \) -prune -o \
                  -path '*/.libs/libuct_xen.so' -print | head -1)
         [ -n "$f" ] || { echo "no libuct_xen.so under $BUILD (make)" >&2; return 1; }
         cp -L "$f" "$root/lib/x86_64-linux-gnu/" && copy_with_libs "$root" "$f" || return 1

@@ -143,7 +143,8 @@ for b in "${BINS[@]}"; do
         p=$BUILD/$b
     else
         # not the sanitizer builds' copies (test/run-all.sh: $BUILD/san-*)
-        p=$(find "$BUILD" -maxdepth 4 -path "$BUILD/san-*" -prune -o \
+        # nor the package build's (scripts/build-debs.sh: $BUILD/debs)
+        p=$(find "$BUILD" -maxdepth 4 \( -path "$BUILD/san-*" -o -path "$BUILD/debs" \) -prune -o \
                  -type f -name "$b" -perm -u+x -print 2>/dev/null | head -1)
     fi
     [ -n "$p" ] || fail_all "binary $b (named in $TESTS) not found under $BUILD"
@@ -160,9 +161,10 @@ done
 
 # libraries built in the build dir (libtool .libs) are found for ldd and go
 # to the image's /lib/x86_64-linux-gnu, where the loader looks by default
-# (not the sanitizer build trees' beside it, test/run-all.sh: $BUILD/san-*)
-BUILD_LIBS=$(find "$BUILD" -maxdepth 4 -path "$BUILD/san-*" -prune -o -type d -name .libs \
-             -print 2>/dev/null | tr '\n' ':')
+# (not the sanitizer build trees' beside it, test/run-all.sh: $BUILD/san-*,
+# nor the package build's, which may be of an older tree: $BUILD/debs)
+BUILD_LIBS=$(find "$BUILD" -maxdepth 4 \( -path "$BUILD/san-*" -o -path "$BUILD/debs" \) -prune -o \
+             -type d -name .libs -print 2>/dev/null | tr '\n' ':')
 copy_with_libs() { # root file...: copy each file and every library ldd lists
     local root=$1 f l
     shift
