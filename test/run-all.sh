@@ -252,7 +252,7 @@ if san_build "$B/san-asan" "-fno-omit-frame-pointer -fsanitize=address,undefined
     # name it).
     if [ "${XM_SKIP_MPICH:-0}" = 1 ]; then
         result "asan/mpi-netmod (XM_SKIP_MPICH=1)" SKIP
-    elif XM_BUILD_DIR=$S XM_MPICH_CONFIGURE_EXTRA="--enable-g=asan,ubsan --enable-fast=O1" \
+    elif XM_BUILD_DIR=$S XM_MPICH_CONFIGURE_EXTRA=--enable-g=asan,ubsan \
             "$SRC/scripts/build-mpich.sh" >"$S/mpich-asan.out" 2>&1; then
         cat "$S/mpich-asan.out"
         run_suite asan-mpi-netmod env HWLOC_PLUGINS_BLACKLIST=hwloc_pci ASAN_OPTIONS=detect_leaks=1 \
