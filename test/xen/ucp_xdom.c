@@ -9,7 +9,8 @@
  * every message:
  *   1. polling tag ping-pong: after a warm-up, <pingpongs> (default 10^5)
  *      round trips must make ZERO calls that reach /dev/xen or xenstored;
- *   2. bandwidth: 1 MiB messages a -> b, by grant copy; then the same from
+ *   2. bandwidth: 1 MiB messages a -> b, by grant copy (b copies half of
+ *      each, a pushes the other half into b's buffer); then the same from
  *      an mmap'ed buffer that a unmaps and maps again at the same address
  *      with other data: b must get the new data, not the old pinned pages;
  *   3. blocking ping-pong (ucp_worker_arm + poll on the worker's fd): each
@@ -296,20 +297,28 @@ int main(int argc, char **argv)
     dt = now() - t0;
     printf("%s: %u x 1 MiB in %.2f s: %.1f MB/s\n", argv[1], BW_COUNT, dt, BW_COUNT * (BW_SIZE / 1e6) / dt);
     /* the rendezvous went by grant copy: a granted the whole pages of its
-     * buffer through xenmpi_grant, b copied them and reused the grants */
+     * buffer through xenmpi_grant, b copied the first half of each and
+     * reused the grants; a pushed the second half into b's buffer, which
+     * b granted writable (UCX_XEN_PUSH_MIN) */
     xm_zc_stats_t zs;
     xm_zc_get_stats(&zs);
     printf("%s: zero-copy: %llu grants (%llu pages), %llu hits, %llu misses, %llu bytes "
-           "by grant copy, %llu refused for lack of entries\n", argv[1],
+           "by grant copy, %llu pushed to us, %llu refused for lack of entries\n", argv[1],
            (unsigned long long)zs.grants, (unsigned long long)zs.granted_pages,
            (unsigned long long)zs.hits, (unsigned long long)zs.misses,
-           (unsigned long long)zs.zc_bytes, (unsigned long long)zs.nospc);
+           (unsigned long long)zs.zc_bytes, (unsigned long long)zs.pushed_bytes,
+           (unsigned long long)zs.nospc);
     if (is_a) {
         CHECK(zs.grants > 0 && zs.grants < BW_COUNT, "%llu grants for %u sends of one buffer",
               (unsigned long long)zs.grants, BW_COUNT);
+        CHECK(zs.zc_bytes > 0, "a pushed nothing by grant copy");
     } else {
-        CHECK(zs.zc_bytes >= (uint64_t)BW_COUNT * (BW_SIZE - 2 * 4096),
-              "only %llu bytes by grant copy", (unsigned long long)zs.zc_bytes);
+        CHECK(zs.zc_bytes + zs.pushed_bytes >= (uint64_t)BW_COUNT * (BW_SIZE - 2 * 4096),
+              "only %llu bytes by grant copy and %llu pushed", (unsigned long long)zs.zc_bytes,
+              (unsigned long long)zs.pushed_bytes);
+        CHECK(zs.pushed_bytes > 0 && zs.zc_bytes > 0, "%llu bytes by grant copy, %llu pushed: "
+              "the copy was not split", (unsigned long long)zs.zc_bytes,
+              (unsigned long long)zs.pushed_bytes);
         CHECK(zs.hits > zs.misses, "grants not reused: %llu hits, %llu misses",
               (unsigned long long)zs.hits, (unsigned long long)zs.misses);
     }
