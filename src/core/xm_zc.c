@@ -529,6 +529,21 @@ static void copy_guard_install(void)
     }
 }
 
+/* May [addr, addr+len) of live registration r be accessed so (one of
+ * XM_ZC_REMOTE_READ, _WRITE)?  0, -EFAULT (outside it), -ENOENT (meets
+ * pages that went away), -EACCES (no such right).  Under zlock. */
+int zc_reg_range(const struct zc_region *r, uint64_t addr, uint64_t len, unsigned access)
+{
+    /* every subtraction is of a smaller value from a larger one */
+    if (addr < r->base || len > r->len || addr - r->base > r->len - len)
+        return -EFAULT;
+    if (zc_reg_hole_meets(r, addr, len))
+        return -ENOENT;   /* those pages went away: what is there now is not ours to give */
+    if (!(r->access & access) || (access != XM_ZC_REMOTE_READ && access != XM_ZC_REMOTE_WRITE))
+        return -EACCES;
+    return 0;
+}
+
 static int guarded_copy(uint64_t addr, void *buf, uint64_t len, int to_mem)
 {
     sigjmp_buf jb;
@@ -559,14 +574,9 @@ static int reg_copy(int check_dom, uint32_t dom, uint64_t id, uint64_t addr, uin
         rc = -ENOENT;
     else if (check_dom && !zc_reg_serves(r, dom))
         rc = -EACCES;
-    /* every subtraction is of a smaller value from a larger one */
-    else if (addr < r->base || len > r->len || addr - r->base > r->len - len)
-        rc = -EFAULT;
-    else if (zc_reg_hole_meets(r, addr, len))
-        rc = -ENOENT;   /* those pages went away: what is there now is not ours to give */
-    else if (!(r->access & access) || (access != XM_ZC_REMOTE_READ && access != XM_ZC_REMOTE_WRITE))
-        rc = -EACCES;
-    else if (len && buf)
+    else
+        rc = zc_reg_range(r, addr, len, access);
+    if (!rc && len && buf)
         rc = guarded_copy(addr, buf, len, access == XM_ZC_REMOTE_WRITE);
     /* under the lock: a concurrent dereg waits until the copy is done */
     pthread_mutex_unlock(&zlock);

@@ -47,6 +47,7 @@ struct zc_region {
 int zc_reg_serves(const struct zc_region *r, uint32_t dom);
 /* 1 if [addr, addr + len) meets a page of r that went away */
 int zc_reg_hole_meets(const struct zc_region *r, uint64_t addr, uint64_t len);
+int zc_reg_range(const struct zc_region *r, uint64_t addr, uint64_t len, unsigned access);
 
 /* An owner grant: O_LIVE (the peer may use it) -> O_INVAL_OWED (withdrawn:
  * deregistration, the cache cap, a full table; INVAL not sent yet) ->

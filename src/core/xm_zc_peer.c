@@ -43,10 +43,8 @@ void done_run(struct zc_donelist *dl)
 static int src_live(uint64_t src, const void *local, size_t n)
 {
     const struct zc_region *r = zc_reg_live(src);
-    uint64_t a = (uintptr_t)local;
 
-    if (!r || a < r->base || n > r->len || a - r->base > r->len - n ||
-        zc_reg_hole_meets(r, a, n) || !(r->access & XM_ZC_REMOTE_READ))
+    if (!r || zc_reg_range(r, (uintptr_t)local, n, XM_ZC_REMOTE_READ))
         return -ENOENT;
     return 0;
 }
